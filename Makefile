@@ -1,0 +1,61 @@
+# Bulwark. On a fresh machine `make test` and `make demo` install what is missing first:
+# .venv (pip, from pyproject.toml) and node_modules (npm ci, from package-lock.json).
+# Each install re-runs only when its manifest changed, so a second run costs nothing.
+
+SHELL := bash
+.DEFAULT_GOAL := test
+
+PYTHON ?= python3
+NPM ?= npm
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8545
+PYTEST_ARGS ?=
+ANVIL := node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
+
+VENV_STAMP := $(VENV)/.stamp
+NODE_STAMP := node_modules/.stamp
+
+.PHONY: bootstrap test demo bench compile node clean distclean
+
+bootstrap: $(VENV_STAMP) $(NODE_STAMP)
+
+$(VENV_STAMP): pyproject.toml
+	@test -x $(PY) || { echo "creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@echo "installing Python packages into $(VENV)"
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+# npm keeps node_modules/.package-lock.json in step with what it installed; when that is not
+# older than package-lock.json, the tree is current (e.g. installed before this stamp existed).
+$(NODE_STAMP): package.json package-lock.json
+	@if [ -f node_modules/.package-lock.json ] && \
+	    ! [ package-lock.json -nt node_modules/.package-lock.json ] && \
+	    [ -x $(ANVIL) ]; then \
+	    echo "node_modules is current"; \
+	else \
+	    echo "installing node_modules (npm ci)"; \
+	    $(NPM) ci --no-audit --no-fund --loglevel=error; \
+	fi
+	@touch $@
+
+test: bootstrap
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: bootstrap
+	$(VENV)/bin/bulwark demo
+
+bench: bootstrap
+	$(PY) -m bench
+
+compile: bootstrap
+	$(PY) -m keeper.compiler
+
+node: bootstrap
+	$(ANVIL) --port $(PORT)
+
+clean:
+	rm -rf build out cache .pytest_cache .hypothesis
+
+distclean: clean
+	rm -rf $(VENV) node_modules
