@@ -153,13 +153,43 @@ Linker Options:
                        <libraryName>=<address> [, or whitespace] ...
 `;
 
+function solcPackageDir() {
+  return path.dirname(require.resolve('solc/package.json', { paths: [PROJECT_ROOT, __dirname] }));
+}
+
 function loadSolc() {
-  return require(require.resolve('solc', { paths: [PROJECT_ROOT, __dirname] }));
+  return require(solcPackageDir());
 }
 
 // solc-js reports "0.8.37+commit.f401782d.Emscripten.clang"; native Linux builds say ".Linux.g++".
 function nativeVersion(solc) {
   return solc.version().replace(/\.Emscripten\.clang$/, '.Linux.g++');
+}
+
+// `--version` is asked before every compilation (py-solc-x, Forge) and loading the compiler
+// costs a third of a second, so the answer is kept in node_modules/.cache, keyed by the
+// compiler file's size and mtime. Without a writable cache it is simply computed each time.
+function cachedNativeVersion() {
+  const dir = solcPackageDir();
+  const soljson = fs.statSync(path.join(dir, 'soljson.js'));
+  const key = `${soljson.size}:${soljson.mtimeMs}`;
+  const cacheFile = path.join(dir, '..', '.cache', 'bulwark-solc-js', 'version.json');
+  try {
+    const cached = JSON.parse(fs.readFileSync(cacheFile, 'utf8'));
+    if (cached.key === key && typeof cached.version === 'string') return cached.version;
+  } catch (err) {
+    // no cache yet
+  }
+  const version = nativeVersion(loadSolc());
+  try {
+    fs.mkdirSync(path.dirname(cacheFile), { recursive: true });
+    const tmp = `${cacheFile}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, JSON.stringify({ key, version }));
+    fs.renameSync(tmp, cacheFile);
+  } catch (err) {
+    // read-only node_modules: fine, just slower
+  }
+  return version;
 }
 
 function sleepMs(ms) {
@@ -503,10 +533,13 @@ async function main(argv) {
     writeAll(1, HELP);
     return;
   }
-  const solc = loadSolc();
   if (opts.mode === 'version') {
-    writeAll(1, `solc, the solidity compiler commandline interface\nVersion: ${nativeVersion(solc)}\n`);
-  } else if (opts.mode === 'license') {
+    const version = cachedNativeVersion();
+    writeAll(1, `solc, the solidity compiler commandline interface\nVersion: ${version}\n`);
+    return;
+  }
+  const solc = loadSolc();
+  if (opts.mode === 'license') {
     writeAll(1, (solc.license ? solc.license() : 'GPL-3.0') + '\n');
   } else if (opts.mode === 'standard-json') {
     await runStandardJson(solc, opts);
