@@ -22,7 +22,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import solcx
 from solcx.exceptions import SolcError
@@ -164,7 +164,9 @@ def _run_solc(root: Path, sources: dict[str, Path]) -> dict[str, Any]:
         )
     except SolcError as exc:
         if exc.error_dict:
-            raise CompileError(_format_errors(exc.error_dict)) from None
+            # py-solc-x annotates error_dict as a dict; it holds solc's list of errors.
+            errors = cast(list[dict[str, Any]], exc.error_dict)
+            raise CompileError(_format_errors(errors)) from None
         raise CompileError(str(exc)) from None
     errors = [e for e in output.get("errors", []) if e.get("severity") == "error"]
     if errors:
@@ -281,9 +283,7 @@ def deployed_size(artifact: Artifact) -> int:
 
 def contract_sizes(*, root: Path | None = None) -> dict[str, int]:
     """Deployed bytecode size of every contract, in bytes (compiling if needed)."""
-    return {
-        name: deployed_size(a) for name, a in sorted(compile_contracts(root=root).items())
-    }
+    return {name: deployed_size(a) for name, a in sorted(compile_contracts(root=root).items())}
 
 
 def main(argv: list[str] | None = None) -> int:

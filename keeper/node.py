@@ -33,7 +33,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from keeper import paths
 
@@ -97,7 +97,7 @@ class _Launcher:
             fn, future = self._jobs.get()
             try:
                 future.set_result(fn())
-            except BaseException as exc:  # handed back to the caller
+            except BaseException as exc:  # noqa: BLE001 - handed back to the caller
                 future.set_exception(exc)
 
 
@@ -189,7 +189,7 @@ class AnvilNode:
         """The last lines Anvil printed (for error messages)."""
         return "\n".join(self._output)
 
-    def start(self) -> AnvilNode:
+    def start(self) -> Self:
         """Start Anvil and return once it answers ``eth_chainId``."""
         if self.is_running():
             return self
@@ -207,7 +207,7 @@ class AnvilNode:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent(parent),
+                preexec_fn=_die_with_parent(parent),  # noqa: PLW1509 - only prctl and getppid
                 start_new_session=True,  # a Ctrl-C reaches Python, which then stops Anvil
             )
 
@@ -288,7 +288,7 @@ class AnvilNode:
             raise AnvilError("Anvil is not running")
         return self._proc.wait()
 
-    def __enter__(self) -> AnvilNode:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(

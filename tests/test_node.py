@@ -123,7 +123,12 @@ def test_crashed_session_leaves_no_anvil_running() -> None:
         """
     )
     result = subprocess.run(
-        [sys.executable, "-c", child], cwd=REPO, capture_output=True, text=True, timeout=30
+        [sys.executable, "-c", child],
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
 
     assert result.returncode == -9, result.stderr
@@ -141,7 +146,12 @@ def test_normal_exit_without_stop_stops_anvil() -> None:
         """
     )
     result = subprocess.run(
-        [sys.executable, "-c", child], cwd=REPO, capture_output=True, text=True, timeout=30
+        [sys.executable, "-c", child],
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
 
     assert result.returncode == 0, result.stderr

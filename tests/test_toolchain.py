@@ -52,7 +52,13 @@ contract Counter {
 
 def _solc(*args: str, cwd: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(SOLC_JS), *args], input=stdin, capture_output=True, text=True, cwd=cwd, timeout=60
+        [str(SOLC_JS), *args],
+        check=False,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=60,
     )
 
 
@@ -138,9 +144,11 @@ def test_standard_json_compiles_openzeppelin_import_via_py_solc_x(tmp_path: Path
 def test_standard_json_resolves_include_path_and_bare_package_imports(tmp_path: Path) -> None:
     lib = tmp_path / "lib"
     lib.mkdir()
-    (lib / "Dep.sol").write_text("// SPDX-License-Identifier: MIT\npragma solidity ^0.8.0;\n"
-                                 "library Dep { function one() internal pure returns (uint) "
-                                 "{ return 1; } }\n")
+    (lib / "Dep.sol").write_text(
+        "// SPDX-License-Identifier: MIT\npragma solidity ^0.8.0;\n"
+        "library Dep { function one() internal pure returns (uint) "
+        "{ return 1; } }\n"
+    )
     main_sol = (
         "// SPDX-License-Identifier: MIT\npragma solidity ^0.8.0;\n"
         'import {Dep} from "Dep.sol";\n'
@@ -154,8 +162,13 @@ def test_standard_json_resolves_include_path_and_bare_package_imports(tmp_path: 
         "settings": {"outputSelection": {"*": {"*": ["evm.bytecode.object"]}}},
     }
 
-    result = _solc("--standard-json", "--include-path", str(lib), cwd=tmp_path,
-                   stdin=json.dumps(standard_input))
+    result = _solc(
+        "--standard-json",
+        "--include-path",
+        str(lib),
+        cwd=tmp_path,
+        stdin=json.dumps(standard_input),
+    )
 
     assert result.returncode == 0, result.stderr
     output = json.loads(result.stdout)
@@ -246,9 +259,10 @@ def test_combined_json_rejects_unknown_output_and_reports_compile_errors(project
     assert "ParserError" in broken.stderr and broken.stdout == ""
 
 
-def test_solcx_install_folder_symlink_makes_it_an_installed_version(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch,
-                                                                   ) -> None:
+def test_solcx_install_folder_symlink_makes_it_an_installed_version(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """How Brownie (and bare py-solc-x) find it: ~/.solcx/solc-v0.8.37 -> tools/solc.js."""
     monkeypatch.setenv("SOLCX_BINARY_PATH", str(tmp_path))
     (tmp_path / "solc-v0.8.37").symlink_to(SOLC_JS)
@@ -266,8 +280,15 @@ def test_forge_build_compiles_through_solc_js(token_project: Path) -> None:
     shutil.copy(SOLC_JS, project / "tools" / "solc.js")
     (project / "node_modules").symlink_to(REPO / "node_modules")
 
-    result = subprocess.run([str(forge), "build"], cwd=project, capture_output=True, text=True,
-                            timeout=120, env={**os.environ, "NO_COLOR": "1"})
+    result = subprocess.run(
+        [str(forge), "build"],
+        check=False,
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
 
     assert result.returncode == 0, result.stdout + result.stderr
     artifact = json.loads((project / "out" / "Token.sol" / "Token.json").read_text())
@@ -292,16 +313,18 @@ def test_project_root_walks_up_from_cwd(project: Path, monkeypatch: pytest.Monke
     assert paths.project_root() == project.resolve()
 
 
-def test_project_root_falls_back_to_package_repo(tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_project_root_falls_back_to_package_repo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv(paths.HOME_ENV, raising=False)
     monkeypatch.chdir(tmp_path)
 
     assert paths.project_root() == REPO
 
 
-def test_toolchain_files_fall_back_to_package_repo(project: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_toolchain_files_fall_back_to_package_repo(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(paths.HOME_ENV, str(project))
 
     assert paths.solc_script() == SOLC_JS
@@ -335,13 +358,16 @@ def test_compile_contracts_writes_artifacts(token_project: Path) -> None:
     assert compiler.load_artifact("Counter", root=project)["abi"] == artifacts["Counter"]["abi"]
     assert set(compiler.load_artifacts(root=project)) == set(artifacts)
     links = artifacts["UsesAdder"]["deployedLinkReferences"]
-    assert list(links) == ["contracts/lib/Adder.sol"] and "Adder" in links["contracts/lib/Adder.sol"]
+    assert (
+        list(links) == ["contracts/lib/Adder.sol"] and "Adder" in links["contracts/lib/Adder.sol"]
+    )
     assert artifacts["UsesAdder"]["methodIdentifiers"] == {"three()": "45caa117"}
 
 
-def test_compile_contracts_skips_solc_when_nothing_changed(project: Path,
-                                                           monkeypatch: pytest.MonkeyPatch,
-                                                           ) -> None:
+def test_compile_contracts_skips_solc_when_nothing_changed(
+    project: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     first = compiler.compile_contracts(root=project)
     calls = []
     real_run = compiler._run_solc
@@ -361,14 +387,18 @@ def test_compile_contracts_skips_solc_when_nothing_changed(project: Path,
     assert len(calls) == 2
 
 
-def test_source_hash_covers_openzeppelin_version_and_settings(project: Path,
-                                                              monkeypatch: pytest.MonkeyPatch,
-                                                              ) -> None:
+def test_source_hash_covers_openzeppelin_version_and_settings(
+    project: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     base = compiler.source_hash(project)
     real_version = compiler._package_version
 
-    monkeypatch.setattr(compiler, "_package_version",
-                        lambda root, pkg: "9.9.9" if "openzeppelin" in pkg else real_version(root, pkg))
+    monkeypatch.setattr(
+        compiler,
+        "_package_version",
+        lambda root, pkg: "9.9.9" if "openzeppelin" in pkg else real_version(root, pkg),
+    )
     other_oz = compiler.source_hash(project)
     monkeypatch.setattr(compiler, "_package_version", real_version)
     monkeypatch.setattr(compiler, "OPTIMIZER_RUNS", 1000)
@@ -433,8 +463,9 @@ def test_contract_sizes_are_deployed_bytes(project: Path) -> None:
     assert 0 < sizes["UsesAdder"] < compiler.CODE_SIZE_LIMIT == 24_576
 
 
-def test_compile_contracts_uses_bulwark_home(project: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_compile_contracts_uses_bulwark_home(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(paths.HOME_ENV, str(project))
 
     artifacts = compiler.compile_contracts()
