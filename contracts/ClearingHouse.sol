@@ -1,0 +1,411 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {AccessControlDefaultAdminRules} from
+    "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {IERC20Metadata} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Metadata.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+
+import {IClearingHouse} from "./interfaces/IClearingHouse.sol";
+import {IInsuranceFund} from "./interfaces/IInsuranceFund.sol";
+import {IOracleAdapter} from "./interfaces/IOracleAdapter.sol";
+import {FixedPointMath} from "./libraries/FixedPointMath.sol";
+import {Ledger} from "./libraries/Ledger.sol";
+import {LiquidationLogic} from "./libraries/LiquidationLogic.sol";
+import {ParamBounds} from "./libraries/ParamBounds.sol";
+import {PositionMath} from "./libraries/PositionMath.sol";
+
+/// @title Bulwark clearing house
+/// @notice Holds the collateral, every account's margin and positions; settles trades and funding here and
+/// delegates liquidation, bad debt and ADL to `LiquidationLogic`, which runs on this contract's storage.
+/// Conservation: token balance (WAD) + bad debt == sum of all margins, pool and fund included.
+contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, ReentrancyGuardTransient {
+    using SafeERC20 for IERC20;
+    using SafeCast for uint256;
+    using SafeCast for int256;
+    using FixedPointMath for uint256;
+    using FixedPointMath for int256;
+    using Ledger for Ledger.Layout;
+    using Ledger for Ledger.Prices;
+
+    bytes32 public constant RISK_ADMIN_ROLE = keccak256("RISK_ADMIN_ROLE");
+    bytes32 public constant GUARDIAN_ROLE = keccak256("GUARDIAN_ROLE");
+    uint256 public constant MAX_MARKETS = 128;
+
+    IERC20 public immutable collateral;
+    uint256 public immutable tokenScale;
+    IOracleAdapter public immutable oracle;
+
+    Ledger.Layout internal _s;
+
+    modifier onlyRiskAdmin() {
+        _checkRole(RISK_ADMIN_ROLE);
+        _;
+    }
+
+    constructor(IERC20 collateral_, IOracleAdapter oracle_, RiskParams memory risk, address admin)
+        AccessControlDefaultAdminRules(1 days, admin)
+    {
+        if (address(collateral_) == address(0) || address(oracle_) == address(0)) revert ZeroAddress();
+        collateral = collateral_;
+        tokenScale = 10 ** (18 - IERC20Metadata(address(collateral_)).decimals());
+        oracle = oracle_;
+        _setRiskParams(risk);
+    }
+
+    // ================================================================ administration
+
+    /// @notice Names the pool and fund accounts, once, before any market is listed.
+    function linkAccounts(address pool_, IInsuranceFund fund_) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        if (_s.pool != address(0)) revert AccountsAlreadyLinked();
+        if (pool_ == address(0) || address(fund_) == address(0)) revert ZeroAddress();
+        _s.pool = pool_;
+        _s.fund = fund_;
+        emit AccountsLinked(pool_, address(fund_));
+    }
+
+    function listMarket(string calldata name, MarketConfig calldata config)
+        external
+        onlyRiskAdmin
+        returns (uint256 marketId)
+    {
+        if (_s.pool == address(0)) revert AccountsNotLinked();
+        bytes32 key = keccak256(bytes(name));
+        if (_s.idPlusOne[key] != 0) revert MarketNameTaken(name);
+        marketId = _s.configs.length;
+        if (marketId >= MAX_MARKETS) revert MarketLimitReached(MAX_MARKETS);
+        ParamBounds.checkMarket(config);
+        _s.configs.push(config);
+        _s.states.push(MarketState(0, 0, 0, 0, 0, 0, uint64(block.timestamp)));
+        _s.names.push(name);
+        _s.idPlusOne[key] = marketId + 1;
+        emit MarketListed(marketId, name, config);
+    }
+
+    function setMarketConfig(uint256 marketId, MarketConfig calldata config) external onlyRiskAdmin {
+        _requireMarket(marketId);
+        ParamBounds.checkMarket(config);
+        _s.accrueFunding(marketId, oracle.priceWad(marketId)); // funding so far at the old parameters
+        _s.configs[marketId] = config;
+        emit MarketConfigured(marketId, config);
+    }
+
+    function setRiskParams(RiskParams calldata risk) external onlyRiskAdmin {
+        _setRiskParams(risk);
+    }
+
+    /// @notice The guardian's switch: reduce-only allows closing, liquidation, ADL and withdrawals of free
+    /// margin, and refuses every trade that adds risk.
+    function setReduceOnly(bool on) external onlyRole(GUARDIAN_ROLE) {
+        _s.reduceOnly = on;
+        emit ReduceOnlySet(msg.sender, on);
+    }
+
+    // ================================================================ vault
+
+    /// @inheritdoc IClearingHouse
+    function deposit(address account, uint256 amountTokens) external nonReentrant {
+        if (amountTokens == 0) revert VaultZeroAmount();
+        if (account == address(0)) revert ZeroAddress();
+        // Interaction before the credit on purpose: only what actually arrived is credited.
+        uint256 before = collateral.balanceOf(address(this));
+        collateral.safeTransferFrom(msg.sender, address(this), amountTokens);
+        uint256 received = collateral.balanceOf(address(this)) - before;
+        _s.addMargin(account, (received * tokenScale).toInt256());
+        emit Deposited(account, msg.sender, received);
+    }
+
+    /// @inheritdoc IClearingHouse
+    function withdraw(uint256 amountTokens, address to) external nonReentrant {
+        if (amountTokens == 0) revert VaultZeroAmount();
+        if (to == address(0)) revert ZeroAddress();
+        if (_s.totalBadDebtWad != 0) revert VaultBadDebtOutstanding(_s.totalBadDebtWad);
+        uint256 amountWad = amountTokens * tokenScale;
+        Ledger.Account storage acc = _s.accounts[msg.sender];
+        if (int256(acc.marginWad) < amountWad.toInt256()) {
+            revert VaultInsufficientMargin(msg.sender, acc.marginWad, amountWad);
+        }
+        if (msg.sender == _s.pool) {
+            _checkPoolExposure(_s.newPrices(oracle), amountWad);
+        } else if (acc.openMarkets != 0) {
+            (int256 equity, uint256 imr,) = _s.health(msg.sender, _s.newPrices(oracle));
+            int256 equityAfter = equity - amountWad.toInt256();
+            if (equityAfter < imr.toInt256()) revert VaultBelowInitialMargin(msg.sender, equityAfter, imr);
+        }
+        acc.marginWad -= amountWad.toInt256().toInt128();
+        collateral.safeTransfer(to, amountTokens);
+        emit Withdrawn(msg.sender, to, amountTokens);
+    }
+
+    // ================================================================ trading
+
+    /// @inheritdoc IClearingHouse
+    function trade(uint256 marketId, int256 sizeDeltaWad, uint256 acceptablePriceWad) external nonReentrant {
+        if (sizeDeltaWad == 0) revert TradeZeroSize();
+        _requireMarket(marketId);
+        address account = msg.sender;
+        if (_s.isProtected(account)) revert AccountProtected(account);
+
+        int256 oldSize = _s.positions[account][marketId].sizeWad;
+        int256 newSize = oldSize + sizeDeltaWad;
+        bool reducing = (oldSize > 0 && newSize >= 0 && newSize < oldSize)
+            || (oldSize < 0 && newSize <= 0 && newSize > oldSize);
+        if (_s.reduceOnly && !reducing) revert TradeReduceOnly(oldSize, newSize);
+
+        Ledger.Prices memory px = _s.newPrices(oracle);
+        uint256 price = px.price(marketId);
+        if (sizeDeltaWad > 0 ? price > acceptablePriceWad : price < acceptablePriceWad) {
+            revert TradeSlippage(price, acceptablePriceWad);
+        }
+
+        int256 skewBefore = _s.states[marketId].sumSizeWad;
+        _s.accrueFunding(marketId, price);
+        int256 funding = _s.settleFunding(account, marketId);
+        int256 realized = _s.changePosition(account, marketId, sizeDeltaWad, price);
+        if (reducing && realized > 0) _haircutCloseDuringAdl(account, marketId, oldSize, realized);
+        uint256 fee = _chargeFee(account, marketId, sizeDeltaWad, price);
+
+        if (reducing) {
+            (int256 equity,,) = _s.health(account, px);
+            if (equity < 0) revert TradeWouldBankrupt(account, equity);
+        } else {
+            _checkOpenInterest(marketId, newSize > 0);
+            if (_s.states[marketId].sumSizeWad.abs() > skewBefore.abs()) _checkPoolExposure(px, 0);
+            (int256 equity, uint256 imr,) = _s.health(account, px);
+            if (equity < imr.toInt256()) revert TradeMarginInsufficient(account, equity, imr);
+        }
+        emit PositionChanged(account, marketId, sizeDeltaWad, newSize, price, fee, realized, funding);
+    }
+
+    // ================================================================ liquidation and ADL
+
+    /// @inheritdoc IClearingHouse
+    function liquidate(address account, uint256 marketId) external nonReentrant {
+        LiquidationLogic.liquidate(_s, oracle, account, marketId, msg.sender);
+    }
+
+    /// @inheritdoc IClearingHouse
+    function liquidateBatch(address[] calldata accounts, uint256[] calldata marketIds)
+        external
+        nonReentrant
+        returns (uint256 liquidated)
+    {
+        if (accounts.length != marketIds.length) {
+            revert LiquidationBatchLengthMismatch(accounts.length, marketIds.length);
+        }
+        for (uint256 i; i < accounts.length; ++i) {
+            // A self-call gives each entry its own revert scope, so one failure skips only itself.
+            try this.liquidateFromBatch(accounts[i], marketIds[i], msg.sender) {
+                ++liquidated;
+            } catch (bytes memory reason) {
+                emit LiquidationSkipped(accounts[i], marketIds[i], reason);
+            }
+        }
+    }
+
+    /// @notice One entry of `liquidateBatch`; callable only by this contract, inside the batch's guard.
+    function liquidateFromBatch(address account, uint256 marketId, address keeper) external {
+        if (msg.sender != address(this)) revert LiquidationOnlySelfCall(msg.sender);
+        LiquidationLogic.liquidate(_s, oracle, account, marketId, keeper);
+    }
+
+    /// @inheritdoc IClearingHouse
+    function autoDeleverage(uint256 marketId, address[] calldata targets)
+        external
+        nonReentrant
+        returns (uint256 absorbedWad)
+    {
+        return LiquidationLogic.autoDeleverage(_s, oracle, marketId, targets);
+    }
+
+    /// @inheritdoc IClearingHouse
+    function coverBadDebt(uint256 marketId, Side side) external nonReentrant returns (uint256 coveredWad) {
+        return LiquidationLogic.coverBadDebt(_s, marketId, side);
+    }
+
+    /// @inheritdoc IClearingHouse
+    function socializeBadDebt(uint256 marketId, Side side) external nonReentrant returns (uint256 amountWad) {
+        return LiquidationLogic.socializeBadDebt(_s, marketId, side);
+    }
+
+    // ================================================================ views
+
+    function pool() external view returns (address) {
+        return _s.pool;
+    }
+
+    function fund() external view returns (IInsuranceFund) {
+        return _s.fund;
+    }
+
+    function reduceOnly() external view returns (bool) {
+        return _s.reduceOnly;
+    }
+
+    function badDebtSince() external view returns (uint64) {
+        return _s.badDebtSince;
+    }
+
+    function totalBadDebtWad() external view returns (uint256) {
+        return _s.totalBadDebtWad;
+    }
+
+    function marketIdOf(string calldata name) external view returns (uint256) {
+        uint256 idPlusOne = _s.idPlusOne[keccak256(bytes(name))];
+        if (idPlusOne == 0) revert MarketUnknown(type(uint256).max);
+        return idPlusOne - 1;
+    }
+
+    function marginOf(address account) external view returns (int256) {
+        return _s.accounts[account].marginWad;
+    }
+
+    function positionOf(address account, uint256 marketId) external view returns (Position memory) {
+        return _s.positions[account][marketId];
+    }
+
+    function openMarketsOf(address account) external view returns (uint256[] memory ids) {
+        uint128 open = _s.accounts[account].openMarkets;
+        uint256 count;
+        for (uint128 bits = open; bits != 0; bits &= bits - 1) ++count;
+        ids = new uint256[](count);
+        uint256 k;
+        for (uint256 m; open >> m != 0; ++m) {
+            if ((open >> m) & 1 == 1) ids[k++] = m;
+        }
+    }
+
+    function healthOf(address account) external view returns (Health memory h) {
+        h = _healthOf(account, _s.newPrices(oracle));
+    }
+
+    function healthsOf(address[] calldata accounts) external view returns (Health[] memory hs) {
+        hs = new Health[](accounts.length);
+        Ledger.Prices memory px = _s.newPrices(oracle);
+        for (uint256 i; i < accounts.length; ++i) {
+            hs[i] = _healthOf(accounts[i], px);
+        }
+    }
+
+    function adlScoresOf(uint256 marketId, address[] calldata accounts)
+        external
+        view
+        returns (uint256[] memory scores)
+    {
+        _requireMarket(marketId);
+        scores = new uint256[](accounts.length);
+        Ledger.Prices memory px = _s.newPrices(oracle);
+        uint256 price = px.price(marketId);
+        for (uint256 i; i < accounts.length; ++i) {
+            Position memory p = _s.positions[accounts[i]][marketId];
+            if (p.sizeWad == 0 || _s.isProtected(accounts[i])) continue;
+            (int256 equity,,) = _s.health(accounts[i], px);
+            int256 pnl = PositionMath.unrealizedPnl(p.sizeWad, p.openNotionalWad, price);
+            scores[i] =
+                PositionMath.adlScore(pnl, p.openNotionalWad, PositionMath.notional(p.sizeWad, price), equity);
+        }
+    }
+
+    function poolEquityWad() external view returns (int256) {
+        return _s.poolEquity(_s.newPrices(oracle));
+    }
+
+    function badDebtOf(uint256 marketId, Side side) external view returns (uint256) {
+        return _s.badDebt[marketId][uint256(side)];
+    }
+
+    function marketCount() external view returns (uint256) {
+        return _s.configs.length;
+    }
+
+    function marketConfig(uint256 marketId) external view returns (MarketConfig memory) {
+        return _s.configs[marketId];
+    }
+
+    function marketState(uint256 marketId) external view returns (MarketState memory) {
+        return _s.states[marketId];
+    }
+
+    function marketName(uint256 marketId) external view returns (string memory) {
+        return _s.names[marketId];
+    }
+
+    function riskParams() external view returns (RiskParams memory) {
+        return _s.risk;
+    }
+
+    function currentFundingIndexWad(uint256 marketId) external view returns (int256) {
+        _requireMarket(marketId);
+        return _s.fundingIndexNow(marketId, oracle.priceWad(marketId));
+    }
+
+    // ================================================================ internals
+
+    function _healthOf(address account, Ledger.Prices memory px) internal view returns (Health memory h) {
+        (h.equityWad, h.initialMarginWad, h.maintenanceMarginWad) = _s.health(account, px);
+        h.liquidatable =
+            _s.accounts[account].openMarkets != 0 && h.equityWad < h.maintenanceMarginWad.toInt256();
+    }
+
+    /// @dev Taker fee on the notional: the fund's share to the fund, the rest to the pool.
+    function _chargeFee(address account, uint256 marketId, int256 sizeDeltaWad, uint256 price)
+        internal
+        returns (uint256 fee)
+    {
+        fee = PositionMath.notional(sizeDeltaWad, price).mulWadUp(_s.configs[marketId].takerFeeWad);
+        uint256 toFund = fee.mulWadDown(_s.risk.fundFeeShareWad);
+        _s.addMargin(account, -fee.toInt256());
+        _s.addMargin(address(_s.fund), toFund.toInt256());
+        _s.addMargin(_s.pool, (fee - toFund).toInt256());
+    }
+
+    /// @dev While the ADL conditions hold, profit realised by closing a position opposite a market's bad
+    /// debt pays that debt first, exactly as ADL would take it: closing cannot dodge ADL.
+    function _haircutCloseDuringAdl(address account, uint256 marketId, int256 oldSize, int256 realized)
+        internal
+    {
+        Side debtSide = oldSize > 0 ? Side.Short : Side.Long;
+        uint256 debt = _s.badDebt[marketId][uint256(debtSide)];
+        if (debt == 0 || _s.fund.availableWad() != 0) return;
+        uint256 haircut = uint256(realized).min(debt);
+        _s.addMargin(account, -haircut.toInt256());
+        _s.reduceBadDebt(marketId, debtSide, haircut);
+        emit ProfitHaircutOnClose(account, marketId, haircut, debt - haircut);
+    }
+
+    /// @dev |pool size| x price <= k x (pool equity - withdrawal) in every market.
+    function _checkPoolExposure(Ledger.Prices memory px, uint256 withdrawalWad) internal view {
+        int256 equity = _s.poolEquity(px) - withdrawalWad.toInt256();
+        uint256 cap = equity.positivePart().mulWadDown(_s.risk.poolExposureMultipleWad);
+        uint256 n = _s.states.length;
+        for (uint256 m; m < n; ++m) {
+            int256 skew = _s.states[m].sumSizeWad;
+            if (skew == 0) continue;
+            uint256 exposure = PositionMath.notional(skew, px.price(m));
+            if (exposure > cap) {
+                if (withdrawalWad != 0) revert VaultPoolExposure(m, exposure, cap);
+                revert TradePoolExposureCap(m, exposure, cap);
+            }
+        }
+    }
+
+    function _checkOpenInterest(uint256 marketId, bool long) internal view {
+        MarketState storage st = _s.states[marketId];
+        uint256 oi = long ? st.longOpenInterestWad : st.shortOpenInterestWad;
+        uint256 cap = _s.configs[marketId].maxOpenInterestWad;
+        if (oi > cap) revert TradeOpenInterestCap(marketId, oi, cap);
+    }
+
+    function _requireMarket(uint256 marketId) internal view {
+        if (marketId >= _s.configs.length) revert MarketUnknown(marketId);
+    }
+
+    function _setRiskParams(RiskParams memory risk) internal {
+        ParamBounds.checkRisk(risk);
+        _s.risk = risk;
+        emit RiskParamsUpdated(risk);
+    }
+}

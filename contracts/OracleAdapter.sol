@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {AccessControlDefaultAdminRules} from
+    "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
+
+import {AggregatorV3Interface} from "./interfaces/AggregatorV3Interface.sol";
+import {IOracleAdapter} from "./interfaces/IOracleAdapter.sol";
+import {OracleLib} from "./libraries/OracleLib.sol";
+
+/// @title Chainlink oracle adapter
+/// @notice One primary feed per market, an optional secondary feed bounding the deviation, and an optional
+/// L2 sequencer-uptime feed. The risk admin configures feeds within hard bounds.
+contract OracleAdapter is IOracleAdapter, AccessControlDefaultAdminRules {
+    bytes32 public constant RISK_ADMIN_ROLE = keccak256("RISK_ADMIN_ROLE");
+    uint256 public constant MIN_HEARTBEAT = 10;
+    uint256 public constant MAX_HEARTBEAT = 2 days;
+    uint256 public constant MAX_DEVIATION_WAD = 0.2e18;
+    uint256 public constant MAX_GRACE_PERIOD = 1 days;
+
+    mapping(uint256 marketId => FeedConfig) internal _feeds;
+    AggregatorV3Interface public sequencerFeed;
+    uint32 public sequencerGracePeriod;
+
+    constructor(address admin) AccessControlDefaultAdminRules(1 days, admin) {}
+
+    function setFeed(
+        uint256 marketId,
+        AggregatorV3Interface primary,
+        uint32 primaryHeartbeat,
+        AggregatorV3Interface secondary,
+        uint32 secondaryHeartbeat,
+        uint64 maxDeviationWad
+    ) external onlyRole(RISK_ADMIN_ROLE) {
+        if (address(primary) == address(0)) revert OracleFeedMissing(marketId);
+        _checkBound("primaryHeartbeat", primaryHeartbeat, MIN_HEARTBEAT, MAX_HEARTBEAT);
+        uint8 secondaryDecimals;
+        if (address(secondary) != address(0)) {
+            _checkBound("secondaryHeartbeat", secondaryHeartbeat, MIN_HEARTBEAT, MAX_HEARTBEAT);
+            _checkBound("maxDeviation", maxDeviationWad, 1, MAX_DEVIATION_WAD);
+            secondaryDecimals = _checkDecimals(secondary);
+        }
+        _feeds[marketId] = FeedConfig(
+            primary,
+            primaryHeartbeat,
+            _checkDecimals(primary),
+            secondary,
+            secondaryHeartbeat,
+            secondaryDecimals,
+            maxDeviationWad
+        );
+        emit FeedConfigured(
+            marketId, address(primary), primaryHeartbeat, address(secondary), secondaryHeartbeat, maxDeviationWad
+        );
+    }
+
+    function setSequencerFeed(AggregatorV3Interface feed, uint32 gracePeriod) external onlyRole(RISK_ADMIN_ROLE) {
+        _checkBound("sequencerGracePeriod", gracePeriod, 0, MAX_GRACE_PERIOD);
+        sequencerFeed = feed;
+        sequencerGracePeriod = gracePeriod;
+        emit SequencerFeedConfigured(address(feed), gracePeriod);
+    }
+
+    /// @inheritdoc IOracleAdapter
+    function priceWad(uint256 marketId) external view returns (uint256 price) {
+        FeedConfig memory f = _feeds[marketId];
+        if (address(f.primary) == address(0)) revert OracleFeedMissing(marketId);
+        if (address(sequencerFeed) != address(0)) OracleLib.checkSequencer(sequencerFeed, sequencerGracePeriod);
+        price = OracleLib.readWad(f.primary, f.primaryHeartbeat, f.primaryDecimals);
+        if (address(f.secondary) != address(0)) {
+            uint256 second = OracleLib.readWad(f.secondary, f.secondaryHeartbeat, f.secondaryDecimals);
+            OracleLib.checkDeviation(price, second, f.maxDeviationWad);
+        }
+    }
+
+    /// @inheritdoc IOracleAdapter
+    function feedConfig(uint256 marketId) external view returns (FeedConfig memory) {
+        return _feeds[marketId];
+    }
+
+    function _checkDecimals(AggregatorV3Interface feed) internal view returns (uint8 d) {
+        d = feed.decimals();
+        _checkBound("decimals", d, 0, 18);
+    }
+
+    function _checkBound(bytes32 field, uint256 value, uint256 minValue, uint256 maxValue) internal pure {
+        if (value < minValue || value > maxValue) revert OracleConfigOutOfBounds(field, value, minValue, maxValue);
+    }
+}

@@ -1,0 +1,199 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+
+import {IClearingHouse} from "../interfaces/IClearingHouse.sol";
+import {IInsuranceFund} from "../interfaces/IInsuranceFund.sol";
+import {IOracleAdapter} from "../interfaces/IOracleAdapter.sol";
+import {FixedPointMath} from "./FixedPointMath.sol";
+import {FundingMath} from "./FundingMath.sol";
+import {PositionMath} from "./PositionMath.sol";
+
+/// @title The clearing house's state and the bookkeeping every entry point shares.
+/// @notice Margins move only in pairs (`moveMargin`) or together with tokens or bad debt, which keeps
+/// token balance (WAD) + bad debt == sum of margins. The pool's position is never stored: it is the exact
+/// negative of the market's running sums over trader positions.
+library Ledger {
+    using SafeCast for uint256;
+    using SafeCast for int256;
+    using FixedPointMath for uint256;
+    using FixedPointMath for int256;
+
+    struct Account {
+        int128 marginWad;
+        uint128 openMarkets; // bit i set: a position is open in market i
+    }
+
+    struct Layout {
+        address pool;
+        bool reduceOnly;
+        uint64 badDebtSince;
+        IInsuranceFund fund;
+        uint256 totalBadDebtWad;
+        IClearingHouse.RiskParams risk;
+        IClearingHouse.MarketConfig[] configs;
+        IClearingHouse.MarketState[] states;
+        string[] names;
+        mapping(bytes32 nameHash => uint256 idPlusOne) idPlusOne;
+        mapping(address account => Account) accounts;
+        mapping(address account => mapping(uint256 marketId => IClearingHouse.Position)) positions;
+        mapping(uint256 marketId => uint256[2] bySide) badDebt;
+    }
+
+    /// @notice Oracle prices read at most once per market per call.
+    struct Prices {
+        IOracleAdapter oracle;
+        uint256[] wad;
+    }
+
+    function newPrices(Layout storage s, IOracleAdapter oracle) internal view returns (Prices memory) {
+        return Prices(oracle, new uint256[](s.configs.length));
+    }
+
+    function price(Prices memory px, uint256 marketId) internal view returns (uint256 p) {
+        p = px.wad[marketId];
+        if (p == 0) {
+            p = px.oracle.priceWad(marketId);
+            px.wad[marketId] = p;
+        }
+    }
+
+    // ---------------------------------------------------------------- margin
+
+    function addMargin(Layout storage s, address account, int256 amountWad) internal {
+        s.accounts[account].marginWad += amountWad.toInt128();
+    }
+
+    function moveMargin(Layout storage s, address from, address to, int256 amountWad) internal {
+        if (amountWad == 0) return;
+        addMargin(s, from, -amountWad);
+        addMargin(s, to, amountWad);
+    }
+
+    function isProtected(Layout storage s, address account) internal view returns (bool) {
+        return account == s.pool || account == address(s.fund);
+    }
+
+    // ---------------------------------------------------------------- positions and funding
+
+    /// @notice Applies a fill of `delta` at `priceWad`: realises PnL on any closed part (moving it between
+    /// the account and the pool), adds open notional for any opened part, and keeps the running sums, open
+    /// interest and the open-market bitmap exact. Funding must be settled first.
+    function changePosition(Layout storage s, address account, uint256 marketId, int256 delta, uint256 priceWad)
+        internal
+        returns (int256 realized)
+    {
+        IClearingHouse.Position storage p = s.positions[account][marketId];
+        int256 size = p.sizeWad;
+        int256 newSize = size + delta;
+        int256 openNotionalAfter;
+        (realized, openNotionalAfter) = PositionMath.fill(size, p.openNotionalWad, delta, priceWad);
+        moveMargin(s, s.pool, account, realized);
+
+        IClearingHouse.MarketState storage st = s.states[marketId];
+        int256 basisAfter = PositionMath.fundingBasis(newSize, st.cumFundingWad);
+        st.sumSizeWad += delta;
+        st.sumOpenNotionalWad += openNotionalAfter - p.openNotionalWad;
+        st.sumFundingBasisWad += basisAfter - p.fundingBasisWad;
+        st.longOpenInterestWad =
+            (uint256(st.longOpenInterestWad) + newSize.positivePart() - size.positivePart()).toUint128();
+        st.shortOpenInterestWad =
+            (uint256(st.shortOpenInterestWad) + (-newSize).positivePart() - (-size).positivePart()).toUint128();
+
+        p.sizeWad = newSize.toInt128();
+        p.openNotionalWad = openNotionalAfter.toInt128();
+        p.fundingBasisWad = basisAfter;
+
+        Account storage acc = s.accounts[account];
+        if (newSize == 0) acc.openMarkets &= ~uint128(1 << marketId);
+        else acc.openMarkets |= uint128(1 << marketId);
+    }
+
+    /// @notice Moves the funding a position owes since its last settlement from the account to the pool
+    /// (or back) and resets its basis. The index must be accrued first.
+    function settleFunding(Layout storage s, address account, uint256 marketId) internal returns (int256 owed) {
+        IClearingHouse.Position storage p = s.positions[account][marketId];
+        int256 size = p.sizeWad;
+        if (size == 0) return 0;
+        IClearingHouse.MarketState storage st = s.states[marketId];
+        int256 basis = PositionMath.fundingBasis(size, st.cumFundingWad);
+        owed = basis - p.fundingBasisWad;
+        if (owed == 0) return 0;
+        st.sumFundingBasisWad += owed;
+        p.fundingBasisWad = basis;
+        moveMargin(s, account, s.pool, owed);
+    }
+
+    function accrueFunding(Layout storage s, uint256 marketId, uint256 priceWad) internal {
+        IClearingHouse.MarketState storage st = s.states[marketId];
+        if (st.lastFundingAt == block.timestamp) return;
+        st.cumFundingWad = fundingIndexNow(s, marketId, priceWad);
+        st.lastFundingAt = uint64(block.timestamp);
+    }
+
+    function fundingIndexNow(Layout storage s, uint256 marketId, uint256 priceWad) internal view returns (int256) {
+        IClearingHouse.MarketState storage st = s.states[marketId];
+        IClearingHouse.MarketConfig storage cfg = s.configs[marketId];
+        int256 rate = FundingMath.ratePerDayWad(st.sumSizeWad, cfg.skewScaleWad, cfg.maxFundingRatePerDayWad);
+        return st.cumFundingWad + FundingMath.indexDeltaWad(rate, block.timestamp - st.lastFundingAt, priceWad);
+    }
+
+    // ---------------------------------------------------------------- health
+
+    /// @notice Equity, initial and maintenance margin of an account at the prices in `px`.
+    function health(Layout storage s, address account, Prices memory px)
+        internal
+        view
+        returns (int256 equity, uint256 imr, uint256 mmr)
+    {
+        equity = s.accounts[account].marginWad;
+        uint128 open = s.accounts[account].openMarkets;
+        for (uint256 m; open >> m != 0; ++m) {
+            if ((open >> m) & 1 == 0) continue;
+            (int256 value, uint256 notional) = positionValue(s, account, m, price(px, m));
+            equity += value;
+            imr += notional.mulWadUp(s.configs[m].imRatioWad);
+            mmr += notional.mulWadUp(s.configs[m].mmRatioWad);
+        }
+    }
+
+    /// @notice uPnL minus pending funding of a position, and its notional, at `priceWad`.
+    function positionValue(Layout storage s, address account, uint256 marketId, uint256 priceWad)
+        internal
+        view
+        returns (int256 value, uint256 notional)
+    {
+        IClearingHouse.Position storage p = s.positions[account][marketId];
+        int256 size = p.sizeWad;
+        int256 pending =
+            PositionMath.fundingBasis(size, fundingIndexNow(s, marketId, priceWad)) - p.fundingBasisWad;
+        value = PositionMath.unrealizedPnl(size, p.openNotionalWad, priceWad) - pending;
+        notional = PositionMath.notional(size, priceWad);
+    }
+
+    /// @notice Pool equity: its margin minus the traders' uPnL plus the funding the traders owe.
+    function poolEquity(Layout storage s, Prices memory px) internal view returns (int256 equity) {
+        equity = s.accounts[s.pool].marginWad;
+        uint256 n = s.states.length;
+        for (uint256 m; m < n; ++m) {
+            IClearingHouse.MarketState storage st = s.states[m];
+            if (st.sumSizeWad == 0 && st.sumOpenNotionalWad == 0 && st.sumFundingBasisWad == 0) continue;
+            uint256 priceWad = price(px, m);
+            int256 tradersPnl = PositionMath.unrealizedPnl(st.sumSizeWad, st.sumOpenNotionalWad, priceWad);
+            int256 tradersOwe =
+                PositionMath.fundingBasis(st.sumSizeWad, fundingIndexNow(s, m, priceWad)) - st.sumFundingBasisWad;
+            equity += tradersOwe - tradersPnl;
+        }
+    }
+
+    // ---------------------------------------------------------------- bad debt
+
+    function reduceBadDebt(Layout storage s, uint256 marketId, IClearingHouse.Side side, uint256 amount) internal {
+        if (amount == 0) return;
+        s.badDebt[marketId][uint256(side)] -= amount;
+        uint256 total = s.totalBadDebtWad - amount;
+        s.totalBadDebtWad = total;
+        if (total == 0) s.badDebtSince = 0;
+    }
+}

@@ -1,0 +1,363 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+
+import {IClearingHouse} from "../interfaces/IClearingHouse.sol";
+import {IOracleAdapter} from "../interfaces/IOracleAdapter.sol";
+import {FixedPointMath} from "./FixedPointMath.sol";
+import {Ledger} from "./Ledger.sol";
+import {LiquidationMath} from "./LiquidationMath.sol";
+import {PositionMath} from "./PositionMath.sol";
+
+/// @title Liquidation, shortfall settlement, bad debt and auto-deleveraging.
+/// @notice An external library: the clearing house delegates to it, so it runs on the clearing house's
+/// storage and emits the clearing house's events.
+library LiquidationLogic {
+    using SafeCast for uint256;
+    using SafeCast for int256;
+    using FixedPointMath for uint256;
+    using FixedPointMath for int256;
+    using Ledger for Ledger.Layout;
+    using Ledger for Ledger.Prices;
+
+    /// @dev What closing a bankrupt account in every market left behind.
+    struct Closure {
+        uint256[] losses; // loss net of funding per market, zero where it gained
+        IClearingHouse.Side[] sides; // side held per market
+        uint256 penaltyWad; // uncapped penalty over every closed notional
+        uint256 remainderMarket; // the last market with a loss, else the liquidated (or first) market
+    }
+
+    /// @dev State carried from one ADL step to the next.
+    struct AdlStep {
+        uint256 marketId;
+        IClearingHouse.Side debtSide;
+        uint256 debt;
+        uint256 previousScore;
+    }
+
+    /// @notice Liquidates `account` in `marketId`; see IClearingHouse.liquidate.
+    function liquidate(
+        Ledger.Layout storage s,
+        IOracleAdapter oracle,
+        address account,
+        uint256 marketId,
+        address keeper
+    ) external {
+        if (s.isProtected(account)) revert IClearingHouse.AccountProtected(account);
+        if (account == keeper) revert IClearingHouse.LiquidationSelf(account);
+        if (marketId >= s.configs.length) revert IClearingHouse.MarketUnknown(marketId);
+
+        Ledger.Prices memory px = s.newPrices(oracle);
+        uint128 open = s.accounts[account].openMarkets;
+        if (open == 0) revert IClearingHouse.LiquidationNoPosition(account, marketId);
+        for (uint256 m; open >> m != 0; ++m) {
+            if ((open >> m) & 1 == 1) s.accrueFunding(m, px.price(m));
+        }
+        (int256 equity,, uint256 mmr) = s.health(account, px);
+        if (equity >= mmr.toInt256()) revert IClearingHouse.LiquidationAccountHealthy(account, equity, mmr);
+
+        IClearingHouse.RiskParams memory risk = s.risk;
+        if (equity < uint256(risk.rewardFloorWad).toInt256()) {
+            _liquidateBankrupt(s, px, account, marketId, keeper, equity);
+        } else {
+            _liquidateMarket(s, px, account, marketId, keeper, equity, mmr);
+        }
+    }
+
+    /// @dev A partial or full close of one market for an account that can still pay the keeper's floor.
+    function _liquidateMarket(
+        Ledger.Layout storage s,
+        Ledger.Prices memory px,
+        address account,
+        uint256 marketId,
+        address keeper,
+        int256 equity,
+        uint256 mmr
+    ) private {
+        int256 size = s.positions[account][marketId].sizeWad;
+        if (size == 0) revert IClearingHouse.LiquidationNoPosition(account, marketId);
+        IClearingHouse.MarketConfig memory cfg = s.configs[marketId];
+        uint256 priceWad = px.wad[marketId];
+        int256 closeSize = _liquidationSize(s, size, priceWad, cfg, equity, mmr);
+
+        _close(s, account, marketId, closeSize, priceWad);
+        LiquidationMath.Split memory sp = _split(s, PositionMath.notional(closeSize, priceWad), cfg, equity);
+        _pay(s, account, keeper, sp);
+        if (closeSize != size) _requireImproved(s, px, account, equity, mmr);
+        emit IClearingHouse.Liquidated(account, marketId, keeper, sp.penaltyWad, sp.rewardWad, sp.paddingWad, 0, false);
+    }
+
+    /// @dev Closes `closeSize` of the position at `priceWad` after settling its funding; the pool takes it.
+    function _close(Ledger.Layout storage s, address account, uint256 marketId, int256 closeSize, uint256 priceWad)
+        private
+        returns (int256 funding, int256 realized)
+    {
+        funding = s.settleFunding(account, marketId);
+        realized = s.changePosition(account, marketId, -closeSize, priceWad);
+        emit IClearingHouse.PositionLiquidated(
+            account, marketId, closeSize, s.positions[account][marketId].sizeWad, priceWad, realized, funding
+        );
+    }
+
+    /// @dev The partial fraction when the account keeps at least half its maintenance margin, the
+    /// position is large enough, and closing the fraction strictly shrinks the margin deficit (the
+    /// maintenance margin it frees exceeds what the account is charged); otherwise the whole position.
+    function _liquidationSize(
+        Ledger.Layout storage s,
+        int256 size,
+        uint256 priceWad,
+        IClearingHouse.MarketConfig memory cfg,
+        int256 equity,
+        uint256 mmr
+    ) private view returns (int256) {
+        if (2 * equity < mmr.toInt256() || PositionMath.notional(size, priceWad) < cfg.minPartialNotionalWad) {
+            return size;
+        }
+        int256 part = size.abs().mulWadDown(cfg.partialFractionWad).toInt256();
+        if (part == 0) return size;
+        if (size < 0) part = -part;
+        uint256 partNotional = PositionMath.notional(part, priceWad);
+        uint256 charge = _split(s, partNotional, cfg, equity).chargeWad;
+        return partNotional.mulWadDown(cfg.mmRatioWad) > charge ? part : size;
+    }
+
+    /// @dev The post-state re-check of a partial liquidation: the margin deficit must have shrunk.
+    function _requireImproved(
+        Ledger.Layout storage s,
+        Ledger.Prices memory px,
+        address account,
+        int256 equityBefore,
+        uint256 mmrBefore
+    ) private view {
+        (int256 equityAfter,, uint256 mmrAfter) = s.health(account, px);
+        int256 deficitBefore = mmrBefore.toInt256() - equityBefore;
+        int256 deficitAfter = mmrAfter.toInt256() - equityAfter;
+        if (deficitAfter >= deficitBefore) {
+            revert IClearingHouse.LiquidationNotImproving(account, deficitBefore, deficitAfter);
+        }
+    }
+
+    /// @dev Closes every position of an account whose equity cannot pay the keeper's floor, then settles
+    /// the shortfall on the now flat account: the fund pays what it can, the rest becomes bad debt of the
+    /// markets where the account lost, on the side it held there, and its margin is reset to zero.
+    function _liquidateBankrupt(
+        Ledger.Layout storage s,
+        Ledger.Prices memory px,
+        address account,
+        uint256 marketId,
+        address keeper,
+        int256 equity
+    ) private {
+        Closure memory c = _closeEverything(s, px, account, marketId);
+        IClearingHouse.RiskParams memory risk = s.risk;
+        LiquidationMath.Split memory sp =
+            LiquidationMath.split(c.penaltyWad, equity, risk.keeperShareWad, risk.rewardFloorWad, risk.rewardCeilingWad);
+        _pay(s, account, keeper, sp);
+
+        int256 margin = s.accounts[account].marginWad;
+        uint256 shortfall = margin < 0 ? uint256(-margin) : 0;
+        if (shortfall != 0) {
+            uint256 covered = s.fund.coverShortfall(shortfall);
+            s.moveMargin(address(s.fund), account, covered.toInt256());
+            uint256 debt = shortfall - covered;
+            if (debt != 0) {
+                _recordBadDebt(s, debt, c);
+                s.addMargin(account, debt.toInt256());
+            }
+            emit IClearingHouse.ShortfallSettled(account, shortfall, covered, debt);
+        }
+        emit IClearingHouse.Liquidated(
+            account, marketId, keeper, sp.penaltyWad, sp.rewardWad, sp.paddingWad, shortfall, true
+        );
+    }
+
+    /// @dev Closes every position of `account`, recording per market the loss realised net of funding and
+    /// the side held, and summing the uncapped penalty.
+    function _closeEverything(Ledger.Layout storage s, Ledger.Prices memory px, address account, uint256 marketId)
+        private
+        returns (Closure memory c)
+    {
+        uint256 n = s.configs.length;
+        c.losses = new uint256[](n);
+        c.sides = new IClearingHouse.Side[](n);
+        uint256 lastLoss = type(uint256).max;
+        uint256 fallbackMarket = type(uint256).max;
+        uint128 open = s.accounts[account].openMarkets;
+        for (uint256 m; open >> m != 0; ++m) {
+            if ((open >> m) & 1 == 0) continue;
+            (int256 loss, uint256 penalty) = _closeAll(s, account, m, px.wad[m], c);
+            c.penaltyWad += penalty;
+            if (loss > 0) lastLoss = m;
+            if (m == marketId || fallbackMarket == type(uint256).max) fallbackMarket = m;
+        }
+        c.remainderMarket = lastLoss != type(uint256).max ? lastLoss : fallbackMarket;
+    }
+
+    /// @dev Closes the whole position in `m`, noting its side and loss in `c`. Returns the loss realised net
+    /// of funding (negative: a gain) and the uncapped penalty on the closed notional.
+    function _closeAll(Ledger.Layout storage s, address account, uint256 m, uint256 priceWad, Closure memory c)
+        private
+        returns (int256 loss, uint256 penalty)
+    {
+        int256 size = s.positions[account][m].sizeWad;
+        c.sides[m] = size > 0 ? IClearingHouse.Side.Long : IClearingHouse.Side.Short;
+        penalty = PositionMath.notional(size, priceWad).mulWadUp(s.configs[m].penaltyRatioWad);
+        (int256 funding, int256 realized) = _close(s, account, m, size, priceWad);
+        loss = funding - realized;
+        if (loss > 0) c.losses[m] = uint256(loss);
+    }
+
+    /// @dev Attributes `debt` to the markets where the account lost, pro rata to each loss, on the side it
+    /// held there; `c.remainderMarket` takes the rounding remainder (all of it when no market lost).
+    function _recordBadDebt(Ledger.Layout storage s, uint256 debt, Closure memory c) private {
+        if (s.totalBadDebtWad == 0) s.badDebtSince = uint64(block.timestamp);
+        s.totalBadDebtWad += debt;
+        uint256 totalLoss;
+        for (uint256 m; m < c.losses.length; ++m) totalLoss += c.losses[m];
+        uint256 left = debt;
+        for (uint256 m; m < c.losses.length && left != 0; ++m) {
+            uint256 share = m == c.remainderMarket ? left : (totalLoss == 0 ? 0 : debt * c.losses[m] / totalLoss);
+            if (share == 0) continue;
+            left -= share;
+            s.badDebt[m][uint256(c.sides[m])] += share;
+            emit IClearingHouse.BadDebtRecorded(m, c.sides[m], share, s.totalBadDebtWad);
+        }
+    }
+
+    function _split(
+        Ledger.Layout storage s,
+        uint256 closedNotionalWad,
+        IClearingHouse.MarketConfig memory cfg,
+        int256 equity
+    ) private view returns (LiquidationMath.Split memory) {
+        IClearingHouse.RiskParams memory risk = s.risk;
+        return LiquidationMath.split(
+            closedNotionalWad.mulWadUp(cfg.penaltyRatioWad),
+            equity,
+            risk.keeperShareWad,
+            risk.rewardFloorWad,
+            risk.rewardCeilingWad
+        );
+    }
+
+    /// @dev The account pays reward + padding; the keeper's reward and the fund's padding are credited.
+    function _pay(Ledger.Layout storage s, address account, address keeper, LiquidationMath.Split memory sp)
+        private
+    {
+        s.addMargin(account, -sp.chargeWad.toInt256());
+        s.addMargin(keeper, sp.rewardWad.toInt256());
+        s.addMargin(address(s.fund), sp.paddingWad.toInt256());
+    }
+
+    // ================================================================ ADL and bad debt
+
+    /// @notice See IClearingHouse.autoDeleverage.
+    function autoDeleverage(
+        Ledger.Layout storage s,
+        IOracleAdapter oracle,
+        uint256 marketId,
+        address[] calldata targets
+    ) external returns (uint256 absorbed) {
+        if (marketId >= s.configs.length) revert IClearingHouse.MarketUnknown(marketId);
+        if (targets.length == 0) revert IClearingHouse.AdlNoTargets();
+        int256 firstSize = s.positions[targets[0]][marketId].sizeWad;
+        if (firstSize == 0) revert IClearingHouse.AdlTargetIneligible(targets[0], 0, 0, 0);
+        // Targets hold the side opposite the bad debt: longs absorb the debt bankrupt shorts left.
+        IClearingHouse.Side debtSide = firstSize > 0 ? IClearingHouse.Side.Short : IClearingHouse.Side.Long;
+        uint256 debt = s.badDebt[marketId][uint256(debtSide)];
+        uint256 available = s.fund.availableWad();
+        if (debt == 0 || available != 0) revert IClearingHouse.AdlNotRequired(debt, available);
+
+        Ledger.Prices memory px = s.newPrices(oracle);
+        s.accrueFunding(marketId, px.price(marketId));
+        AdlStep memory step = AdlStep(marketId, debtSide, debt, type(uint256).max);
+        for (uint256 i; i < targets.length && step.debt != 0; ++i) {
+            uint256 haircut = _deleverage(s, px, step, targets[i]);
+            step.debt -= haircut;
+            absorbed += haircut;
+        }
+        s.reduceBadDebt(marketId, debtSide, absorbed);
+    }
+
+    /// @dev One ADL step: recomputes the target's score, requires it not above the previous one, closes
+    /// the position (only as far as the debt needs) and takes the haircut from the realised profit.
+    function _deleverage(Ledger.Layout storage s, Ledger.Prices memory px, AdlStep memory step, address target)
+        private
+        returns (uint256 haircut)
+    {
+        int256 size = s.positions[target][step.marketId].sizeWad;
+        if (s.isProtected(target) || (step.debtSide == IClearingHouse.Side.Short ? size <= 0 : size >= 0)) {
+            revert IClearingHouse.AdlTargetIneligible(target, size, 0, 0);
+        }
+        s.settleFunding(target, step.marketId);
+        int256 closeSize;
+        {
+            (uint256 score, int256 pnl) = _score(s, px, step.marketId, target, size);
+            if (score > step.previousScore) revert IClearingHouse.AdlOutOfOrder(target, score, step.previousScore);
+            step.previousScore = score;
+            closeSize = _closeSizeFor(size, pnl, step.debt);
+        }
+        uint256 priceWad = px.wad[step.marketId];
+        haircut = s.changePosition(target, step.marketId, -closeSize, priceWad).positivePart().min(step.debt);
+        s.addMargin(target, -haircut.toInt256());
+        emit IClearingHouse.AutoDeleveraged(
+            target, step.marketId, step.previousScore, closeSize, priceWad, haircut, step.debt - haircut
+        );
+    }
+
+    /// @dev All of the position when its profit is within the debt; else only as much as the debt needs,
+    /// plus one unit of size so that the close's own rounding cannot leave dust of debt behind.
+    function _closeSizeFor(int256 size, int256 pnl, uint256 debt) private pure returns (int256) {
+        if (uint256(pnl) <= debt) return size;
+        uint256 part = Math.mulDiv(size.abs(), debt, uint256(pnl), Math.Rounding.Ceil) + 1;
+        if (part >= size.abs()) return size;
+        return size > 0 ? part.toInt256() : -part.toInt256();
+    }
+
+    /// @dev ADL score of a target's position; reverts unless both its PnL and its equity are positive.
+    function _score(Ledger.Layout storage s, Ledger.Prices memory px, uint256 marketId, address target, int256 size)
+        private
+        view
+        returns (uint256 score, int256 pnl)
+    {
+        uint256 priceWad = px.wad[marketId];
+        int256 openNotional = s.positions[target][marketId].openNotionalWad;
+        pnl = PositionMath.unrealizedPnl(size, openNotional, priceWad);
+        (int256 equity,,) = s.health(target, px);
+        score = PositionMath.adlScore(pnl, openNotional, PositionMath.notional(size, priceWad), equity);
+        if (score == 0) revert IClearingHouse.AdlTargetIneligible(target, size, pnl, equity);
+    }
+
+    /// @notice See IClearingHouse.coverBadDebt.
+    function coverBadDebt(Ledger.Layout storage s, uint256 marketId, IClearingHouse.Side side)
+        external
+        returns (uint256 covered)
+    {
+        if (marketId >= s.configs.length) revert IClearingHouse.MarketUnknown(marketId);
+        uint256 debt = s.badDebt[marketId][uint256(side)];
+        if (debt == 0) revert IClearingHouse.BadDebtNone(marketId, side);
+        covered = s.fund.coverShortfall(debt);
+        if (covered == 0) revert IClearingHouse.BadDebtFundEmpty(marketId, side);
+        s.addMargin(address(s.fund), -covered.toInt256());
+        s.reduceBadDebt(marketId, side, covered);
+        emit IClearingHouse.BadDebtCovered(marketId, side, covered, s.totalBadDebtWad);
+    }
+
+    /// @notice See IClearingHouse.socializeBadDebt.
+    function socializeBadDebt(Ledger.Layout storage s, uint256 marketId, IClearingHouse.Side side)
+        external
+        returns (uint256 amount)
+    {
+        if (marketId >= s.configs.length) revert IClearingHouse.MarketUnknown(marketId);
+        amount = s.badDebt[marketId][uint256(side)];
+        if (amount == 0) revert IClearingHouse.BadDebtNone(marketId, side);
+        uint256 socializableAt = uint256(s.badDebtSince) + s.risk.socializeGracePeriod;
+        if (block.timestamp < socializableAt) revert IClearingHouse.BadDebtGracePeriod(socializableAt);
+        s.addMargin(s.pool, -amount.toInt256());
+        s.reduceBadDebt(marketId, side, amount);
+        emit IClearingHouse.BadDebtSocialized(marketId, side, amount, s.totalBadDebtWad);
+    }
+}
