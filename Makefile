@@ -23,7 +23,8 @@ bootstrap: $(VENV_STAMP) $(NODE_STAMP)
 $(VENV_STAMP): pyproject.toml
 	@test -x $(PY) || { echo "creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
 	@echo "installing Python packages into $(VENV)"
-	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@# -qq: errors only (plain -q still prints pip's configuration warnings)
+	@$(PY) -m pip install -qq --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
 # npm keeps node_modules/.package-lock.json in step with what it installed; when that is not
