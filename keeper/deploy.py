@@ -1,0 +1,225 @@
+"""Deploying Bulwark: every contract, wired and configured, and the deployment file.
+
+On a local chain (and on any test network unless real addresses are given) the collateral is a mock
+6-decimal USDC and each market's price comes from a mock Chainlink aggregator the deployer feeds.
+The default parameters are documented in docs/parameters.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak, to_checksum_address
+from web3 import Web3
+
+from keeper import compiler
+from keeper.chain import LOCAL_CHAIN_IDS, WAD, BulwarkError, Deployment, MarketInfo, dev_account
+
+FEED_DECIMALS = 8
+DEV_ACCOUNTS = 10
+DEV_MINT_TOKENS = 1_000_000
+
+
+def role(name: str) -> bytes:
+    return keccak(text=name)
+
+
+@dataclass(frozen=True)
+class MarketParams:
+    name: str
+    initial_price: str  # human units, e.g. "3000"
+    im_ratio: int = WAD // 20  # 5%: up to 20x
+    mm_ratio: int = WAD // 40  # 2.5%
+    taker_fee: int = 5 * WAD // 10_000  # 0.05%
+    penalty_ratio: int = WAD // 100  # 1% of the closed notional
+    partial_fraction: int = WAD // 2  # a partial liquidation closes half
+    max_funding_rate_per_day: int = 3 * WAD // 1000  # 0.3% a day at full skew
+    skew_scale: int = 10_000 * WAD  # base units
+    max_open_interest: int = 100_000 * WAD  # base units per side
+    min_partial_notional: int = 10_000 * WAD  # quote
+    heartbeat: int = 3600
+
+    def config_tuple(self) -> tuple[int, ...]:
+        return (
+            self.im_ratio,
+            self.mm_ratio,
+            self.taker_fee,
+            self.penalty_ratio,
+            self.partial_fraction,
+            self.max_funding_rate_per_day,
+            self.skew_scale,
+            self.max_open_interest,
+            self.min_partial_notional,
+        )
+
+
+@dataclass(frozen=True)
+class DeployParams:
+    markets: Sequence[MarketParams] = (
+        MarketParams("ETH-USD", "3000", skew_scale=10_000 * WAD, max_open_interest=100_000 * WAD),
+        MarketParams("BTC-USD", "60000", skew_scale=500 * WAD, max_open_interest=5_000 * WAD),
+    )
+    fund_fee_share: int = WAD // 5  # 20% of taker fees to the insurance fund
+    pool_exposure_multiple: int = 3 * WAD  # |pool size| x price <= 3 x pool equity
+    keeper_share: int = WAD // 5  # 20% of the penalty
+    reward_floor: int = 5 * WAD  # $5
+    reward_ceiling: int = 1_000 * WAD  # $1,000
+    socialize_grace_period: int = 24 * 3600
+    pool_cooldown: int = 4 * 24 * 3600  # as Hyperliquid's HLP
+    fund_cooldown: int = 7 * 24 * 3600
+    fund_window: int = 24 * 3600
+    fund_window_cap_ratio: int = WAD // 2  # at most half the fund per day
+    fund_cap_tokens: int = 10_000_000  # human units
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def risk_tuple(self) -> tuple[int, ...]:
+        return (
+            self.fund_fee_share,
+            self.pool_exposure_multiple,
+            self.keeper_share,
+            self.socialize_grace_period,
+            self.reward_floor,
+            self.reward_ceiling,
+        )
+
+
+class Deployer:
+    def __init__(self, w3: Web3, signer: LocalAccount, artifacts: Mapping[str, Any] | None = None):
+        self.w3 = w3
+        self.signer = signer
+        self.artifacts = dict(artifacts if artifacts is not None else compiler.compile_contracts())
+        self.gas_used: dict[str, int] = {}
+
+    def deploy(self, name: str, *args: Any, libraries: Mapping[str, str] | None = None) -> str:
+        art = self.artifacts[name]
+        bytecode = link(art["bytecode"], art.get("linkReferences") or {}, libraries or {})
+        factory = self.w3.eth.contract(abi=art["abi"], bytecode=bytecode)
+        receipt = self._send(factory.constructor(*args), f"deploy {name}")
+        address = receipt["contractAddress"]
+        if not address:
+            raise BulwarkError(f"deploying {name} produced no contract")
+        return to_checksum_address(address)
+
+    def transact(self, name: str, address: str, method: str, *args: Any) -> Any:
+        contract = self.w3.eth.contract(address=to_checksum_address(address), abi=self.artifacts[name]["abi"])
+        return self._send(getattr(contract.functions, method)(*args), f"{name}.{method}")
+
+    def _send(self, fn: Any, action: str) -> Any:
+        from keeper.chain import ErrorDecoder  # local: the decoder needs the artifacts
+
+        params: dict[str, Any] = {"from": self.signer.address}
+        try:
+            params["gas"] = int(fn.estimate_gas(params) * 1.2) + 50_000
+        except Exception as exc:
+            decoded = ErrorDecoder.from_artifacts(self.artifacts).from_exception(exc)
+            raise BulwarkError(f"{action} would revert: {decoded or exc}") from None
+        params["nonce"] = self.w3.eth.get_transaction_count(self.signer.address, "pending")
+        tx = fn.build_transaction(params)
+        signed = self.signer.sign_transaction(tx)
+        receipt = self.w3.eth.wait_for_transaction_receipt(
+            self.w3.eth.send_raw_transaction(signed.raw_transaction), timeout=180
+        )
+        if receipt["status"] != 1:
+            raise BulwarkError(f"{action} failed in block {receipt['blockNumber']}")
+        self.gas_used[action] = receipt["gasUsed"]
+        return receipt
+
+
+def link(bytecode: str, link_references: Mapping[str, Mapping[str, Any]], libraries: Mapping[str, str]) -> str:
+    """Writes library addresses into the placeholders solc left in `bytecode`."""
+    code = bytecode[2:] if bytecode.startswith("0x") else bytecode
+    for _source, libs in link_references.items():
+        for lib, spots in libs.items():
+            if lib not in libraries:
+                raise BulwarkError(f"bytecode needs library {lib}, which was not deployed")
+            address = libraries[lib].lower().removeprefix("0x")
+            for spot in spots:
+                start = int(spot["start"]) * 2
+                code = code[:start] + address + code[start + 40 :]
+    return "0x" + code
+
+
+def _to_units(human: str, decimals: int) -> int:
+    from decimal import Decimal
+
+    return int(Decimal(human) * (10**decimals))
+
+
+def deploy_all(
+    w3: Web3,
+    signer: LocalAccount,
+    params: DeployParams | None = None,
+    *,
+    collateral: str | None = None,
+    feeds: Mapping[str, str] | None = None,
+    mint_dev_accounts: bool | None = None,
+) -> Deployment:
+    """Deploys and wires every contract; returns the deployment (not yet saved)."""
+    params = params or DeployParams()
+    chain_id = w3.eth.chain_id
+    local = chain_id in LOCAL_CHAIN_IDS
+    d = Deployer(w3, signer)
+    admin = signer.address
+    start_block = w3.eth.block_number
+
+    token = collateral or d.deploy("MockUSDC", admin)
+    decimals = int(
+        w3.eth.contract(address=to_checksum_address(token), abi=d.artifacts["MockUSDC"]["abi"])
+        .functions.decimals()
+        .call()
+    )
+    oracle = d.deploy("OracleAdapter", admin)
+    d.transact("OracleAdapter", oracle, "grantRole", role("RISK_ADMIN_ROLE"), admin)
+    logic = d.deploy("LiquidationLogic")
+    ch = d.deploy("ClearingHouse", token, oracle, params.risk_tuple(), admin,
+                  libraries={"LiquidationLogic": logic})  # fmt: skip
+    pool = d.deploy("LiquidityPool", token, ch, params.pool_cooldown, admin)
+    fund = d.deploy(
+        "InsuranceFund",
+        token,
+        ch,
+        params.fund_cooldown,
+        params.fund_window,
+        params.fund_window_cap_ratio,
+        params.fund_cap_tokens * 10**decimals,
+        admin,  # treasury
+        admin,
+    )
+    d.transact("ClearingHouse", ch, "linkAccounts", pool, fund)
+    for contract, address in (("ClearingHouse", ch), ("LiquidityPool", pool), ("InsuranceFund", fund)):
+        d.transact(contract, address, "grantRole", role("RISK_ADMIN_ROLE"), admin)
+    d.transact("ClearingHouse", ch, "grantRole", role("GUARDIAN_ROLE"), admin)
+
+    markets: dict[str, MarketInfo] = {}
+    for market_id, m in enumerate(params.markets):
+        feed = (feeds or {}).get(m.name)
+        if feed is None:
+            answer = _to_units(m.initial_price, FEED_DECIMALS)
+            feed = d.deploy("MockAggregator", FEED_DECIMALS, m.name.replace("-", " / "), answer, admin)
+        zero = "0x0000000000000000000000000000000000000000"
+        d.transact("OracleAdapter", oracle, "setFeed", market_id, feed, m.heartbeat, zero, 0, 0)
+        d.transact("ClearingHouse", ch, "listMarket", m.name, m.config_tuple())
+        markets[m.name] = MarketInfo(market_id, to_checksum_address(feed))
+
+    if mint_dev_accounts if mint_dev_accounts is not None else (local and collateral is None):
+        for i in range(DEV_ACCOUNTS):
+            d.transact("MockUSDC", token, "mint", dev_account(i).address, DEV_MINT_TOKENS * 10**decimals)
+
+    return Deployment(
+        chain_id=chain_id,
+        deploy_block=start_block + 1,
+        contracts={
+            "Collateral": to_checksum_address(token),
+            "OracleAdapter": oracle,
+            "LiquidationLogic": logic,
+            "ClearingHouse": ch,
+            "LiquidityPool": pool,
+            "InsuranceFund": fund,
+        },
+        markets=markets,
+        collateral_decimals=decimals,
+        local=local,
+    )

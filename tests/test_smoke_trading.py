@@ -1,0 +1,24 @@
+"""A first end-to-end path: deposit, seed the pool, open, move the price, close, withdraw."""
+
+from __future__ import annotations
+
+from conftest import USDC, Protocol
+
+from keeper.chain import WAD
+
+
+def test_trade_open_close_roundtrip_conserves(protocol: Protocol) -> None:
+    p = protocol
+    trader = p.traders[0]
+    p.seed_pool(500_000)
+    p.fund_trader(trader, 10_000)
+    p.trade(trader, "ETH-USD", 2)
+    p.assert_conserved()
+    p.set_price("ETH-USD", 3300)
+    p.trade(trader, "ETH-USD", -2)
+    p.assert_conserved()
+    margin = p.bw.ch.functions.marginOf(trader.address).call()
+    # +600 profit, minus fees 0.05% of 6000 and of 6600 notional
+    assert margin == 10_000 * WAD + 600 * WAD - 3 * WAD - 33 * WAD // 10
+    p.bw.send(p.bw.ch.functions.withdraw(10_000 * USDC, trader.address), trader)
+    p.assert_conserved()
