@@ -3,8 +3,8 @@
 Every function here mirrors one in contracts/libraries (FixedPointMath, PositionMath, FundingMath,
 LiquidationMath, Ledger.health, LiquidationLogic sizing), so the keeper can rank ADL targets, size
 liquidations and predict health exactly as the contracts will. All amounts are WAD integers: quote
-amounts and prices in 18 decimals, sizes in signed 18-decimal base units, ratios in WAD (1e18 = 100%).
-Values that the Solidity would reject with an overflow raise :class:`OverflowError` here too.
+amounts and prices in 18 decimals, sizes in signed 18-decimal base units, ratios in WAD (1e18 is
+100%). Values that the Solidity would reject with an overflow raise :class:`OverflowError` here too.
 """
 
 from __future__ import annotations
@@ -227,7 +227,10 @@ def fill(size: int, open_notional: int, delta: int, price: int) -> Fill:
     after = open_notional
     realized = 0
     if closed != 0:
-        removed = open_notional if closed == -size else closed_open_notional(open_notional, closed, size)
+        if closed == -size:
+            removed = open_notional
+        else:
+            removed = closed_open_notional(open_notional, closed, size)
         realized = mul_wad_floor(-closed, price) - removed
         after -= removed
     opened = delta - closed
@@ -346,7 +349,7 @@ def pool_equity(
     prices: Mapping[int, int],
     indices: Mapping[int, int],
 ) -> int:
-    """Ledger.poolEquity: pool margin minus the traders' aggregate uPnL plus the funding they owe."""
+    """Ledger.poolEquity: pool margin minus the traders' total uPnL plus the funding they owe."""
     equity = pool_margin
     for m, st in enumerate(states):
         if st.sum_size == 0 and st.sum_open_notional == 0 and st.sum_funding_basis == 0:
@@ -365,7 +368,9 @@ def is_bankrupt(equity: int, risk: RiskParams) -> bool:
     return equity < risk.reward_floor
 
 
-def liquidation_split(closed_notional: int, config: MarketConfig, equity: int, risk: RiskParams) -> Split:
+def liquidation_split(
+    closed_notional: int, config: MarketConfig, equity: int, risk: RiskParams
+) -> Split:
     """LiquidationLogic._split: the penalty on a closed notional and how it is shared."""
     return split(
         mul_wad_up(closed_notional, config.penalty_ratio),
