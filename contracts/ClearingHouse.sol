@@ -165,7 +165,8 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
         _s.accrueFunding(marketId, price);
         int256 funding = _s.settleFunding(account, marketId);
         int256 realized = _s.changePosition(account, marketId, sizeDeltaWad, price);
-        if (reducing && realized > 0) _haircutCloseDuringAdl(account, marketId, oldSize, realized);
+        // Any close that realises profit, a flip included, pays outstanding ADL debt first.
+        if (realized > 0) _haircutCloseDuringAdl(account, marketId, oldSize, realized);
         uint256 fee = _chargeFee(account, marketId, sizeDeltaWad, price);
 
         if (reducing) {
