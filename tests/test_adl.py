@@ -1,0 +1,207 @@
+"""Auto-deleveraging: only with bad debt and an empty fund, targets in score order (riskmath's ranking),
+haircuts from realised profit only, stopping exactly at zero debt; closes and flips cannot dodge it."""
+
+from __future__ import annotations
+
+from conftest import Protocol
+from helpers import (
+    tx,
+    ETH,
+    LONG,
+    adl_book,
+    bad_debt,
+    events,
+    margin,
+    position,
+    reverts,
+    trade_wad,
+    view,
+    wad,
+)
+
+from keeper import riskmath as rm
+
+
+def _scores(p: Protocol, who: list[str]) -> list[int]:
+    return [int(s) for s in p.bw.ch.functions.adlScoresOf(ETH, who).call()]
+
+
+def test_adl_scores_match_riskmath(protocol: Protocol) -> None:
+    p = protocol
+    book = adl_book(p)
+    addrs = [t.address for t in book.shorts] + [book.victim.address, p.bw.ch.functions.pool().call()]
+    on_chain = _scores(p, addrs)
+    expected = [view(p, a).adl_score(ETH) for a in addrs[:3]]
+    assert on_chain[:3] == expected
+    assert all(s > 0 for s in expected)
+    assert on_chain[3:] == [0, 0]  # flat victim, the pool is never a target
+
+
+def test_auto_deleverage_clears_debt_exactly_in_score_order(protocol: Protocol) -> None:
+    p = protocol
+    book = adl_book(p)
+    assert p.bw.fund.functions.availableWad().call() == 0
+    addrs = [t.address for t in book.shorts]
+    order = rm.rank_adl(dict(zip(addrs, _scores(p, addrs), strict=True)))
+    assert order == [addrs[0], addrs[2], addrs[1]]  # 2 ETH on 500 first, 3 ETH on 5,000 last
+    before = {a: (margin(p, a), position(p, a)) for a in addrs}
+    pool = p.bw.ch.functions.pool().call()
+    pool_before = margin(p, pool)
+
+    receipt = tx(p, p.bw.ch.functions.autoDeleverage(ETH, order), p.keeper)
+    block = receipt["blockNumber"]
+    now = p.bw.w3.eth.get_block(block)["timestamp"]
+    steps = events(receipt, p.bw.ch, "AutoDeleveraged")
+    assert [s["account"] for s in steps] == order[:2]  # the debt is gone before the third
+
+    debt = book.debt
+    previous = 2**256 - 1
+    realized_total = 0
+    for step in steps:
+        a = step["account"]
+        v = view(p, a, block=block - 1, now=now)
+        pos = v.positions[ETH]
+        price = v.prices[ETH]
+        assert step["scoreWad"] == v.adl_score(ETH) <= previous
+        previous = step["scoreWad"]
+        pnl = rm.unrealized_pnl(pos.size, pos.open_notional, price)
+        close = rm.adl_close_size(pos.size, pnl, debt)
+        assert step["closedSizeWad"] == close
+        realized = rm.fill(pos.size, pos.open_notional, -close, price).realized
+        haircut = step["haircutWad"]
+        assert haircut == min(realized, debt) and 0 < haircut <= realized
+        debt -= haircut
+        assert step["badDebtRemainingWad"] == debt
+        owed = rm.pending_funding(pos, v.indices[ETH])
+        old_margin, old_pos = before[a]
+        assert old_pos == pos
+        # the target keeps its principal and any profit beyond the haircut
+        assert margin(p, a) == old_margin - owed + realized - haircut
+        assert position(p, a).size == pos.size - close
+        realized_total += realized
+    assert debt == 0
+    assert steps[0]["closedSizeWad"] == position(p, addrs[0]).size * 0 + wad(-2)  # fully closed
+    assert position(p, order[1]).size != 0  # the last target only as far as needed
+    assert bad_debt(p, ETH, LONG) == 0
+    assert p.bw.ch.functions.totalBadDebtWad().call() == 0
+    assert p.bw.ch.functions.badDebtSince().call() == 0
+    assert margin(p, pool) < pool_before  # the pool paid the realised profit
+    assert sum(s["haircutWad"] for s in steps) == book.debt < realized_total
+    p.assert_conserved()
+
+
+def test_auto_deleverage_out_of_order_reverts(protocol: Protocol) -> None:
+    p = protocol
+    book = adl_book(p)
+    # 1 ETH short (its whole profit is within the debt, so ADL moves on), then the top score
+    first, second = book.shorts[2].address, book.shorts[0].address
+    s_low, s_high = _scores(p, [first, second])
+    assert s_low < s_high
+    with reverts("AdlOutOfOrder", target=second, previousScoreWad=s_low) as info:
+        tx(p, p.bw.ch.functions.autoDeleverage(ETH, [first, second]), p.keeper)
+    assert info.value.error.args["scoreWad"] > s_low
+
+
+def test_auto_deleverage_ineligible_targets_revert(protocol: Protocol) -> None:
+    p = protocol
+    book = adl_book(p)
+    victim, top = book.victim.address, book.shorts[0].address
+    with reverts("AdlTargetIneligible", target=victim, sizeWad=0):
+        tx(p, p.bw.ch.functions.autoDeleverage(ETH, [victim]), p.keeper)
+    # a long holds the debt's own side
+    longer = p.traders[4]
+    p.fund_trader(longer, 1_000)
+    trade_wad(p, longer, ETH, wad(1))
+    with reverts("AdlTargetIneligible", target=longer.address, sizeWad=wad(1)):
+        tx(p, p.bw.ch.functions.autoDeleverage(ETH, [top, longer.address]), p.keeper)
+    # a short opened at the crashed price has no profit
+    late = p.traders[5]
+    p.fund_trader(late, 1_000)
+    trade_wad(p, late, ETH, wad(-1))
+    pos = position(p, late.address)
+    with reverts("AdlTargetIneligible", target=late.address, sizeWad=wad(-1)) as info:
+        tx(p, p.bw.ch.functions.autoDeleverage(ETH, [late.address]), p.keeper)
+    assert info.value.error.args["pnlWad"] == rm.unrealized_pnl(pos.size, pos.open_notional, p.price_wad("ETH-USD"))
+    assert info.value.error.args["pnlWad"] <= 0
+    with reverts("AdlNoTargets"):
+        tx(p, p.bw.ch.functions.autoDeleverage(ETH, []), p.keeper)
+    with reverts("MarketUnknown", marketId=9):
+        tx(p, p.bw.ch.functions.autoDeleverage(9, [top]), p.keeper)
+
+
+def test_auto_deleverage_while_fund_available_reverts(protocol: Protocol) -> None:
+    p = protocol
+    book = adl_book(p)
+    p.stake(1_000)
+    # the liquidation spent this window's cap; in the next window the stake is available
+    assert p.bw.fund.functions.availableWad().call() == 0
+    p.warp(int(p.bw.fund.functions.windowDuration().call()))
+    available = int(p.bw.fund.functions.availableWad().call())
+    assert available > 0
+    with reverts("AdlNotRequired", badDebtWad=book.debt, fundAvailableWad=available):
+        tx(p, p.bw.ch.functions.autoDeleverage(ETH, [book.shorts[0].address]), p.keeper)
+
+
+def test_auto_deleverage_without_bad_debt_reverts(protocol: Protocol) -> None:
+    p = protocol
+    p.seed_pool(100_000)
+    t = p.traders[1]
+    p.fund_trader(t, 1_000)
+    trade_wad(p, t, ETH, wad(-1))
+    p.set_price("ETH-USD", 2_900)
+    available = int(p.bw.fund.functions.availableWad().call())
+    with reverts("AdlNotRequired", badDebtWad=0, fundAvailableWad=available):
+        tx(p, p.bw.ch.functions.autoDeleverage(ETH, [t.address]), p.keeper)
+
+
+def test_auto_deleverage_on_stale_price_reverts(protocol: Protocol) -> None:
+    p = protocol
+    book = adl_book(p)
+    p.warp(3_601)
+    with reverts("OracleStalePrice", feed=p.bw.feeds["ETH-USD"].address, heartbeat=3_600):
+        tx(p, p.bw.ch.functions.autoDeleverage(ETH, [book.shorts[0].address]), p.keeper)
+
+
+def test_profitable_close_during_adl_pays_the_debt(protocol: Protocol) -> None:
+    p = protocol
+    book = adl_book(p)
+    t = book.shorts[1]  # short 3 ETH from 3,000, now worth +900
+    receipt = trade_wad(p, t, ETH, wad(1))
+    ev = events(receipt, p.bw.ch, "ProfitHaircutOnClose")[0]
+    realized = events(receipt, p.bw.ch, "PositionChanged")[0]["realizedPnlWad"]
+    assert ev["haircutWad"] == min(realized, book.debt)
+    assert bad_debt(p, ETH, LONG) == book.debt - ev["haircutWad"] == ev["badDebtRemainingWad"]
+    p.assert_conserved()
+
+
+def test_flip_during_adl_pays_the_debt_like_a_close(protocol: Protocol) -> None:
+    p = protocol
+    book = adl_book(p)
+    t = book.shorts[2]  # short 1 ETH, +300; flips to long 1 ETH in one trade
+    receipt = trade_wad(p, t, ETH, wad(2))
+    realized = events(receipt, p.bw.ch, "PositionChanged")[0]["realizedPnlWad"]
+    assert realized > 0
+    ev = events(receipt, p.bw.ch, "ProfitHaircutOnClose")
+    assert len(ev) == 1 and ev[0]["haircutWad"] == min(realized, book.debt)
+    assert position(p, t.address).size == wad(1)
+    p.assert_conserved()
+
+
+def test_socialize_after_grace_period(protocol: Protocol) -> None:
+    p = protocol
+    book = adl_book(p)
+    since = int(p.bw.ch.functions.badDebtSince().call())
+    grace = int(p.bw.ch.functions.riskParams().call()[3])
+    with reverts("BadDebtGracePeriod", socializableAt=since + grace):
+        tx(p, p.bw.ch.functions.socializeBadDebt(ETH, LONG), p.keeper)
+    with reverts("BadDebtNone", marketId=ETH, side=1):
+        tx(p, p.bw.ch.functions.socializeBadDebt(ETH, 1), p.keeper)
+    p.warp(grace)
+    pool = p.bw.ch.functions.pool().call()
+    pool_before = margin(p, pool)
+    receipt = tx(p, p.bw.ch.functions.socializeBadDebt(ETH, LONG), p.keeper)
+    ev = events(receipt, p.bw.ch, "BadDebtSocialized")[0]
+    assert (ev["amountWad"], ev["totalBadDebtWad"]) == (book.debt, 0)
+    assert margin(p, pool) == pool_before - book.debt
+    assert p.bw.ch.functions.badDebtSince().call() == 0
+    p.assert_conserved()
