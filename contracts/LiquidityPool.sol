@@ -72,10 +72,12 @@ contract LiquidityPool is ERC4626, AccessControlDefaultAdminRules, ReentrancyGua
     }
 
     function withdraw(uint256 assets, address receiver, address owner) public override nonReentrant returns (uint256) {
+        _requireExitOpen(owner);
         return super.withdraw(assets, receiver, owner);
     }
 
     function redeem(uint256 shares, address receiver, address owner) public override nonReentrant returns (uint256) {
+        _requireExitOpen(owner);
         return super.redeem(shares, receiver, owner);
     }
 
@@ -108,6 +110,13 @@ contract LiquidityPool is ERC4626, AccessControlDefaultAdminRules, ReentrancyGua
 
     function _decimalsOffset() internal pure override returns (uint8) {
         return 6;
+    }
+
+    /// @dev Names the reason an exit is closed, instead of the generic ERC-4626 maximum error.
+    function _requireExitOpen(address owner) internal view {
+        if (block.timestamp < lockedUntil[owner]) revert PoolSharesLocked(owner, lockedUntil[owner]);
+        uint256 debt = clearingHouse.totalBadDebtWad();
+        if (debt != 0) revert IClearingHouse.VaultBadDebtOutstanding(debt);
     }
 
     function _exitOpen(address owner) internal view returns (bool) {
