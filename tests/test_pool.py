@@ -1,0 +1,143 @@
+"""The liquidity pool vault: deposits lock shares for the cooldown, exits respect the exposure cap and
+outstanding bad debt, pool equity is the exact mirror of the traders, and a donation cannot steal."""
+
+from __future__ import annotations
+
+from conftest import MAX_UINT, USDC, Protocol
+from helpers import (
+    ETH,
+    adl_book,
+    events,
+    margin,
+    reverts,
+    trade_wad,
+    tx,
+    wad,
+)
+
+from keeper import riskmath as rm
+from keeper.chain import WAD
+
+
+def _cooldown(p: Protocol) -> int:
+    return int(p.bw.pool.functions.cooldown().call())
+
+
+def test_deposit_mints_shares_locks_and_credits_pool_margin(protocol: Protocol) -> None:
+    p = protocol
+    receipt_block = p.bw.w3.eth.block_number
+    p.seed_pool(10_000)
+    pool = p.bw.pool
+    shares = pool.functions.balanceOf(p.lp.address).call()
+    assert shares == 10_000 * USDC * 10**6  # virtual offset of 6 decimals on an empty vault
+    assert pool.functions.totalAssets().call() == 10_000 * USDC
+    assert margin(p, pool.address) == 10_000 * WAD
+    ts = p.bw.w3.eth.get_block("latest")["timestamp"]
+    assert pool.functions.lockedUntil(p.lp.address).call() == ts + _cooldown(p)
+    assert p.bw.w3.eth.block_number > receipt_block
+    p.assert_conserved()
+
+
+def test_deposit_for_another_receiver_reverts(protocol: Protocol) -> None:
+    p = protocol
+    tx(p, p.bw.token.functions.approve(p.bw.pool.address, MAX_UINT), p.lp)
+    with reverts("PoolReceiverNotCaller", caller=p.lp.address, receiver=p.staker.address):
+        tx(p, p.bw.pool.functions.deposit(USDC, p.staker.address), p.lp)
+
+
+def test_exit_during_cooldown_reverts_then_succeeds(protocol: Protocol) -> None:
+    p = protocol
+    p.seed_pool(10_000)
+    pool = p.bw.pool
+    until = pool.functions.lockedUntil(p.lp.address).call()
+    shares = pool.functions.balanceOf(p.lp.address).call()
+    with reverts("PoolSharesLocked", account=p.lp.address, until=until):
+        tx(p, pool.functions.redeem(shares, p.lp.address, p.lp.address), p.lp)
+    with reverts("PoolSharesLocked", account=p.lp.address, until=until):
+        tx(p, pool.functions.withdraw(USDC, p.lp.address, p.lp.address), p.lp)
+    with reverts("PoolSharesLocked", account=p.lp.address, until=until):
+        tx(p, pool.functions.transfer(p.staker.address, 1), p.lp)
+    assert pool.functions.maxRedeem(p.lp.address).call() == 0
+    p.warp(_cooldown(p))
+    assert pool.functions.maxRedeem(p.lp.address).call() == shares
+    before = p.bw.token.functions.balanceOf(p.lp.address).call()
+    receipt = tx(p, pool.functions.redeem(shares, p.lp.address, p.lp.address), p.lp)
+    ev = events(receipt, pool, "Withdraw")[0]
+    assert ev["assets"] == 10_000 * USDC and ev["shares"] == shares
+    assert p.bw.token.functions.balanceOf(p.lp.address).call() == before + 10_000 * USDC
+    assert margin(p, pool.address) == 0
+    p.assert_conserved()
+
+
+def test_pool_equity_is_the_mirror_of_traders(protocol: Protocol) -> None:
+    p = protocol
+    p.seed_pool(200_000)
+    a, b = p.traders[0], p.traders[1]
+    p.fund_trader(a, 5_000)
+    p.fund_trader(b, 5_000)
+    trade_wad(p, a, ETH, wad(7))
+    trade_wad(p, b, ETH, wad(-3))
+    p.set_price("ETH-USD", 3_123.45)
+    pool = p.bw.pool.address
+    ch = p.bw.ch
+    block = p.bw.w3.eth.block_number
+    now = p.bw.w3.eth.get_block(block)["timestamp"]
+    cfgs = [rm.MarketConfig.from_tuple(ch.functions.marketConfig(m).call()) for m in (0, 1)]
+    states = [rm.MarketState.from_tuple(ch.functions.marketState(m).call()) for m in (0, 1)]
+    prices = {m: int(p.bw.oracle.functions.priceWad(m).call()) for m in (0, 1)}
+    indices = {m: rm.funding_index_now(states[m], cfgs[m], prices[m], now) for m in (0, 1)}
+    expected = rm.pool_equity(margin(p, pool), states, prices, indices)
+    assert ch.functions.poolEquityWad().call(block_identifier=block) == expected
+    # the traders are up 4 x 123.45 net: the pool is down by as much (less rounding and fees)
+    assert p.bw.pool.functions.totalAssets().call() == expected // 10**12
+    assert expected < margin(p, pool) - 493 * WAD
+
+
+def test_lp_withdrawal_respects_pool_exposure(protocol: Protocol) -> None:
+    p = protocol
+    p.seed_pool(100_000)
+    t = p.traders[0]
+    p.fund_trader(t, 30_000)
+    trade_wad(p, t, ETH, wad(90))  # 270,000 of exposure against a cap of 3 x 100,000
+    p.warp(_cooldown(p))
+    p.refresh_prices()
+    equity = int(p.bw.ch.functions.poolEquityWad().call())
+    exposure = rm.notional(wad(90), p.price_wad("ETH-USD"))
+    with reverts("VaultPoolExposure", marketId=ETH, exposureWad=exposure) as info:
+        tx(p, p.bw.pool.functions.withdraw(20_000 * USDC, p.lp.address, p.lp.address), p.lp)
+    cap = info.value.error.args["capWad"]
+    assert exposure > cap >= rm.mul_wad_down(equity - 20_000 * WAD, 3 * WAD) - 3 * WAD
+    tx(p, p.bw.pool.functions.withdraw(5_000 * USDC, p.lp.address, p.lp.address), p.lp)
+    p.assert_conserved()
+
+
+def test_lp_exit_while_bad_debt_outstanding_reverts(protocol: Protocol) -> None:
+    p = protocol
+    adl_book(p)
+    total = int(p.bw.ch.functions.totalBadDebtWad().call())
+    p.warp(_cooldown(p))
+    with reverts("VaultBadDebtOutstanding", totalBadDebtWad=total):
+        tx(p, p.bw.pool.functions.redeem(USDC, p.lp.address, p.lp.address), p.lp)
+    assert p.bw.pool.functions.maxWithdraw(p.lp.address).call() == 0
+
+
+def test_donation_inflation_attack_fails(protocol: Protocol) -> None:
+    p = protocol
+    attacker, victim = p.traders[0], p.traders[1]
+    pool = p.bw.pool
+    for who in (attacker, victim):
+        tx(p, p.bw.token.functions.approve(pool.address, MAX_UINT), who)
+        tx(p, p.bw.token.functions.approve(p.bw.ch.address, MAX_UINT), who)
+    tx(p, pool.functions.deposit(1, attacker.address), attacker)  # one unit of the token
+    donation = 100_000 * USDC
+    tx(p, p.bw.ch.functions.deposit(pool.address, donation), attacker)  # straight to the pool account
+    tx(p, pool.functions.deposit(10_000 * USDC, victim.address), victim)
+    assert pool.functions.balanceOf(victim.address).call() > 0
+    p.warp(_cooldown(p))
+    victim_value = pool.functions.previewRedeem(pool.functions.balanceOf(victim.address).call()).call()
+    attacker_value = pool.functions.previewRedeem(pool.functions.balanceOf(attacker.address).call()).call()
+    victim_loss = 10_000 * USDC - victim_value
+    attacker_loss = donation + 1 - attacker_value
+    assert 0 <= victim_loss < USDC // 10  # a few cents on 10,000
+    assert attacker_loss > 10_000 * victim_loss  # the attack costs far more than it takes
+    p.assert_conserved()
