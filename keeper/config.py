@@ -1,0 +1,234 @@
+"""Keeper settings: defaults, then a TOML file, then ``BULWARK_KEEPER_*`` variables, then flags.
+
+``KeeperSettings()`` alone is a working configuration for a local chain. Amounts sent on-chain (fees,
+balances) are integers in wei; intervals are seconds. Private keys never pass through here: the
+command line reads them from a keystore file or ``BULWARK_PRIVATE_KEY`` and hands over a signer, and a
+settings file that tries to carry one is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from keeper.chain import BulwarkError
+from keeper.logs import FORMATS
+
+ENV_PREFIX = "BULWARK_KEEPER_"
+GWEI = 10**9
+MIN_BUMP_BPS = 1_250  # a replacement must pay at least 12.5% more, as nodes require
+_SECRET_KEYS = frozenset({"private_key", "key", "mnemonic", "password", "keystore_password"})
+
+
+class SettingsError(BulwarkError):
+    """A setting is unknown or has a value out of range."""
+
+
+@dataclass(frozen=True)
+class KeeperSettings:
+    # ---- scheduling
+    poll_interval: float = 0.25
+    """Seconds between polls for a new block (a new block triggers one full pass)."""
+    resync_interval: float = 60.0
+    """Seconds between full re-reads of every tracked account's margin and positions."""
+    fund_watch_interval: float = 5.0
+    """Seconds between checks of the insurance fund and outstanding bad debt."""
+    metrics_interval: float = 5.0
+    """Seconds between refreshes of the slow gauges (fund assets, bad debt, head age)."""
+    # ---- index
+    checkpoint_file: str | None = None
+    """Where the account index is checkpointed (block number and hash); empty: memory only."""
+    checkpoint_interval: float = 10.0
+    """Least seconds between checkpoint writes when no new account appeared (a new one writes at once)."""
+    log_chunk_blocks: int = 2_000
+    """Blocks per eth_getLogs request while catching up."""
+    rpc_batch_size: int = 300
+    """Calls per JSON-RPC batch when reading accounts."""
+    # ---- screening
+    screen_buffer: float = 0.02
+    """Accounts with equity below (1 + buffer) x maintenance margin are confirmed on-chain."""
+    confirm_chunk: int = 500
+    """Accounts per healthsOf call."""
+    # ---- sending
+    max_batch: int = 40
+    """Liquidations per liquidateBatch transaction."""
+    priority_fee_wei: int = 1 * GWEI
+    """Tip offered on a first send."""
+    base_fee_multiple: int = 2
+    """Max fee = base fee x this + tip, so a transaction survives a few rising blocks."""
+    max_fee_cap_wei: int = 500 * GWEI
+    """No send or replacement offers more than this per gas."""
+    bump_bps: int = 1_500
+    """Fee increase of a replacement, in basis points (at least 1250 = 12.5%)."""
+    replace_after_blocks: int = 3
+    """A transaction not mined after this many new blocks is replaced with higher fees."""
+    replace_after_seconds: float = 30.0
+    """... or after this many seconds, whichever comes first."""
+    receipt_timeout: float = 60.0
+    """Seconds a pass waits for its transactions; afterwards they stay tracked as in flight."""
+    gas_margin_bps: int = 3_000
+    """Gas limit = simulated gas x (1 + margin)."""
+    min_eth_balance_wei: int = 10**16
+    """The signer needs at least this much ETH at startup (0.01 ETH)."""
+    # ---- ADL and bad debt
+    adl_max_targets: int = 20
+    """Targets per autoDeleverage transaction."""
+    socialize: bool = True
+    """Socialise bad debt to the pool after the grace period when no ADL target is left."""
+    # ---- resilience and scale
+    max_failed_ticks: int = 10
+    """Circuit breaker: this many failed passes in a row stop the keeper (exit code 3)."""
+    backoff_initial: float = 1.0
+    """First wait after the node stopped answering; doubles up to backoff_max."""
+    backoff_max: float = 30.0
+    rpc_timeout: float = 10.0
+    """Seconds before a JSON-RPC request counts as failed."""
+    keeper_count: int = 1
+    """Keepers sharing the work; each takes the accounts whose hash mod count is its index."""
+    keeper_index: int = 0
+    backup_delay_blocks: int = 3
+    """Blocks an account of another keeper stays liquidatable before this one takes it."""
+    # ---- observability
+    metrics_port: int = 0
+    """Port of /metrics and /healthz (0: off)."""
+    metrics_host: str = "127.0.0.1"
+    log_format: str = "plain"
+    """plain or json."""
+    log_level: str = "INFO"
+    healthz_max_age: float = 60.0
+    """/healthz fails when the last successful pass is older than this many seconds."""
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def replace(self, **changes: Any) -> KeeperSettings:
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_FIELDS = {f.name: f for f in fields(KeeperSettings)}
+
+
+def validate(s: KeeperSettings) -> None:
+    positive = ("poll_interval", "resync_interval", "fund_watch_interval", "metrics_interval",
+                "checkpoint_interval", "receipt_timeout", "backoff_initial", "backoff_max",
+                "rpc_timeout", "replace_after_seconds", "healthz_max_age")  # fmt: skip
+    for name in positive:
+        if not getattr(s, name) > 0:
+            raise SettingsError(f"{name} must be positive, got {getattr(s, name)}")
+    at_least_one = ("log_chunk_blocks", "rpc_batch_size", "confirm_chunk", "max_batch",
+                    "base_fee_multiple", "replace_after_blocks", "adl_max_targets",
+                    "max_failed_ticks", "keeper_count")  # fmt: skip
+    for name in at_least_one:
+        if getattr(s, name) < 1:
+            raise SettingsError(f"{name} must be at least 1, got {getattr(s, name)}")
+    if s.bump_bps < MIN_BUMP_BPS:
+        raise SettingsError(f"bump_bps must be at least {MIN_BUMP_BPS} (12.5%), got {s.bump_bps}")
+    if not 0 <= s.keeper_index < s.keeper_count:
+        raise SettingsError(f"keeper_index must be in [0, {s.keeper_count}), got {s.keeper_index}")
+    if s.priority_fee_wei < 0 or s.max_fee_cap_wei < s.priority_fee_wei:
+        raise SettingsError("need 0 <= priority_fee_wei <= max_fee_cap_wei")
+    for name in ("screen_buffer", "gas_margin_bps", "min_eth_balance_wei", "backup_delay_blocks"):
+        if getattr(s, name) < 0:
+            raise SettingsError(f"{name} must not be negative, got {getattr(s, name)}")
+    if not 0 <= s.metrics_port <= 65_535:
+        raise SettingsError(f"metrics_port must be in [0, 65535], got {s.metrics_port}")
+    if s.log_format not in FORMATS:
+        raise SettingsError(f"log_format must be one of {', '.join(FORMATS)}, got {s.log_format!r}")
+    if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise SettingsError(f"log_level must be DEBUG, INFO, WARNING or ERROR, got {s.log_level!r}")
+
+
+# ---------------------------------------------------------------------------- sources
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    """A value from TOML, the environment or a flag, as the field's type."""
+    kind = _FIELDS[name].type
+    try:
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if kind == "int":
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return int(str(value).replace("_", "")) if isinstance(value, str) else int(value)
+        if kind == "float":
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        if kind == "str | None":
+            return None if value is None or str(value) == "" else str(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{source}: {name} must be {kind.split(' ')[0]}, got {value!r}") from None
+
+
+def _check_name(name: str, source: str) -> None:
+    if name in _SECRET_KEYS:
+        raise SettingsError(
+            f"{source}: keys do not belong in keeper settings; use --keystore FILE or BULWARK_PRIVATE_KEY"
+        )
+    if name not in _FIELDS:
+        raise SettingsError(f"{source}: unknown keeper setting {name!r}")
+
+
+def from_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Settings from a TOML file: top-level keys or a ``[keeper]`` table (both may be used)."""
+    file = Path(path)
+    if not file.is_file():
+        raise SettingsError(f"keeper config file not found: {file}")
+    try:
+        data = tomllib.loads(file.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"keeper config {file} is not valid TOML: {exc}") from None
+    table = dict(data.pop("keeper", {}) or {})
+    merged = {**data, **table}
+    out: dict[str, Any] = {}
+    for name, value in merged.items():
+        _check_name(name, str(file))
+        out[name] = _coerce(name, value, str(file))
+    return out
+
+
+def from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """Settings from ``BULWARK_KEEPER_<NAME>`` variables (e.g. ``BULWARK_KEEPER_METRICS_PORT=9100``)."""
+    out: dict[str, Any] = {}
+    for var, value in env.items():
+        if not var.startswith(ENV_PREFIX):
+            continue
+        name = var[len(ENV_PREFIX) :].lower()
+        _check_name(name, var)
+        out[name] = _coerce(name, value, var)
+    return out
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> KeeperSettings:
+    """Defaults < TOML file < environment < ``overrides`` (the command-line flags; None is skipped)."""
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        values.update(from_toml(config_file))
+    values.update(from_env(os.environ if env is None else env))
+    for name, value in (overrides or {}).items():
+        if value is None:
+            continue
+        _check_name(name, "flag")
+        values[name] = _coerce(name, value, f"--{name.replace('_', '-')}")
+    return KeeperSettings(**values)

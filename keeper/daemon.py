@@ -1,0 +1,812 @@
+"""The keeper daemon: follow blocks, liquidate, cover bad debt, deleverage, socialise; survive.
+
+The lifecycle reads in five lines (see :meth:`Keeper.run_forever`)::
+
+    life.on_startup(self.startup)                        # chain id, code, funds, checkpoint, metrics
+    life.on_block(self.on_block)                         # one full pass per new block
+    life.every(s.resync_interval, self.resync)           # re-read every account
+    life.every(s.fund_watch_interval, self.watch_fund)   # fund assets and bad debt
+    life.every(s.metrics_interval, self.refresh_metrics) # slow gauges
+    life.on_shutdown(self.shutdown)                      # checkpoint, metrics server down
+
+A block that arrives while a pass is still running is dropped, not queued: the next pass scans every
+log since the last block it processed, so nothing is lost. Signals only set a flag; the pass in flight
+(and the transactions it sent) finish before the process exits. Each job catches and logs its own
+errors; a node that stops answering puts the keeper into exponential backoff without counting as a
+failure, and ``max_failed_ticks`` other failures in a row trip the circuit breaker (exit code 3).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from eth_account.signers.local import LocalAccount
+from web3.logs import DISCARD
+
+from keeper import paths
+from keeper import riskmath as rm
+from keeper.chain import Bulwark, BulwarkError, DecodedError
+from keeper.config import KeeperSettings, load_settings
+from keeper.index import AccountIndex, BlockRef, get_block, rpc_batch
+from keeper.logs import get_logger, kv, setup_logging
+from keeper.metrics import HealthState, KeeperMetrics, MetricsServer, wad_to_float
+from keeper.screening import (
+    MarketSnapshot,
+    adl_side_holders,
+    adl_scores,
+    confirm,
+    confirm_adl_scores,
+    liquidation_market,
+    read_markets,
+    screen,
+    shard_of,
+)
+from keeper.sender import Eip1559Strategy, GasStrategy, PendingTx, SendOutcome, Simulation, TxSender
+
+log = get_logger()
+EXIT_OK, EXIT_ERROR, EXIT_CIRCUIT_BREAKER = 0, 2, 3
+SIDES = ("Long", "Short")
+BATCH_ENTRY_OVERHEAD = 60_000  # the batch's self-call, its try/catch and the 1/64 it must keep back
+BAD_DEBT_ROUNDS = 6
+
+
+# ---------------------------------------------------------------------------- results
+
+
+@dataclass
+class AdlStep:
+    account: str
+    market: int
+    score: int
+    closed_size: int
+    haircut: int
+    remaining: int
+
+
+@dataclass
+class PassResult:
+    """What one full pass saw and did."""
+
+    block: int
+    accounts_tracked: int = 0
+    candidates: int = 0
+    liquidatable: list[str] = field(default_factory=list)
+    sent: list[tuple[str, int]] = field(default_factory=list)  # (account, market) entries sent
+    liquidated: list[tuple[str, int]] = field(default_factory=list)  # Liquidated events of ours
+    skipped: list[tuple[str, int, str]] = field(default_factory=list)  # entries the batch skipped
+    deferred: list[str] = field(default_factory=list)  # other keepers' accounts, not yet due
+    races_lost: int = 0
+    adl_steps: list[AdlStep] = field(default_factory=list)
+    covered_wad: int = 0
+    socialized_wad: int = 0
+    bad_debt_wad: int = 0
+    transactions: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    duration: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> dict[str, Any]:
+        return {"block": self.block, "accounts": self.accounts_tracked, "candidates": self.candidates,
+                "liquidatable": len(self.liquidatable), "sent": len(self.sent),
+                "liquidated": len(self.liquidated), "adl_steps": len(self.adl_steps),
+                "covered_usd": wad_to_float(self.covered_wad),
+                "socialized_usd": wad_to_float(self.socialized_wad),
+                "bad_debt_usd": wad_to_float(self.bad_debt_wad), "seconds": round(self.duration, 3)}  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- resilience
+
+
+_NODE_DOWN = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError, TimeoutError)
+
+
+def node_unreachable(exc: BaseException) -> bool:
+    """True for connection refused, resets and timeouts, however deeply web3 wrapped them."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, _NODE_DOWN):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+class CircuitBreaker:
+    """Trips after `limit` consecutive failures; a success resets the count."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.failures = 0
+
+    def success(self) -> None:
+        self.failures = 0
+
+    def failure(self) -> bool:
+        self.failures += 1
+        return self.failures >= self.limit
+
+
+class Backoff:
+    """Exponential wait while the node is away: initial, 2x, 4x ... up to `maximum` seconds."""
+
+    def __init__(self, initial: float, maximum: float) -> None:
+        self.initial, self.maximum = initial, maximum
+        self.delay = 0.0
+        self.retry_at = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.delay > 0
+
+    def waiting(self) -> bool:
+        return time.monotonic() < self.retry_at
+
+    def fail(self) -> float:
+        self.delay = self.initial if self.delay == 0 else min(self.delay * 2, self.maximum)
+        self.retry_at = time.monotonic() + self.delay
+        return self.delay
+
+    def reset(self) -> None:
+        self.delay = 0.0
+        self.retry_at = 0.0
+
+
+# ---------------------------------------------------------------------------- lifecycle
+
+
+class Lifecycle:
+    """pymaker-style lifecycle on APScheduler 3: register callbacks inside ``with``; leaving the block
+    runs startup, the jobs until a signal (or :meth:`stop`), then shutdown."""
+
+    def __init__(self, block_number: Callable[[], int], poll_interval: float, stop: threading.Event,
+                 guard: Callable[[str, Callable[[], Any]], Any],
+                 dropped: Callable[[int], Any] | None = None) -> None:  # fmt: skip
+        self._block_number = block_number
+        self._dropped = dropped
+        self._poll_interval = poll_interval
+        self._stop = stop
+        self._guard = guard
+        self._startup: list[Callable[[], Any]] = []
+        self._shutdown: list[Callable[[], Any]] = []
+        self._on_block: Callable[[int], Any] | None = None
+        self._every: list[tuple[float, Callable[[], Any]]] = []
+        self._last_block = -1
+
+    def on_startup(self, fn: Callable[[], Any]) -> None:
+        self._startup.append(fn)
+
+    def on_block(self, fn: Callable[[int], Any]) -> None:
+        self._on_block = fn
+
+    def every(self, seconds: float, fn: Callable[[], Any]) -> None:
+        self._every.append((seconds, fn))
+
+    def on_shutdown(self, fn: Callable[[], Any]) -> None:
+        self._shutdown.append(fn)
+
+    def __enter__(self) -> Lifecycle:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.run()
+
+    def run(self) -> None:
+        previous = self._install_signals()
+        try:
+            for fn in self._startup:
+                fn()
+            scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(4)},
+                                            job_defaults={"coalesce": True, "max_instances": 1})  # fmt: skip
+            if self._on_block is not None:
+                scheduler.add_job(self._poll, "interval", seconds=self._poll_interval, id="on_block",
+                                  next_run_time=_now())  # fmt: skip
+            for n, (seconds, fn) in enumerate(self._every):
+                name = getattr(fn, "__name__", f"job{n}")
+                scheduler.add_job(self._guard, "interval", seconds=seconds, id=f"{name}-{n}",
+                                  args=(name, fn))  # fmt: skip
+            scheduler.start()
+            try:
+                while not self._stop.wait(0.2):
+                    pass
+            finally:
+                log.info("shutting down: letting the pass in flight finish")
+                scheduler.shutdown(wait=True)
+        finally:
+            for fn in self._shutdown:
+                try:
+                    fn()
+                except Exception as exc:  # noqa: BLE001 - shutdown goes on
+                    log.error("shutdown step failed", extra=kv(error=f"{type(exc).__name__}: {exc}"))
+            self._restore_signals(previous)
+
+    def _poll(self) -> None:
+        number = self._guard("poll", self._block_number)
+        if number is None or number <= self._last_block or self._on_block is None:
+            return
+        if self._last_block >= 0 and number > self._last_block + 1 and self._dropped is not None:
+            self._dropped(number - self._last_block - 1)  # arrived while the last pass ran
+        self._last_block = number
+        on_block = self._on_block
+        self._guard("on_block", lambda: on_block(number))
+
+    def _install_signals(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, self._signal)
+        return previous
+
+    def _restore_signals(self, previous: dict[int, Any]) -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    def _signal(self, signum: int, frame: Any) -> None:
+        log.info("signal received", extra=kv(signal=signal.Signals(signum).name))
+        self._stop.set()
+
+
+def _now() -> Any:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc)
+
+
+# ---------------------------------------------------------------------------- the keeper
+
+
+class Keeper:
+    """One keeper bound to a deployment and a signer. ``run_once()`` is one full pass;
+    ``run_forever()`` is the daemon."""
+
+    def __init__(self, bw: Bulwark, signer: LocalAccount, settings: KeeperSettings | None = None, *,
+                 gas: GasStrategy | None = None, metrics: KeeperMetrics | None = None) -> None:  # fmt: skip
+        self.bw = bw
+        self.signer = signer
+        self.settings = s = settings or KeeperSettings()
+        self.metrics = metrics or KeeperMetrics()
+        self.health = HealthState(s.healthz_max_age)
+        self.gas = gas or Eip1559Strategy(s.priority_fee_wei, s.base_fee_multiple, s.max_fee_cap_wei, s.bump_bps)
+        self.sender = TxSender(bw, signer, self.gas, metrics=self.metrics,
+                               replace_after_blocks=s.replace_after_blocks,
+                               replace_after_seconds=s.replace_after_seconds,
+                               gas_margin_bps=s.gas_margin_bps, poll_interval=min(s.poll_interval, 0.25))  # fmt: skip
+        self.index = AccountIndex(bw, s.checkpoint_file, log_chunk_blocks=s.log_chunk_blocks,
+                                  rpc_batch_size=s.rpc_batch_size,
+                                  checkpoint_interval=s.checkpoint_interval)  # fmt: skip
+        self.breaker = CircuitBreaker(s.max_failed_ticks)
+        self.backoff = Backoff(s.backoff_initial, s.backoff_max)
+        self.first_seen: dict[str, int] = {}  # other keepers' liquidatable accounts: first block seen
+        self.exit_code = EXIT_OK
+        self.last_result: PassResult | None = None
+        self._stop = threading.Event()
+        self._work = threading.Lock()
+        self._started = False
+        self._resync_due = False
+        self._server: MetricsServer | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def run_forever(self) -> int:
+        """The daemon; returns the exit code (0 after a signal, 3 when the circuit breaker tripped)."""
+        s = self.settings
+        with Lifecycle(self._block_number, s.poll_interval, self._stop, self._guard,
+                       self.metrics.blocks_dropped.inc) as life:
+            life.on_startup(self.startup)
+            life.on_block(self.on_block)
+            life.every(s.resync_interval, self.resync)
+            life.every(s.fund_watch_interval, self.watch_fund)
+            life.every(s.metrics_interval, self.refresh_metrics)
+            life.on_shutdown(self.shutdown)
+        return self.exit_code
+
+    def stop(self) -> None:
+        """Asks the daemon to finish the pass in flight and exit (what SIGINT/SIGTERM do)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def startup(self) -> None:
+        """Checks the chain, the contracts and the signer; resumes the index; starts /metrics."""
+        if self._started:
+            return
+        self.startup_checks()
+        self.index.load()
+        s = self.settings
+        if s.metrics_port and self._server is None:
+            self._server = MetricsServer(self.metrics, self.health, s.metrics_host, s.metrics_port).start()
+            log.info("metrics listening", extra=kv(url=f"http://{s.metrics_host}:{self._server.port}/metrics"))
+        self._started = True
+
+    def startup_checks(self) -> None:
+        bw, d = self.bw, self.bw.deployment
+        chain_id = int(bw.w3.eth.chain_id)
+        if chain_id != d.chain_id:
+            raise BulwarkError(f"the node is on chain {chain_id} but the deployment is for chain {d.chain_id}")
+        addresses = dict(d.contracts) | {f"feed {n}": m.feed for n, m in d.markets.items()}
+        codes = rpc_batch(bw.w3, [("eth_getCode", [a, "latest"]) for a in addresses.values()])
+        missing = [f"{name} at {a}" for (name, a), code in zip(addresses.items(), codes, strict=True)
+                   if not isinstance(code, str) or code in ("0x", "0x0")]  # fmt: skip
+        if missing:
+            raise BulwarkError(f"no contract code for {', '.join(missing)}: wrong deployment file or chain?")
+        balance = int(bw.w3.eth.get_balance(self.signer.address))
+        if balance < self.settings.min_eth_balance_wei:
+            raise BulwarkError(f"keeper {self.signer.address} holds {balance / 1e18:.6f} ETH, needs at least "
+                               f"{self.settings.min_eth_balance_wei / 1e18:.6f} ETH for gas")  # fmt: skip
+        if self.signer.address in self.index.protected:
+            raise BulwarkError(f"{self.signer.address} is the pool or fund account and cannot act as keeper")
+        log.info("startup checks passed", extra=kv(
+            chain_id=chain_id, keeper=self.signer.address, eth=round(balance / 1e18, 6),
+            clearing_house=bw.ch.address, shard=f"{self.settings.keeper_index}/{self.settings.keeper_count}",
+            roles="none needed: liquidation, ADL, cover and socialise are permissionless"))  # fmt: skip
+
+    def shutdown(self) -> None:
+        self.index.maybe_save(force=True)
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        log.info("keeper stopped", extra=kv(block=self.index.block, exit_code=self.exit_code))
+
+    # ------------------------------------------------------------------ jobs
+
+    def _block_number(self) -> int:
+        return int(self.bw.w3.eth.block_number)
+
+    def on_block(self, number: int) -> PassResult | None:
+        """A new block: one full pass, unless one is already running (then this block is dropped)."""
+        if not self._work.acquire(blocking=False):
+            self.metrics.blocks_dropped.inc()
+            return None
+        try:
+            return self._pass()
+        finally:
+            self._work.release()
+
+    def resync(self) -> None:
+        """Re-reads every tracked account at the head (the catch-all behind the event-driven reads)."""
+        if not self._work.acquire(timeout=self.settings.resync_interval):
+            self._resync_due = True
+            return
+        try:
+            head = get_block(self.bw.w3)
+            self.index.sync(head)
+            count = self.index.refresh_all(head.number)
+            log.info("resync", extra=kv(block=head.number, accounts=count))
+        finally:
+            self._work.release()
+
+    def watch_fund(self) -> None:
+        """Fund assets and bad debt into the metrics; settles bad debt if a pass has not."""
+        head = get_block(self.bw.w3)
+        snap = read_markets(self.bw, self.index.market_count, head)
+        self._fund_metrics(snap)
+        if snap.total_bad_debt == 0 or self.stopping or not self._work.acquire(blocking=False):
+            return
+        try:
+            result = PassResult(head.number)
+            self.index.sync(head)
+            self._settle_bad_debt(snap, result)
+        finally:
+            self._work.release()
+
+    def refresh_metrics(self) -> None:
+        head = get_block(self.bw.w3)
+        m = self.metrics
+        m.head_age.set(max(0.0, time.time() - head.timestamp))
+        m.block_lag.set(head.number - self.index.block if self.index.block is not None else head.number)
+        m.accounts_tracked.set(len(self.index.accounts))
+        m.in_flight.set(len(self.sender.pending))
+
+    def _guard(self, name: str, fn: Callable[[], Any]) -> Any:
+        """Runs one job: errors are logged, node outages back off, repeated failures halt."""
+        if self.stopping or self.backoff.waiting():
+            return None
+        try:
+            value = fn()
+            if self.backoff.active:
+                self._node_back()
+        except Exception as exc:  # noqa: BLE001 - a job must never take the daemon down
+            self._job_failed(name, exc)
+            return None
+        if name == "on_block" and value is not None:
+            self.breaker.success()
+            self.metrics.consecutive_failures.set(0)
+        return value
+
+    def _job_failed(self, name: str, exc: Exception) -> None:
+        if node_unreachable(exc):
+            delay = self.backoff.fail()
+            self.health.node_up = False
+            self.metrics.node_up.set(0)
+            log.warning("node unreachable; backing off", extra=kv(job=name, retry_in=delay,
+                                                                 error=type(exc).__name__))  # fmt: skip
+            return
+        decoded = self.bw.errors.from_exception(exc)
+        self.metrics.ticks.labels(outcome="failed").inc()
+        log.error("job failed", extra=kv(job=name, error=str(decoded) if decoded else f"{type(exc).__name__}: {exc}"))
+        tripped = self.breaker.failure()
+        self.metrics.consecutive_failures.set(self.breaker.failures)
+        if tripped:
+            self.exit_code = EXIT_CIRCUIT_BREAKER
+            self.health.halted = f"{self.breaker.failures} failed jobs in a row"
+            log.critical("circuit breaker tripped: stopping", extra=kv(failures=self.breaker.failures))
+            self._stop.set()
+
+    def _node_back(self) -> None:
+        self.backoff.reset()
+        self.health.node_up = True
+        self.metrics.node_up.set(1)
+        chain_id = int(self.bw.w3.eth.chain_id)
+        if chain_id != self.bw.deployment.chain_id:
+            self.exit_code = EXIT_ERROR
+            self.health.halted = f"node came back on chain {chain_id}"
+            log.critical("node came back on another chain: stopping", extra=kv(chain_id=chain_id))
+            self._stop.set()
+            return
+        self._resync_due = True
+        log.info("node reachable again; resyncing", extra=kv(chain_id=chain_id))
+
+    # ------------------------------------------------------------------ one pass
+
+    def run_once(self) -> PassResult:
+        """One full pass: sync the index, screen, confirm, liquidate, cover, deleverage, socialise."""
+        self.startup()
+        with self._work:
+            return self._pass()
+
+    def _pass(self) -> PassResult:
+        started = time.monotonic()
+        w3 = self.bw.w3
+        for outcome in self.sender.poll():
+            self._note_outcome(outcome, None)
+        head = get_block(w3)
+        result = PassResult(head.number)
+        self.index.sync(head)
+        if self._resync_due:
+            self.index.refresh_all(head.number)
+            self._resync_due = False
+        snap = read_markets(self.bw, self.index.market_count, head)
+        self._liquidate(snap, result)
+        if result.sent:
+            head, snap = self._advance()
+        snap = self._settle_bad_debt(snap, result)
+        result.accounts_tracked = len(self.index.accounts)
+        result.bad_debt_wad = snap.total_bad_debt
+        result.duration = time.monotonic() - started
+        self._record_pass(result, snap)
+        return result
+
+    def _advance(self) -> tuple[BlockRef, MarketSnapshot]:
+        """After own transactions: bring the index and the market snapshot to the new head."""
+        head = get_block(self.bw.w3)
+        self.index.sync(head)
+        return head, read_markets(self.bw, self.index.market_count, head)
+
+    def _record_pass(self, result: PassResult, snap: MarketSnapshot) -> None:
+        m = self.metrics
+        m.tick_duration.observe(result.duration)
+        m.ticks.labels(outcome="ok").inc()
+        m.accounts_tracked.set(result.accounts_tracked)
+        m.candidates.set(result.candidates)
+        m.liquidatable.set(len(result.liquidatable))
+        m.last_block.set(result.block)
+        m.block_lag.set(0)
+        m.node_up.set(1)
+        self._fund_metrics(snap)
+        self.health.ok(result.block)
+        self.last_result = result
+        busy = result.sent or result.adl_steps or result.covered_wad or result.socialized_wad
+        (log.info if busy else log.debug)("pass", extra=kv(**result.summary()))
+
+    def _fund_metrics(self, snap: MarketSnapshot) -> None:
+        self.metrics.fund_assets.set(wad_to_float(snap.fund_assets))
+        self.metrics.fund_available.set(wad_to_float(snap.fund_available))
+        self.metrics.bad_debt.set(wad_to_float(snap.total_bad_debt))
+
+    # ------------------------------------------------------------------ liquidation
+
+    def _liquidate(self, snap: MarketSnapshot, result: PassResult) -> None:
+        s = self.settings
+        scr = screen(self.index, snap, s.screen_buffer)
+        result.candidates = len(scr.candidates)
+        if scr.skipped_stale:
+            log.warning("accounts not screened: a market's price is stale or invalid",
+                        extra=kv(accounts=scr.skipped_stale, markets=snap.stale))  # fmt: skip
+        healths = confirm(self.bw, scr.candidates, "latest", s.confirm_chunk)
+        liquidatable = [a for a, h in healths.items() if h.liquidatable]
+        result.liquidatable = liquidatable
+        for gone in set(self.first_seen) - set(liquidatable):
+            del self.first_seen[gone]
+        entries = self._choose_entries(liquidatable, healths, snap, result)
+        if not entries or self.stopping:
+            return
+        passing = self._simulate_entries(entries, result)
+        sent: list[tuple[PendingTx, list[tuple[str, int]]]] = []
+        for chunk, gas in self._batches(passing, snap.block):
+            pending = self._send_batch(chunk, gas, snap.block, result)
+            if pending is not None:
+                sent.append((pending, chunk))
+        for pending, chunk in sent:
+            outcome = self.sender.wait(pending, s.receipt_timeout)
+            self._note_outcome(outcome, result)
+
+    def _choose_entries(self, liquidatable: list[str], healths: dict[str, Any], snap: MarketSnapshot,
+                        result: PassResult) -> list[tuple[str, int]]:  # fmt: skip
+        s = self.settings
+        busy = {k[1] for k in self.sender.in_flight() if isinstance(k, tuple) and k[0] == "liquidate"}
+        entries: list[tuple[str, int]] = []
+        for account in liquidatable:
+            if account in busy or account == self.signer.address:
+                continue
+            if s.keeper_count > 1 and shard_of(account, s.keeper_count) != s.keeper_index:
+                first = self.first_seen.setdefault(account, snap.block.number)
+                if snap.block.number - first < s.backup_delay_blocks:
+                    result.deferred.append(account)
+                    continue
+                log.info("backing up another keeper", extra=kv(account=account, since_block=first))
+            state = self.index.accounts.get(account)
+            market = liquidation_market(state.positions, snap, healths[account].equity) if state else None
+            if market is None:
+                continue
+            entries.append((account, market))
+        return entries
+
+    def _simulate_entries(self, entries: list[tuple[str, int]], result: PassResult) -> list[tuple[str, int, int]]:
+        """Each entry simulated alone as ``liquidate``: (account, market, gas) of those that would pass."""
+        fns = [self.bw.ch.functions.liquidate(a, m) for a, m in entries]
+        passing = []
+        for (account, market), outcome in zip(entries, self.sender.estimate_many(fns), strict=True):
+            if isinstance(outcome, DecodedError):
+                result.races_lost += 1
+                self.metrics.races_lost.inc()
+                log.info("not sending: simulation shows nothing to do",
+                         extra=kv(account=account, market=market, error=str(outcome)))  # fmt: skip
+            else:
+                passing.append((account, market, outcome))
+        return passing
+
+    def _batches(self, passing: list[tuple[str, int, int]], head: BlockRef):  # type: ignore[no-untyped-def]
+        """Chunks of at most `max_batch` entries and under 80% of the block gas limit, with gas limits."""
+        budget = head.gas_limit * 8 // 10
+        chunk: list[tuple[str, int]] = []
+        gas = 0
+        for account, market, estimate in passing:
+            need = self.sender.with_margin(estimate) + BATCH_ENTRY_OVERHEAD
+            if chunk and (len(chunk) >= self.settings.max_batch or gas + need > budget):
+                yield chunk, gas + 50_000
+                chunk, gas = [], 0
+            chunk.append((account, market))
+            gas += need
+        if chunk:
+            yield chunk, gas + 50_000
+
+    def _send_batch(self, chunk: list[tuple[str, int]], gas: int, head: BlockRef,
+                    result: PassResult) -> PendingTx | None:  # fmt: skip
+        accounts, markets = [a for a, _ in chunk], [m for _, m in chunk]
+        fn = self.bw.ch.functions.liquidateBatch(accounts, markets)
+        try:
+            would = int(fn.call({"from": self.signer.address, "gas": gas}))
+        except Exception as exc:
+            decoded = self.bw.errors.from_exception(exc)
+            if decoded is None:
+                raise
+            log.warning("batch simulation reverted", extra=kv(entries=len(chunk), error=str(decoded)))
+            return None
+        if would == 0:
+            result.races_lost += len(chunk)
+            self.metrics.races_lost.inc(len(chunk))
+            log.info("not sending: the batch would liquidate nothing", extra=kv(entries=len(chunk)))
+            return None
+        if self.stopping:
+            return None
+        keys = [("liquidate", a, m) for a, m in chunk]
+        pending = self.sender.send(fn, action="liquidateBatch", gas=gas, keys=keys, head=head)
+        result.sent += chunk
+        result.transactions.append(pending.hashes[0])
+        self.metrics.liquidations_sent.inc(len(chunk))
+        log.info("liquidating", extra=kv(tx=pending.hashes[0], entries=len(chunk), would_succeed=would,
+                                         accounts=accounts, markets=markets))  # fmt: skip
+        return pending
+
+    def _note_outcome(self, outcome: SendOutcome, result: PassResult | None) -> None:
+        """Counts what a finished transaction did (events of a liquidation or an ADL batch)."""
+        receipt = outcome.receipt
+        if receipt is None:
+            return
+        if result is not None and outcome.pending.hashes[-1] not in result.transactions:
+            result.transactions.append(outcome.pending.hashes[-1])
+        if receipt["status"] != 1:
+            if outcome.pending.action == "liquidateBatch":
+                self.metrics.liquidations_failed.inc(len(outcome.pending.keys))
+            if result is not None:
+                result.errors.append(f"{outcome.pending.action}: {outcome.error}")
+            return
+        ch = self.bw.ch
+        me = self.signer.address
+        for ev in ch.events.Liquidated().process_receipt(receipt, errors=DISCARD):
+            if ev["args"]["keeper"] != me:
+                continue
+            self.metrics.liquidations_mined.inc()
+            entry = (ev["args"]["account"], int(ev["args"]["marketId"]))
+            log.info("liquidated", extra=kv(account=entry[0], market=entry[1], bankrupt=ev["args"]["bankrupt"],
+                     reward=ev["args"]["rewardWad"], shortfall=ev["args"]["shortfallWad"],
+                     block=receipt["blockNumber"]))  # fmt: skip
+            if result is not None:
+                result.liquidated.append(entry)
+        for ev in ch.events.LiquidationSkipped().process_receipt(receipt, errors=DISCARD):
+            self.metrics.liquidations_failed.inc()
+            reason = str(self.bw.errors.decode(ev["args"]["reason"]))
+            log.warning("batch entry skipped", extra=kv(account=ev["args"]["account"],
+                        market=int(ev["args"]["marketId"]), error=reason))  # fmt: skip
+            if result is not None:
+                result.skipped.append((ev["args"]["account"], int(ev["args"]["marketId"]), reason))
+        for ev in ch.events.AutoDeleveraged().process_receipt(receipt, errors=DISCARD):
+            a = ev["args"]
+            self.metrics.adl_steps.inc()
+            step = AdlStep(a["account"], int(a["marketId"]), int(a["scoreWad"]), int(a["closedSizeWad"]),
+                           int(a["haircutWad"]), int(a["badDebtRemainingWad"]))  # fmt: skip
+            log.info("deleveraged", extra=kv(**asdict(step)))
+            if result is not None:
+                result.adl_steps.append(step)
+        for name, attr in (("BadDebtCovered", "covered_wad"), ("BadDebtSocialized", "socialized_wad")):
+            for ev in getattr(ch.events, name)().process_receipt(receipt, errors=DISCARD):
+                if result is not None:
+                    setattr(result, attr, getattr(result, attr) + int(ev["args"]["amountWad"]))
+                log.info(name, extra=kv(market=int(ev["args"]["marketId"]), side=SIDES[ev["args"]["side"]],
+                         amount=ev["args"]["amountWad"], remaining=ev["args"]["totalBadDebtWad"]))  # fmt: skip
+
+    # ------------------------------------------------------------------ bad debt
+
+    def _settle_bad_debt(self, snap: MarketSnapshot, result: PassResult) -> MarketSnapshot:
+        """Cover from the fund while it has something available; else ADL in score order; else, after
+        the grace period with no target left, socialise. Repeats on fresh state until nothing changes;
+        returns the last snapshot."""
+        for _ in range(BAD_DEBT_ROUNDS):
+            if snap.total_bad_debt == 0 or self.stopping:
+                break
+            acted = False
+            for (market, side), debt in sorted(snap.bad_debt.items()):
+                acted |= self._settle_side(snap, market, side, debt, result)
+            if not acted:
+                break
+            _, snap = self._advance()
+        return snap
+
+    def _settle_side(self, snap: MarketSnapshot, market: int, side: int, debt: int, result: PassResult) -> bool:
+        where = kv(market=market, side=SIDES[side], debt=debt)
+        if snap.fund_available > 0:
+            return self._send_and_wait(self.bw.ch.functions.coverBadDebt(market, side), "coverBadDebt", result)
+        if market not in snap.prices:
+            log.warning("bad debt waits: the market's price is stale", extra=where)
+            return False
+        targets = self._adl_targets(snap, market, side, debt)
+        if targets:
+            return self._deleverage(market, targets, result)
+        socializable_at = snap.bad_debt_since + snap.risk.socialize_grace_period
+        if self.settings.socialize and snap.block.timestamp >= socializable_at:
+            log.warning("no ADL target left: socialising to the pool", extra=where)
+            return self._send_and_wait(self.bw.ch.functions.socializeBadDebt(market, side), "socializeBadDebt",
+                                       result)  # fmt: skip
+        log.info("bad debt without ADL target; waiting for the grace period",
+                 extra=kv(**where["fields"], socializable_at=socializable_at))  # fmt: skip
+        return False
+
+    def _adl_targets(self, snap: MarketSnapshot, market: int, side: int, debt: int) -> list[str]:
+        """Eligible targets in the contract's order, as many as the debt needs (plus one), capped."""
+        off_chain = adl_scores(self.index, snap, market, side)
+        if not off_chain:
+            return []
+        candidates = sorted(off_chain)
+        on_chain = confirm_adl_scores(self.bw, market, candidates, snap.block.number)
+        mismatched = {a: (off_chain[a], on_chain[a]) for a in candidates if off_chain[a] != on_chain[a]}
+        if mismatched:
+            self.metrics.adl_score_mismatches.inc(len(mismatched))
+            log.warning("off-chain ADL scores differ from adlScoresOf; using the chain's",
+                        extra=kv(market=market, accounts=len(mismatched),
+                                 example=str(next(iter(mismatched.items())))))  # fmt: skip
+        ranked = rm.rank_adl(on_chain)
+        price = snap.prices[market]
+        chosen: list[str] = []
+        covered = 0
+        for account in ranked[: self.settings.adl_max_targets]:
+            chosen.append(account)
+            p = self.index.accounts[account].positions[market]
+            covered += max(0, rm.unrealized_pnl(p.size, p.open_notional, price))
+            if covered > debt and len(chosen) > 1:
+                break
+        sign = adl_side_holders(side)
+        assert all(self.index.accounts[a].positions[market].size * sign > 0 for a in chosen)
+        return chosen
+
+    def _deleverage(self, market: int, targets: list[str], result: PassResult) -> bool:
+        """Sends autoDeleverage; a simulation that finds the order broken (funding moved a near tie)
+        or a target ineligible trims the list and tries again."""
+        while targets:
+            fn = self.bw.ch.functions.autoDeleverage(market, targets)
+            try:
+                gas = self.sender.estimate(fn, "autoDeleverage")
+            except Simulation as sim:
+                bad = sim.error.args.get("target")
+                log.warning("ADL simulation reverted", extra=kv(market=market, error=str(sim.error)))
+                if sim.error.name == "AdlOutOfOrder" and bad in targets:
+                    targets = targets[: targets.index(bad)]
+                elif sim.error.name == "AdlTargetIneligible" and bad in targets:
+                    targets = [t for t in targets if t != bad]
+                else:
+                    return False
+                continue
+            return self._send_and_wait(fn, "autoDeleverage", result, gas=self.sender.with_margin(gas))
+        return False
+
+    def _send_and_wait(self, fn: Any, action: str, result: PassResult, gas: int | None = None) -> bool:
+        if self.stopping:
+            return False
+        try:
+            pending = self.sender.send(fn, action=action, gas=gas, keys=[(action,)])
+        except Simulation as sim:
+            self.metrics.races_lost.inc()
+            log.info("not sending: simulation reverted", extra=kv(action=action, error=str(sim.error)))
+            return False
+        result.transactions.append(pending.hashes[0])
+        outcome = self.sender.wait(pending, self.settings.receipt_timeout)
+        self._note_outcome(outcome, result)
+        return outcome.ok
+
+
+# ---------------------------------------------------------------------------- command line
+
+
+def default_checkpoint(bw: Bulwark) -> Path:
+    """``<project>/.keeper/<chainId>-<clearing house>.json``."""
+    d = bw.deployment
+    return paths.project_root() / ".keeper" / f"{d.chain_id}-{bw.ch.address[:10].lower()}.json"
+
+
+def run_from_cli(bw: Bulwark, signer: LocalAccount, args: Any) -> int:
+    """``bulwark keeper [--once] [--config FILE] [--metrics-port N] [--log-format plain|json]``."""
+    try:
+        settings = load_settings(getattr(args, "config", None), os.environ, {
+            "metrics_port": getattr(args, "metrics_port", None),
+            "log_format": getattr(args, "log_format", None),
+        })  # fmt: skip
+        if settings.checkpoint_file is None:
+            settings = settings.replace(checkpoint_file=str(default_checkpoint(bw)))
+        setup_logging(settings.log_format, settings.log_level)
+        keeper = Keeper(bw, signer, settings)
+        if not getattr(args, "once", False):
+            return keeper.run_forever()
+        try:
+            result = keeper.run_once()
+        finally:
+            keeper.shutdown()
+        if getattr(args, "json", False):
+            print(json.dumps(result.as_dict(), default=str))
+        else:
+            print(" ".join(f"{k}={v}" for k, v in result.summary().items()))
+        return EXIT_OK if not result.errors else EXIT_ERROR
+    except BulwarkError as exc:
+        print(f"bulwark keeper: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:
+        if node_unreachable(exc):
+            print(f"bulwark keeper: the node stopped answering ({type(exc).__name__})", file=sys.stderr)
+            return EXIT_ERROR
+        raise

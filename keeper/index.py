@@ -1,0 +1,396 @@
+"""The keeper's account index: who has an account, and each one's margin and positions.
+
+Events say *who* changed and *when*; the chain says *what* the state is. Every clearing-house event
+that names an ``account`` (or a ``keeper``, which is paid its reward as margin) marks that address
+dirty; at the end of each sync the dirty accounts' margin and positions are read in JSON-RPC batches
+(``marginOf`` and ``positionOf`` per market) pinned to the block the sync reached. Margins are not
+rebuilt from events: funding settlements, fee shares, rewards and haircuts all move margin, and one
+missed rule would poison the index silently, whereas a read is exact by construction and costs one
+batched round trip per block that touched accounts.
+
+The checkpoint file holds the block number and hash the index reached, the hashes of recent sync
+points and the tracked addresses. A restart verifies the hash and scans logs from the next block, so
+no account is missed; a hash that no longer matches (a reorg, or a node that restarted on an older
+state) rewinds to the newest sync point still on the chain, or to the deployment block, rescans from
+there and re-reads every account. Accounts are never forgotten: an address whose events were undone
+simply reads as flat.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eth_abi import decode as abi_decode
+from eth_utils import event_abi_to_log_topic, to_checksum_address
+from web3 import Web3
+
+from keeper import riskmath as rm
+from keeper.chain import Bulwark, BulwarkError
+from keeper.logs import get_logger, kv
+
+CHECKPOINT_VERSION = 1
+RECENT_SYNC_POINTS = 128
+_ACCOUNT_ARGS = ("account", "keeper")
+_MARKET_EVENTS = frozenset({"MarketListed", "MarketConfigured", "RiskParamsUpdated"})
+
+log = get_logger("index")
+
+
+# ---------------------------------------------------------------------------- JSON-RPC batches
+
+
+@dataclass(frozen=True)
+class RpcFailure:
+    """One request of a batch that the node answered with an error (a revert, usually)."""
+
+    code: int
+    message: str
+    data: str | None = None
+
+
+class NodeError(BulwarkError):
+    """The node answered something unusable (not a revert: a missing block, a malformed reply)."""
+
+
+def rpc_batch(w3: Web3, requests: Sequence[tuple[str, list[Any]]], chunk: int = 300) -> list[Any]:
+    """Sends requests as JSON-RPC batches; each answer is its result or an :class:`RpcFailure`."""
+    out: list[Any] = []
+    for start in range(0, len(requests), chunk):
+        part = list(requests[start : start + chunk])
+        replies = w3.provider.make_batch_request(part)  # type: ignore[arg-type]
+        if not isinstance(replies, list) or len(replies) != len(part):
+            raise NodeError(f"the node answered a batch of {len(part)} with {replies!r:.200}")
+        replies = sorted(replies, key=lambda r: int(r.get("id", 0)))
+        for reply in replies:
+            error = reply.get("error")
+            if error:
+                data = error.get("data")
+                out.append(RpcFailure(int(error.get("code", 0)), str(error.get("message")),
+                                      data if isinstance(data, str) else None))  # fmt: skip
+            else:
+                out.append(reply.get("result"))
+    return out
+
+
+def _abi_type(item: dict[str, Any]) -> str:
+    kind = str(item["type"])
+    if kind.startswith("tuple"):
+        return "(" + ",".join(_abi_type(c) for c in item["components"]) + ")" + kind[5:]
+    return kind
+
+
+class Calls:
+    """Encodes view calls of one contract for :func:`rpc_batch` and decodes their answers."""
+
+    def __init__(self, contract: Any) -> None:
+        self.contract = contract
+        self._outputs: dict[str, list[str]] = {
+            item["name"]: [_abi_type(o) for o in item["outputs"]]
+            for item in contract.abi
+            if item.get("type") == "function"
+        }
+
+    def request(self, fn: str, args: Sequence[Any], block: int | str) -> tuple[str, list[Any]]:
+        data = self.contract.encode_abi(fn, list(args))
+        tag = hex(block) if isinstance(block, int) else block
+        return "eth_call", [{"to": self.contract.address, "data": data}, tag]
+
+    def decode(self, fn: str, result: Any) -> Any:
+        if isinstance(result, RpcFailure):
+            raise result_error(result)
+        values = abi_decode(self._outputs[fn], bytes.fromhex(str(result)[2:]))
+        return values[0] if len(values) == 1 else values
+
+
+class CallFailed(BulwarkError):
+    def __init__(self, failure: RpcFailure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+def result_error(failure: RpcFailure) -> CallFailed:
+    return CallFailed(failure)
+
+
+# ---------------------------------------------------------------------------- blocks
+
+
+@dataclass(frozen=True)
+class BlockRef:
+    number: int
+    hash: str
+    timestamp: int
+    base_fee: int
+    gas_limit: int = 30_000_000
+
+    @classmethod
+    def from_rpc(cls, block: Any) -> BlockRef:
+        if not block:
+            raise NodeError("block not found")
+        return cls(
+            number=int(block["number"], 16),
+            hash=str(block["hash"]),
+            timestamp=int(block["timestamp"], 16),
+            base_fee=int(block.get("baseFeePerGas") or "0x0", 16),
+            gas_limit=int(block.get("gasLimit") or hex(30_000_000), 16),
+        )
+
+
+def get_block(w3: Web3, which: int | str = "latest") -> BlockRef:
+    tag = hex(which) if isinstance(which, int) else which
+    return BlockRef.from_rpc(w3.provider.make_request("eth_getBlockByNumber", [tag, False])["result"])  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------- accounts
+
+
+@dataclass
+class AccountState:
+    """Margin and open positions (market id -> position) of one account at the index's block."""
+
+    margin: int = 0
+    positions: dict[int, rm.Position] = field(default_factory=dict)
+
+    @property
+    def flat(self) -> bool:
+        return not self.positions
+
+
+@dataclass
+class SyncReport:
+    from_block: int
+    to_block: int
+    logs: int = 0
+    new_accounts: int = 0
+    refreshed: int = 0
+    rewound_to: int | None = None
+    markets_changed: bool = False
+
+
+class AccountIndex:
+    """Every account that ever held margin in the clearing house, with its state at ``self.block``."""
+
+    def __init__(self, bw: Bulwark, checkpoint_file: str | os.PathLike[str] | None = None, *,
+                 log_chunk_blocks: int = 2_000, rpc_batch_size: int = 300,
+                 checkpoint_interval: float = 10.0) -> None:  # fmt: skip
+        self.bw = bw
+        self.path = Path(checkpoint_file) if checkpoint_file else None
+        self.log_chunk_blocks = log_chunk_blocks
+        self.rpc_batch_size = rpc_batch_size
+        self.checkpoint_interval = checkpoint_interval
+        self.accounts: dict[str, AccountState] = {}
+        self.block: int | None = None  # last block fully processed
+        self.block_hash: str | None = None
+        self.recent: deque[tuple[int, str]] = deque(maxlen=RECENT_SYNC_POINTS)
+        self.resumed_from: int | None = None
+        self._dirty: set[str] = set()
+        self._saved_at = 0.0
+        self._unsaved_accounts = False
+        self.calls = Calls(bw.ch)
+        self.market_count = int(bw.ch.functions.marketCount().call())
+        self.protected = {to_checksum_address(bw.ch.functions.pool().call()),
+                          to_checksum_address(bw.ch.functions.fund().call())}  # fmt: skip
+        self._topics = self._event_topics()
+
+    # ------------------------------------------------------------------ events
+
+    def _event_topics(self) -> dict[bytes, tuple[str, list[int]]]:
+        """topic0 -> (event name, positions among the topics of the account/keeper arguments)."""
+        out: dict[bytes, tuple[str, list[int]]] = {}
+        for item in self.bw.ch.abi:
+            if item.get("type") != "event":
+                continue
+            indexed = [i for i in item["inputs"] if i.get("indexed")]
+            spots = [n + 1 for n, i in enumerate(indexed) if i["name"] in _ACCOUNT_ARGS and i["type"] == "address"]
+            out[bytes(event_abi_to_log_topic(item))] = (item["name"], spots)
+        return out
+
+    def _apply(self, entry: Any) -> bool:
+        """Marks the accounts a log names; True if it changed market configuration."""
+        topics = entry["topics"]
+        if not topics:
+            return False
+        known = self._topics.get(bytes(topics[0]))
+        if known is None:
+            return False
+        name, spots = known
+        for spot in spots:
+            if spot < len(topics):
+                self.mark(to_checksum_address(bytes(topics[spot])[-20:]))
+        return name in _MARKET_EVENTS
+
+    def mark(self, address: str) -> None:
+        """Adds an address (if new) and schedules a re-read of its state."""
+        address = to_checksum_address(address)
+        if address in self.protected:
+            return
+        if address not in self.accounts:
+            self.accounts[address] = AccountState()
+            self._unsaved_accounts = True
+        self._dirty.add(address)
+
+    # ------------------------------------------------------------------ sync
+
+    @property
+    def start_block(self) -> int:
+        return self.bw.deployment.deploy_block
+
+    def sync(self, head: BlockRef) -> SyncReport:
+        """Brings the index to ``head``: reorg check, logs since the last block, dirty accounts read."""
+        rewound = self._check_reorg()
+        start = self.start_block if self.block is None else self.block + 1
+        report = SyncReport(start, head.number, rewound_to=rewound)
+        before = len(self.accounts)
+        w3 = self.bw.w3
+        for lo in range(start, head.number + 1, self.log_chunk_blocks):
+            hi = min(lo + self.log_chunk_blocks - 1, head.number)
+            entries = w3.eth.get_logs({"address": self.bw.ch.address, "fromBlock": lo, "toBlock": hi})
+            for entry in entries:
+                report.markets_changed |= self._apply(entry)
+            report.logs += len(entries)
+        if report.markets_changed:
+            self.market_count = int(self.calls.decode("marketCount", rpc_batch(
+                w3, [self.calls.request("marketCount", [], head.number)])[0]))  # fmt: skip
+            self._dirty |= set(self.accounts)
+        report.new_accounts = len(self.accounts) - before
+        report.refreshed = self.refresh(self._dirty, head.number)
+        self._dirty.clear()
+        self.block, self.block_hash = head.number, head.hash
+        if not self.recent or self.recent[-1][0] != head.number:
+            self.recent.append((head.number, head.hash))
+        self.maybe_save()
+        return report
+
+    def _check_reorg(self) -> int | None:
+        """If the last processed block is no longer on the chain, rewinds; returns the new last block."""
+        if self.block is None or self.block_hash is None:
+            return None
+        if self._hash_of(self.block) == self.block_hash:
+            return None
+        fork = self._fork_point()
+        log.warning("reorg: rewinding the index", extra=kv(
+            checkpoint_block=self.block, resume_after=fork if fork is not None else "deployment"))  # fmt: skip
+        while self.recent and (fork is None or self.recent[-1][0] > fork):
+            self.recent.pop()
+        if fork is None:
+            self.block, self.block_hash = None, None
+        else:
+            self.block, self.block_hash = self.recent[-1]
+        self._dirty |= set(self.accounts)
+        return self.block if self.block is not None else self.start_block - 1
+
+    def _hash_of(self, number: int) -> str | None:
+        reply = self.bw.w3.provider.make_request("eth_getBlockByNumber", [hex(number), False])  # type: ignore[arg-type]
+        block = reply.get("result")
+        return str(block["hash"]) if block else None
+
+    def _fork_point(self) -> int | None:
+        """The newest recorded sync point whose hash is still on the chain."""
+        points = list(self.recent)
+        if not points:
+            return None
+        replies = rpc_batch(self.bw.w3, [("eth_getBlockByNumber", [hex(n), False]) for n, _ in points],
+                            self.rpc_batch_size)  # fmt: skip
+        for (number, expected), block in zip(reversed(points), reversed(replies), strict=True):
+            if isinstance(block, dict) and block.get("hash") == expected:
+                return number
+        return None
+
+    def refresh(self, addresses: Iterable[str], block: int) -> int:
+        """Reads margin and every market's position of `addresses` at `block`."""
+        targets = sorted(addresses)
+        if not targets:
+            return 0
+        m_count = self.market_count
+        requests: list[tuple[str, list[Any]]] = []
+        for a in targets:
+            requests.append(self.calls.request("marginOf", [a], block))
+            requests += [self.calls.request("positionOf", [a, m], block) for m in range(m_count)]
+        replies = rpc_batch(self.bw.w3, requests, self.rpc_batch_size)
+        width = 1 + m_count
+        for k, a in enumerate(targets):
+            row = replies[k * width : (k + 1) * width]
+            margin = int(self.calls.decode("marginOf", row[0]))
+            positions: dict[int, rm.Position] = {}
+            for m in range(m_count):
+                p = rm.Position.from_tuple(self.calls.decode("positionOf", row[1 + m]))
+                if p.size != 0:
+                    positions[m] = p
+            self.accounts[a] = AccountState(margin, positions)
+        return len(targets)
+
+    def refresh_all(self, block: int) -> int:
+        return self.refresh(list(self.accounts), block)
+
+    # ------------------------------------------------------------------ checkpoint
+
+    def _identity(self) -> dict[str, Any]:
+        return {"chain_id": self.bw.deployment.chain_id, "clearing_house": self.bw.ch.address}
+
+    def maybe_save(self, force: bool = False) -> bool:
+        if self.path is None or self.block is None:
+            return False
+        due = time.monotonic() - self._saved_at >= self.checkpoint_interval
+        if not (force or self._unsaved_accounts or due):
+            return False
+        self.save()
+        return True
+
+    def save(self) -> None:
+        """Writes the checkpoint atomically (temporary file, then rename)."""
+        if self.path is None or self.block is None:
+            return
+        data = {
+            "version": CHECKPOINT_VERSION,
+            **self._identity(),
+            "block": self.block,
+            "hash": self.block_hash,
+            "recent": [list(p) for p in self.recent],
+            "accounts": sorted(self.accounts),
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
+        os.replace(tmp, self.path)
+        self._saved_at = time.monotonic()
+        self._unsaved_accounts = False
+
+    def load(self) -> bool:
+        """Resumes from the checkpoint file if there is one for this deployment."""
+        if self.path is None or not self.path.is_file():
+            return False
+        try:
+            data = json.loads(self.path.read_text())
+            if data.get("version") != CHECKPOINT_VERSION:
+                raise ValueError(f"version {data.get('version')}")
+            if {k: data.get(k) for k in self._identity()} != self._identity():
+                log.warning("checkpoint belongs to another deployment; starting afresh",
+                            extra=kv(file=str(self.path)))  # fmt: skip
+                return False
+            block, block_hash = int(data["block"]), str(data["hash"])
+            recent = [(int(n), str(h)) for n, h in data.get("recent", [])]
+            accounts = [to_checksum_address(a) for a in data["accounts"]]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("checkpoint unreadable; starting afresh",
+                        extra=kv(file=str(self.path), error=f"{type(exc).__name__}: {exc}"))  # fmt: skip
+            return False
+        self.block, self.block_hash = block, block_hash
+        self.recent = deque(recent or [(block, block_hash)], maxlen=RECENT_SYNC_POINTS)
+        for a in accounts:
+            self.mark(a)  # every account is re-read at the first sync
+        self._unsaved_accounts = False
+        self.resumed_from = block
+        log.info("index resumed from checkpoint", extra=kv(block=block, accounts=len(accounts)))
+        return True
+
+    # ------------------------------------------------------------------ views
+
+    def open_accounts(self) -> list[str]:
+        return [a for a, s in self.accounts.items() if s.positions]

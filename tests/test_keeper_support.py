@@ -1,0 +1,130 @@
+"""Scenario helpers for the keeper tests (no tests here): a chain of its own, many funded traders,
+positions that a price move makes liquidatable, and waiting for conditions with a deadline."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
+from web3 import Web3
+
+from keeper.chain import WAD, Bulwark, Deployment, connect, dev_account
+from keeper.deploy import deploy_all
+from keeper.node import AnvilNode
+
+USDC = 10**6
+MAX_UINT = 2**256 - 1
+
+
+def trader_key(n: int, salt: str = "bulwark-keeper-test") -> LocalAccount:
+    acct: LocalAccount = Account.from_key(keccak(text=f"{salt}-{n}"))
+    return acct
+
+
+@dataclass
+class Chain:
+    """A deployment on a node of the test's own, plus helpers in human units."""
+
+    node: AnvilNode
+    bw: Bulwark
+    admin: LocalAccount = field(default_factory=lambda: dev_account(0))
+    lp: LocalAccount = field(default_factory=lambda: dev_account(1))
+    staker: LocalAccount = field(default_factory=lambda: dev_account(2))
+
+    @property
+    def w3(self) -> Web3:
+        return self.bw.w3
+
+    def rpc(self, method: str, *params: Any) -> Any:
+        return self.node.rpc(method, *params)
+
+    def send(self, fn: Any, who: LocalAccount) -> Any:
+        return self.bw.send(fn, who)
+
+    def new_trader(self, n: int, usdc: int, salt: str = "t") -> LocalAccount:
+        """A fresh account with ETH for gas and `usdc` deposited as margin."""
+        t = trader_key(n, salt)
+        self.rpc("anvil_setBalance", t.address, hex(10 * WAD))
+        self.send(self.bw.token.functions.mint(t.address, usdc * USDC), self.admin)
+        self.send(self.bw.token.functions.approve(self.bw.ch.address, MAX_UINT), t)
+        self.send(self.bw.ch.functions.deposit(t.address, usdc * USDC), t)
+        return t
+
+    def seed_pool(self, usdc: int) -> None:
+        self.send(self.bw.token.functions.approve(self.bw.pool.address, MAX_UINT), self.lp)
+        self.send(self.bw.pool.functions.deposit(usdc * USDC, self.lp.address), self.lp)
+
+    def stake(self, usdc: int) -> None:
+        self.send(self.bw.token.functions.approve(self.bw.fund.address, MAX_UINT), self.staker)
+        self.send(self.bw.fund.functions.deposit(usdc * USDC, self.staker.address), self.staker)
+
+    def price_wad(self, market: str) -> int:
+        return int(self.bw.oracle.functions.priceWad(self.bw.market_id(market)).call())
+
+    def trade(self, trader: LocalAccount, market: str, size: float) -> Any:
+        size_wad = int(round(size * WAD))
+        price = self.price_wad(market)
+        limit = price * 105 // 100 if size_wad > 0 else price * 95 // 100
+        return self.send(self.bw.ch.functions.trade(self.bw.market_id(market), size_wad, limit), trader)
+
+    def set_price(self, market: str, price: float) -> Any:
+        return self.send(self.bw.feeds[market].functions.updateAnswer(int(round(price * 10**8))), self.admin)
+
+    def healths(self, accounts: Sequence[str]) -> list[Any]:
+        return list(self.bw.ch.functions.healthsOf(list(accounts)).call())
+
+    def liquidatable(self, accounts: Sequence[str]) -> list[str]:
+        return [a for a, h in zip(accounts, self.healths(accounts), strict=True) if h[3]]
+
+    def events(self, name: str, from_block: int = 0) -> list[Any]:
+        return list(getattr(self.bw.ch.events, name).get_logs(from_block=from_block))
+
+    def interval_mining(self, seconds: int) -> None:
+        self.rpc("evm_setAutomine", False)
+        self.rpc("evm_setIntervalMining", seconds)
+
+    def automine(self) -> None:
+        self.rpc("evm_setIntervalMining", 0)
+        self.rpc("evm_setAutomine", True)
+
+
+@contextmanager
+def own_chain(state_file: Path | None = None, **node_args: Any) -> Iterator[Chain]:
+    """A fresh Anvil and deployment for one test module."""
+    with AnvilNode(state_file=state_file, **node_args) as node:
+        w3 = connect(node.rpc_url)
+        deployment = deploy_all(w3, dev_account(0))
+        yield Chain(node, Bulwark(w3, deployment))
+
+
+def reconnect(chain: Chain, deployment: Deployment) -> Bulwark:
+    return Bulwark(connect(chain.node.rpc_url), deployment, chain.bw.artifacts)
+
+
+def crash_book(chain: Chain, count: int, salt: str = "crash") -> list[LocalAccount]:
+    """`count` longs of 1,000 USDC with 1.5 to 6 ETH on ETH-USD at 3000 (5x to 18x leverage):
+    a move to 2850 makes those above ~3.5 ETH liquidatable and leaves the rest healthy."""
+    traders = []
+    for n in range(count):
+        t = chain.new_trader(n, 1_000, salt)
+        chain.trade(t, "ETH-USD", 1.5 + 4.5 * n / max(count - 1, 1))
+        traders.append(t)
+    return traders
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, interval: float = 0.1, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+        time.sleep(interval)
