@@ -1,0 +1,242 @@
+"""The insurance fund: staking, request-cooldown-claim paying min(value at request, value now), covering
+bad debt in a new window, the cap and its sweep, donations, and the refusals."""
+
+from __future__ import annotations
+
+from conftest import MAX_UINT, USDC, Protocol
+from eth_account.signers.local import LocalAccount
+from helpers import (
+    ETH,
+    LONG,
+    SHORT,
+    bad_debt,
+    events,
+    fund_assets,
+    one_event,
+    reverts,
+    set_fund_params,
+    trade_wad,
+    tx,
+    wad,
+)
+
+from keeper import riskmath as rm
+from keeper.chain import WAD
+
+
+def _request(p: Protocol, who: LocalAccount, shares: int | None = None) -> tuple[int, dict]:  # type: ignore[type-arg]
+    fund = p.bw.fund
+    if shares is None:
+        shares = int(fund.functions.balanceOf(who.address).call())
+    receipt = tx(p, fund.functions.requestUnstake(shares), who)
+    ev = one_event(receipt, fund, "UnstakeRequested")
+    return int(ev["requestId"]), ev
+
+
+def _cooldown(p: Protocol) -> int:
+    return int(p.bw.fund.functions.cooldown().call())
+
+
+def _gap_liquidation(p: Protocol, index: int = 0) -> dict:  # type: ignore[type-arg]
+    """A 1,000 USDC long of 6 ETH bankrupted by a fall to 2,700; returns the ShortfallSettled event."""
+    t = p.traders[index]
+    p.fund_trader(t, 1_000)
+    trade_wad(p, t, ETH, wad(6))
+    p.set_price("ETH-USD", 2_700)
+    receipt = tx(p, p.bw.ch.functions.liquidate(t.address, ETH), p.keeper)
+    p.set_price("ETH-USD", 3_000)
+    return one_event(receipt, p.bw.ch, "ShortfallSettled")
+
+
+def _padding_liquidation(p: Protocol, index: int = 1) -> int:
+    """A 400 USDC long of 2 ETH liquidated at 2,850 (not bankrupt); returns the padding."""
+    t = p.traders[index]
+    p.fund_trader(t, 400)
+    trade_wad(p, t, ETH, wad(2))
+    p.set_price("ETH-USD", 2_850)
+    receipt = tx(p, p.bw.ch.functions.liquidate(t.address, ETH), p.keeper)
+    p.set_price("ETH-USD", 3_000)
+    return int(one_event(receipt, p.bw.ch, "Liquidated")["paddingWad"])
+
+
+def test_stake_request_and_claim_after_cooldown(protocol: Protocol) -> None:
+    p = protocol
+    fund = p.bw.fund
+    p.stake(10_000)
+    shares = int(fund.functions.balanceOf(p.staker.address).call())
+    assert fund.functions.totalAssets().call() == 10_000 * USDC
+    assert fund.functions.maxRedeem(p.staker.address).call() == 0
+    with reverts("FundUseRequestUnstake"):
+        tx(p, fund.functions.redeem(shares, p.staker.address, p.staker.address), p.staker)
+    with reverts("FundUseRequestUnstake"):
+        tx(p, fund.functions.withdraw(1, p.staker.address, p.staker.address), p.staker)
+    with reverts("FundZeroShares"):
+        tx(p, fund.functions.requestUnstake(0), p.staker)
+    rid, ev = _request(p, p.staker)
+    assert ev["assets"] == 10_000 * USDC and ev["shares"] == shares
+    with reverts("FundCooldownActive", requestId=rid, readyAt=ev["readyAt"]):
+        tx(p, fund.functions.claim(rid), p.staker)
+    with reverts("FundNotRequestOwner", requestId=rid, caller=p.lp.address):
+        tx(p, fund.functions.claim(rid), p.lp)
+    p.warp(_cooldown(p))
+    before = p.bw.token.functions.balanceOf(p.staker.address).call()
+    claimed = one_event(tx(p, fund.functions.claim(rid), p.staker), fund, "UnstakeClaimed")
+    assert (claimed["assets"], claimed["forfeited"]) == (10_000 * USDC, 0)
+    assert p.bw.token.functions.balanceOf(p.staker.address).call() == before + 10_000 * USDC
+    with reverts("FundUnknownRequest", requestId=rid):
+        tx(p, fund.functions.claim(rid), p.staker)
+    p.assert_conserved()
+
+
+def test_staker_who_requested_before_a_shortfall_still_bears_it(protocol: Protocol) -> None:
+    p = protocol
+    fund = p.bw.fund
+    p.seed_pool(100_000)
+    p.stake(10_000)
+    rid, ev = _request(p, p.staker)
+    settled = _gap_liquidation(p)
+    assert settled["coveredWad"] == settled["shortfallWad"] > 0
+    p.warp(_cooldown(p))
+    value_now = int(fund.functions.convertToAssets(ev["shares"]).call())
+    claimed = one_event(tx(p, fund.functions.claim(rid), p.staker), fund, "UnstakeClaimed")
+    assert claimed["assets"] == value_now < ev["assets"]
+    assert ev["assets"] - claimed["assets"] >= settled["shortfallWad"] // 10**12 - 3 * USDC  # less fee income
+    p.assert_conserved()
+
+
+def test_late_staker_cannot_take_padding_out_before_the_cooldown(protocol: Protocol) -> None:
+    p = protocol
+    fund = p.bw.fund
+    early, late = p.staker, p.lp
+    p.seed_pool(100_000)
+    p.stake(10_000, early)
+    p.stake(10_000, late)  # just before padding arrives
+    padding = _padding_liquidation(p)
+    assert padding > 0
+    rid, ev = _request(p, late)
+    assert ev["assets"] > 10_000 * USDC  # the request saw the padding
+    with reverts("FundCooldownActive", requestId=rid, readyAt=ev["readyAt"]):
+        tx(p, fund.functions.claim(rid), late)
+    _gap_liquidation(p, index=2)  # a shortfall during the cooldown
+    p.warp(_cooldown(p))
+    value_now = int(fund.functions.convertToAssets(ev["shares"]).call())
+    claimed = one_event(tx(p, fund.functions.claim(rid), late), fund, "UnstakeClaimed")
+    assert claimed["assets"] == min(ev["assets"], value_now) == value_now < 10_000 * USDC
+    p.assert_conserved()
+
+
+def test_claim_forfeits_gains_made_during_the_cooldown(protocol: Protocol) -> None:
+    p = protocol
+    fund = p.bw.fund
+    p.seed_pool(100_000)
+    p.stake(10_000, p.staker)
+    p.stake(10_000, p.lp)
+    rid, ev = _request(p, p.lp)
+    _padding_liquidation(p)
+    p.warp(_cooldown(p))
+    value_now = int(fund.functions.convertToAssets(ev["shares"]).call())
+    assert value_now > ev["assets"]
+    stayer_before = int(fund.functions.previewRedeem(fund.functions.balanceOf(p.staker.address).call()).call())
+    claimed = one_event(tx(p, fund.functions.claim(rid), p.lp), fund, "UnstakeClaimed")
+    assert (claimed["assets"], claimed["forfeited"]) == (ev["assets"], value_now - ev["assets"])
+    stayer_after = int(fund.functions.previewRedeem(fund.functions.balanceOf(p.staker.address).call()).call())
+    assert stayer_after >= stayer_before + claimed["forfeited"] - 1  # the forfeit stays with the stayer
+    p.assert_conserved()
+
+
+def test_claim_reverts_while_bad_debt_outstanding(protocol: Protocol) -> None:
+    p = protocol
+    p.seed_pool(100_000)
+    p.stake(1_000)
+    rid, _ = _request(p, p.staker, 10**9)
+    settled = _gap_liquidation(p)  # half of 1,000 available: the rest is bad debt
+    assert settled["badDebtWad"] > 0
+    p.warp(_cooldown(p))
+    total = int(p.bw.ch.functions.totalBadDebtWad().call())
+    with reverts("VaultBadDebtOutstanding", totalBadDebtWad=total):
+        tx(p, p.bw.fund.functions.claim(rid), p.staker)
+
+
+def test_cover_bad_debt_after_the_window_rolls(protocol: Protocol) -> None:
+    p = protocol
+    fund = p.bw.fund
+    p.seed_pool(100_000)
+    p.stake(1_000)
+    settled = _gap_liquidation(p)
+    debt = settled["badDebtWad"]
+    assert bad_debt(p, ETH, LONG) == debt > 0
+    with reverts("BadDebtFundEmpty", marketId=ETH, side=LONG):
+        tx(p, p.bw.ch.functions.coverBadDebt(ETH, LONG), p.keeper)
+    with reverts("BadDebtNone", marketId=ETH, side=SHORT):
+        tx(p, p.bw.ch.functions.coverBadDebt(ETH, SHORT), p.keeper)
+    p.warp(int(fund.functions.windowDuration().call()))
+    assets = fund_assets(p)
+    cap = rm.mul_wad_down(assets, int(fund.functions.windowCapRatioWad().call()))
+    assert fund.functions.availableWad().call() == cap
+    receipt = tx(p, p.bw.ch.functions.coverBadDebt(ETH, LONG), p.keeper)
+    covered = min(debt, cap)
+    ev = one_event(receipt, p.bw.ch, "BadDebtCovered")
+    assert (ev["marketId"], ev["side"], ev["amountWad"]) == (ETH, LONG, covered)
+    assert ev["totalBadDebtWad"] == debt - covered == bad_debt(p, ETH, LONG)
+    paid = one_event(receipt, fund, "ShortfallCovered")
+    assert (paid["shortfallWad"], paid["paidWad"], paid["windowCapWad"]) == (debt, covered, cap)
+    assert fund_assets(p) == assets - covered
+    p.assert_conserved()
+
+
+def test_cover_shortfall_only_from_the_clearing_house(protocol: Protocol) -> None:
+    p = protocol
+    with reverts("FundUnauthorized", caller=p.keeper.address):
+        tx(p, p.bw.fund.functions.coverShortfall(1), p.keeper)
+
+
+def test_cap_stops_staking_and_surplus_is_swept(protocol: Protocol) -> None:
+    p = protocol
+    fund = p.bw.fund
+    p.stake(1_000)
+    cap = int(fund.functions.capAssets().call())
+    with reverts("FundBelowCap", assets=1_000 * USDC, capAssets=cap):
+        tx(p, fund.functions.sweepSurplus(), p.keeper)
+    set_fund_params(p, cap=400 * USDC)
+    assert fund.functions.maxDeposit(p.staker.address).call() == 0
+    with reverts("ERC4626ExceededMaxDeposit", receiver=p.staker.address, assets=USDC, max=0):
+        tx(p, fund.functions.deposit(USDC, p.staker.address), p.staker)
+    treasury = fund.functions.treasury().call()
+    before = p.bw.token.functions.balanceOf(treasury).call()
+    receipt = tx(p, fund.functions.sweepSurplus(), p.keeper)
+    assert one_event(receipt, fund, "SurplusSwept")["assets"] == 600 * USDC
+    assert p.bw.token.functions.balanceOf(treasury).call() == before + 600 * USDC
+    assert fund.functions.totalAssets().call() == 400 * USDC
+    p.assert_conserved()
+
+
+def test_donation_raises_assets_not_shares(protocol: Protocol) -> None:
+    p = protocol
+    fund = p.bw.fund
+    p.stake(1_000)
+    supply = fund.functions.totalSupply().call()
+    tx(p, p.bw.token.functions.approve(fund.address, MAX_UINT), p.lp)
+    receipt = tx(p, fund.functions.donate(500 * USDC), p.lp)
+    assert one_event(receipt, fund, "Donated")["assets"] == 500 * USDC
+    assert fund.functions.totalSupply().call() == supply
+    assert fund_assets(p) == 1_500 * WAD
+    p.assert_conserved()
+
+
+def test_donation_inflation_attack_fails(protocol: Protocol) -> None:
+    p = protocol
+    fund = p.bw.fund
+    attacker, victim = p.traders[0], p.traders[1]
+    for who in (attacker, victim):
+        tx(p, p.bw.token.functions.approve(fund.address, MAX_UINT), who)
+    tx(p, fund.functions.deposit(1, attacker.address), attacker)
+    donation = 100_000 * USDC
+    tx(p, fund.functions.donate(donation), attacker)
+    tx(p, fund.functions.deposit(10_000 * USDC, victim.address), victim)
+    victim_value = fund.functions.previewRedeem(fund.functions.balanceOf(victim.address).call()).call()
+    attacker_value = fund.functions.previewRedeem(fund.functions.balanceOf(attacker.address).call()).call()
+    victim_loss = 10_000 * USDC - victim_value
+    assert 0 <= victim_loss < USDC // 10
+    assert donation + 1 - attacker_value > 10_000 * victim_loss
+    assert len(events(tx(p, fund.functions.requestUnstake(1), attacker), fund, "UnstakeRequested")) == 1
+    p.assert_conserved()
