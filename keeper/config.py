@@ -71,7 +71,7 @@ class KeeperSettings:
     """... or after this many seconds, whichever comes first."""
     receipt_timeout: float = 60.0
     """Seconds a pass waits for its transactions; afterwards they stay tracked as in flight."""
-    gas_margin_bps: int = 3_000
+    gas_margin_bps: int = 5_000
     """Gas limit = simulated gas x (1 + margin)."""
     min_eth_balance_wei: int = 10**16
     """The signer needs at least this much ETH at startup (0.01 ETH)."""

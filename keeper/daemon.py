@@ -60,6 +60,7 @@ EXIT_OK, EXIT_ERROR, EXIT_CIRCUIT_BREAKER = 0, 2, 3
 SIDES = ("Long", "Short")
 BATCH_ENTRY_OVERHEAD = 60_000  # the batch's self-call, its try/catch and the 1/64 it must keep back
 BAD_DEBT_ROUNDS = 6
+LIQUIDATION_ROUNDS = 3
 
 
 # ---------------------------------------------------------------------------- results
@@ -475,18 +476,17 @@ class Keeper:
     def _pass(self) -> PassResult:
         started = time.monotonic()
         w3 = self.bw.w3
-        for outcome in self.sender.poll():
-            self._note_outcome(outcome, None)
+        finished = self.sender.poll()  # transactions of earlier passes
         head = get_block(w3)
         result = PassResult(head.number)
+        for outcome in finished:
+            self._note_outcome(outcome, result)
         self.index.sync(head)
         if self._resync_due:
             self.index.refresh_all(head.number)
             self._resync_due = False
         snap = read_markets(self.bw, self.index.market_count, head)
-        self._liquidate(snap, result)
-        if result.sent:
-            head, snap = self._advance()
+        snap = self._liquidate(snap, result)
         snap = self._settle_bad_debt(snap, result)
         result.accounts_tracked = len(self.index.accounts)
         result.bad_debt_wad = snap.total_bad_debt
@@ -523,30 +523,46 @@ class Keeper:
 
     # ------------------------------------------------------------------ liquidation
 
-    def _liquidate(self, snap: MarketSnapshot, result: PassResult) -> None:
+    def _liquidate(self, snap: MarketSnapshot, result: PassResult) -> MarketSnapshot:
+        """Screen, confirm, send; then re-check the accounts just liquidated (a partial liquidation can
+        leave one still below maintenance) and go again, up to LIQUIDATION_ROUNDS times."""
         s = self.settings
         scr = screen(self.index, snap, s.screen_buffer)
         result.candidates = len(scr.candidates)
         if scr.skipped_stale:
             log.warning("accounts not screened: a market's price is stale or invalid",
                         extra=kv(accounts=scr.skipped_stale, markets=snap.stale))  # fmt: skip
-        healths = confirm(self.bw, scr.candidates, "latest", s.confirm_chunk)
-        liquidatable = [a for a, h in healths.items() if h.liquidatable]
-        result.liquidatable = liquidatable
-        for gone in set(self.first_seen) - set(liquidatable):
-            del self.first_seen[gone]
-        entries = self._choose_entries(liquidatable, healths, snap, result)
-        if not entries or self.stopping:
-            return
+        candidates = scr.candidates
+        for round_ in range(LIQUIDATION_ROUNDS):
+            healths = confirm(self.bw, candidates, "latest", s.confirm_chunk)
+            liquidatable = [a for a, h in healths.items() if h.liquidatable]
+            if round_ == 0:
+                result.liquidatable = liquidatable
+                for gone in set(self.first_seen) - set(liquidatable):
+                    del self.first_seen[gone]
+            entries = self._choose_entries(liquidatable, healths, snap, result)
+            if not entries or self.stopping:
+                break
+            done = self._send_entries(entries, snap, result)
+            if not done:
+                break
+            _, snap = self._advance()
+            candidates = sorted(done)
+        return snap
+
+    def _send_entries(self, entries: list[tuple[str, int]], snap: MarketSnapshot,
+                      result: PassResult) -> set[str]:  # fmt: skip
+        """Simulates, batches, sends and waits; returns the accounts liquidated."""
+        before = len(result.liquidated)
         passing = self._simulate_entries(entries, result)
-        sent: list[tuple[PendingTx, list[tuple[str, int]]]] = []
+        sent: list[PendingTx] = []
         for chunk, gas in self._batches(passing, snap.block):
             pending = self._send_batch(chunk, gas, snap.block, result)
             if pending is not None:
-                sent.append((pending, chunk))
-        for pending, chunk in sent:
-            outcome = self.sender.wait(pending, s.receipt_timeout)
-            self._note_outcome(outcome, result)
+                sent.append(pending)
+        for pending in sent:
+            self._note_outcome(self.sender.wait(pending, self.settings.receipt_timeout), result)
+        return {a for a, _ in result.liquidated[before:]}
 
     def _choose_entries(self, liquidatable: list[str], healths: dict[str, Any], snap: MarketSnapshot,
                         result: PassResult) -> list[tuple[str, int]]:  # fmt: skip

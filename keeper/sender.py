@@ -161,7 +161,7 @@ class TxSender:
 
     def __init__(self, bw: Bulwark, signer: LocalAccount, gas: GasStrategy, *,
                  metrics: KeeperMetrics | None = None, replace_after_blocks: int = 3,
-                 replace_after_seconds: float = 30.0, gas_margin_bps: int = 3_000,
+                 replace_after_seconds: float = 30.0, gas_margin_bps: int = 5_000,
                  poll_interval: float = 0.25) -> None:  # fmt: skip
         self.bw = bw
         self.signer = signer
@@ -208,7 +208,7 @@ class TxSender:
         return out
 
     def with_margin(self, gas: int) -> int:
-        return gas * (BPS + self.gas_margin_bps) // BPS + 21_000
+        return gas * (BPS + self.gas_margin_bps) // BPS + 50_000
 
     # ------------------------------------------------------------------ sending
 

@@ -46,7 +46,10 @@ class Chain:
         return self.node.rpc(method, *params)
 
     def send(self, fn: Any, who: LocalAccount) -> Any:
-        return self.bw.send(fn, who)
+        # Generous gas: an estimate made in the last block's second can skip the funding accrual that
+        # the mined transaction, one second later, performs.
+        estimate = fn.estimate_gas({"from": who.address})
+        return self.bw.send(fn, who, gas=estimate * 3 // 2 + 100_000)
 
     def new_trader(self, n: int, usdc: int, salt: str = "t") -> LocalAccount:
         """A fresh account with ETH for gas and `usdc` deposited as margin."""
@@ -108,13 +111,15 @@ def reconnect(chain: Chain, deployment: Deployment) -> Bulwark:
     return Bulwark(connect(chain.node.rpc_url), deployment, chain.bw.artifacts)
 
 
-def crash_book(chain: Chain, count: int, salt: str = "crash") -> list[LocalAccount]:
-    """`count` longs of 1,000 USDC with 1.5 to 6 ETH on ETH-USD at 3000 (5x to 18x leverage):
-    a move to 2850 makes those above ~3.5 ETH liquidatable and leaves the rest healthy."""
+def crash_book(chain: Chain, count: int, salt: str = "crash", margin: int = 1_000,
+               smallest: float = 1.5, largest: float = 6.0) -> list[LocalAccount]:  # fmt: skip
+    """`count` ETH-USD longs of `margin` USDC, sizes spread from `smallest` to `largest` ETH. With the
+    defaults (5x to 18x at 3000) a move to 2850 makes those above ~3.5 ETH liquidatable, leaves the
+    rest healthy, and the largest are partially liquidated (notional above the partial minimum)."""
     traders = []
     for n in range(count):
-        t = chain.new_trader(n, 1_000, salt)
-        chain.trade(t, "ETH-USD", 1.5 + 4.5 * n / max(count - 1, 1))
+        t = chain.new_trader(n, margin, salt)
+        chain.trade(t, "ETH-USD", smallest + (largest - smallest) * n / max(count - 1, 1))
         traders.append(t)
     return traders
 

@@ -1,0 +1,125 @@
+"""One keeper pass at a time on the session chain: crash, lost race, in-flight, stale price."""
+
+from __future__ import annotations
+
+import pytest
+from test_keeper_support import Chain, crash_book
+
+from keeper import invariants
+from keeper.chain import Bulwark, dev_account
+from keeper.config import KeeperSettings
+from keeper.daemon import Keeper, PassResult
+from keeper.node import AnvilNode
+
+KEEPER = dev_account(3)
+RIVAL = dev_account(5)
+
+
+@pytest.fixture
+def chain(anvil: AnvilNode, bw: Bulwark) -> Chain:
+    c = Chain(anvil, bw)
+    c.seed_pool(500_000)
+    c.stake(20_000)
+    return c
+
+
+def keeper(chain: Chain, **settings: object) -> Keeper:
+    return Keeper(chain.bw, KEEPER, KeeperSettings(**settings))  # type: ignore[arg-type]
+
+
+def test_crash_liquidates_every_liquidatable_account_in_the_next_block(chain: Chain) -> None:
+    # given a book of longs from 5x to 18x and a keeper that has seen it
+    traders = crash_book(chain, 10)
+    addresses = [t.address for t in traders]
+    k = keeper(chain)
+    quiet = k.run_once()
+    assert quiet.sent == [] and quiet.candidates == 0
+    assert set(addresses) <= set(k.index.accounts)
+
+    # when ETH falls 5%
+    update_block = chain.set_price("ETH-USD", 2850)["blockNumber"]
+    doomed = chain.liquidatable(addresses)
+    assert 3 <= len(doomed) < len(addresses)
+    result = k.run_once()
+
+    # then every liquidatable account was liquidated, by this keeper, within two blocks
+    assert set(result.liquidatable) == set(doomed)
+    assert {a for a, _ in result.liquidated} == set(doomed)
+    events = chain.events("Liquidated", update_block)
+    assert {e["args"]["account"] for e in events} == set(doomed)
+    assert all(e["args"]["keeper"] == KEEPER.address for e in events)
+    assert max(e["blockNumber"] for e in events) <= update_block + 2
+    assert chain.liquidatable(addresses) == []
+    assert chain.events("LiquidationSkipped", update_block) == []
+    assert k.metrics.liquidations_mined._value.get() == len(events)  # noqa: SLF001
+    report = invariants.check(chain.bw)
+    assert report.ok, report.as_dict()
+
+
+def test_lost_race_sends_nothing_and_keeps_the_nonce(chain: Chain) -> None:
+    # given small positions (closed in full) that a rival liquidates first
+    traders = crash_book(chain, 6, salt="race", margin=500, smallest=2.0, largest=3.0)
+    k = keeper(chain)
+    k.run_once()
+    chain.set_price("ETH-USD", 2650)
+    doomed = chain.liquidatable([t.address for t in traders])
+    assert doomed
+    chain.send(chain.bw.ch.functions.liquidateBatch(doomed, [0] * len(doomed)), RIVAL)
+    nonce = chain.w3.eth.get_transaction_count(KEEPER.address)
+
+    # when the keeper acts on its stale view of one of them
+    result = PassResult(0)
+    done = k._send_entries([(doomed[0], 0)], k._advance()[1], result)  # noqa: SLF001
+
+    # then simulation stopped it: no transaction, no nonce taken
+    assert done == set() and result.sent == [] and result.races_lost == 1
+    assert chain.w3.eth.get_transaction_count(KEEPER.address) == nonce
+    # and a full pass finds nothing to do either
+    assert k.run_once().sent == []
+    assert chain.w3.eth.get_transaction_count(KEEPER.address) == nonce
+
+
+def test_a_pending_liquidation_is_never_sent_twice(chain: Chain) -> None:
+    # given liquidatable accounts and a node that stopped mining
+    traders = crash_book(chain, 6, salt="inflight", margin=500, smallest=2.0, largest=3.0)
+    k = keeper(chain, receipt_timeout=0.5, replace_after_seconds=60.0)
+    k.run_once()
+    update_block = chain.set_price("ETH-USD", 2650)["blockNumber"]
+    doomed = chain.liquidatable([t.address for t in traders])
+    chain.rpc("evm_setAutomine", False)
+    try:
+        # when the keeper sends and the transaction stays pending across passes
+        first = k.run_once()
+        assert {a for a, _ in first.sent} == set(doomed) and first.liquidated == []
+        assert len(k.sender.pending) == 1
+        second = k.run_once()
+        assert second.sent == [] and set(second.liquidatable) == set(doomed)
+    finally:
+        chain.rpc("evm_mine")
+        chain.rpc("evm_setAutomine", True)
+    # then once mined it is accounted for, and every account was liquidated exactly once
+    third = k.run_once()
+    assert k.sender.pending == {} and third.sent == []
+    assert {a for a, _ in third.liquidated} == set(doomed)
+    accounts = [e["args"]["account"] for e in chain.events("Liquidated", update_block)]
+    assert sorted(accounts) == sorted(doomed)
+
+
+def test_nothing_is_liquidated_on_a_stale_price(chain: Chain) -> None:
+    # given liquidatable accounts and an ETH feed older than its heartbeat
+    traders = crash_book(chain, 6, salt="stale", margin=500, smallest=2.0, largest=3.0)
+    k = keeper(chain)
+    k.run_once()
+    chain.set_price("ETH-USD", 2650)
+    chain.rpc("evm_increaseTime", 3_700)
+    chain.rpc("evm_mine")
+
+    # when the keeper runs, then it sends nothing
+    stale = k.run_once()
+    assert stale.sent == [] and stale.candidates == 0
+    # and once the feed is fresh again it liquidates
+    chain.set_price("ETH-USD", 2650)
+    fresh = k.run_once()
+    addresses = [t.address for t in traders]
+    assert fresh.liquidated and {a for a, _ in fresh.liquidated} <= set(addresses)
+    assert chain.liquidatable(addresses) == []
