@@ -1,0 +1,259 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {ClearingHouse} from "../../../contracts/ClearingHouse.sol";
+import {InsuranceFund} from "../../../contracts/InsuranceFund.sol";
+import {LiquidityPool} from "../../../contracts/LiquidityPool.sol";
+import {IClearingHouse} from "../../../contracts/interfaces/IClearingHouse.sol";
+import {IOracleAdapter} from "../../../contracts/interfaces/IOracleAdapter.sol";
+import {MockAggregator} from "../../../contracts/mocks/MockAggregator.sol";
+import {MockUSDC} from "../../../contracts/mocks/MockUSDC.sol";
+import {Vm} from "../utils/Vm.sol";
+import {HandlerBase} from "./HandlerBase.sol";
+import {LiquidationChecks} from "./LiquidationChecks.sol";
+
+/// @title Bad debt: cover from the fund, auto-deleverage, socialise, and the haircut on a profitable close.
+abstract contract AdlChecks is LiquidationChecks {
+    /// @dev The ADL conditions a trade on the opposite side of bad debt met before it ran.
+    struct AdlContext {
+        IClearingHouse.Side debtSide;
+        uint256 debt;
+        bool adlConditions; // debt outstanding and the fund has nothing available
+    }
+
+    /// @dev One ADL target before the call.
+    struct Target {
+        address account;
+        uint256 score;
+        int256 pnl;
+        int256 equity;
+    }
+
+    constructor(
+        ClearingHouse ch_,
+        LiquidityPool pool_,
+        InsuranceFund fund_,
+        MockUSDC usdc_,
+        MockAggregator eth,
+        MockAggregator btc
+    ) HandlerBase(ch_, pool_, fund_, usdc_, eth, btc) {}
+
+    function _flatNow(address a) internal view returns (bool) {
+        return ch.openMarketsOf(a).length == 0;
+    }
+
+    // ================================================================ closing during ADL
+
+    function _adlContext(uint256 m, int256 size) internal view returns (AdlContext memory c) {
+        if (size == 0) return c;
+        c.debtSide = size > 0 ? IClearingHouse.Side.Short : IClearingHouse.Side.Long;
+        c.debt = ch.badDebtOf(m, c.debtSide);
+        c.adlConditions = c.debt != 0 && fund.availableWad() == 0;
+    }
+
+    /// @dev A fill that closes profitable size opposite outstanding bad debt, while ADL could run, pays the
+    /// debt from that profit first, exactly as ADL would: closing, reducing or flipping cannot dodge ADL.
+    function _checkCloseHaircut(Vm.Log[] memory logs, AdlContext memory c, int256 old, int256 delta) internal {
+        int256 realized;
+        uint256 haircut;
+        bool haircutSeen;
+        for (uint256 i; i < logs.length; ++i) {
+            if (_isCh(logs[i], IClearingHouse.PositionChanged.selector)) {
+                (,,,, realized,) = abi.decode(logs[i].data, (int256, int256, uint256, uint256, int256, int256));
+            } else if (_isCh(logs[i], IClearingHouse.ProfitHaircutOnClose.selector)) {
+                (haircut,) = abi.decode(logs[i].data, (uint256, uint256));
+                haircutSeen = true;
+            }
+        }
+        bool closesSome = old != 0 && (old > 0) != (delta > 0);
+        if (closesSome && realized > 0 && c.adlConditions) {
+            uint256 expected = uint256(realized) < c.debt ? uint256(realized) : c.debt;
+            assertTrue(haircutSeen, "ADL dodged: profit closed opposite bad debt without a haircut");
+            assertEq(haircut, expected, "close haircut != min(profit, debt)");
+        } else {
+            assertTrue(!haircutSeen, "haircut outside the ADL conditions");
+        }
+        ghostBadDebtRepaid += haircut;
+        if (haircutSeen) ++successes["closeHaircut"];
+    }
+
+    // ================================================================ bad debt entry points
+
+    /// @dev The first market side with bad debt, starting from the seed; else the seed's own.
+    function _debtSide(uint256 seed) internal view returns (uint256 m, IClearingHouse.Side side) {
+        for (uint256 k; k < 4; ++k) {
+            uint256 i = (seed % 4 + k) % 4;
+            m = i / 2;
+            side = IClearingHouse.Side(i % 2);
+            if (ch.badDebtOf(m, side) != 0) return (m, side);
+        }
+        return (seed % 4 / 2, IClearingHouse.Side(seed % 2));
+    }
+
+    function coverBadDebt(uint256 seed) external {
+        (uint256 m, IClearingHouse.Side side) = _debtSide(seed);
+        uint256 debt = ch.badDebtOf(m, side);
+        FundView memory f = _fundView();
+        try ch.coverBadDebt(m, side) returns (uint256 covered) {
+            assertGt(covered, 0, "cover paid nothing");
+            assertLe(covered, debt, "cover above the debt");
+            assertLe(covered, f.available, "cover above what the fund had available");
+            assertLe(covered, _payoutBound(f, 0), "cover beyond the window cap");
+            assertEq(ch.badDebtOf(m, side), debt - covered, "debt after cover");
+            assertEq(ch.marginOf(address(fund)), f.margin - int256(covered), "fund after cover");
+            ghostBadDebtRepaid += covered;
+            ghostFundPaidWad += covered;
+            _count("coverBadDebt", true);
+        } catch (bytes memory reason) {
+            bytes4 s = _sel(reason);
+            if (s == IClearingHouse.BadDebtNone.selector) assertEq(debt, 0, "BadDebtNone with debt");
+            else if (s == IClearingHouse.BadDebtFundEmpty.selector) assertEq(f.available, 0, "FundEmpty with funds");
+            else _unexpected("coverBadDebt", reason);
+            _count("coverBadDebt", false);
+        }
+    }
+
+    function socializeBadDebt(uint256 seed) external {
+        (uint256 m, IClearingHouse.Side side) = _debtSide(seed);
+        uint256 debt = ch.badDebtOf(m, side);
+        uint256 since = ch.badDebtSince();
+        int256 poolMargin = ch.marginOf(address(pool));
+        try ch.socializeBadDebt(m, side) returns (uint256 amount) {
+            assertEq(amount, debt, "socialised other than the debt");
+            assertGe(block.timestamp, since + ch.riskParams().socializeGracePeriod, "socialised inside the grace");
+            assertEq(ch.marginOf(address(pool)), poolMargin - int256(amount), "pool charged");
+            assertEq(ch.badDebtOf(m, side), 0, "debt left after socialising");
+            ghostBadDebtRepaid += amount;
+            _count("socialize", true);
+        } catch (bytes memory reason) {
+            bytes4 s = _sel(reason);
+            if (s == IClearingHouse.BadDebtNone.selector) assertEq(debt, 0, "BadDebtNone with debt");
+            else if (s == IClearingHouse.BadDebtGracePeriod.selector) assertTrue(debt != 0, "grace without debt");
+            else _unexpected("socializeBadDebt", reason);
+            _count("socialize", false);
+        }
+    }
+
+    // ================================================================ ADL
+
+    /// @notice Ranks the traders by the contract's own `adlScoresOf`, highest first, and deleverages;
+    /// one time in five the order is reversed, which must revert unless the first target alone suffices.
+    function autoDeleverage(uint256 seed) external {
+        (uint256 m, IClearingHouse.Side side) = _debtSide(seed);
+        Target[] memory targets = _rankTargets(m, side);
+        if (targets.length == 0) return;
+        bool reversed = seed % 5 == 0 && targets.length > 1 && targets[0].score > targets[targets.length - 1].score;
+        if (reversed) _reverse(targets);
+        address[] memory list = new address[](targets.length);
+        for (uint256 i; i < list.length; ++i) list[i] = targets[i].account;
+
+        uint256 debt = ch.badDebtOf(m, side);
+        uint256 available = fund.availableWad();
+        uint256 total = ch.totalBadDebtWad();
+        (int256[] memory margins, bool[] memory flat) = (_margins(), _flat());
+        vm.recordLogs();
+        try ch.autoDeleverage(m, list) returns (uint256 absorbed) {
+            assertTrue(debt != 0 && available == 0, "ADL ran when not allowed");
+            assertTrue(_fresh(m), "ADL on a stale price");
+            assertLe(absorbed, debt, "ADL overshot the debt");
+            assertEq(ch.badDebtOf(m, side), debt - absorbed, "debt after ADL");
+            assertEq(ch.totalBadDebtWad(), total - absorbed, "total debt after ADL");
+            _checkAdlLogs(vm.getRecordedLogs(), targets, absorbed);
+            _checkBystanders(margins, flat, address(0));
+            ghostBadDebtRepaid += absorbed;
+            _count("adl", true);
+        } catch (bytes memory reason) {
+            _adlReverted(reason, debt, available, reversed, m);
+            _count("adl", false);
+        }
+    }
+
+    function _adlReverted(bytes memory reason, uint256 debt, uint256 available, bool reversed, uint256 m)
+        internal
+        view
+    {
+        bytes4 s = _sel(reason);
+        if (s == IClearingHouse.AdlNotRequired.selector) {
+            assertTrue(debt == 0 || available != 0, "AdlNotRequired while required");
+        } else if (s == IClearingHouse.AdlOutOfOrder.selector) {
+            assertTrue(reversed, "AdlOutOfOrder for targets in the contract's own order");
+        } else if (s != IOracleAdapter.OracleStalePrice.selector || (_fresh(0) && _fresh(1) && _fresh(m))) {
+            _unexpected("autoDeleverage", reason);
+        }
+    }
+
+    /// @dev Invariants 5, 6, 10: scores non-increasing, each haircut within that target's profit, the
+    /// target's equity falls by its haircut only (never principal), and the haircuts add up to `absorbed`.
+    function _checkAdlLogs(Vm.Log[] memory logs, Target[] memory targets, uint256 absorbed) internal {
+        uint256 previous = type(uint256).max;
+        uint256 sum;
+        for (uint256 i; i < logs.length; ++i) {
+            if (!_isCh(logs[i], IClearingHouse.AutoDeleveraged.selector)) continue;
+            address account = _topicAddress(logs[i], 1);
+            (uint256 score,,, uint256 haircut,) = abi.decode(logs[i].data, (uint256, int256, uint256, uint256, uint256));
+            assertLe(score, previous, "ADL scores rose within one call");
+            previous = score;
+            Target memory t = targets[_targetIndex(targets, account)];
+            assertEq(score, t.score, "ADL score != adlScoresOf");
+            assertLe(haircut, _pos(t.pnl), "ADL took more than the profit");
+            int256 drop = t.equity - ch.healthOf(account).equityWad;
+            assertApproxEq(_abs(drop), haircut, uint256(DUST), "ADL took principal");
+            sum += haircut;
+            ++successes["adlStep"];
+        }
+        assertEq(sum, absorbed, "haircuts != absorbed");
+    }
+
+    function _rankTargets(uint256 m, IClearingHouse.Side side) internal view returns (Target[] memory out) {
+        uint256[] memory scores;
+        try ch.adlScoresOf(m, traders) returns (uint256[] memory s) {
+            scores = s;
+        } catch {
+            return out;
+        }
+        uint256 n;
+        Target[] memory all = new Target[](traders.length);
+        for (uint256 i; i < traders.length; ++i) {
+            IClearingHouse.Position memory p = ch.positionOf(traders[i], m);
+            bool opposite = side == IClearingHouse.Side.Short ? p.sizeWad > 0 : p.sizeWad < 0;
+            if (scores[i] == 0 || !opposite) continue;
+            all[n++] = Target(traders[i], scores[i], _upnl(p, m), ch.healthOf(traders[i]).equityWad);
+        }
+        out = new Target[](n);
+        for (uint256 i; i < n; ++i) out[i] = all[i];
+        _sortDesc(out);
+    }
+
+    /// @dev size x price (rounded toward -inf) - open notional, as the contract marks it.
+    function _upnl(IClearingHouse.Position memory p, uint256 m) internal view returns (int256) {
+        uint256 price = _feedPrice(m);
+        int256 size = p.sizeWad;
+        int256 mark = size >= 0
+            ? int256(uint256(size) * price / WAD)
+            : -int256((uint256(-size) * price + WAD - 1) / WAD);
+        return mark - p.openNotionalWad;
+    }
+
+    function _sortDesc(Target[] memory t) internal pure {
+        for (uint256 i = 1; i < t.length; ++i) {
+            Target memory x = t[i];
+            uint256 j = i;
+            while (j > 0 && t[j - 1].score < x.score) {
+                t[j] = t[j - 1];
+                --j;
+            }
+            t[j] = x;
+        }
+    }
+
+    function _reverse(Target[] memory t) internal pure {
+        for (uint256 i; i < t.length / 2; ++i) (t[i], t[t.length - 1 - i]) = (t[t.length - 1 - i], t[i]);
+    }
+
+    function _targetIndex(Target[] memory t, address a) internal pure returns (uint256) {
+        for (uint256 i; i < t.length; ++i) {
+            if (t[i].account == a) return i;
+        }
+        revert("ADL closed an account that was not a target");
+    }
+}
