@@ -1,0 +1,131 @@
+"""Bad debt: ADL in the contract's order until zero, cover from a refilled fund, socialise at last."""
+
+from __future__ import annotations
+
+import pytest
+from test_keeper_support import Chain
+
+from keeper import invariants
+from keeper import riskmath as rm
+from keeper.chain import Bulwark, dev_account
+from keeper.config import KeeperSettings
+from keeper.daemon import Keeper
+from keeper.node import AnvilNode
+
+KEEPER = dev_account(3)
+LONG, SHORT = 0, 1
+GRACE = 24 * 3600
+
+
+@pytest.fixture
+def chain(anvil: AnvilNode, bw: Bulwark) -> Chain:
+    c = Chain(anvil, bw)
+    c.seed_pool(500_000)
+    return c
+
+
+def bankrupt_longs(chain: Chain, count: int) -> list[str]:
+    """18x longs that a 10% fall leaves deep below zero."""
+    longs = [chain.new_trader(i, 1_000, "adl-long") for i in range(count)]
+    for t in longs:
+        chain.trade(t, "ETH-USD", 6)
+    return [t.address for t in longs]
+
+
+def refresh_feeds(chain: Chain) -> None:
+    for market, feed in chain.bw.feeds.items():
+        chain.set_price(market, feed.functions.latestAnswer().call() / 10**8)
+
+
+def test_fund_exhausted_adl_runs_in_score_order_until_bad_debt_is_zero(chain: Chain) -> None:
+    # given shorts of one margin but different sizes (different leverage, so different scores),
+    # longs that a crash bankrupts, and an insurance fund holding only a few fees
+    shorts = [chain.new_trader(i, 2_000, "adl-short") for i in range(6)]
+    for n, t in enumerate(shorts):
+        chain.trade(t, "ETH-USD", -(1 + n * 0.8))
+    bankrupt_longs(chain, 5)
+    k = Keeper(chain.bw, KEEPER, KeeperSettings(adl_max_targets=2))  # several ADL transactions
+    k.run_once()
+
+    # when ETH falls 10%
+    start = chain.set_price("ETH-USD", 2700)["blockNumber"]
+    result = k.run_once()
+
+    # then the longs were liquidated into bad debt the fund could not cover, and ADL cleared it
+    assert chain.events("BadDebtRecorded", start)
+    steps = chain.events("AutoDeleveraged", start)
+    assert steps and [s["args"]["account"] for s in steps] == [s.account for s in result.adl_steps]
+    assert chain.bw.ch.functions.totalBadDebtWad().call() == 0 and result.bad_debt_wad == 0
+    assert steps[-1]["args"]["badDebtRemainingWad"] == 0
+    assert len(steps) >= 4 and k.metrics.adl_score_mismatches._value.get() == 0  # noqa: SLF001
+    # in exactly the contract's order: the ranking of adlScoresOf just before each ADL transaction
+    by_tx: dict[bytes, list] = {}  # type: ignore[type-arg]
+    for s in steps:
+        by_tx.setdefault(s["transactionHash"], []).append(s)
+    addresses = [t.address for t in shorts]
+    for tx_steps in by_tx.values():
+        before = tx_steps[0]["blockNumber"] - 1
+        scores = chain.bw.ch.functions.adlScoresOf(0, addresses).call(block_identifier=before)
+        ranked = rm.rank_adl(dict(zip(addresses, scores, strict=True)))
+        assert [s["args"]["account"] for s in tx_steps] == ranked[: len(tx_steps)]
+        emitted = [s["args"]["scoreWad"] for s in tx_steps]
+        assert emitted == sorted(emitted, reverse=True) and len(set(emitted)) == len(emitted)
+    assert len(by_tx) >= 2
+    # the fund had nothing available whenever ADL ran, and conservation holds
+    assert all(chain.bw.fund.functions.availableWad().call(block_identifier=s["blockNumber"] - 1) == 0
+               for s in steps)  # fmt: skip
+    report = invariants.check(chain.bw)
+    assert report.ok, report.as_dict()
+
+
+def make_bad_debt_without_keeper(chain: Chain, with_shorts: bool) -> None:
+    """Bad debt on the long side, liquidated by someone else so the keeper has not touched it yet."""
+    if with_shorts:
+        t = chain.new_trader(0, 5_000, "cover-short")
+        chain.trade(t, "ETH-USD", -3)
+    longs = bankrupt_longs(chain, 2)
+    chain.set_price("ETH-USD", 2700)
+    chain.send(chain.bw.ch.functions.liquidateBatch(longs, [0, 0]), dev_account(5))
+    assert chain.bw.ch.functions.badDebtOf(0, LONG).call() > 0
+    assert chain.bw.fund.functions.availableWad().call() == 0
+
+
+def test_a_refilled_fund_covers_bad_debt_before_any_adl(chain: Chain) -> None:
+    # given bad debt, a profitable short that ADL could take from, and a fund restocked in a new window
+    make_bad_debt_without_keeper(chain, with_shorts=True)
+    chain.stake(100_000)
+    chain.rpc("evm_increaseTime", 24 * 3600 + 1)  # the fund's payout window rolls over
+    refresh_feeds(chain)
+    assert chain.bw.fund.functions.availableWad().call() > 0
+    debt = chain.bw.ch.functions.totalBadDebtWad().call()
+    start = chain.w3.eth.block_number
+
+    # when the keeper runs
+    result = Keeper(chain.bw, KEEPER, KeeperSettings()).run_once()
+
+    # then the fund paid it all and nobody was deleveraged
+    assert result.covered_wad == debt and result.bad_debt_wad == 0
+    assert result.adl_steps == [] and chain.events("AutoDeleveraged", start) == []
+    assert [e["args"]["amountWad"] for e in chain.events("BadDebtCovered", start)] == [debt]
+    report = invariants.check(chain.bw)
+    assert report.ok, report.as_dict()
+
+
+def test_bad_debt_with_no_target_is_socialised_only_after_the_grace_period(chain: Chain) -> None:
+    # given bad debt on the long side and no profitable short to deleverage
+    make_bad_debt_without_keeper(chain, with_shorts=False)
+    debt = chain.bw.ch.functions.totalBadDebtWad().call()
+    k = Keeper(chain.bw, KEEPER, KeeperSettings())
+
+    # when the keeper runs inside the grace period, then it waits
+    early = k.run_once()
+    assert early.socialized_wad == 0 and early.adl_steps == [] and early.bad_debt_wad == debt
+
+    # when the grace period has passed, then what the fund cannot pay is socialised to the pool
+    chain.rpc("evm_increaseTime", GRACE + 1)
+    refresh_feeds(chain)
+    late = k.run_once()
+    assert late.bad_debt_wad == 0 and chain.bw.ch.functions.totalBadDebtWad().call() == 0
+    assert late.socialized_wad > 0 and late.socialized_wad + late.covered_wad == debt
+    report = invariants.check(chain.bw)
+    assert report.ok, report.as_dict()
