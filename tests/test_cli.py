@@ -413,3 +413,19 @@ def test_stress_and_demo_receive_the_namespace(run: Cli, monkeypatch: pytest.Mon
     assert (stress.scenario, stress.accounts, stress.seed, str(stress.speed)) == ("scenarios/gap.csv", 50, 7, "60")
     assert stress.json is True and stress.rpc == "http://h:1" and stress.out.endswith("reports/gap")
     assert demo.out == "/tmp/x" and demo.json is False
+
+
+def test_deploy_without_a_node_is_a_dry_run_on_an_embedded_anvil(
+    run: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BULWARK_DEPLOYMENT", str(tmp_path / "never.json"))
+    result = run("deploy", chain=False)
+    assert result.code == 0, result.err
+    assert "embedded Anvil, gone when this command ends" in result.out
+    assert not (tmp_path / "never.json").exists()
+
+
+def test_compile_reports_sizes_under_the_limit(run: Cli) -> None:
+    data = run.json("compile")
+    assert data["over_limit"] == [] and data["limit"] == 24_576
+    assert 0 < data["sizes"]["ClearingHouse"] <= 24_576

@@ -1,0 +1,71 @@
+"""`bulwark` as a person runs it: the installed console script in its own process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from keeper.chain import Bulwark, connect
+
+BULWARK = Path(sys.executable).parent / "bulwark"
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BULWARK_")}
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def chain_env(bw: Bulwark, tmp_path: Path) -> dict[str, str]:
+    path = bw.deployment.save(tmp_path / "deployment.json")
+    rpc = str(bw.w3.provider.endpoint_uri)  # type: ignore[attr-defined]
+    return _env(BULWARK_RPC=rpc, BULWARK_DEPLOYMENT=str(path))
+
+
+def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BULWARK), *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_status_json_from_the_environment(chain_env: dict[str, str]) -> None:
+    done = run(["status", "--json"], chain_env)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert [m["name"] for m in data["markets"]] == ["ETH-USD", "BTC-USD"]
+    assert data["conservation"]["ok"] is True
+
+
+def test_bad_number_is_one_line_without_traceback(chain_env: dict[str, str]) -> None:
+    done = run(["trade", "open", "ETH-USD", "abc", "--dev-account", "4"], chain_env)
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.strip() == "bulwark: error: SIZE 'abc' is not a number"
+
+
+def test_node_serves_until_interrupted(tmp_path: Path) -> None:
+    proc = subprocess.Popen([str(BULWARK), "node", "--port", "0", "--json"], env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        text = ""
+        deadline = time.monotonic() + 60
+        while not text.rstrip().endswith("}") and time.monotonic() < deadline:
+            text += proc.stdout.readline()
+        info = json.loads(text)
+        assert connect(info["rpc_url"]).eth.chain_id == info["chain_id"] == 31337
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+        assert "node stopped" in (proc.stderr.read() if proc.stderr else "")
+        with pytest.raises(ProcessLookupError):
+            os.kill(info["pid"], 0)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
