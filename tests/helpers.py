@@ -31,7 +31,7 @@ def tx(p: Protocol, fn: Any, signer: LocalAccount) -> TxReceipt:
 
 
 @contextmanager
-def reverts(name: str, **args: Any) -> Iterator[pytest.ExceptionInfo[TxReverted]]:
+def reverts(name: str, /, **args: Any) -> Iterator[pytest.ExceptionInfo[TxReverted]]:
     """Expects a TxReverted whose decoded custom error is `name` with (at least) these arguments."""
     with pytest.raises(TxReverted) as info:
         yield info
