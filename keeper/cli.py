@@ -27,13 +27,21 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from eth_account.signers.local import LocalAccount
-from eth_utils import is_address, to_checksum_address
+from eth_utils.address import is_address, to_checksum_address
 from web3 import Web3
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from keeper import chain, compiler, paths, status, units
-from keeper.chain import LOCAL_CHAIN_IDS, WAD, Bulwark, BulwarkError, DecodedError, Deployment, TxReverted
+from keeper.chain import (
+    LOCAL_CHAIN_IDS,
+    WAD,
+    Bulwark,
+    BulwarkError,
+    DecodedError,
+    Deployment,
+    TxReverted,
+)
 
 ENV_RPC = "BULWARK_RPC"
 ENV_DEPLOYMENT = "BULWARK_DEPLOYMENT"
@@ -46,8 +54,12 @@ MAX_UINT = 2**256 - 1
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 # Options that belong to every command, with the attribute they fill.
-GLOBAL_OPTIONS = {"--rpc": "rpc", "--deployment": "deployment", "--keystore": "keystore",
-                  "--dev-account": "dev_account"}  # fmt: skip
+GLOBAL_OPTIONS = {
+    "--rpc": "rpc",
+    "--deployment": "deployment",
+    "--keystore": "keystore",
+    "--dev-account": "dev_account",
+}
 GLOBAL_SWITCHES = {"--json": "json"}
 _NEGATIVE_NUMBER = re.compile(r"-(\d[\d_]*\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
@@ -101,18 +113,38 @@ def split_global_options(argv: Sequence[str]) -> tuple[dict[str, Any], list[str]
 def _global_parent() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("global options (before or after the command)")
-    group.add_argument("--rpc", metavar="URL", default=argparse.SUPPRESS,
-                       help=f"JSON-RPC endpoint (default: ${ENV_RPC})")
-    group.add_argument("--deployment", metavar="FILE", default=argparse.SUPPRESS,
-                       help=f"deployment file (default: ${ENV_DEPLOYMENT}, else "
-                       "deployments/<chainId>.json in the project)")
-    group.add_argument("--keystore", metavar="FILE", default=argparse.SUPPRESS,
-                       help="sign with this keystore (password from $BULWARK_KEYSTORE_PASSWORD)")
-    group.add_argument("--dev-account", metavar="N", default=argparse.SUPPRESS,
-                       help=f"sign as Anvil dev account N on a local chain (else ${ENV_PRIVATE_KEY})")
-    group.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                       help="print the result as JSON on stdout")
-    return parent  # fmt: skip
+    group.add_argument(
+        "--rpc",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help=f"JSON-RPC endpoint (default: ${ENV_RPC})",
+    )
+    group.add_argument(
+        "--deployment",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help=f"deployment file (default: ${ENV_DEPLOYMENT}, else "
+        "deployments/<chainId>.json in the project)",
+    )
+    group.add_argument(
+        "--keystore",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="sign with this keystore (password from $BULWARK_KEYSTORE_PASSWORD)",
+    )
+    group.add_argument(
+        "--dev-account",
+        metavar="N",
+        default=argparse.SUPPRESS,
+        help=f"sign as Anvil dev account N on a local chain (else ${ENV_PRIVATE_KEY})",
+    )
+    group.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print the result as JSON on stdout",
+    )
+    return parent
 
 
 def _positive_int(text: str) -> int:
@@ -155,103 +187,204 @@ def build_parser() -> Parser:
         parents=[parent],
         allow_abbrev=False,
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
-                                     parser_class=Parser)  # fmt: skip
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=Parser
+    )
 
     def add(subs: Any, name: str, help_text: str, handler: Callable[[Context], int]) -> Parser:
-        sub: Parser = subs.add_parser(name, help=help_text, description=help_text,
-                                      parents=[parent], allow_abbrev=False)  # fmt: skip
+        sub: Parser = subs.add_parser(
+            name, help=help_text, description=help_text, parents=[parent], allow_abbrev=False
+        )
         sub.set_defaults(handler=handler)
         return sub
 
-    node = add(commands, "node", "run a local Anvil chain in the foreground (Ctrl-C stops it)", cmd_node)
-    node.add_argument("--port", type=_node_port, default=DEFAULT_NODE_PORT,
-                      help="port (default 8545; 0 picks a free one)")
-    node.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    node.add_argument("--deploy", action="store_true",
-                      help="deploy Bulwark on it and write the deployment file")
-    node.add_argument("--state", metavar="FILE", help="load the chain from FILE, save it there on exit")
-    node.add_argument("--block-time", type=_positive_decimal, metavar="SECONDS",
-                      help="mine a block every SECONDS (default: one block per transaction)")
+    node = add(
+        commands, "node", "run a local Anvil chain in the foreground (Ctrl-C stops it)", cmd_node
+    )
+    node.add_argument(
+        "--port",
+        type=_node_port,
+        default=DEFAULT_NODE_PORT,
+        help="port (default 8545; 0 picks a free one)",
+    )
+    node.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    node.add_argument(
+        "--deploy", action="store_true", help="deploy Bulwark on it and write the deployment file"
+    )
+    node.add_argument(
+        "--state", metavar="FILE", help="load the chain from FILE, save it there on exit"
+    )
+    node.add_argument(
+        "--block-time",
+        type=_positive_decimal,
+        metavar="SECONDS",
+        help="mine a block every SECONDS (default: one block per transaction)",
+    )
 
-    comp = add(commands, "compile", "compile contracts/ into build/contracts and print sizes", cmd_compile)
+    comp = add(
+        commands, "compile", "compile contracts/ into build/contracts and print sizes", cmd_compile
+    )
     comp.add_argument("--force", action="store_true", help="recompile even if nothing changed")
 
     dep = add(commands, "deploy", "deploy every contract and write the deployment file", cmd_deploy)
-    dep.add_argument("--collateral", metavar="ADDRESS",
-                     help="use this ERC-20 as collateral instead of deploying a mock USDC")
-    dep.add_argument("--feed", action="append", default=[], metavar="MARKET=ADDRESS",
-                     help="use this Chainlink feed for MARKET instead of a mock (repeatable)")
+    dep.add_argument(
+        "--collateral",
+        metavar="ADDRESS",
+        help="use this ERC-20 as collateral instead of deploying a mock USDC",
+    )
+    dep.add_argument(
+        "--feed",
+        action="append",
+        default=[],
+        metavar="MARKET=ADDRESS",
+        help="use this Chainlink feed for MARKET instead of a mock (repeatable)",
+    )
 
-    trade = add(commands, "trade", "deposit or withdraw margin, open or close positions", _needs_action)
-    tsubs = trade.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=Parser)
-    p = add(tsubs, "deposit", "move AMOUNT collateral from your wallet into your margin", cmd_trade_deposit)
+    trade = add(
+        commands, "trade", "deposit or withdraw margin, open or close positions", _needs_action
+    )
+    tsubs = trade.add_subparsers(
+        dest="action", metavar="ACTION", required=True, parser_class=Parser
+    )
+    p = add(
+        tsubs,
+        "deposit",
+        "move AMOUNT collateral from your wallet into your margin",
+        cmd_trade_deposit,
+    )
     p.add_argument("amount", metavar="AMOUNT", help="collateral, e.g. 1000")
     p = add(tsubs, "withdraw", "move AMOUNT of free margin back to your wallet", cmd_trade_withdraw)
     p.add_argument("amount", metavar="AMOUNT", help="collateral, or `max` for all free margin")
-    p = add(tsubs, "open", "trade SIZE of MARKET at the oracle price: positive buys (long), "
-            "negative sells (short)", cmd_trade_open)  # fmt: skip
+    p = add(
+        tsubs,
+        "open",
+        "trade SIZE of MARKET at the oracle price: positive buys (long), negative sells (short)",
+        cmd_trade_open,
+    )
     p.add_argument("market", metavar="MARKET", help="e.g. ETH-USD")
     p.add_argument("size", metavar="SIZE", help="base units, e.g. 2.5 or -2.5")
     _add_price_bounds(p)
-    p = add(tsubs, "close", "close your whole position in MARKET at the oracle price", cmd_trade_close)
+    p = add(
+        tsubs, "close", "close your whole position in MARKET at the oracle price", cmd_trade_close
+    )
     p.add_argument("market", metavar="MARKET")
     _add_price_bounds(p)
 
-    acct = add(commands, "account", "margin, equity, liquidation prices, positions and ADL queue "
-               "place of an account", cmd_account)  # fmt: skip
+    acct = add(
+        commands,
+        "account",
+        "margin, equity, liquidation prices, positions and ADL queue place of an account",
+        cmd_account,
+    )
     acct.add_argument("address", metavar="ADDRESS", nargs="?", help="default: the signer's account")
 
-    pool = add(commands, "pool", "provide liquidity: the pool takes the other side of every trade", _needs_action)
+    pool = add(
+        commands,
+        "pool",
+        "provide liquidity: the pool takes the other side of every trade",
+        _needs_action,
+    )
     psubs = pool.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=Parser)
-    p = add(psubs, "deposit", "deposit AMOUNT into the pool for LP shares (locked for the cooldown)",
-            cmd_pool_deposit)  # fmt: skip
+    p = add(
+        psubs,
+        "deposit",
+        "deposit AMOUNT into the pool for LP shares (locked for the cooldown)",
+        cmd_pool_deposit,
+    )
     p.add_argument("amount", metavar="AMOUNT")
     p = add(psubs, "withdraw", "withdraw AMOUNT of collateral from the pool", cmd_pool_withdraw)
     p.add_argument("amount", metavar="AMOUNT", help="collateral, or `max`")
 
-    fund = add(commands, "fund", "stake in the insurance fund, unstake, claim, status", _needs_action)
+    fund = add(
+        commands, "fund", "stake in the insurance fund, unstake, claim, status", _needs_action
+    )
     fsubs = fund.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=Parser)
     p = add(fsubs, "stake", "stake AMOUNT of collateral for fund shares", cmd_fund_stake)
     p.add_argument("amount", metavar="AMOUNT")
-    p = add(fsubs, "unstake", "request to unstake SHARES; claim after the cooldown", cmd_fund_unstake)
+    p = add(
+        fsubs, "unstake", "request to unstake SHARES; claim after the cooldown", cmd_fund_unstake
+    )
     p.add_argument("shares", metavar="SHARES", help="fund shares, or `all`")
     p = add(fsubs, "claim", "claim unstake request ID after its cooldown", cmd_fund_claim)
     p.add_argument("request_id", metavar="ID")
-    p = add(fsubs, "status", "the fund's assets, window and cap, and a staker's shares and requests",
-            cmd_fund_status)  # fmt: skip
+    p = add(
+        fsubs,
+        "status",
+        "the fund's assets, window and cap, and a staker's shares and requests",
+        cmd_fund_status,
+    )
     p.add_argument("address", metavar="ADDRESS", nargs="?", help="default: the signer's account")
 
-    feed = add(commands, "feed", "push prices to the mock feeds (local and test networks)", _needs_action)
-    fdsubs = feed.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=Parser)
+    feed = add(
+        commands, "feed", "push prices to the mock feeds (local and test networks)", _needs_action
+    )
+    fdsubs = feed.add_subparsers(
+        dest="action", metavar="ACTION", required=True, parser_class=Parser
+    )
     p = add(fdsubs, "set", "publish PRICE for MARKET now", cmd_feed_set)
     p.add_argument("market", metavar="MARKET")
     p.add_argument("price", metavar="PRICE", help="quote per base unit, e.g. 2875.5")
-    p = add(fdsubs, "replay", "replay a CSV of timestamp,market,price, advancing chain time",
-            cmd_feed_replay)  # fmt: skip
+    p = add(
+        fdsubs,
+        "replay",
+        "replay a CSV of timestamp,market,price, advancing chain time",
+        cmd_feed_replay,
+    )
     p.add_argument("file", metavar="FILE.csv")
-    p.add_argument("--speed", type=_positive_decimal, default=Decimal(1),
-                   help="divide the file's time spacing by X (default 1)")
-    p.add_argument("--market-map", action="append", default=[], metavar="NAME=MARKET[,...]",
-                   help="rename markets of the file, e.g. BTC=BTC-USD (repeatable)")
-    p.add_argument("--wall-clock", action="store_true",
-                   help="also wait the spacing in real time (always so on non-local chains)")
+    p.add_argument(
+        "--speed",
+        type=_positive_decimal,
+        default=Decimal(1),
+        help="divide the file's time spacing by X (default 1)",
+    )
+    p.add_argument(
+        "--market-map",
+        action="append",
+        default=[],
+        metavar="NAME=MARKET[,...]",
+        help="rename markets of the file, e.g. BTC=BTC-USD (repeatable)",
+    )
+    p.add_argument(
+        "--wall-clock",
+        action="store_true",
+        help="also wait the spacing in real time (always so on non-local chains)",
+    )
 
-    st = add(commands, "status", "markets, open interest, pool, fund, coverage, bad debt, "
-             "liquidatable accounts and the conservation check", cmd_status)  # fmt: skip
+    st = add(
+        commands,
+        "status",
+        "markets, open interest, pool, fund, coverage, bad debt, "
+        "liquidatable accounts and the conservation check",
+        cmd_status,
+    )
     del st
 
     kp = add(commands, "keeper", "run the keeper daemon (liquidations and ADL)", cmd_keeper)
     kp.add_argument("--once", action="store_true", help="one full pass, then exit")
     kp.add_argument("--config", metavar="FILE", help="settings file")
-    kp.add_argument("--metrics-port", type=_port, metavar="N", help="serve Prometheus metrics on port N")
+    kp.add_argument(
+        "--metrics-port", type=_port, metavar="N", help="serve Prometheus metrics on port N"
+    )
     kp.add_argument("--log-format", choices=("plain", "json"), default="plain")
 
-    sx = add(commands, "stress", "many accounts through a price path with the keeper running; "
-             "writes a report", cmd_stress)  # fmt: skip
-    sx.add_argument("scenario", metavar="SCENARIO", help="a scenario name or CSV file (see scenarios/)")
-    sx.add_argument("--accounts", type=_positive_int, default=500, metavar="N",
-                    help="number of trader accounts (default 500)")
+    sx = add(
+        commands,
+        "stress",
+        "many accounts through a price path with the keeper running; writes a report",
+        cmd_stress,
+    )
+    sx.add_argument(
+        "scenario", metavar="SCENARIO", help="a scenario name or CSV file (see scenarios/)"
+    )
+    sx.add_argument(
+        "--accounts",
+        type=_positive_int,
+        default=500,
+        metavar="N",
+        help="number of trader accounts (default 500)",
+    )
     sx.add_argument("--out", metavar="DIR", help="report directory (default reports/<scenario>)")
     sx.add_argument("--speed", type=_positive_decimal, help="divide the path's time spacing by X")
     sx.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -263,12 +396,18 @@ def build_parser() -> Parser:
 
 def _add_price_bounds(p: argparse.ArgumentParser) -> None:
     bounds = p.add_mutually_exclusive_group()
-    bounds.add_argument("--max-price", metavar="P",
-                        help="worst price a buy accepts (a long, or closing a short)")
-    bounds.add_argument("--min-price", metavar="P",
-                        help="worst price a sell accepts (a short, or closing a long)")
-    p.add_argument("--slippage", metavar="PCT", default=DEFAULT_SLIPPAGE,
-                   help="without a bound, accept the oracle price +/- PCT percent (default 1)")  # fmt: skip
+    bounds.add_argument(
+        "--max-price", metavar="P", help="worst price a buy accepts (a long, or closing a short)"
+    )
+    bounds.add_argument(
+        "--min-price", metavar="P", help="worst price a sell accepts (a short, or closing a long)"
+    )
+    p.add_argument(
+        "--slippage",
+        metavar="PCT",
+        default=DEFAULT_SLIPPAGE,
+        help="without a bound, accept the oracle price +/- PCT percent (default 1)",
+    )
 
 
 def _needs_action(ctx: Context) -> int:  # pragma: no cover - argparse requires the action
@@ -330,8 +469,8 @@ class Context:
             self._w3 = chain.connect(self.node.rpc_url)
         else:
             raise BulwarkError(
-                f"`bulwark {self.command}` needs a running node with a deployment: pass --rpc URL or "
-                f"set {ENV_RPC} (an embedded Anvil would start empty, with nothing deployed; "
+                f"`bulwark {self.command}` needs a running node with a deployment: pass --rpc URL "
+                f"or set {ENV_RPC} (an embedded Anvil would start empty, with nothing deployed; "
                 "start a local chain with `bulwark node --deploy`)"
             )
         return self._w3
@@ -363,14 +502,17 @@ class Context:
 
     def has_signer(self) -> bool:
         a = self.args
-        return bool(getattr(a, "keystore", None) or getattr(a, "dev_account", None) is not None
-                    or os.environ.get(ENV_PRIVATE_KEY))  # fmt: skip
+        return bool(
+            getattr(a, "keystore", None)
+            or getattr(a, "dev_account", None) is not None
+            or os.environ.get(ENV_PRIVATE_KEY)
+        )
 
     def signer(self, *, default_dev: int | None = None) -> LocalAccount:
         """The signer from --keystore, --dev-account or BULWARK_PRIVATE_KEY, in that order.
 
-        ``default_dev`` is used on a local chain when none is given (operator commands: the deployer,
-        dev account 0, holds every role there).
+        ``default_dev`` is used on a local chain when none is given (operator commands: the
+        deployer, dev account 0, holds every role there).
         """
         if self._signer is not None:
             return self._signer
@@ -389,7 +531,8 @@ class Context:
         else:
             raise BulwarkError(
                 f"`bulwark {self.command}` needs a signer: --keystore FILE (password in "
-                f"$BULWARK_KEYSTORE_PASSWORD), ${ENV_PRIVATE_KEY}, or --dev-account N on a local chain"
+                f"$BULWARK_KEYSTORE_PASSWORD), ${ENV_PRIVATE_KEY}, or --dev-account N on a local "
+                "chain"
             )
         return self._signer
 
@@ -397,7 +540,9 @@ class Context:
         try:
             index = int(text)
         except ValueError:
-            raise UsageError(f"bulwark: --dev-account must be a whole number, got {text!r}") from None
+            raise UsageError(
+                f"bulwark: --dev-account must be a whole number, got {text!r}"
+            ) from None
         if not self.is_local():
             raise BulwarkError(
                 f"--dev-account works only on a local chain (31337 or 1337), not chain "
@@ -417,7 +562,9 @@ def load_artifacts() -> dict[str, Any]:
         return compiler.compile_contracts()
     except compiler.CompileError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "compile failed"
-        raise BulwarkError(f"the contracts do not compile: {first} (run `bulwark compile`)") from None
+        raise BulwarkError(
+            f"the contracts do not compile: {first} (run `bulwark compile`)"
+        ) from None
     except paths.ToolchainMissingError as exc:
         raise BulwarkError(str(exc)) from None
 
@@ -450,7 +597,9 @@ def parse_address(text: str, what: str = "ADDRESS") -> str:
 
 
 def tokens(bw: Bulwark, amount: int, places: int | None = 2) -> str:
-    return units.format_units(amount, bw.deployment.collateral_decimals, places, group=places is not None)
+    return units.format_units(
+        amount, bw.deployment.collateral_decimals, places, group=places is not None
+    )
 
 
 def tokens_exact(bw: Bulwark, amount: int) -> str:
@@ -491,8 +640,11 @@ def duration(seconds: int) -> str:
 
 
 def tx_info(receipt: TxReceipt) -> dict[str, Any]:
-    return {"tx": "0x" + bytes(receipt["transactionHash"]).hex(), "block": int(receipt["blockNumber"]),
-            "gas_used": int(receipt["gasUsed"])}  # fmt: skip
+    return {
+        "tx": "0x" + bytes(receipt["transactionHash"]).hex(),
+        "block": int(receipt["blockNumber"]),
+        "gas_used": int(receipt["gasUsed"]),
+    }
 
 
 def events(contract_event: Any, receipt: TxReceipt) -> list[dict[str, Any]]:
@@ -534,7 +686,10 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
 
     def line(cells: Sequence[str]) -> str:
-        parts = [str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
+        parts = [
+            str(c).ljust(w) if i == 0 else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
         return (indent + "  ".join(parts)).rstrip()
 
     return [line(headers), *(line(r) for r in rows)]
@@ -546,16 +701,16 @@ _TIME_ARGS = {"readyAt", "until", "updatedAt", "socializableAt", "startedAt"}
 _HINTS = {
     "TradeMarginInsufficient": "deposit more (`bulwark trade deposit`) or trade a smaller size",
     "TradeWouldBankrupt": "the fee would leave the account bankrupt: deposit more first",
-    "TradeSlippage": "the oracle price is beyond your bound: widen --slippage, --max-price or --min-price",
+    "TradeSlippage": "the oracle price is beyond your bound: widen --slippage or the price bound",
     "TradeReduceOnly": "the guardian paused the protocol to reduce-only: only closing works",
     "TradeOpenInterestCap": "the market is at its open-interest cap: trade smaller",
-    "TradePoolExposureCap": "the pool cannot take more of this side: trade smaller or add liquidity",
-    "OracleStalePrice": "the feed is older than its heartbeat; on a local chain publish a fresh price "
-    "with `bulwark feed set MARKET PRICE`",
+    "TradePoolExposureCap": "the pool cannot take more of this side: trade smaller or add to it",
+    "OracleStalePrice": "the feed is older than its heartbeat; on a local chain publish a fresh "
+    "price with `bulwark feed set MARKET PRICE`",
     "OracleInvalidPrice": "the feed's answer is not a positive price",
-    "VaultBadDebtOutstanding": "withdrawals wait until the bad debt is covered, deleveraged or socialised",
+    "VaultBadDebtOutstanding": "withdrawals wait until bad debt is covered, deleveraged or shared",
     "VaultInsufficientMargin": "see `bulwark account` for your free margin",
-    "VaultBelowInitialMargin": "open positions need that margin: see `bulwark account` for your free margin",
+    "VaultBelowInitialMargin": "open positions need that margin: see `bulwark account`",
     "VaultPoolExposure": "the pool's open exposure needs that margin",
     "ERC20InsufficientBalance": "the wallet holds too little of the token",
     "ERC20InsufficientAllowance": "approve the contract to spend the token first",
@@ -609,11 +764,17 @@ def cmd_node(ctx: Context) -> int:
     try:
         node.start()
     except AnvilError as exc:
-        raise BulwarkError(f"could not start Anvil on {a.host}:{a.port}: {_anvil_reason(exc)}") from None
+        raise BulwarkError(
+            f"could not start Anvil on {a.host}:{a.port}: {_anvil_reason(exc)}"
+        ) from None
     ctx.node = node
     w3 = chain.connect(node.rpc_url)
-    info: dict[str, Any] = {"rpc_url": node.rpc_url, "chain_id": w3.eth.chain_id, "pid": node.pid,
-                            "deployment": None}  # fmt: skip
+    info: dict[str, Any] = {
+        "rpc_url": node.rpc_url,
+        "chain_id": w3.eth.chain_id,
+        "pid": node.pid,
+        "deployment": None,
+    }
     if a.deploy:
         deployment = deploy_all(w3, chain.dev_account(0))
         path = deployment.save(ctx.deployment_path(deployment.chain_id))
@@ -625,7 +786,9 @@ def cmd_node(ctx: Context) -> int:
     ]
     if info["deployment"]:
         lines.append(f"  Bulwark deployed; deployment file {info['deployment']}")
-        lines.append(f"  mock USDC {info['contracts']['Collateral']}: 1,000,000 to each dev account")
+        lines.append(
+            f"  mock USDC {info['contracts']['Collateral']}: 1,000,000 to each dev account"
+        )
     lines.append("  dev accounts (Anvil's well-known test keys; never use them on a real network):")
     for i in range(10):
         acct = chain.dev_account(i)
@@ -671,14 +834,29 @@ def cmd_compile(ctx: Context) -> int:
         raise BulwarkError(f"compilation failed:\n{exc}") from None
     sizes = {name: compiler.deployed_size(a) for name, a in sorted(artifacts.items())}
     over = [n for n, s in sizes.items() if s > compiler.CODE_SIZE_LIMIT]
-    rows = [[n, f"{s:,}", f"{compiler.CODE_SIZE_LIMIT - s:,}", "OVER THE LIMIT" if n in over else ""]
-            for n, s in sizes.items() if s > 0]  # fmt: skip
+    rows = [
+        [n, f"{s:,}", f"{compiler.CODE_SIZE_LIMIT - s:,}", "OVER THE LIMIT" if n in over else ""]
+        for n, s in sizes.items()
+        if s > 0
+    ]
     lines = table(["CONTRACT", "BYTES", "TO SPARE", ""], rows)
-    lines.append(f"{len(artifacts)} artifacts in {paths.build_dir()} (limit {compiler.CODE_SIZE_LIMIT:,} bytes)")
-    ctx.report({"build_dir": str(paths.build_dir()), "limit": compiler.CODE_SIZE_LIMIT,
-                "sizes": sizes, "over_limit": over}, lines)  # fmt: skip
+    lines.append(
+        f"{len(artifacts)} artifacts in {paths.build_dir()} "
+        f"(limit {compiler.CODE_SIZE_LIMIT:,} bytes)"
+    )
+    ctx.report(
+        {
+            "build_dir": str(paths.build_dir()),
+            "limit": compiler.CODE_SIZE_LIMIT,
+            "sizes": sizes,
+            "over_limit": over,
+        },
+        lines,
+    )
     if over:
-        raise BulwarkError(f"over the {compiler.CODE_SIZE_LIMIT:,}-byte code limit: {', '.join(over)}")
+        raise BulwarkError(
+            f"over the {compiler.CODE_SIZE_LIMIT:,}-byte code limit: {', '.join(over)}"
+        )
     return EXIT_OK
 
 
@@ -698,18 +876,26 @@ def cmd_deploy(ctx: Context) -> int:
     signer = ctx.signer(default_dev=0)
     load_artifacts()
     deployment = deploy_all(w3, signer, collateral=collateral, feeds=feeds or None)
-    data: dict[str, Any] = {"chain_id": deployment.chain_id, "deploy_block": deployment.deploy_block,
-                            "contracts": deployment.contracts, "deployer": signer.address,
-                            "markets": {n: {"id": m.id, "feed": m.feed}
-                                        for n, m in deployment.markets.items()},
-                            "deployment_file": None, "embedded": embedded}  # fmt: skip
+    data: dict[str, Any] = {
+        "chain_id": deployment.chain_id,
+        "deploy_block": deployment.deploy_block,
+        "contracts": deployment.contracts,
+        "deployer": signer.address,
+        "markets": {n: {"id": m.id, "feed": m.feed} for n, m in deployment.markets.items()},
+        "deployment_file": None,
+        "embedded": embedded,
+    }
     lines = [f"Bulwark deployed on chain {deployment.chain_id} by {signer.address}"]
     lines += table(["CONTRACT", "ADDRESS"], [[k, v] for k, v in deployment.contracts.items()])
-    lines += table(["MARKET", "ID", "FEED"], [[n, str(m.id), m.feed] for n, m in deployment.markets.items()])
+    lines += table(
+        ["MARKET", "ID", "FEED"], [[n, str(m.id), m.feed] for n, m in deployment.markets.items()]
+    )
     if embedded:
-        lines.append("This was an embedded Anvil, gone when this command ends: no deployment file was "
-                     "written. For a chain that stays: `bulwark node --deploy`, or "
-                     "`bulwark node` then `bulwark deploy --rpc URL`.")  # fmt: skip
+        lines.append(
+            "This was an embedded Anvil, gone when this command ends: no deployment file was "
+            "written. For a chain that stays: `bulwark node --deploy`, or "
+            "`bulwark node` then `bulwark deploy --rpc URL`."
+        )
     else:
         path = deployment.save(ctx.deployment_path(deployment.chain_id))
         data["deployment_file"] = str(path)
@@ -747,32 +933,48 @@ def cmd_trade_withdraw(ctx: Context) -> int:
     return _report_margin(ctx, bw, signer.address, "withdrew", amount, receipt)
 
 
-def _report_margin(ctx: Context, bw: Bulwark, address: str, verb: str, amount: int, receipt: TxReceipt) -> int:
+def _report_margin(
+    ctx: Context, bw: Bulwark, address: str, verb: str, amount: int, receipt: TxReceipt
+) -> int:
     _, symbol = token_info(bw)
     margin = int(bw.call(bw.ch.functions.marginOf(address)))
     wallet = int(bw.call(bw.token.functions.balanceOf(address)))
     ctx.report(
-        {"account": address, verb: tokens_exact(bw, amount), "margin": wad_exact(margin),
-         "wallet": tokens_exact(bw, wallet), **tx_info(receipt)},
-        [f"{verb} {tokens(bw, amount)} {symbol}; margin {wad(margin)}, wallet {tokens(bw, wallet)} {symbol}"],
-    )  # fmt: skip
+        {
+            "account": address,
+            verb: tokens_exact(bw, amount),
+            "margin": wad_exact(margin),
+            "wallet": tokens_exact(bw, wallet),
+            **tx_info(receipt),
+        },
+        [
+            f"{verb} {tokens(bw, amount)} {symbol}; margin {wad(margin)}, "
+            f"wallet {tokens(bw, wallet)} {symbol}"
+        ],
+    )
     return EXIT_OK
 
 
 def _acceptable_price(price: int, buy: bool, args: argparse.Namespace) -> int:
     if args.max_price is not None:
         if not buy:
-            raise UsageError("--max-price bounds a buy (a long, or closing a short); this trade sells: "
-                             "use --min-price")  # fmt: skip
+            raise UsageError(
+                "--max-price bounds a buy (a long, or closing a short); this trade sells: "
+                "use --min-price"
+            )
         return units.parse_wad(args.max_price, "--max-price")
     if args.min_price is not None:
         if buy:
-            raise UsageError("--min-price bounds a sell (a short, or closing a long); this trade buys: "
-                             "use --max-price")  # fmt: skip
+            raise UsageError(
+                "--min-price bounds a sell (a short, or closing a long); this trade buys: "
+                "use --max-price"
+            )
         return units.parse_wad(args.min_price, "--min-price")
     slippage = units.parse_decimal(args.slippage, "--slippage")
     if not 0 <= slippage < 100:
-        raise UsageError(f"--slippage must be a percentage from 0 to under 100, got {args.slippage}")
+        raise UsageError(
+            f"--slippage must be a percentage from 0 to under 100, got {args.slippage}"
+        )
     pct = units.decimal_to_units(slippage, 16, "--slippage")  # percent -> WAD ratio
     return price + (price * pct + WAD - 1) // WAD if buy else price - price * pct // WAD
 
@@ -786,20 +988,30 @@ def _trade(ctx: Context, market: str, size: int, verb: str) -> int:
     limit = _acceptable_price(price, size > 0, ctx.args)
     fn = bw.ch.functions.trade(market_id, size, limit)
     receipt = bw.send(fn, signer, action=f"trade {name}")
-    fills = [e for e in events(bw.ch.events.PositionChanged, receipt) if e["account"] == signer.address]
+    fills = [
+        e for e in events(bw.ch.events.PositionChanged, receipt) if e["account"] == signer.address
+    ]
     if not fills:
         raise BulwarkError(f"the trade in {name} was mined but reported no fill")
     f = fills[-1]
-    data = {"account": signer.address, "market": name, "size_delta": units.format_wad(f["sizeDeltaWad"]),
-            "new_size": units.format_wad(f["newSizeWad"]), "price": units.format_wad(f["priceWad"]),
-            "acceptable_price": units.format_wad(limit), "fee": units.format_wad(f["feeWad"]),
-            "realized_pnl": units.format_wad(f["realizedPnlWad"]),
-            "funding_paid": units.format_wad(f["fundingPaidWad"]), **tx_info(receipt)}  # fmt: skip
+    data = {
+        "account": signer.address,
+        "market": name,
+        "size_delta": units.format_wad(f["sizeDeltaWad"]),
+        "new_size": units.format_wad(f["newSizeWad"]),
+        "price": units.format_wad(f["priceWad"]),
+        "acceptable_price": units.format_wad(limit),
+        "fee": units.format_wad(f["feeWad"]),
+        "realized_pnl": units.format_wad(f["realizedPnlWad"]),
+        "funding_paid": units.format_wad(f["fundingPaidWad"]),
+        **tx_info(receipt),
+    }
     side = "bought" if size > 0 else "sold"
     lines = [
-        f"{verb}: {side} {wad(abs(size), None)} {name} at {wad(f['priceWad'])} (bound {wad(limit)}); "
-        f"fee {wad(f['feeWad'])}",
-        f"  position now {wad(f['newSizeWad'], None)}; realized PnL {wad(f['realizedPnlWad'], sign=True)}, "
+        f"{verb}: {side} {wad(abs(size), None)} {name} at {wad(f['priceWad'])} "
+        f"(bound {wad(limit)}); fee {wad(f['feeWad'])}",
+        f"  position now {wad(f['newSizeWad'], None)}; "
+        f"realized PnL {wad(f['realizedPnlWad'], sign=True)}, "
         f"funding paid {wad(f['fundingPaidWad'], sign=True)}",
     ]
     ctx.report(data, lines)
@@ -817,7 +1029,9 @@ def cmd_trade_close(ctx: Context) -> int:
     signer = ctx.signer()
     size = int(bw.call(bw.ch.functions.positionOf(signer.address, market_id))[0])
     if size == 0:
-        raise BulwarkError(f"{signer.address} has no position in {ctx.args.market.upper()} to close")
+        raise BulwarkError(
+            f"{signer.address} has no position in {ctx.args.market.upper()} to close"
+        )
     return _trade(ctx, ctx.args.market, -size, "closed")
 
 
@@ -831,8 +1045,10 @@ def cmd_account(ctx: Context) -> int:
     elif ctx.has_signer():
         address = ctx.signer().address
     else:
-        raise UsageError("bulwark account: give an ADDRESS, or a signer (--dev-account N, --keystore "
-                         f"FILE or ${ENV_PRIVATE_KEY}) to show your own account")  # fmt: skip
+        raise UsageError(
+            "bulwark account: give an ADDRESS, or a signer (--dev-account N, --keystore "
+            f"FILE or ${ENV_PRIVATE_KEY}) to show your own account"
+        )
     view = status.account(bw, address)
     _, symbol = token_info(bw)
     ctx.report(account_json(bw, view), account_lines(bw, view, symbol))
@@ -852,27 +1068,40 @@ def account_json(bw: Bulwark, v: status.AccountView) -> dict[str, Any]:
         "free_margin": wad_exact(v.free_margin),
         "liquidatable": v.liquidatable,
         "positions": [
-            {"market": p.market, "side": p.side, "size": wad_exact(p.size),
-             "entry_price": wad_exact(p.entry_price), "price": wad_exact(p.price),
-             "notional": wad_exact(p.notional), "upnl": wad_exact(p.upnl),
-             "pending_funding": wad_exact(p.pending_funding),
-             "liquidation_price": wad_exact(p.liquidation_price),
-             "adl": {"score": wad_exact(p.adl.score), "rank": p.adl.rank,
-                     "queue_length": p.adl.queue_length, "percentile": p.adl.percentile,
-                     "lights": p.adl.lights}}
+            {
+                "market": p.market,
+                "side": p.side,
+                "size": wad_exact(p.size),
+                "entry_price": wad_exact(p.entry_price),
+                "price": wad_exact(p.price),
+                "notional": wad_exact(p.notional),
+                "upnl": wad_exact(p.upnl),
+                "pending_funding": wad_exact(p.pending_funding),
+                "liquidation_price": wad_exact(p.liquidation_price),
+                "adl": {
+                    "score": wad_exact(p.adl.score),
+                    "rank": p.adl.rank,
+                    "queue_length": p.adl.queue_length,
+                    "percentile": p.adl.percentile,
+                    "lights": p.adl.lights,
+                },
+            }
             for p in v.positions
         ],
-    }  # fmt: skip
+    }
 
 
 def account_lines(bw: Bulwark, v: status.AccountView, symbol: str) -> list[str]:
-    ratio = units.format_percent(v.margin_ratio) if v.margin_ratio is not None else "n/a (equity <= 0)"
+    ratio = (
+        units.format_percent(v.margin_ratio) if v.margin_ratio is not None else "n/a (equity <= 0)"
+    )
     lev = f"{wad(v.leverage)}x" if v.leverage is not None else "-"
     state = "LIQUIDATABLE" if v.liquidatable else "healthy"
     lines = [
         f"account {v.address}  ({state}; wallet {tokens(bw, v.wallet_tokens)} {symbol})",
         f"  margin {wad(v.margin)}   equity {wad(v.equity)}   free margin {wad(v.free_margin)}",
-        f"  initial margin {wad(v.initial_margin)}   maintenance margin {wad(v.maintenance_margin)}",
+        f"  initial margin {wad(v.initial_margin)}   "
+        f"maintenance margin {wad(v.maintenance_margin)}",
         f"  margin ratio {ratio} (maintenance / equity; liquidation at 100%)   leverage {lev}",
     ]
     if not v.positions:
@@ -880,13 +1109,40 @@ def account_lines(bw: Bulwark, v: status.AccountView, symbol: str) -> list[str]:
         return lines
     rows = []
     for p in v.positions:
-        adl = (f"{lights(p.adl.lights)} top {p.adl.percentile}% ({p.adl.rank}/{p.adl.queue_length})"
-               if p.adl.rank is not None else f"{lights(0)} not in queue")  # fmt: skip
-        rows.append([p.market, p.side, wad(abs(p.size), None), wad(p.entry_price), wad(p.price),
-                     wad(p.notional), wad(p.upnl, sign=True), wad(p.pending_funding, sign=True),
-                     wad(p.liquidation_price) if p.liquidation_price is not None else "none", adl])  # fmt: skip
-    lines += table(["MARKET", "SIDE", "SIZE", "ENTRY", "PRICE", "NOTIONAL", "uPnL", "FUNDING OWED",
-                    "LIQ. PRICE", "ADL QUEUE"], rows)  # fmt: skip
+        adl = (
+            f"{lights(p.adl.lights)} top {p.adl.percentile}% ({p.adl.rank}/{p.adl.queue_length})"
+            if p.adl.rank is not None
+            else f"{lights(0)} not in queue"
+        )
+        rows.append(
+            [
+                p.market,
+                p.side,
+                wad(abs(p.size), None),
+                wad(p.entry_price),
+                wad(p.price),
+                wad(p.notional),
+                wad(p.upnl, sign=True),
+                wad(p.pending_funding, sign=True),
+                wad(p.liquidation_price) if p.liquidation_price is not None else "none",
+                adl,
+            ]
+        )
+    lines += table(
+        [
+            "MARKET",
+            "SIDE",
+            "SIZE",
+            "ENTRY",
+            "PRICE",
+            "NOTIONAL",
+            "uPnL",
+            "FUNDING OWED",
+            "LIQ. PRICE",
+            "ADL QUEUE",
+        ],
+        rows,
+    )
     return lines
 
 
@@ -899,7 +1155,9 @@ def cmd_pool_deposit(ctx: Context) -> int:
     signer = ctx.signer()
     require_wallet_balance(bw, signer, amount)
     ensure_allowance(bw, signer, bw.pool.address, amount)
-    receipt = bw.send(bw.pool.functions.deposit(amount, signer.address), signer, action="pool deposit")
+    receipt = bw.send(
+        bw.pool.functions.deposit(amount, signer.address), signer, action="pool deposit"
+    )
     shares = sum(int(e["shares"]) for e in events(bw.pool.events.Deposit, receipt))
     return _report_pool(ctx, bw, signer.address, "deposited", amount, shares, receipt)
 
@@ -911,8 +1169,10 @@ def cmd_pool_withdraw(ctx: Context) -> int:
     locked_until = int(bw.call(p.lockedUntil(signer.address)))
     now = chain_now(bw)
     if locked_until > now:
-        raise BulwarkError(f"pool shares of {signer.address} are locked after a deposit, until "
-                           f"{when(locked_until, now)}")  # fmt: skip
+        raise BulwarkError(
+            f"pool shares of {signer.address} are locked after a deposit, until "
+            f"{when(locked_until, now)}"
+        )
     bad_debt = int(bw.call(bw.ch.functions.totalBadDebtWad()))
     if bad_debt:
         raise BulwarkError(f"withdrawals wait while bad debt is outstanding ({wad(bad_debt)})")
@@ -924,27 +1184,39 @@ def cmd_pool_withdraw(ctx: Context) -> int:
     else:
         amount = parse_amount(bw, ctx.args.amount)
         if amount > most:
-            raise BulwarkError(f"{signer.address} can withdraw at most {tokens(bw, most)} from the pool")
-    receipt = bw.send(p.withdraw(amount, signer.address, signer.address), signer, action="pool withdraw")
+            raise BulwarkError(
+                f"{signer.address} can withdraw at most {tokens(bw, most)} from the pool"
+            )
+    receipt = bw.send(
+        p.withdraw(amount, signer.address, signer.address), signer, action="pool withdraw"
+    )
     shares = sum(int(e["shares"]) for e in events(bw.pool.events.Withdraw, receipt))
     return _report_pool(ctx, bw, signer.address, "withdrew", amount, shares, receipt)
 
 
-def _report_pool(ctx: Context, bw: Bulwark, address: str, verb: str, amount: int, shares: int,
-                 receipt: TxReceipt) -> int:  # fmt: skip
+def _report_pool(
+    ctx: Context, bw: Bulwark, address: str, verb: str, amount: int, shares: int, receipt: TxReceipt
+) -> int:
     p = bw.pool.functions
     decimals = int(bw.call(p.decimals()))
     balance, locked_until = int(bw.call(p.balanceOf(address))), int(bw.call(p.lockedUntil(address)))
     value = int(bw.call(p.convertToAssets(balance)))
     _, symbol = token_info(bw)
     now = chain_now(bw)
-    data = {"account": address, verb: tokens_exact(bw, amount),
-            "shares": units.format_units(shares, decimals),
-            "shares_held": units.format_units(balance, decimals), "value": tokens_exact(bw, value),
-            "locked_until": locked_until, **tx_info(receipt)}  # fmt: skip
-    lines = [f"{verb} {tokens(bw, amount)} {symbol} ({units.format_units(shares, decimals)} "
-             f"LP shares); you hold {units.format_units(balance, decimals)} shares "
-             f"worth {tokens(bw, value)} {symbol}"]  # fmt: skip
+    data = {
+        "account": address,
+        verb: tokens_exact(bw, amount),
+        "shares": units.format_units(shares, decimals),
+        "shares_held": units.format_units(balance, decimals),
+        "value": tokens_exact(bw, value),
+        "locked_until": locked_until,
+        **tx_info(receipt),
+    }
+    lines = [
+        f"{verb} {tokens(bw, amount)} {symbol} ({units.format_units(shares, decimals)} "
+        f"LP shares); you hold {units.format_units(balance, decimals)} shares "
+        f"worth {tokens(bw, value)} {symbol}"
+    ]
     if locked_until > now:
         lines.append(f"  shares locked until {when(locked_until, now)}")
     ctx.report(data, lines)
@@ -963,16 +1235,24 @@ def cmd_fund_stake(ctx: Context) -> int:
         raise BulwarkError(f"the fund takes at most {tokens(bw, room)} more before its cap")
     require_wallet_balance(bw, signer, amount)
     ensure_allowance(bw, signer, bw.fund.address, amount)
-    receipt = bw.send(bw.fund.functions.deposit(amount, signer.address), signer, action="fund stake")
+    receipt = bw.send(
+        bw.fund.functions.deposit(amount, signer.address), signer, action="fund stake"
+    )
     shares = sum(int(e["shares"]) for e in events(bw.fund.events.Deposit, receipt))
     decimals = int(bw.call(bw.fund.functions.decimals()))
     _, symbol = token_info(bw)
     ctx.report(
-        {"account": signer.address, "staked": tokens_exact(bw, amount),
-         "shares": units.format_units(shares, decimals), **tx_info(receipt)},
-        [f"staked {tokens(bw, amount)} {symbol} for {units.format_units(shares, decimals)} "
-         "fund shares; unstaking takes a request, then a claim after the cooldown"],
-    )  # fmt: skip
+        {
+            "account": signer.address,
+            "staked": tokens_exact(bw, amount),
+            "shares": units.format_units(shares, decimals),
+            **tx_info(receipt),
+        },
+        [
+            f"staked {tokens(bw, amount)} {symbol} for {units.format_units(shares, decimals)} "
+            "fund shares; unstaking takes a request, then a claim after the cooldown"
+        ],
+    )
     return EXIT_OK
 
 
@@ -989,21 +1269,31 @@ def cmd_fund_unstake(ctx: Context) -> int:
     else:
         shares = units.parse_units(ctx.args.shares, decimals, "SHARES", unit="shares")
         if shares > held:
-            raise BulwarkError(f"{signer.address} holds {units.format_units(held, decimals, group=True)} "
-                               "fund shares, fewer than that")  # fmt: skip
+            raise BulwarkError(
+                f"{signer.address} holds {units.format_units(held, decimals, group=True)} "
+                "fund shares, fewer than that"
+            )
     receipt = bw.send(f.requestUnstake(shares), signer, action="unstake request")
     req = events(bw.fund.events.UnstakeRequested, receipt)[-1]
     _, symbol = token_info(bw)
     now = chain_now(bw)
     ctx.report(
-        {"account": signer.address, "request_id": int(req["requestId"]),
-         "shares": units.format_units(shares, decimals), "value": tokens_exact(bw, int(req["assets"])),
-         "ready_at": int(req["readyAt"]), **tx_info(receipt)},
-        [f"unstake request #{req['requestId']}: {units.format_units(shares, decimals)} "
-         f"shares worth {tokens(bw, int(req['assets']))} {symbol} now",
-         f"  claim from {when(int(req['readyAt']), now)}: `bulwark fund claim {req['requestId']}`; "
-         "it pays the lower of that value and the value then"],
-    )  # fmt: skip
+        {
+            "account": signer.address,
+            "request_id": int(req["requestId"]),
+            "shares": units.format_units(shares, decimals),
+            "value": tokens_exact(bw, int(req["assets"])),
+            "ready_at": int(req["readyAt"]),
+            **tx_info(receipt),
+        },
+        [
+            f"unstake request #{req['requestId']}: {units.format_units(shares, decimals)} "
+            f"shares worth {tokens(bw, int(req['assets']))} {symbol} now",
+            f"  claim from {when(int(req['readyAt']), now)}: "
+            f"`bulwark fund claim {req['requestId']}`; it pays the lower of that value and the "
+            "value then",
+        ],
+    )
     return EXIT_OK
 
 
@@ -1014,24 +1304,40 @@ def cmd_fund_claim(ctx: Context) -> int:
         if request_id < 0:
             raise ValueError
     except ValueError:
-        raise UsageError(f"bulwark fund claim: ID must be a request number, got {ctx.args.request_id!r}") from None
+        raise UsageError(
+            f"bulwark fund claim: ID must be a request number, got {ctx.args.request_id!r}"
+        ) from None
     signer = ctx.signer()
     owner, ready_at, _shares, _assets = bw.call(bw.fund.functions.unstakeRequest(request_id))
     if int(str(owner), 16) == 0:
-        raise BulwarkError(f"no open unstake request #{request_id} (never made, or already claimed)")
+        raise BulwarkError(
+            f"no open unstake request #{request_id} (never made, or already claimed)"
+        )
     now = chain_now(bw)
     if ready_at > now:
-        raise BulwarkError(f"request #{request_id} is in its cooldown until {when(int(ready_at), now)}")
+        raise BulwarkError(
+            f"request #{request_id} is in its cooldown until {when(int(ready_at), now)}"
+        )
     receipt = bw.send(bw.fund.functions.claim(request_id), signer, action="claim")
     claimed = events(bw.fund.events.UnstakeClaimed, receipt)[-1]
     _, symbol = token_info(bw)
     ctx.report(
-        {"account": signer.address, "request_id": request_id, "paid": tokens_exact(bw, int(claimed["assets"])),
-         "forfeited": tokens_exact(bw, int(claimed["forfeited"])), **tx_info(receipt)},
-        [f"claimed request #{request_id}: paid {tokens(bw, int(claimed['assets']))} {symbol}"
-         + (f", {tokens(bw, int(claimed['forfeited']))} left to the remaining stakers"
-            if claimed["forfeited"] else "")],
-    )  # fmt: skip
+        {
+            "account": signer.address,
+            "request_id": request_id,
+            "paid": tokens_exact(bw, int(claimed["assets"])),
+            "forfeited": tokens_exact(bw, int(claimed["forfeited"])),
+            **tx_info(receipt),
+        },
+        [
+            f"claimed request #{request_id}: paid {tokens(bw, int(claimed['assets']))} {symbol}"
+            + (
+                f", {tokens(bw, int(claimed['forfeited']))} left to the remaining stakers"
+                if claimed["forfeited"]
+                else ""
+            )
+        ],
+    )
     return EXIT_OK
 
 
@@ -1047,35 +1353,56 @@ def cmd_fund_status(ctx: Context) -> int:
     now = chain_now(bw)
     sd = v.share_decimals
     data: dict[str, Any] = {
-        "assets": wad_exact(v.assets), "available": wad_exact(v.available),
-        "window_remaining": wad_exact(v.window_remaining), "window_ends_at": v.window_ends_at,
-        "window_cap_ratio": wad_exact(v.window_cap_ratio), "cap": tokens_exact(bw, v.cap_tokens),
-        "cooldown_seconds": v.cooldown, "total_shares": units.format_units(v.total_shares, sd),
-    }  # fmt: skip
-    window = (f"ends {when(v.window_ends_at, now)}" if v.window_ends_at > now
-              else "a new window opens with the next payout")  # fmt: skip
+        "assets": wad_exact(v.assets),
+        "available": wad_exact(v.available),
+        "window_remaining": wad_exact(v.window_remaining),
+        "window_ends_at": v.window_ends_at,
+        "window_cap_ratio": wad_exact(v.window_cap_ratio),
+        "cap": tokens_exact(bw, v.cap_tokens),
+        "cooldown_seconds": v.cooldown,
+        "total_shares": units.format_units(v.total_shares, sd),
+    }
+    window = (
+        f"ends {when(v.window_ends_at, now)}"
+        if v.window_ends_at > now
+        else "a new window opens with the next payout"
+    )
     lines = [
         f"insurance fund {bw.fund.address}",
-        f"  assets {wad(v.assets)}   available now {wad(v.available)}   cap {tokens(bw, v.cap_tokens)} {symbol}",
-        f"  payout window: {wad(v.window_remaining)} left of {units.format_percent(v.window_cap_ratio)} "
-        f"of assets per window ({window})",
-        f"  unstaking cooldown {duration(v.cooldown)}; shares {units.format_units(v.total_shares, sd)}",
-    ]  # fmt: skip
+        f"  assets {wad(v.assets)}   available now {wad(v.available)}   "
+        f"cap {tokens(bw, v.cap_tokens)} {symbol}",
+        f"  payout window: {wad(v.window_remaining)} left of "
+        f"{units.format_percent(v.window_cap_ratio)} of assets per window ({window})",
+        f"  unstaking cooldown {duration(v.cooldown)}; "
+        f"shares {units.format_units(v.total_shares, sd)}",
+    ]
     if holder:
         data["holder"] = {
-            "address": holder, "shares": units.format_units(v.holder_shares, sd),
+            "address": holder,
+            "shares": units.format_units(v.holder_shares, sd),
             "value": tokens_exact(bw, v.holder_value_tokens),
-            "requests": [{"id": r.request_id, "shares": units.format_units(r.shares, sd),
-                          "value_at_request": tokens_exact(bw, r.assets_at_request),
-                          "value_now": tokens_exact(bw, r.value_now),
-                          "claimable": tokens_exact(bw, r.claimable), "ready_at": r.ready_at,
-                          "ready": r.ready_at <= now} for r in v.requests],
-        }  # fmt: skip
-        lines.append(f"  {holder}: {units.format_units(v.holder_shares, sd)} shares worth "
-                     f"{tokens(bw, v.holder_value_tokens)} {symbol}")  # fmt: skip
+            "requests": [
+                {
+                    "id": r.request_id,
+                    "shares": units.format_units(r.shares, sd),
+                    "value_at_request": tokens_exact(bw, r.assets_at_request),
+                    "value_now": tokens_exact(bw, r.value_now),
+                    "claimable": tokens_exact(bw, r.claimable),
+                    "ready_at": r.ready_at,
+                    "ready": r.ready_at <= now,
+                }
+                for r in v.requests
+            ],
+        }
+        lines.append(
+            f"  {holder}: {units.format_units(v.holder_shares, sd)} shares worth "
+            f"{tokens(bw, v.holder_value_tokens)} {symbol}"
+        )
         for r in v.requests:
             ready = "claimable now" if r.ready_at <= now else f"claimable {when(r.ready_at, now)}"
-            lines.append(f"    request #{r.request_id}: {tokens(bw, r.claimable)} {symbol} ({ready})")
+            lines.append(
+                f"    request #{r.request_id}: {tokens(bw, r.claimable)} {symbol} ({ready})"
+            )
     ctx.report(data, lines)
     return EXIT_OK
 
@@ -1090,8 +1417,10 @@ def _feed_contract(ctx: Context, bw: Bulwark, market: str) -> tuple[str, Any, in
     try:
         feed.functions.FEEDER_ROLE().call()
     except Exception:
-        raise BulwarkError(f"the {name} feed at {feed.address} is not a mock aggregator: prices can be "
-                           "pushed only on local and test networks") from None  # fmt: skip
+        raise BulwarkError(
+            f"the {name} feed at {feed.address} is not a mock aggregator: prices can be "
+            "pushed only on local and test networks"
+        ) from None
     return name, feed, int(bw.call(feed.functions.decimals()))
 
 
@@ -1103,11 +1432,17 @@ def cmd_feed_set(ctx: Context) -> int:
     previous = int(bw.call(feed.functions.latestAnswer()))
     receipt = bw.send(feed.functions.updateAnswer(answer), signer, action=f"{name} feed update")
     ctx.report(
-        {"market": name, "price": units.format_units(answer, decimals),
-         "previous": units.format_units(previous, decimals), **tx_info(receipt)},
-        [f"{name} price {units.format_units(answer, decimals, 2, group=True)} "
-         f"(was {units.format_units(previous, decimals, 2, group=True)})"],
-    )  # fmt: skip
+        {
+            "market": name,
+            "price": units.format_units(answer, decimals),
+            "previous": units.format_units(previous, decimals),
+            **tx_info(receipt),
+        },
+        [
+            f"{name} price {units.format_units(answer, decimals, 2, group=True)} "
+            f"(was {units.format_units(previous, decimals, 2, group=True)})"
+        ],
+    )
     return EXIT_OK
 
 
@@ -1128,7 +1463,9 @@ def _parse_timestamp(text: str) -> Decimal:
     try:
         stamp = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise units.UnitError(f"timestamp {text!r} is neither seconds nor an ISO 8601 date") from None
+        raise units.UnitError(
+            f"timestamp {text!r} is neither seconds nor an ISO 8601 date"
+        ) from None
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=dt.UTC)
     return Decimal(str(stamp.timestamp()))
@@ -1148,17 +1485,25 @@ def read_replay(path: Path, market_map: dict[str, str]) -> list[ReplayRow]:
                 continue
             lowered = [c.lower() for c in cells]
             if not rows and {"timestamp", "market", "price"} <= set(lowered):
-                columns = (lowered.index("timestamp"), lowered.index("market"), lowered.index("price"))
+                columns = (
+                    lowered.index("timestamp"),
+                    lowered.index("market"),
+                    lowered.index("price"),
+                )
                 continue
             if len(cells) <= max(columns):
-                raise BulwarkError(f"{path} line {number}: expected timestamp,market,price, got {','.join(cells)}")
+                raise BulwarkError(
+                    f"{path} line {number}: expected timestamp,market,price, got {','.join(cells)}"
+                )
             try:
                 stamp = _parse_timestamp(cells[columns[0]])
                 price = units.parse_decimal(cells[columns[2]], "price")
             except units.UnitError as exc:
                 raise BulwarkError(f"{path} line {number}: {exc}") from None
             if price <= 0:
-                raise BulwarkError(f"{path} line {number}: price must be positive, got {cells[columns[2]]}")
+                raise BulwarkError(
+                    f"{path} line {number}: price must be positive, got {cells[columns[2]]}"
+                )
             market = cells[columns[1]]
             rows.append(ReplayRow(number, stamp, market_map.get(market, market), price))
     if not rows:
@@ -1175,7 +1520,9 @@ def _market_map(items: Sequence[str]) -> dict[str, str]:
                 continue
             source, eq, target = pair.partition("=")
             if not eq or not source.strip() or not target.strip():
-                raise UsageError(f"bulwark feed replay: --market-map wants NAME=MARKET, got {pair!r}")
+                raise UsageError(
+                    f"bulwark feed replay: --market-map wants NAME=MARKET, got {pair!r}"
+                )
             mapping[source.strip()] = target.strip()
     return mapping
 
@@ -1245,22 +1592,39 @@ def cmd_feed_replay(ctx: Context) -> int:
                 drift = max(drift, stamp - target)
                 bw.w3.provider.make_request("evm_setNextBlockTimestamp", [stamp])  # type: ignore[arg-type]
             name, feed, decimals = feeds[row.market]
-            bw.send(feed.functions.updateAnswer(answer), signer, action=f"{name} feed update (line {row.line})")
+            bw.send(
+                feed.functions.updateAnswer(answer),
+                signer,
+                action=f"{name} feed update (line {row.line})",
+            )
             last[name] = answer
-            progress.update(done, f"{name} {units.format_units(answer, decimals, 2)} "
-                                  f"t+{duration(int(offset))}")  # fmt: skip
+            progress.update(
+                done, f"{name} {units.format_units(answer, decimals, 2)} t+{duration(int(offset))}"
+            )
     finally:
         progress.finish()
     end = chain_now(bw)
-    data = {"rows": len(rows), "markets": sorted(feeds), "speed": str(speed),
-            "file_seconds": str(rows[-1].timestamp - first), "chain_start": chain_start, "chain_end": end,
-            "chain_seconds": end - chain_start, "max_drift_seconds": drift, "local": local,
-            "last_prices": {n: units.format_units(v, feeds[n][2]) for n, v in last.items()}}  # fmt: skip
-    lines = [f"replayed {len(rows)} prices for {', '.join(sorted(feeds))}: "
-             f"{duration(int(rows[-1].timestamp - first))} of file time in "
-             f"{duration(end - chain_start)} of chain time (speed {speed})"]  # fmt: skip
+    data = {
+        "rows": len(rows),
+        "markets": sorted(feeds),
+        "speed": str(speed),
+        "file_seconds": str(rows[-1].timestamp - first),
+        "chain_start": chain_start,
+        "chain_end": end,
+        "chain_seconds": end - chain_start,
+        "max_drift_seconds": drift,
+        "local": local,
+        "last_prices": {n: units.format_units(v, feeds[n][2]) for n, v in last.items()},
+    }
+    lines = [
+        f"replayed {len(rows)} prices for {', '.join(sorted(feeds))}: "
+        f"{duration(int(rows[-1].timestamp - first))} of file time in "
+        f"{duration(end - chain_start)} of chain time (speed {speed})"
+    ]
     if drift:
-        lines.append(f"  chain time ran up to {drift}s behind the file (blocks cannot go back in time)")
+        lines.append(
+            f"  chain time ran up to {drift}s behind the file (blocks cannot go back in time)"
+        )
     ctx.report(data, lines)
     return EXIT_OK
 
@@ -1273,80 +1637,143 @@ def cmd_status(ctx: Context) -> int:
     s = status.protocol(bw)
     ctx.report(status_json(bw, s), status_lines(bw, s))
     if not s.conservation.ok:
-        raise BulwarkError(f"conservation check FAILED: vault gap {wad(s.conservation.vault_gap_wad, None)}"
-                           + (f"; {s.conservation.mirror_errors[0]}" if s.conservation.mirror_errors else ""))
+        raise BulwarkError(
+            f"conservation check FAILED: vault gap {wad(s.conservation.vault_gap_wad, None)}"
+            + (f"; {s.conservation.mirror_errors[0]}" if s.conservation.mirror_errors else "")
+        )
     return EXIT_OK
 
 
 def status_json(bw: Bulwark, s: status.ProtocolStatus) -> dict[str, Any]:
     f = s.fund
     return {
-        "chain_id": bw.deployment.chain_id, "block": s.block, "timestamp": s.timestamp,
+        "chain_id": bw.deployment.chain_id,
+        "block": s.block,
+        "timestamp": s.timestamp,
         "reduce_only": s.reduce_only,
         "markets": [
-            {"id": m.id, "name": m.name, "price": wad_exact(m.price), "price_error": m.price_error,
-             "long_open_interest": wad_exact(m.state.long_open_interest),
-             "short_open_interest": wad_exact(m.state.short_open_interest),
-             "open_interest_notional": wad_exact(m.oi_notional),
-             "funding_rate_per_day": wad_exact(m.funding_rate_per_day),
-             "pool_exposure": wad_exact(m.pool_exposure),
-             "bad_debt_long": wad_exact(m.bad_debt_long), "bad_debt_short": wad_exact(m.bad_debt_short)}
+            {
+                "id": m.id,
+                "name": m.name,
+                "price": wad_exact(m.price),
+                "price_error": m.price_error,
+                "long_open_interest": wad_exact(m.state.long_open_interest),
+                "short_open_interest": wad_exact(m.state.short_open_interest),
+                "open_interest_notional": wad_exact(m.oi_notional),
+                "funding_rate_per_day": wad_exact(m.funding_rate_per_day),
+                "pool_exposure": wad_exact(m.pool_exposure),
+                "bad_debt_long": wad_exact(m.bad_debt_long),
+                "bad_debt_short": wad_exact(m.bad_debt_short),
+            }
             for m in s.markets
         ],
-        "pool": {"address": bw.pool.address, "equity": wad_exact(s.pool_equity), "error": s.pool_error},
-        "fund": {"address": bw.fund.address, "assets": wad_exact(f.assets),
-                 "available": wad_exact(f.available), "window_remaining": wad_exact(f.window_remaining),
-                 "window_ends_at": f.window_ends_at, "cap": tokens_exact(bw, f.cap_tokens)},
+        "pool": {
+            "address": bw.pool.address,
+            "equity": wad_exact(s.pool_equity),
+            "error": s.pool_error,
+        },
+        "fund": {
+            "address": bw.fund.address,
+            "assets": wad_exact(f.assets),
+            "available": wad_exact(f.available),
+            "window_remaining": wad_exact(f.window_remaining),
+            "window_ends_at": f.window_ends_at,
+            "cap": tokens_exact(bw, f.cap_tokens),
+        },
         "open_interest_notional": wad_exact(s.oi_notional),
         "coverage": wad_exact(s.coverage),
-        "bad_debt": wad_exact(s.total_bad_debt), "bad_debt_since": s.bad_debt_since or None,
+        "bad_debt": wad_exact(s.total_bad_debt),
+        "bad_debt_since": s.bad_debt_since or None,
         "accounts": s.accounts,
-        "liquidatable": [{"address": x.address, "equity": wad_exact(x.equity),
-                          "maintenance_margin": wad_exact(x.maintenance_margin)} for x in s.liquidatable],
+        "liquidatable": [
+            {
+                "address": x.address,
+                "equity": wad_exact(x.equity),
+                "maintenance_margin": wad_exact(x.maintenance_margin),
+            }
+            for x in s.liquidatable
+        ],
         "health_error": s.health_error,
         "conservation": s.conservation.as_dict(),
-    }  # fmt: skip
+    }
 
 
 def status_lines(bw: Bulwark, s: status.ProtocolStatus) -> list[str]:
     _, symbol = token_info(bw)
     f = s.fund
-    lines = [f"Bulwark on chain {bw.deployment.chain_id}, block {s.block} ({when(s.timestamp)})"
-             + ("   REDUCE-ONLY" if s.reduce_only else "")]  # fmt: skip
+    lines = [
+        f"Bulwark on chain {bw.deployment.chain_id}, block {s.block} ({when(s.timestamp)})"
+        + ("   REDUCE-ONLY" if s.reduce_only else "")
+    ]
     rows = []
     for m in s.markets:
         price = wad(m.price) if m.price is not None else "stale/invalid"
-        rows.append([m.name, price, wad(m.state.long_open_interest, 4), wad(m.state.short_open_interest, 4),
-                     wad(m.oi_notional), units.format_percent(m.funding_rate_per_day, 4),
-                     wad(m.pool_exposure), f"{wad(m.bad_debt_long)} / {wad(m.bad_debt_short)}"])  # fmt: skip
-    lines += table(["MARKET", "PRICE", "LONG OI", "SHORT OI", "OI NOTIONAL", "FUNDING/DAY",
-                    "POOL EXPOSURE", "BAD DEBT L/S"], rows)  # fmt: skip
+        rows.append(
+            [
+                m.name,
+                price,
+                wad(m.state.long_open_interest, 4),
+                wad(m.state.short_open_interest, 4),
+                wad(m.oi_notional),
+                units.format_percent(m.funding_rate_per_day, 4),
+                wad(m.pool_exposure),
+                f"{wad(m.bad_debt_long)} / {wad(m.bad_debt_short)}",
+            ]
+        )
+    lines += table(
+        [
+            "MARKET",
+            "PRICE",
+            "LONG OI",
+            "SHORT OI",
+            "OI NOTIONAL",
+            "FUNDING/DAY",
+            "POOL EXPOSURE",
+            "BAD DEBT L/S",
+        ],
+        rows,
+    )
     for m in s.markets:
         if m.price_error:
             lines.append(f"  {m.name}: {m.price_error}")
     pool = wad(s.pool_equity) if s.pool_equity is not None else f"unknown ({s.pool_error})"
-    coverage = units.format_percent(s.coverage) if s.coverage is not None else "- (no open interest)"
-    window = f"window ends {when(f.window_ends_at, s.timestamp)}" if f.window_ends_at > s.timestamp else "new window"
+    coverage = (
+        units.format_percent(s.coverage) if s.coverage is not None else "- (no open interest)"
+    )
+    window = (
+        f"window ends {when(f.window_ends_at, s.timestamp)}"
+        if f.window_ends_at > s.timestamp
+        else "new window"
+    )
     lines += [
         f"pool equity       {pool}",
         f"insurance fund    assets {wad(f.assets)}, available {wad(f.available)}, window remaining "
         f"{wad(f.window_remaining)} ({window}), cap {tokens(bw, f.cap_tokens)} {symbol}",
         f"coverage          {coverage} (fund assets / open-interest notional {wad(s.oi_notional)})",
         f"bad debt          {wad(s.total_bad_debt)}"
-        + (f" (outstanding since {when(s.bad_debt_since, s.timestamp)})" if s.bad_debt_since else ""),
-    ]  # fmt: skip
+        + (
+            f" (outstanding since {when(s.bad_debt_since, s.timestamp)})"
+            if s.bad_debt_since
+            else ""
+        ),
+    ]
     if s.health_error:
         lines.append(f"accounts          {s.accounts} known; health unknown: {s.health_error}")
     else:
         lines.append(f"accounts          {s.accounts} known, {len(s.liquidatable)} liquidatable")
         for x in s.liquidatable[:20]:
-            lines.append(f"  {x.address}  equity {wad(x.equity)} < maintenance {wad(x.maintenance_margin)}")
+            lines.append(
+                f"  {x.address}  equity {wad(x.equity)} < maintenance {wad(x.maintenance_margin)}"
+            )
         if len(s.liquidatable) > 20:
             lines.append(f"  ... and {len(s.liquidatable) - 20} more (--json lists all)")
     c = s.conservation
     verdict = "OK" if c.ok else "FAILED"
-    lines.append(f"conservation      {verdict}: vault {wad(c.token_balance_wad)} + bad debt {wad(c.bad_debt_wad)} "
-                 f"- margins {wad(c.margin_sum_wad)} = {wad(c.vault_gap_wad, None)}")  # fmt: skip
+    lines.append(
+        f"conservation      {verdict}: vault {wad(c.token_balance_wad)} "
+        f"+ bad debt {wad(c.bad_debt_wad)} - margins {wad(c.margin_sum_wad)} "
+        f"= {wad(c.vault_gap_wad, None)}"
+    )
     lines += [f"  {e}" for e in c.mirror_errors]
     return lines
 
@@ -1429,7 +1856,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _fail("bulwark: interrupted")
         return EXIT_INTERRUPTED
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
+    except Exception as exc:  # the last line of defence: one line, no traceback
         return _unexpected(exc, ctx)
     finally:
         if ctx is not None:
@@ -1447,8 +1874,10 @@ def _unexpected(exc: Exception, ctx: Context | None) -> int:
     if os.environ.get(ENV_DEBUG):
         traceback.print_exc()
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    _fail(f"bulwark: unexpected error: {type(exc).__name__}{': ' + message if message else ''} "
-          f"(set {ENV_DEBUG}=1 for the traceback)")  # fmt: skip
+    _fail(
+        f"bulwark: unexpected error: {type(exc).__name__}{': ' + message if message else ''} "
+        f"(set {ENV_DEBUG}=1 for the traceback)"
+    )
     return EXIT_ERROR
 
 
@@ -1472,11 +1901,11 @@ def _fail(message: str) -> None:
 def iter_commands(parser: argparse.ArgumentParser | None = None, prefix: str = "") -> Iterator[str]:
     """Every command path (``trade open``, ``fund status`` ...): used by the docs test."""
     parser = parser or build_parser()
-    for action in parser._actions:  # noqa: SLF001 - argparse has no public walk
-        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+    for action in parser._actions:  # argparse has no public walk
+        if isinstance(action, argparse._SubParsersAction):
             for name, sub in action.choices.items():
                 path = f"{prefix} {name}".strip()
-                nested = [a for a in sub._actions if isinstance(a, argparse._SubParsersAction)]  # noqa: SLF001
+                nested = [a for a in sub._actions if isinstance(a, argparse._SubParsersAction)]
                 if nested:
                     yield from iter_commands(sub, path)
                 else:

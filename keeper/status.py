@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 
 from keeper import invariants, riskmath
 from keeper.chain import WAD, Bulwark, BulwarkError, TxReverted
@@ -99,9 +99,14 @@ def markets(bw: Bulwark) -> list[MarketView]:
     for m in range(count):
         name, config, state, long_debt, short_debt = batch_call(
             bw,
-            [ch.marketName(m), ch.marketConfig(m), ch.marketState(m), ch.badDebtOf(m, LONG),
-             ch.badDebtOf(m, SHORT)],
-        )  # fmt: skip
+            [
+                ch.marketName(m),
+                ch.marketConfig(m),
+                ch.marketState(m),
+                ch.badDebtOf(m, LONG),
+                ch.badDebtOf(m, SHORT),
+            ],
+        )
         price, error = try_price(bw, m)
         views.append(
             MarketView(
@@ -131,7 +136,7 @@ class AdlQueuePlace:
 
     @property
     def percentile(self) -> int | None:
-        """Share of the queue at or ahead of this position, in percent (rounded up): 20 = top 20%."""
+        """Share of the queue at or ahead of this position, in percent, rounded up (20: top 20%)."""
         if self.rank is None or self.queue_length == 0:
             return None
         return -(-100 * self.rank // self.queue_length)
@@ -217,7 +222,11 @@ def liquidation_price(
     if target <= 0:
         return None
     # Round toward the side that triggers sooner: up for a long, down for a short.
-    return -(-target.numerator // target.denominator) if size > 0 else target.numerator // target.denominator
+    return (
+        -(-target.numerator // target.denominator)
+        if size > 0
+        else target.numerator // target.denominator
+    )
 
 
 def _positions(bw: Bulwark, accounts: Sequence[str], market_id: int) -> list[riskmath.Position]:
@@ -225,11 +234,17 @@ def _positions(bw: Bulwark, accounts: Sequence[str], market_id: int) -> list[ris
     return [riskmath.Position.from_tuple(t) for t in batch_call(bw, fns)]
 
 
-def adl_place(bw: Bulwark, address: str, market_id: int, size: int, accounts: Iterable[str]) -> AdlQueuePlace:
+def adl_place(
+    bw: Bulwark, address: str, market_id: int, size: int, accounts: Iterable[str]
+) -> AdlQueuePlace:
     """The position's ADL score and its rank among the positions of the same side in the market."""
     others = sorted({to_checksum_address(a) for a in accounts} | {address})
     positions = _positions(bw, others, market_id)
-    same_side = [a for a, p in zip(others, positions, strict=True) if p.size != 0 and (p.size > 0) == (size > 0)]
+    same_side = [
+        a
+        for a, p in zip(others, positions, strict=True)
+        if p.size != 0 and (p.size > 0) == (size > 0)
+    ]
     scores: list[int] = []
     for start in range(0, len(same_side), BATCH):
         chunk = same_side[start : start + BATCH]
@@ -254,16 +269,22 @@ def account(bw: Bulwark, address: str, accounts: Iterable[str] | None = None) ->
         bw, [ch.marginOf(address), ch.openMarketsOf(address), bw.token.functions.balanceOf(address)]
     )
     equity, imr, mmr, liquidatable = bw.call(ch.healthOf(address), action="healthOf")
-    view = AccountView(address, int(wallet), int(margin), int(equity), int(imr), int(mmr), bool(liquidatable))
+    view = AccountView(
+        address, int(wallet), int(margin), int(equity), int(imr), int(mmr), bool(liquidatable)
+    )
     if not open_markets:
         return view
     population = set(accounts) if accounts is not None else invariants.known_accounts(bw)
     names = {m.id: name for name, m in bw.deployment.markets.items()}
     for market_id in sorted(int(m) for m in open_markets):
         position_t, config_t, index = batch_call(
-            bw, [ch.positionOf(address, market_id), ch.marketConfig(market_id),
-                 ch.currentFundingIndexWad(market_id)],
-        )  # fmt: skip
+            bw,
+            [
+                ch.positionOf(address, market_id),
+                ch.marketConfig(market_id),
+                ch.currentFundingIndexWad(market_id),
+            ],
+        )
         position = riskmath.Position.from_tuple(position_t)
         config = riskmath.MarketConfig.from_tuple(config_t)
         price = int(bw.call(bw.oracle.functions.priceWad(market_id), action="priceWad"))
@@ -325,13 +346,36 @@ class FundView:
 
 def fund(bw: Bulwark, holder: str | None = None) -> FundView:
     f = bw.fund.functions
-    (assets, available, remaining, cap, start, duration, ratio, cap_tokens, cooldown, supply,
-     decimals, total_assets) = batch_call(
+    (
+        assets,
+        available,
+        remaining,
+        cap,
+        start,
+        duration,
+        ratio,
+        cap_tokens,
+        cooldown,
+        supply,
+        decimals,
+        total_assets,
+    ) = batch_call(
         bw,
-        [f.assetsWad(), f.availableWad(), f.windowRemainingWad(), f.windowCapWad(), f.windowStart(),
-         f.windowDuration(), f.windowCapRatioWad(), f.capAssets(), f.cooldown(), f.totalSupply(),
-         f.decimals(), f.totalAssets()],
-    )  # fmt: skip
+        [
+            f.assetsWad(),
+            f.availableWad(),
+            f.windowRemainingWad(),
+            f.windowCapWad(),
+            f.windowStart(),
+            f.windowDuration(),
+            f.windowCapRatioWad(),
+            f.capAssets(),
+            f.cooldown(),
+            f.totalSupply(),
+            f.decimals(),
+            f.totalAssets(),
+        ],
+    )
     view = FundView(
         assets=int(assets),
         available=int(available),
@@ -366,7 +410,9 @@ def unstake_requests(bw: Bulwark, owner: str) -> list[UnstakeView]:
         if int(str(req_owner), 16) == 0:
             continue  # claimed
         value_now = int(bw.call(bw.fund.functions.convertToAssets(int(shares))))
-        found.append(UnstakeView(request_id, req_owner, int(shares), int(assets), value_now, int(ready_at)))
+        found.append(
+            UnstakeView(request_id, req_owner, int(shares), int(assets), value_now, int(ready_at))
+        )
     return found
 
 
@@ -430,7 +476,8 @@ def protocol(bw: Bulwark) -> ProtocolStatus:
     number = int(block["number"])
     ch = bw.ch.functions
     reduce_only, total_bad_debt, since, pool_shares = batch_call(
-        bw, [ch.reduceOnly(), ch.totalBadDebtWad(), ch.badDebtSince(), bw.pool.functions.totalSupply()]
+        bw,
+        [ch.reduceOnly(), ch.totalBadDebtWad(), ch.badDebtSince(), bw.pool.functions.totalSupply()],
     )
     pool_equity: int | None = None
     pool_error: str | None = None
@@ -466,7 +513,7 @@ def protocol(bw: Bulwark) -> ProtocolStatus:
 
 def require_code(bw: Bulwark) -> None:
     """Fails clearly when the deployment's contracts are not on this chain (a restarted node)."""
-    address = bw.deployment.contracts["ClearingHouse"]
+    address = to_checksum_address(bw.deployment.contracts["ClearingHouse"])
     if not bw.w3.eth.get_code(address):
         raise BulwarkError(
             f"no ClearingHouse at {address} on this chain: the deployment file belongs to another "

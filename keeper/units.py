@@ -123,7 +123,9 @@ def format_units(
     return format(shown, spec)
 
 
-def format_wad(value: int, places: int | None = None, *, group: bool = False, sign: bool = False) -> str:
+def format_wad(
+    value: int, places: int | None = None, *, group: bool = False, sign: bool = False
+) -> str:
     return format_units(value, WAD_DECIMALS, places, group=group, sign=sign)
 
 
@@ -133,7 +135,7 @@ def format_percent(ratio_wad: int, places: int = 2) -> str:
 
 
 def wad_ratio(numerator: int, denominator: int) -> int | None:
-    """numerator / denominator as a WAD ratio (rounded toward zero), None when the denominator is 0."""
+    """numerator / denominator as a WAD ratio (toward zero); None when the denominator is 0."""
     if denominator == 0:
         return None
     quotient = abs(numerator) * WAD // abs(denominator)

@@ -1,7 +1,8 @@
-"""`bulwark` in-process against the session Anvil: outputs (human and --json) and one-line errors."""
+"""`bulwark` in-process on the session Anvil: outputs (human and --json) and one-line errors."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import types
 from collections.abc import Iterator
@@ -37,7 +38,11 @@ class Cli:
     capsys: pytest.CaptureFixture[str]
 
     def __call__(self, *argv: str, chain: bool = True) -> Result:
-        args = [*argv, "--rpc", self.rpc, "--deployment", str(self.deployment)] if chain else list(argv)
+        args = (
+            [*argv, "--rpc", self.rpc, "--deployment", str(self.deployment)]
+            if chain
+            else list(argv)
+        )
         code = cli.main(args)
         captured = self.capsys.readouterr()
         return Result(code, captured.out, captured.err)
@@ -53,10 +58,16 @@ class Cli:
 
 
 @pytest.fixture
-def run(bw: Bulwark, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> Iterator[Cli]:  # fmt: skip
-    for name in ("BULWARK_RPC", "BULWARK_DEPLOYMENT", "BULWARK_PRIVATE_KEY", "BULWARK_DEBUG",
-                 "BULWARK_KEYSTORE_PASSWORD"):  # fmt: skip
+def run(
+    bw: Bulwark, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Cli]:
+    for name in (
+        "BULWARK_RPC",
+        "BULWARK_DEPLOYMENT",
+        "BULWARK_PRIVATE_KEY",
+        "BULWARK_DEBUG",
+        "BULWARK_KEYSTORE_PASSWORD",
+    ):
         monkeypatch.delenv(name, raising=False)
     path = bw.deployment.save(tmp_path / "deployment.json")
     rpc = bw.w3.provider.endpoint_uri  # type: ignore[attr-defined]
@@ -78,10 +89,28 @@ def assert_one_line_error(result: Result, *needles: str) -> None:
 
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
     commands = list(cli.iter_commands())
-    for expected in ("node", "compile", "deploy", "trade deposit", "trade withdraw", "trade open",
-                     "trade close", "account", "pool deposit", "pool withdraw", "fund stake",
-                     "fund unstake", "fund claim", "fund status", "feed set", "feed replay", "status",
-                     "keeper", "stress", "demo"):  # fmt: skip
+    for expected in (
+        "node",
+        "compile",
+        "deploy",
+        "trade deposit",
+        "trade withdraw",
+        "trade open",
+        "trade close",
+        "account",
+        "pool deposit",
+        "pool withdraw",
+        "fund stake",
+        "fund unstake",
+        "fund claim",
+        "fund status",
+        "feed set",
+        "feed replay",
+        "status",
+        "keeper",
+        "stress",
+        "demo",
+    ):
         assert expected in commands
     for command in commands:
         assert cli.main([*command.split(), "--help"]) == 0
@@ -92,9 +121,19 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_split_global_options_anywhere_and_negative_numbers() -> None:
     found, rest = cli.split_global_options(
-        ["--rpc", "http://x", "trade", "open", "ETH-USD", "-2.5", "--json", "--dev-account=3",
-         "--deployment", "d.json"]
-    )  # fmt: skip
+        [
+            "--rpc",
+            "http://x",
+            "trade",
+            "open",
+            "ETH-USD",
+            "-2.5",
+            "--json",
+            "--dev-account=3",
+            "--deployment",
+            "d.json",
+        ]
+    )
     assert found == {"rpc": "http://x", "json": True, "dev_account": "3", "deployment": "d.json"}
     assert rest == ["trade", "open", "ETH-USD", "-2.5"]
     assert cli.split_global_options(["x", "-1e3", "-.5", "-2."])[1] == ["x", "-1000", "-0.5", "-2"]
@@ -139,13 +178,17 @@ def test_trade_deposit_open_account_close_withdraw(run: Cli, protocol: Protocol)
     assert closed["new_size"] == "0" and closed["size_delta"] == "-2"
     withdrawn = run.json("trade", "withdraw", "max", *dev)
     assert withdrawn["margin"] == "0"
-    assert withdrawn["tx"].startswith("0x") and len(withdrawn["tx"]) == 66 and withdrawn["block"] > 0
+    assert (
+        withdrawn["tx"].startswith("0x") and len(withdrawn["tx"]) == 66 and withdrawn["block"] > 0
+    )
 
 
 def test_negative_size_opens_a_short_with_min_price(run: Cli, protocol: Protocol) -> None:
     protocol.seed_pool(500_000)
     protocol.fund_trader(dev_account(TRADER), 10_000)
-    short = run.json("trade", "open", "ETH-USD", "-1.5", "--min-price", "2990", "--dev-account", "4")
+    short = run.json(
+        "trade", "open", "ETH-USD", "-1.5", "--min-price", "2990", "--dev-account", "4"
+    )
     assert short["new_size"] == "-1.5" and short["acceptable_price"] == "2990"
     text = run.ok("trade", "open", "BTC-USD", "-0.01", "--dev-account", "4").out
     assert text.startswith("opened: sold 0.01 BTC-USD at 60,000.00 (bound 59,400.00)")
@@ -231,19 +274,23 @@ def test_feed_set_and_status(run: Cli, protocol: Protocol) -> None:
     assert status["conservation"]["ok"] is True and status["bad_debt"] == "0"
 
 
-def test_feed_replay_spaces_updates_by_file_time_over_speed(run: Cli, bw: Bulwark, tmp_path: Path) -> None:
+def test_feed_replay_spaces_updates_by_file_time_over_speed(
+    run: Cli, bw: Bulwark, tmp_path: Path
+) -> None:
     csv_file = tmp_path / "path.csv"
     csv_file.write_text(
         "timestamp,market,price\n"
         "1700000000,ETH,3000\n1700000600,ETH,2900\n1700000600,BTC,59000\n1700001800,ETH,2700.123456789\n"
     )
-    out = run.json("feed", "replay", str(csv_file), "--speed", "2", "--market-map", "ETH=ETH-USD,BTC=BTC-USD")
+    out = run.json(
+        "feed", "replay", str(csv_file), "--speed", "2", "--market-map", "ETH=ETH-USD,BTC=BTC-USD"
+    )
     assert out["rows"] == 4 and out["max_drift_seconds"] == 0
     assert out["chain_seconds"] == 900 and out["last_prices"]["ETH-USD"] == "2700.12345679"
     eth = bw.feeds["ETH-USD"].functions
     latest = eth.latestRound().call()
     stamps = [eth.getRoundData(latest - k).call()[3] for k in (2, 1, 0)]
-    assert [b - a for a, b in zip(stamps, stamps[1:], strict=False)] == [300, 600]
+    assert [b - a for a, b in itertools.pairwise(stamps)] == [300, 600]
     btc_time = bw.feeds["BTC-USD"].functions.latestTimestamp().call()
     assert btc_time == stamps[1]
 
@@ -265,8 +312,9 @@ def test_status_lists_liquidatable_accounts(run: Cli, protocol: Protocol) -> Non
     assert "1 liquidatable" in text and "conservation      OK" in text
 
 
-def test_keeper_once_liquidates(run: Cli, protocol: Protocol, tmp_path: Path,
-                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_keeper_once_liquidates(
+    run: Cli, protocol: Protocol, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("BULWARK_KEEPER_CHECKPOINT_FILE", str(tmp_path / "checkpoint.json"))
     p = protocol
     trader = dev_account(TRADER)
@@ -300,30 +348,58 @@ def test_deploy_writes_the_deployment_file(run: Cli, bw: Bulwark, tmp_path: Path
     ("argv", "needles"),
     [
         (["trade", "open", "DOGE-USD", "1", "--dev-account", "4"], ["unknown market 'DOGE-USD'"]),
-        (["trade", "open", "ETH-USD", "1.2.3", "--dev-account", "4"], ["SIZE '1.2.3' is not a number"]),
+        (
+            ["trade", "open", "ETH-USD", "1.2.3", "--dev-account", "4"],
+            ["SIZE '1.2.3' is not a number"],
+        ),
         (["trade", "open", "ETH-USD", "0", "--dev-account", "4"], ["SIZE must not be zero"]),
         (["trade", "deposit", "1,000", "--dev-account", "4"], ["thousands separators"]),
         (["trade", "deposit", "1.0000001", "--dev-account", "4"], ["more than 6 decimal places"]),
         (["trade", "deposit", "-5", "--dev-account", "4"], ["must not be negative"]),
-        (["trade", "open", "ETH-USD", "1", "--dev-account", "4"],
-         ["trade ETH-USD reverted: TradeMarginInsufficient(", "equity=-1.5", "bulwark trade deposit"]),
-        (["trade", "open", "ETH-USD", "-1", "--max-price", "3000", "--dev-account", "4"],
-         ["--max-price bounds a buy"]),
-        (["trade", "open", "ETH-USD", "1", "--slippage", "120", "--dev-account", "4"], ["--slippage"]),
+        (
+            ["trade", "open", "ETH-USD", "1", "--dev-account", "4"],
+            [
+                "trade ETH-USD reverted: TradeMarginInsufficient(",
+                "equity=-1.5",
+                "bulwark trade deposit",
+            ],
+        ),
+        (
+            ["trade", "open", "ETH-USD", "-1", "--max-price", "3000", "--dev-account", "4"],
+            ["--max-price bounds a buy"],
+        ),
+        (
+            ["trade", "open", "ETH-USD", "1", "--slippage", "120", "--dev-account", "4"],
+            ["--slippage"],
+        ),
         (["trade", "close", "ETH-USD", "--dev-account", "4"], ["no position in ETH-USD"]),
-        (["trade", "withdraw", "5", "--dev-account", "4"], ["withdraw reverted: VaultInsufficientMargin("]),
-        (["trade", "deposit", "2000000", "--dev-account", "4"], ["less than the 2,000,000.00 asked for"]),
+        (
+            ["trade", "withdraw", "5", "--dev-account", "4"],
+            ["withdraw reverted: VaultInsufficientMargin("],
+        ),
+        (
+            ["trade", "deposit", "2000000", "--dev-account", "4"],
+            ["less than the 2,000,000.00 asked for"],
+        ),
         (["trade", "deposit", "10"], ["needs a signer"]),
-        (["trade", "deposit", "10", "--dev-account", "x"], ["--dev-account must be a whole number"]),
-        (["trade", "deposit", "10", "--keystore", "/nonexistent/key.json"], ["keystore file not found"]),
+        (
+            ["trade", "deposit", "10", "--dev-account", "x"],
+            ["--dev-account must be a whole number"],
+        ),
+        (
+            ["trade", "deposit", "10", "--keystore", "/nonexistent/key.json"],
+            ["keystore file not found"],
+        ),
         (["account"], ["give an ADDRESS, or a signer"]),
         (["account", "0x1234"], ["'0x1234' is not an Ethereum address"]),
         (["fund", "claim", "x", "--dev-account", "2"], ["ID must be a request number"]),
         (["fund", "claim", "99", "--dev-account", "2"], ["no open unstake request #99"]),
         (["fund", "unstake", "1", "--dev-account", "2"], ["holds 0 fund shares"]),
         (["feed", "set", "ETH-USD", "0"], ["PRICE must not be zero"]),
-        (["feed", "set", "ETH-USD", "100", "--dev-account", "5"],
-         ["reverted: AccessControlUnauthorizedAccount(", "--dev-account 0"]),
+        (
+            ["feed", "set", "ETH-USD", "100", "--dev-account", "5"],
+            ["reverted: AccessControlUnauthorizedAccount(", "--dev-account 0"],
+        ),
         (["feed", "replay", "/nonexistent.csv"], ["no such file"]),
         (["trade", "explode"], ["invalid choice: 'explode'"]),
         (["trade", "open", "ETH-USD"], ["required: SIZE"]),
@@ -331,7 +407,9 @@ def test_deploy_writes_the_deployment_file(run: Cli, bw: Bulwark, tmp_path: Path
         (["stress", "gap", "--accounts", "0"], ["--accounts: must be positive"]),
     ],
 )
-def test_mistakes_give_one_line(run: Cli, protocol: Protocol, argv: list[str], needles: list[str]) -> None:
+def test_mistakes_give_one_line(
+    run: Cli, protocol: Protocol, argv: list[str], needles: list[str]
+) -> None:
     protocol.seed_pool(100_000)
     assert_one_line_error(run(*argv), *needles)
 
@@ -344,10 +422,17 @@ def test_usage_errors_exit_2_and_chain_errors_exit_1(run: Cli) -> None:
 def test_deployment_and_node_errors(run: Cli, tmp_path: Path) -> None:
     missing = run.capsys
     assert cli.main(["status", "--rpc", run.rpc, "--deployment", str(tmp_path / "none.json")]) == 1
-    assert_one_line_error(Result(1, *missing.readouterr()), "no deployment file at", "bulwark deploy")
+    assert_one_line_error(
+        Result(1, *missing.readouterr()), "no deployment file at", "bulwark deploy"
+    )
 
-    assert cli.main(["status", "--rpc", "http://127.0.0.1:9", "--deployment", str(run.deployment)]) == 1
-    assert_one_line_error(Result(1, *missing.readouterr()), "cannot reach the node at http://127.0.0.1:9")
+    assert (
+        cli.main(["status", "--rpc", "http://127.0.0.1:9", "--deployment", str(run.deployment)])
+        == 1
+    )
+    assert_one_line_error(
+        Result(1, *missing.readouterr()), "cannot reach the node at http://127.0.0.1:9"
+    )
 
     assert cli.main(["status"]) == 1
     assert_one_line_error(Result(1, *missing.readouterr()), "needs a running node", "BULWARK_RPC")
@@ -357,7 +442,9 @@ def test_deployment_and_node_errors(run: Cli, tmp_path: Path) -> None:
     stale = tmp_path / "stale.json"
     stale.write_text(json.dumps(elsewhere))
     assert cli.main(["status", "--rpc", run.rpc, "--deployment", str(stale)]) == 1
-    assert_one_line_error(Result(1, *missing.readouterr()), "no ClearingHouse at", "run `bulwark deploy`")
+    assert_one_line_error(
+        Result(1, *missing.readouterr()), "no ClearingHouse at", "run `bulwark deploy`"
+    )
 
     elsewhere["chain_id"] = 1
     stale.write_text(json.dumps(elsewhere))
@@ -377,13 +464,17 @@ def test_stale_price_is_reported_with_a_hint(run: Cli, protocol: Protocol) -> No
     assert_one_line_error(result, "OracleStalePrice(", "bulwark feed set")
 
 
-def test_unexpected_errors_are_one_line_unless_debugging(run: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unexpected_errors_are_one_line_unless_debugging(
+    run: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def boom(ctx: cli.Context) -> int:
         raise RuntimeError("something broke\nsecond line")
 
     monkeypatch.setattr(cli, "cmd_status", boom)
     result = run("status")
-    assert_one_line_error(result, "unexpected error: RuntimeError: something broke", "BULWARK_DEBUG=1")
+    assert_one_line_error(
+        result, "unexpected error: RuntimeError: something broke", "BULWARK_DEBUG=1"
+    )
     monkeypatch.setenv("BULWARK_DEBUG", "1")
     result = run("status")
     assert result.code == 1 and "Traceback" in result.err
@@ -406,11 +497,32 @@ def test_stress_and_demo_receive_the_namespace(run: Cli, monkeypatch: pytest.Mon
 
     monkeypatch.setitem(__import__("sys").modules, "keeper.stress", entry("keeper.stress"))
     monkeypatch.setitem(__import__("sys").modules, "keeper.demo", entry("keeper.demo"))
-    assert cli.main(["--json", "stress", "scenarios/gap.csv", "--accounts", "50", "--seed", "7",
-                     "--speed", "60", "--rpc", "http://h:1"]) == 0  # fmt: skip
+    assert (
+        cli.main(
+            [
+                "--json",
+                "stress",
+                "scenarios/gap.csv",
+                "--accounts",
+                "50",
+                "--seed",
+                "7",
+                "--speed",
+                "60",
+                "--rpc",
+                "http://h:1",
+            ]
+        )
+        == 0
+    )
     assert cli.main(["demo", "--out", "/tmp/x"]) == 0
     stress, demo = seen["keeper.stress"], seen["keeper.demo"]
-    assert (stress.scenario, stress.accounts, stress.seed, str(stress.speed)) == ("scenarios/gap.csv", 50, 7, "60")
+    assert (stress.scenario, stress.accounts, stress.seed, str(stress.speed)) == (
+        "scenarios/gap.csv",
+        50,
+        7,
+        "60",
+    )
     assert stress.json is True and stress.rpc == "http://h:1" and stress.out.endswith("reports/gap")
     assert demo.out == "/tmp/x" and demo.json is False
 

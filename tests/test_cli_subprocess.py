@@ -31,7 +31,9 @@ def chain_env(bw: Bulwark, tmp_path: Path) -> dict[str, str]:
 
 
 def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BULWARK), *args], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [str(BULWARK), *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_status_json_from_the_environment(chain_env: dict[str, str]) -> None:
