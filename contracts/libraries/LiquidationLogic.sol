@@ -308,11 +308,13 @@ library LiquidationLogic {
         );
     }
 
-    /// @dev All of the position when its profit is within the debt; else only as much as the debt needs,
-    /// plus one unit of size so that the close's own rounding cannot leave dust of debt behind.
+    /// @dev All of the position when its profit is within the debt; else only as much as the debt needs.
+    /// Closing c of size S realises more than c x pnl / S - 2 (one unit lost to each of the two roundings
+    /// of the fill), so c = ceil(S x (debt + 1) / pnl) realises at least the debt: no dust is left behind
+    /// however small the profit per unit of size.
     function _closeSizeFor(int256 size, int256 pnl, uint256 debt) private pure returns (int256) {
         if (uint256(pnl) <= debt) return size;
-        uint256 part = Math.mulDiv(size.abs(), debt, uint256(pnl), Math.Rounding.Ceil) + 1;
+        uint256 part = Math.mulDiv(size.abs(), debt + 1, uint256(pnl), Math.Rounding.Ceil);
         if (part >= size.abs()) return size;
         return size > 0 ? part.toInt256() : -part.toInt256();
     }
