@@ -398,10 +398,13 @@ def liquidation_size(
 
 
 def adl_close_size(size: int, pnl: int, debt: int) -> int:
-    """LiquidationLogic._closeSizeFor: how much of a target ADL closes for `debt` left."""
+    """LiquidationLogic._closeSizeFor: how much of a target ADL closes for `debt` left.
+
+    Closing c of size S realises more than c x pnl / S - 2, so ceil(S x (debt + 1) / pnl) always
+    realises at least the debt."""
     if pnl <= debt:
         return size
-    part = mul_div_up(abs(size), debt, pnl) + 1
+    part = mul_div_up(abs(size), debt + 1, pnl)
     if part >= abs(size):
         return size
     return part if size > 0 else -part
