@@ -1,0 +1,55 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {IClearingHouse} from "../../../contracts/interfaces/IClearingHouse.sol";
+import {Fixture} from "../utils/Fixture.sol";
+
+/// @title A deployed protocol with a seeded pool, a staked fund, a keeper and named actors.
+abstract contract AttackBase is Fixture {
+    address internal lp = address(0x1001);
+    address internal staker = address(0x1002);
+    address internal keeper = address(0x1003);
+    address internal alice = address(0x2001);
+    address internal bob = address(0x2002);
+    address internal carol = address(0x2003);
+    address internal attacker = address(0xBAD);
+    address internal attacker2 = address(0xBAD2);
+
+    function setUpProtocol(uint256 poolTokens, uint256 fundTokens) internal {
+        deployProtocol();
+        if (poolTokens != 0) seedPool(lp, poolTokens);
+        if (fundTokens != 0) stake(staker, fundTokens);
+    }
+
+    function liquidateAs(address who, address account, uint256 marketId) internal {
+        vm.prank(who);
+        ch.liquidate(account, marketId);
+    }
+
+    function closeAll(address who, uint256 marketId) internal {
+        int256 size = ch.positionOf(who, marketId).sizeWad;
+        openPosition(who, marketId, -size);
+    }
+
+    function fundMargin() internal view returns (uint256) {
+        return uint256(ch.marginOf(address(fund)));
+    }
+
+    function assertConserved(address[] memory accounts) internal view {
+        assertEq(vaultGap(accounts), int256(0), "token balance + bad debt != sum of margins");
+    }
+
+    function actors() internal view returns (address[] memory a) {
+        a = new address[](8);
+        (a[0], a[1], a[2], a[3]) = (lp, staker, keeper, alice);
+        (a[4], a[5], a[6], a[7]) = (bob, carol, attacker, attacker2);
+    }
+
+    function shortDebt(uint256 marketId) internal view returns (uint256) {
+        return ch.badDebtOf(marketId, IClearingHouse.Side.Short);
+    }
+
+    function longDebt(uint256 marketId) internal view returns (uint256) {
+        return ch.badDebtOf(marketId, IClearingHouse.Side.Long);
+    }
+}
