@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -193,8 +194,9 @@ def bankrupt_long(p: Protocol, trader: LocalAccount, usdc: int, size: float, pri
     p.set_price("ETH-USD", price)
 
 
-def wad(x: float | int) -> int:
-    return int(round(x * WAD))
+def wad(x: float | int | str) -> int:
+    """Human units to WAD through the decimal text, so wad(4995.5) is exact."""
+    return int(Decimal(str(x)) * WAD)
 
 
 def tokens(x: int) -> int:

@@ -11,7 +11,9 @@ from helpers import (
     adl_book,
     bad_debt,
     events,
+    fund_assets,
     margin,
+    no_funding,
     position,
     reverts,
     trade_wad,
@@ -20,6 +22,7 @@ from helpers import (
 )
 
 from keeper import riskmath as rm
+from keeper.chain import WAD
 
 
 def _scores(p: Protocol, who: list[str]) -> list[int]:
@@ -204,4 +207,31 @@ def test_socialize_after_grace_period(protocol: Protocol) -> None:
     assert (ev["amountWad"], ev["totalBadDebtWad"]) == (book.debt, 0)
     assert margin(p, pool) == pool_before - book.debt
     assert p.bw.ch.functions.badDebtSince().call() == 0
+    p.assert_conserved()
+
+
+def test_worked_example_empty_fund_then_adl(protocol: Protocol) -> None:
+    """The numbers of docs/protocol.md, "Worked example B" (funding switched off to pin them)."""
+    p = protocol
+    no_funding(p)
+    book = adl_book(p)
+    s1, s2, s3 = (t.address for t in book.shorts)
+    # the fund held only its 3.6 share of the fees; the window cap let it pay half of that
+    assert fund_assets(p) == wad(1.8) and p.bw.fund.functions.availableWad().call() == 0
+    assert book.debt == wad(812.2)
+    scores = _scores(p, [s1, s2, s3])
+    assert scores == [view(p, a).adl_score(ETH) for a in (s1, s2, s3)]
+    assert [s // 10**12 for s in scores] == [492_251, 137_392, 207_932]
+    receipt = tx(p, p.bw.ch.functions.autoDeleverage(ETH, [s1, s3, s2]), p.keeper)
+    steps = [(e["account"], e["closedSizeWad"], e["haircutWad"], e["badDebtRemainingWad"])
+             for e in events(receipt, p.bw.ch, "AutoDeleveraged")]  # fmt: skip
+    partial = rm.mul_div_up(WAD, wad(212.2) + 1, 300 * WAD)
+    assert steps == [(s1, -wad(2), 600 * WAD, wad(212.2)), (s3, -partial, wad(212.2), 0)]
+    assert partial == 707_333_333_333_333_334
+    # principal untouched: s1 keeps 500 - 3 of fee; s3 keeps the 200 wei its close realised beyond
+    # the debt (0.707333333333333334 x 300 = 212.2000000000000002)
+    kept = rm.fill(-WAD, -3_000 * WAD, partial, 2_700 * WAD).realized - wad(212.2)
+    assert kept == 200
+    assert [margin(p, a) for a in (s1, s2, s3)] == [497 * WAD, wad(4_995.5), wad(998.5) + kept]
+    assert position(p, s3).size == -(WAD - partial)
     p.assert_conserved()

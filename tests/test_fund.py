@@ -9,9 +9,11 @@ from helpers import (
     ETH,
     LONG,
     SHORT,
+    adl_book,
     bad_debt,
     events,
     fund_assets,
+    no_funding,
     one_event,
     reverts,
     set_fund_params,
@@ -239,4 +241,27 @@ def test_donation_inflation_attack_fails(protocol: Protocol) -> None:
     assert 0 <= victim_loss < USDC // 10
     assert donation + 1 - attacker_value > 10_000 * victim_loss
     assert len(events(tx(p, fund.functions.requestUnstake(1), attacker), fund, "UnstakeRequested")) == 1
+    p.assert_conserved()
+
+
+def test_worked_example_fund_cap_bad_debt_cover_and_socialise(protocol: Protocol) -> None:
+    """The numbers of docs/protocol.md, "Worked example A" (funding switched off to pin them)."""
+    p = protocol
+    fund = p.bw.fund
+    no_funding(p)
+    p.stake(1_000)
+    adl_book(p)  # same book as example B, but 1,000 staked: shortfall 814
+    ch = p.bw.ch
+    assert bad_debt(p, ETH, LONG) == wad(312.2)  # 814 - 501.8 (half of 1,003.6)
+    assert fund_assets(p) == wad(501.8)
+    p.warp(int(fund.functions.windowDuration().call()))
+    receipt = tx(p, ch.functions.coverBadDebt(ETH, LONG), p.keeper)
+    assert one_event(receipt, ch, "BadDebtCovered")["amountWad"] == wad(250.9)  # half of 501.8
+    assert bad_debt(p, ETH, LONG) == wad(61.3)
+    pool = ch.functions.pool().call()
+    pool_margin = int(ch.functions.marginOf(pool).call())
+    receipt = tx(p, ch.functions.socializeBadDebt(ETH, LONG), p.keeper)  # the 24 h grace has passed
+    assert one_event(receipt, ch, "BadDebtSocialized")["amountWad"] == wad(61.3)
+    assert ch.functions.marginOf(pool).call() == pool_margin - wad(61.3)
+    assert ch.functions.totalBadDebtWad().call() == 0
     p.assert_conserved()
