@@ -1,7 +1,7 @@
 """Deploy Bulwark and write the deployment file.
 
-    .venv/bin/python scripts/deploy.py --rpc http://127.0.0.1:8545
-    brownie run scripts/deploy.py --network anvil-local
+.venv/bin/python scripts/deploy.py --rpc http://127.0.0.1:8545
+brownie run scripts/deploy.py --network anvil-local
 """
 
 from __future__ import annotations

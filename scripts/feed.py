@@ -1,8 +1,8 @@
 """Push prices to the mock feeds of a local or test network.
 
-    .venv/bin/python scripts/feed.py set ETH-USD 2875.5
-    .venv/bin/python scripts/feed.py replay scenarios/gap.csv --speed 60
-    brownie run scripts/feed.py set ETH-USD 2875.5 --network anvil-local
+.venv/bin/python scripts/feed.py set ETH-USD 2875.5
+.venv/bin/python scripts/feed.py replay scenarios/gap.csv --speed 60
+brownie run scripts/feed.py set ETH-USD 2875.5 --network anvil-local
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Run a stress scenario and write its report.
 
-    .venv/bin/python scripts/stress.py cascade-2025-10-10 --accounts 200
-    brownie run scripts/stress.py main gap --network anvil-local
+.venv/bin/python scripts/stress.py cascade-2025-10-10 --accounts 200
+brownie run scripts/stress.py main gap --network anvil-local
 """
 
 from __future__ import annotations

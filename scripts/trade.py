@@ -1,9 +1,9 @@
 """Trade on Bulwark: margin, positions, the account view.
 
-    .venv/bin/python scripts/trade.py deposit 1000 --dev-account 4
-    .venv/bin/python scripts/trade.py open ETH-USD -2.5 --dev-account 4
-    BULWARK_DEV_ACCOUNT=4 brownie run scripts/trade.py deposit 1000 --network anvil-local
-    BULWARK_DEV_ACCOUNT=4 brownie run scripts/trade.py short ETH-USD 2.5 --network anvil-local
+.venv/bin/python scripts/trade.py deposit 1000 --dev-account 4
+.venv/bin/python scripts/trade.py open ETH-USD -2.5 --dev-account 4
+BULWARK_DEV_ACCOUNT=4 brownie run scripts/trade.py deposit 1000 --network anvil-local
+BULWARK_DEV_ACCOUNT=4 brownie run scripts/trade.py short ETH-USD 2.5 --network anvil-local
 """
 
 from __future__ import annotations

@@ -71,3 +71,46 @@ def test_node_serves_until_interrupted(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_deploy_script_writes_a_deployment(bw: Bulwark, tmp_path: Path) -> None:
+    target = tmp_path / "scripted.json"
+    rpc = str(bw.w3.provider.endpoint_uri)  # type: ignore[attr-defined]
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "deploy.py"),
+            "--rpc",
+            rpc,
+            "--deployment",
+            str(target),
+        ],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "deployment file:" in done.stdout
+    assert bw.w3.eth.get_code(json.loads(target.read_text())["contracts"]["ClearingHouse"])
+
+
+def test_trade_script_functions_sign_with_the_dev_account_variable(
+    chain_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for key, value in chain_env.items():
+        if key.startswith("BULWARK_"):
+            monkeypatch.setenv(key, value)
+    monkeypatch.setenv("BULWARK_DEV_ACCOUNT", "4")
+    monkeypatch.syspath_prepend(str(ROOT))
+    from scripts import trade
+
+    assert trade.deposit("1000") == 0
+    assert trade.main("withdraw", "250") == 0
+    out = capsys.readouterr().out
+    assert "deposited 1,000.00" in out and "withdrew 250.00" in out and "margin 750.00" in out
+    assert trade.close("ETH-USD") == 1
+    assert "has no position in ETH-USD" in capsys.readouterr().err

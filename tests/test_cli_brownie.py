@@ -1,0 +1,75 @@
+"""`brownie run scripts/...` against the session Anvil, with Brownie from its own virtualenv.
+
+eth-brownie 1.22 pins web3 7 while the keeper needs web3 8, so Brownie is never installed into the
+project's environment. This test runs when BULWARK_BROWNIE names a `brownie` executable (see
+docs/brownie.md for making one) and is skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from keeper import paths
+from keeper.chain import Bulwark
+
+BROWNIE = os.environ.get("BULWARK_BROWNIE", "")
+ROOT = paths.project_root()
+
+pytestmark = pytest.mark.skipif(
+    not (BROWNIE and Path(BROWNIE).is_file()),
+    reason="set BULWARK_BROWNIE to a brownie executable (docs/brownie.md) to run",
+)
+
+
+@pytest.fixture
+def brownie_env(bw: Bulwark, tmp_path: Path) -> dict[str, str]:
+    home = tmp_path / "home"
+    (home / ".solcx").mkdir(parents=True)
+    (home / ".solcx" / "solc-v0.8.37").symlink_to(paths.solc_script())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BULWARK_")}
+    env.update(HOME=str(home), BULWARK_DEPLOYMENT=str(tmp_path / "deployment.json"))
+    rpc = str(bw.w3.provider.endpoint_uri)  # type: ignore[attr-defined]
+    added = subprocess.run(
+        [BROWNIE, "networks", "add", "Ethereum", "anvil-local", f"host={rpc}", "chainid=31337"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert added.returncode == 0, added.stdout + added.stderr
+    return env
+
+
+def brownie_run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [BROWNIE, "run", *args, "--network", "anvil-local"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_brownie_runs_the_deploy_and_trade_scripts(
+    brownie_env: dict[str, str], bw: Bulwark
+) -> None:
+    deployed = brownie_run(brownie_env, "scripts/deploy.py")
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    contracts = json.loads(Path(brownie_env["BULWARK_DEPLOYMENT"]).read_text())["contracts"]
+    assert bw.w3.eth.get_code(contracts["ClearingHouse"])
+
+    trader = {**brownie_env, "BULWARK_DEV_ACCOUNT": "4"}
+    deposited = brownie_run(trader, "scripts/trade.py", "deposit", "1000")
+    assert deposited.returncode == 0, deposited.stdout + deposited.stderr
+    assert "deposited 1,000.00" in deposited.stdout
+
+    refused = brownie_run(trader, "scripts/trade.py", "close", "ETH-USD")
+    assert refused.returncode == 1
+    assert "has no position in ETH-USD" in refused.stderr
