@@ -15,7 +15,7 @@ except ImportError:  # run as a file: scripts/ itself is on sys.path
     from _bulwark import bulwark  # type: ignore[no-redef]
 
 
-def set(market: str, price: str) -> int:  # noqa: A001 - the command's own name
+def set(market: str, price: str) -> int:  # the command's own name, shadowing the builtin
     return bulwark("feed", "set", market, price)
 
 

@@ -15,7 +15,7 @@ except ImportError:  # run as a file: scripts/ itself is on sys.path
 
 
 def main(scenario: str = "gap", *args: str) -> int:
-    """``bulwark stress SCENARIO ARGS...`` (``--accounts N``, ``--out DIR``, ``--speed X``, ``--seed S``)."""
+    """``bulwark stress SCENARIO ARGS...`` (``--accounts N``, ``--out DIR``, ``--speed X``, ...)."""
     return bulwark("stress", scenario, *args)
 
 
