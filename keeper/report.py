@@ -175,6 +175,7 @@ def adl_measures(bw: Bulwark, ev: Mapping[str, list[Event]], traders: Sequence[s
     eligible = _eligible_at_first_adl(bw, adl, traders)
     eligible_haircuts = [per_account.get(a, 0) for a in eligible]
     steps_after_clear = _steps_after_clear(adl)
+    later = _bankrupt_after_adl(adl, ev.get("ShortfallSettled", []))
     largest = max(per_account.values(), default=0)
     ranked = sorted(per_account.items(), key=lambda kv: -kv[1])
     return {
@@ -190,6 +191,8 @@ def adl_measures(bw: Bulwark, ev: Mapping[str, list[Event]], traders: Sequence[s
         "eligible_at_start": len(eligible),
         "steps_after_debt_cleared": steps_after_clear,
         "scores_non_increasing": _scores_ordered(adl),
+        "targets_later_bankrupt": len(later),
+        "shortfall_of_targets_later_bankrupt_usd": usd(sum(later.values())),
         "top_haircuts": [{"account": a, "haircut_usd": usd(h)} for a, h in ranked[:10]],
         "haircuts_wad": {a: str(h) for a, h in ranked},
         "eligible_haircuts_wad": [str(h) for h in eligible_haircuts],
@@ -216,6 +219,20 @@ def _eligible_at_first_adl(bw: Bulwark, adl: Sequence[Event], traders: Sequence[
             if (size > 0) == target_long:
                 eligible.append(account)
     return eligible
+
+
+def _bankrupt_after_adl(adl: Sequence[Event], settled: Sequence[Event]) -> dict[str, int]:
+    """ADL targets that went bankrupt afterwards (a cross-margin account whose haircut profit had
+    been carrying a losing position elsewhere), with the shortfall each then left."""
+    first_hit: dict[str, tuple[int, int]] = {}
+    for e in adl:
+        first_hit.setdefault(e.args["account"], (e.block, e.log_index))
+    later: dict[str, int] = defaultdict(int)
+    for e in settled:
+        hit = first_hit.get(e.args["account"])
+        if hit is not None and (e.block, e.log_index) > hit:
+            later[e.args["account"]] += int(e.args["shortfallWad"])
+    return dict(later)
 
 
 def _steps_after_clear(adl: Sequence[Event]) -> int:
@@ -270,6 +287,7 @@ def timeline(result: RunResult, events: Sequence[Event], market_names: Sequence[
             "bad_debt_peak_usd": usd(_peak_debt(s.bad_debt_wad, g.get("BadDebtRecorded", []))),
             "pool_equity_usd": usd(s.pool_equity_wad),
             "liquidations": len(liq),
+            "liquidated_accounts": len({e.args["account"] for e in liq}),
             "bankrupt": sum(1 for e in liq if e.args["bankrupt"]),
             "padding_usd": usd(_sum(liq, "paddingWad")),
             "shortfall_usd": usd(_sum(g.get("ShortfallSettled", []), "shortfallWad")),
@@ -332,6 +350,7 @@ def build(bw: Bulwark, result: RunResult) -> dict[str, Any]:
             "step_seconds": result.step_seconds,
             "speed": cfg.speed,
             "start_utc": _utc(result.path.steps[0].timestamp),
+            "synthetic": result.synthetic,
             "duration_hours": round(result.path.duration / 3600, 3),
         },
         "run": {
@@ -446,7 +465,7 @@ def plot(data: Mapping[str, Any], out: Path) -> dict[str, Path]:
 
     rows = data["timeline"]
     hours = [(r["scenario_time"] - rows[0]["scenario_time"]) / 3600 for r in rows]
-    start = data["scenario"]["start_utc"]
+    start = "the start" if data["scenario"].get("synthetic") else data["scenario"]["start_utc"]
     files: dict[str, Path] = {}
     panels = (_price_panel, _fund_panel, _debt_panel, _liquidation_panel)
     fig, axes = plt.subplots(4, 1, figsize=(11, 13), sharex=True)
@@ -534,6 +553,7 @@ def _liquidation_panel(ax: Any, hours: list[float], rows: list[dict[str, Any]], 
     if any(adl):
         ax.bar(hours, [-a for a in adl], width=width, align="edge", color="tab:purple", label="ADL steps (below zero)")
         ax.axhline(0, color="black", linewidth=0.6)
+    ax.margins(y=0.12)
     ax.set_ylabel("count per step")
     ax.set_title("Liquidations and ADL")
     ax.legend(loc="best", fontsize=8)

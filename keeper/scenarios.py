@@ -139,6 +139,13 @@ SCENARIOS: dict[str, Scenario] = {
             aliases=("grind",),
         ),
         Scenario(
+            "demo",
+            "demo.csv",
+            "The demo's crash",
+            "synthetic: ETH slides 10% in four ten-minute steps, then gaps to -25%; BTC stays flat",
+            synthetic=True,
+        ),
+        Scenario(
             "gap",
             "gap.csv",
             "Gap through every bankruptcy price",
@@ -320,11 +327,25 @@ def cascade_rows() -> list[tuple[int, str, str]]:
     return rows
 
 
+def demo_rows() -> list[tuple[int, str, str]]:
+    """`bulwark demo`'s path, ten-minute steps: ETH 3000, then -3.3%, -5%, -7%, -10.3% (steps that
+    liquidate the 18x, 12x and 10x longs in turn), a pause, a gap to 2250 (-25%) and a small bounce.
+    BTC holds 60000 throughout."""
+    eth = ["3000", "2995", "2900", "2850", "2790", "2690", "2680", "2250", "2265", "2290"]
+    rows: list[tuple[int, str, str]] = []
+    for i, price in enumerate(eth):
+        ts = GAP_START + 600 * i
+        rows.append((ts, "ETH-USD", f"{Decimal(price):.2f}"))
+        rows.append((ts, "BTC-USD", "60000.00"))
+    return rows
+
+
 GENERATORS = {
     "black-thursday": black_thursday_rows,
     "cascade-2025-10-10": cascade_rows,
     "slow-grind": slow_grind_rows,
     "gap": gap_rows,
+    "demo": demo_rows,
 }
 
 

@@ -30,9 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak
+from eth_utils import function_signature_to_4byte_selector, keccak
 from web3 import Web3
 
 from keeper import scenarios
@@ -122,6 +124,10 @@ class Population:
     @property
     def addresses(self) -> list[str]:
         return [t.account.address for t in self.traders]
+
+
+Planner = Callable[[StressConfig, LocalAccount, Mapping[str, int], int], Population]
+"""Builds the population from the config, the admin, the opening prices (WAD) and token decimals."""
 
 
 def derived_account(seed: int, label: str) -> LocalAccount:
@@ -291,60 +297,11 @@ class Driver(Protocol):
 
 
 def make_keeper(bw: Bulwark, signer: LocalAccount) -> Driver:
-    """The keeper daemon's full pass: liquidations, fund cover, ADL, socialisation."""
-    try:
-        from keeper.daemon import Keeper, KeeperSettings  # type: ignore[attr-defined,import-not-found,unused-ignore]
-    except ImportError:
-        return DirectDriver(bw, signer)
-    keeper: Driver = Keeper(bw, signer, KeeperSettings())
-    return keeper
+    """The keeper daemon, driven one full pass at a time (liquidations, fund cover, ADL, socialisation)."""
+    from keeper.config import KeeperSettings
+    from keeper.daemon import Keeper
 
-
-class DirectDriver:
-    """A plain pass over a known account list (used only where the keeper daemon is missing)."""
-
-    def __init__(self, bw: Bulwark, signer: LocalAccount, accounts: Sequence[str] = ()) -> None:
-        self.bw = bw
-        self.signer = signer
-        self.accounts = list(accounts)
-
-    def run_once(self) -> None:
-        ch = self.bw.ch
-        for _ in range(10):
-            healths = ch.functions.healthsOf(self.accounts).call()
-            bad = [a for a, h in zip(self.accounts, healths, strict=True) if h[3]]
-            if not bad:
-                break
-            markets = [ch.functions.openMarketsOf(a).call()[0] for a in bad]
-            for start in range(0, len(bad), 60):
-                fn = ch.functions.liquidateBatch(bad[start : start + 60], markets[start : start + 60])
-                self.bw.send(fn, self.signer, gas=29_000_000)
-        for market in range(ch.functions.marketCount().call()):
-            for side in (0, 1):
-                self._settle(market, side)
-
-    def _settle(self, market: int, side: int) -> None:
-        ch = self.bw.ch
-        if ch.functions.badDebtOf(market, side).call() == 0:
-            return
-        if self.bw.fund.functions.availableWad().call() > 0:
-            self.bw.send(ch.functions.coverBadDebt(market, side), self.signer)
-            return
-        scores = ch.functions.adlScoresOf(market, self.accounts).call()
-        want_long = side == 1  # shorts' bad debt is paid by profitable longs
-        ranked = []
-        for a, s in zip(self.accounts, scores, strict=True):
-            if s == 0:
-                continue
-            size = ch.functions.positionOf(a, market).call()[0]
-            if (size > 0) == want_long:
-                ranked.append((s, a))
-        ranked.sort(key=lambda x: -x[0])
-        for start in range(0, len(ranked), 40):
-            if ch.functions.badDebtOf(market, side).call() == 0:
-                break
-            targets = [a for _, a in ranked[start : start + 40]]
-            self.bw.send(ch.functions.autoDeleverage(market, targets), self.signer, gas=29_000_000)
+    return Keeper(bw, signer, KeeperSettings())
 
 
 # ---------------------------------------------------------------------------- the run
@@ -398,6 +355,7 @@ class RunResult:
     keeper_kind: str = ""
     tx_count: int = 0
     step_seconds: int | None = None
+    synthetic: bool = False
 
 
 class Progress:
@@ -444,13 +402,14 @@ class StressRun:
     """One stress run against a deployment on a local chain."""
 
     def __init__(self, bw: Bulwark, cfg: StressConfig, admin: LocalAccount,
-                 progress_stream: TextIO | None = None) -> None:  # fmt: skip
+                 progress_stream: TextIO | None = None, planner: Planner | None = None) -> None:  # fmt: skip
         cfg.validate()
         self.bw = bw
         self.w3 = bw.w3
         self.cfg = cfg
         self.admin = admin
         self.progress_stream = progress_stream
+        self.planner = planner or plan_population
         scenario, path = scenarios.load(cfg.scenario)
         self.scenario = scenario
         step = cfg.step_seconds if cfg.step_seconds is not None else (scenario.default_step if scenario else None)
@@ -471,13 +430,11 @@ class StressRun:
         self._check_chain()
         setup_block = self.w3.eth.block_number + 1
         self._set_opening_prices()
-        population = plan_population(self.cfg, self.admin, self._prices_wad(), self.bw.deployment.collateral_decimals)
+        population = self.planner(self.cfg, self.admin, self._prices_wad(), self.bw.deployment.collateral_decimals)
         pipe = TxPipe(self.bw)
         self._setup(population, pipe)
         walls["setup"] = time.monotonic() - t0
         driver = driver_factory(self.bw, population.keeper)
-        if isinstance(driver, DirectDriver):
-            driver.accounts = population.addresses
         start_block = self.w3.eth.block_number + 1
         t1 = time.monotonic()
         samples = self._replay(population, driver, pipe)
@@ -495,6 +452,7 @@ class StressRun:
             keeper_kind=type(driver).__module__ + "." + type(driver).__name__,
             tx_count=pipe.sent,
             step_seconds=self.step_seconds,
+            synthetic=bool(self.scenario and self.scenario.synthetic),
         )
 
     def _check_chain(self) -> None:
@@ -571,24 +529,63 @@ class StressRun:
         return f"{prices} fund ${s.fund_assets_wad / WAD:,.0f} bad debt ${s.bad_debt_wad / WAD:,.0f}"
 
     def _sample(self, step: int, scenario_time: int, pop: Population, keeper_seconds: float) -> Sample:
-        ch, fund = self.bw.ch.functions, self.bw.fund.functions
+        """Every view of the step in one JSON-RPC batch, pinned to one block."""
+        bw = self.bw
         block = self.w3.eth.get_block("latest")
         number = int(block["number"])
-        healths = ch.healthsOf(pop.addresses).call(block_identifier=number)
+        calls = [ViewCall(bw.oracle.address, "priceWad(uint256)", ["uint256"], [bw.market_id(m)], "uint256")
+                 for m in self.markets]  # fmt: skip
+        calls += [
+            ViewCall(bw.fund.address, "assetsWad()", [], [], "uint256"),
+            ViewCall(bw.fund.address, "availableWad()", [], [], "uint256"),
+            ViewCall(bw.fund.address, "windowRemainingWad()", [], [], "uint256"),
+            ViewCall(bw.ch.address, "totalBadDebtWad()", [], [], "uint256"),
+            ViewCall(bw.ch.address, "poolEquityWad()", [], [], "int256"),
+            ViewCall(bw.ch.address, "healthsOf(address[])", ["address[]"], [pop.addresses],
+                     "(int256,uint256,uint256,bool)[]"),
+        ]  # fmt: skip
+        values = call_views(self.w3, calls, number)
+        n = len(self.markets)
+        assets, available, window, debt, pool_equity, healths = values[n:]
         return Sample(
             step=step,
             block=number,
             chain_time=int(block["timestamp"]),
             scenario_time=scenario_time,
-            prices_wad={m: int(self.bw.oracle.functions.priceWad(self.bw.market_id(m)).call(block_identifier=number)) for m in self.markets},
-            fund_assets_wad=int(fund.assetsWad().call(block_identifier=number)),
-            fund_available_wad=int(fund.availableWad().call(block_identifier=number)),
-            window_remaining_wad=int(fund.windowRemainingWad().call(block_identifier=number)),
-            bad_debt_wad=int(ch.totalBadDebtWad().call(block_identifier=number)),
-            pool_equity_wad=int(ch.poolEquityWad().call(block_identifier=number)),
+            prices_wad=dict(zip(self.markets, values[:n], strict=True)),
+            fund_assets_wad=assets,
+            fund_available_wad=available,
+            window_remaining_wad=window,
+            bad_debt_wad=debt,
+            pool_equity_wad=pool_equity,
             liquidatable_left=sum(1 for h in healths if h[3]),
             keeper_seconds=keeper_seconds,
         )
+
+
+@dataclass(frozen=True)
+class ViewCall:
+    to: str
+    signature: str
+    arg_types: list[str]
+    args: list[Any]
+    out_type: str
+
+
+def call_views(w3: Web3, calls: Sequence[ViewCall], block: int) -> list[Any]:
+    """Many eth_calls in one JSON-RPC batch at `block`, encoded and decoded with eth_abi directly
+    (web3's contract layer is slow for arrays of hundreds of addresses)."""
+    requests = []
+    for c in calls:
+        data = function_signature_to_4byte_selector(c.signature) + abi_encode(c.arg_types, c.args)
+        requests.append(("eth_call", [{"to": c.to, "data": "0x" + data.hex()}, hex(block)]))
+    out = []
+    for c, reply in zip(calls, _batch(w3, requests), strict=True):
+        if "error" in reply:
+            raise StressError(f"{c.signature} failed: {reply['error'].get('message')}")
+        (value,) = abi_decode([c.out_type], bytes.fromhex(reply["result"][2:]))
+        out.append(value)
+    return out
 
 
 # ---------------------------------------------------------------------------- the command
@@ -607,23 +604,27 @@ def admin_signer(args: argparse.Namespace) -> LocalAccount:
 
 
 @contextmanager
-def chain_for(args: argparse.Namespace) -> Iterator[tuple[Bulwark, bool]]:
-    """A Bulwark client: on `--rpc` with its deployment file, else on a fresh embedded Anvil."""
-    from keeper.node import AnvilNode  # local: only the embedded chain needs it
+def chain_for(args: argparse.Namespace, fresh: bool = False) -> Iterator[tuple[Bulwark, bool]]:
+    """A Bulwark client: on `--rpc` (its deployment file, or a fresh deployment with `fresh`), else
+    on a new embedded Anvil with a fresh deployment. The flag says whether the chain is embedded."""
+    from keeper.deploy import deploy_all
+    from keeper.node import AnvilNode
 
     rpc_url = getattr(args, "rpc", None) or os.environ.get("BULWARK_RPC")
     if rpc_url:
         w3 = connect(rpc_url, timeout=120)
+        if w3.eth.chain_id not in LOCAL_CHAIN_IDS:
+            raise StressError(f"this runs on a local chain only (chain id {w3.eth.chain_id})")
+        if fresh:
+            yield Bulwark(w3, deploy_all(w3, dev_account(0))), False
+            return
         deployment_file = getattr(args, "deployment", None) or os.environ.get("BULWARK_DEPLOYMENT")
         path = Path(deployment_file) if deployment_file else Deployment.default_path(w3.eth.chain_id)
         yield Bulwark(w3, Deployment.load(path)), False
         return
-    from keeper.deploy import deploy_all
-
     with AnvilNode() as node:
         w3 = connect(node.rpc_url, timeout=120)
-        deployment = deploy_all(w3, dev_account(0))
-        yield Bulwark(w3, deployment), True
+        yield Bulwark(w3, deploy_all(w3, dev_account(0))), True
 
 
 def config_from_args(args: argparse.Namespace) -> StressConfig:
