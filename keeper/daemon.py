@@ -18,6 +18,7 @@ failure, and ``max_failed_ticks`` other failures in a row trip the circuit break
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import signal
@@ -186,7 +187,8 @@ class Lifecycle:
         self._shutdown: list[Callable[[], Any]] = []
         self._on_block: Callable[[int], Any] | None = None
         self._every: list[tuple[float, Callable[[], Any]]] = []
-        self._last_block = -1
+        self._handled = -1  # the last block handed to a pass
+        self._busy = threading.Lock()
 
     def on_startup(self, fn: Callable[[], Any]) -> None:
         self._startup.append(fn)
@@ -209,6 +211,7 @@ class Lifecycle:
 
     def run(self) -> None:
         previous = self._install_signals()
+        worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="keeper-pass")
         try:
             for fn in self._startup:
                 fn()
@@ -216,7 +219,7 @@ class Lifecycle:
                                             job_defaults={"coalesce": True, "max_instances": 1})  # fmt: skip
             if self._on_block is not None:
                 scheduler.add_job(self._poll, "interval", seconds=self._poll_interval, id="on_block",
-                                  next_run_time=_now())  # fmt: skip
+                                  args=(worker,), next_run_time=_now())  # fmt: skip
             for n, (seconds, fn) in enumerate(self._every):
                 name = getattr(fn, "__name__", f"job{n}")
                 scheduler.add_job(self._guard, "interval", seconds=seconds, id=f"{name}-{n}",
@@ -228,6 +231,7 @@ class Lifecycle:
             finally:
                 log.info("shutting down: letting the pass in flight finish")
                 scheduler.shutdown(wait=True)
+                worker.shutdown(wait=True)
         finally:
             for fn in self._shutdown:
                 try:
@@ -236,15 +240,25 @@ class Lifecycle:
                     log.error("shutdown step failed", extra=kv(error=f"{type(exc).__name__}: {exc}"))
             self._restore_signals(previous)
 
-    def _poll(self) -> None:
+    def _poll(self, worker: concurrent.futures.Executor) -> None:
+        """Cheap and never blocking: hands the newest block to the pass worker if it is idle. Blocks
+        that arrive while a pass runs are not queued: the next pass takes the newest and counts the
+        ones in between as dropped (its log scan still covers them)."""
         number = self._guard("poll", self._block_number)
-        if number is None or number <= self._last_block or self._on_block is None:
+        if number is None or self._on_block is None or number <= self._handled:
             return
-        if self._last_block >= 0 and number > self._last_block + 1 and self._dropped is not None:
-            self._dropped(number - self._last_block - 1)  # arrived while the last pass ran
-        self._last_block = number
-        on_block = self._on_block
-        self._guard("on_block", lambda: on_block(number))
+        if not self._busy.acquire(blocking=False):
+            return
+        if self._handled >= 0 and number > self._handled + 1 and self._dropped is not None:
+            self._dropped(number - self._handled - 1)
+        self._handled = number
+        worker.submit(self._run_pass, self._on_block, number)
+
+    def _run_pass(self, on_block: Callable[[int], Any], number: int) -> None:
+        try:
+            self._guard("on_block", lambda: on_block(number))
+        finally:
+            self._busy.release()
 
     def _install_signals(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():

@@ -27,6 +27,7 @@ from keeper.metrics import KeeperMetrics
 
 log = get_logger("sender")
 BPS = 10_000
+DROP_GRACE_SECONDS = 2.0
 
 
 # ---------------------------------------------------------------------------- fees
@@ -128,6 +129,7 @@ class PendingTx:
     last_sent_at: float = 0.0
     last_sent_block: int = 0
     replacements: int = 0
+    suspect_since: float | None = None  # first seen mined-by-another or unknown to the node
 
 
 @dataclass
@@ -162,7 +164,7 @@ class TxSender:
     def __init__(self, bw: Bulwark, signer: LocalAccount, gas: GasStrategy, *,
                  metrics: KeeperMetrics | None = None, replace_after_blocks: int = 3,
                  replace_after_seconds: float = 30.0, gas_margin_bps: int = 5_000,
-                 poll_interval: float = 0.25) -> None:  # fmt: skip
+                 poll_interval: float = 0.25, drop_grace: float = DROP_GRACE_SECONDS) -> None:  # fmt: skip
         self.bw = bw
         self.signer = signer
         self.gas = gas
@@ -172,6 +174,7 @@ class TxSender:
         self.replace_after_seconds = replace_after_seconds
         self.gas_margin_bps = gas_margin_bps
         self.poll_interval = poll_interval
+        self.drop_grace = drop_grace
         self.pending: dict[int, PendingTx] = {}  # nonce -> transaction
         self._lock = threading.RLock()
 
@@ -296,11 +299,21 @@ class TxSender:
         head = BlockRef.from_rpc(replies[1])
         if mined_nonce > pending.nonce:
             # The nonce was used by a transaction that is not ours (another process with this key).
-            return self._drop(pending, "nonce used by another transaction")
-        if not self._known(pending):
-            return self._drop(pending, "the node no longer knows the transaction")
-        self._maybe_replace(pending, head)
-        return None
+            suspect = "nonce used by another transaction"
+        elif not self._known(pending):
+            suspect = "the node no longer knows the transaction"
+        else:
+            pending.suspect_since = None
+            self._maybe_replace(pending, head)
+            return None
+        # A node can be caught between taking a transaction out of its pool and storing the
+        # receipt: only a condition that lasts is believed.
+        now = time.monotonic()
+        if pending.suspect_since is None:
+            pending.suspect_since = now
+        if now - pending.suspect_since < self.drop_grace:
+            return None
+        return self._drop(pending, suspect)
 
     def _known(self, pending: PendingTx) -> bool:
         replies = rpc_batch(self.bw.w3, [("eth_getTransactionByHash", [h]) for h in pending.hashes])

@@ -72,7 +72,7 @@ def test_stuck_transaction_is_replaced_with_the_same_nonce_and_higher_fees(
 
 def test_a_nonce_used_elsewhere_drops_the_transaction_and_reseeds(bw: Bulwark, no_mining: AnvilNode) -> None:
     # given a pending transaction of ours
-    sender = TxSender(bw, KEEPER, Eip1559Strategy(), replace_after_seconds=60)
+    sender = TxSender(bw, KEEPER, Eip1559Strategy(), replace_after_seconds=60, drop_grace=0.3)
     pending = sender.send(bw.token.functions.approve(bw.ch.address, 1), action="approve", keys=["a"])
 
     # when another process with the same key replaces it and that is mined
@@ -83,7 +83,10 @@ def test_a_nonce_used_elsewhere_drops_the_transaction_and_reseeds(bw: Bulwark, n
     bw.w3.eth.send_raw_transaction(KEEPER.sign_transaction(tx).raw_transaction)
     no_mining.rpc("evm_mine")
 
-    # then ours is dropped, its work released, and the next send takes the next free nonce
+    # then, once that is sure (not a node between pool and receipt), ours is dropped, its work
+    # released, and the next send takes the next free nonce
+    assert sender.check(pending) is None and sender.in_flight() == {"a"}
+    time.sleep(0.35)
     outcome = sender.check(pending)
     assert outcome is not None and outcome.dropped and sender.in_flight() == set()
     again = sender.send(bw.token.functions.approve(bw.ch.address, 3), action="approve")
