@@ -1,0 +1,114 @@
+"""The account index: state read from the chain, checkpoint resume, reorg rewind."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from test_keeper_support import Chain
+
+from keeper.chain import WAD, Bulwark
+from keeper.index import AccountIndex, get_block
+from keeper.node import AnvilNode
+
+
+def test_index_tracks_every_account_with_exact_state(anvil: AnvilNode, bw: Bulwark, tmp_path: Path) -> None:
+    # given traders who deposit, trade in both markets and close
+    chain = Chain(anvil, bw)
+    chain.seed_pool(500_000)
+    a, b, c = (chain.new_trader(n, 5_000, "index") for n in range(3))
+    chain.trade(a, "ETH-USD", 1.5)
+    chain.trade(b, "BTC-USD", -0.05)
+    chain.trade(b, "ETH-USD", 0.5)
+    chain.trade(c, "ETH-USD", 1)
+    chain.trade(c, "ETH-USD", -1)
+
+    # when the index syncs
+    index = AccountIndex(bw, tmp_path / "cp.json")
+    head = get_block(bw.w3)
+    report = index.sync(head)
+
+    # then it knows each account, margin and positions as the contract stores them, not the pool or fund
+    assert {a.address, b.address, c.address} <= set(index.accounts)
+    assert not index.protected & set(index.accounts)
+    assert report.new_accounts == len(index.accounts) and report.to_block == head.number
+    for t in (a, b, c):
+        state = index.accounts[t.address]
+        assert state.margin == bw.ch.functions.marginOf(t.address).call()
+        for m in range(2):
+            size, open_notional, basis = bw.ch.functions.positionOf(t.address, m).call()
+            if size == 0:
+                assert m not in state.positions
+            else:
+                held = state.positions[m]
+                assert (held.size, held.open_notional, held.funding_basis) == (size, open_notional, basis)
+    assert set(index.accounts[b.address].positions) == {0, 1} and index.accounts[c.address].flat
+    assert index.accounts[a.address].positions[0].size == 3 * WAD // 2
+    data = json.loads((tmp_path / "cp.json").read_text())
+    assert data["block"] == head.number and data["hash"] == head.hash
+    assert set(data["accounts"]) == set(index.accounts)
+
+
+def test_restart_resumes_from_the_checkpoint_and_misses_nothing(
+    anvil: AnvilNode, bw: Bulwark, tmp_path: Path
+) -> None:
+    # given an index checkpointed at some block
+    chain = Chain(anvil, bw)
+    early = chain.new_trader(0, 1_000, "resume")
+    first = AccountIndex(bw, tmp_path / "cp.json")
+    first.sync(get_block(bw.w3))
+    first.save()
+    saved_at = first.block
+    assert saved_at is not None
+
+    # when accounts appear while no keeper runs, and a new index starts from the file
+    late = [chain.new_trader(n, 2_000, "resume-late") for n in range(3)]
+    second = AccountIndex(bw, tmp_path / "cp.json")
+    assert second.load() and second.resumed_from == saved_at
+    report = second.sync(get_block(bw.w3))
+
+    # then it scanned only from the block after the checkpoint, and knows old and new accounts
+    assert report.from_block == saved_at + 1 and report.rewound_to is None
+    assert {early.address, *(t.address for t in late)} <= set(second.accounts)
+    assert second.accounts[late[0].address].margin == 2_000 * WAD
+    assert second.accounts[early.address].margin == 1_000 * WAD  # re-read at resume
+
+
+def test_reorg_below_the_checkpoint_rewinds_and_rescans(anvil: AnvilNode, bw: Bulwark, tmp_path: Path) -> None:
+    # given an index synced at a fork point, then at a head that a reorg will replace
+    chain = Chain(anvil, bw)
+    chain.new_trader(0, 1_000, "fork-base")
+    index = AccountIndex(bw, tmp_path / "cp.json")
+    index.sync(get_block(bw.w3))
+    fork_block = index.block
+    snapshot = anvil.rpc("evm_snapshot")
+    doomed = chain.new_trader(0, 3_000, "fork-a")
+    chain.rpc("evm_mine")
+    index.sync(get_block(bw.w3))
+    old_head = index.block
+    assert doomed.address in index.accounts and index.accounts[doomed.address].margin == 3_000 * WAD
+
+    # when the chain reorganises: the blocks after the fork are replaced by others, and grow past
+    anvil.rpc("evm_revert", snapshot)
+    survivor = chain.new_trader(0, 4_000, "fork-b")
+    for _ in range(4):
+        chain.rpc("evm_mine")
+    head = get_block(bw.w3)
+    assert head.number > old_head  # type: ignore[operator]
+    report = index.sync(head)
+
+    # then the index rewound to the fork point, rescanned, and holds the new chain's truth
+    assert report.rewound_to == fork_block and report.from_block == fork_block + 1  # type: ignore[operator]
+    assert index.accounts[survivor.address].margin == 4_000 * WAD
+    assert index.accounts[doomed.address].margin == 0 and index.accounts[doomed.address].flat
+    assert index.block == head.number and index.block_hash == head.hash
+
+
+def test_a_checkpoint_of_another_deployment_is_ignored(bw: Bulwark, tmp_path: Path) -> None:
+    file = tmp_path / "cp.json"
+    file.write_text(json.dumps({"version": 1, "chain_id": 1, "clearing_house": bw.ch.address,
+                                "block": 5, "hash": "0x00", "recent": [], "accounts": []}))  # fmt: skip
+    index = AccountIndex(bw, file)
+    assert index.load() is False and index.block is None
+    file.write_text("{ not json")
+    assert index.load() is False
