@@ -731,7 +731,13 @@ def describe_error(error: DecodedError, token_decimals: int = 6) -> str:
     for key, value in error.args.items():
         if isinstance(value, int) and not isinstance(value, bool):
             if key.endswith("Wad") and abs(value) < 2**200:
-                parts.append(f"{key[:-3]}={units.format_wad(value, group=True)}")
+                exact = units.format_wad(value, group=True)
+                short = (
+                    exact
+                    if len(exact.partition(".")[2]) <= 6
+                    else units.format_wad(value, 6, group=True)
+                )
+                parts.append(f"{key[:-3]}={short}")
                 continue
             if key.endswith("Tokens"):
                 parts.append(f"{key[:-6]}={units.format_units(value, token_decimals, group=True)}")
@@ -1110,7 +1116,7 @@ def account_lines(bw: Bulwark, v: status.AccountView, symbol: str) -> list[str]:
     rows = []
     for p in v.positions:
         adl = (
-            f"{lights(p.adl.lights)} top {p.adl.percentile}% ({p.adl.rank}/{p.adl.queue_length})"
+            f"{lights(p.adl.lights)} rank {p.adl.rank} of {p.adl.queue_length}"
             if p.adl.rank is not None
             else f"{lights(0)} not in queue"
         )
