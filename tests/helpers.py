@@ -26,9 +26,37 @@ GAS = 3_000_000
 
 
 def tx(p: Protocol, fn: Any, signer: LocalAccount) -> TxReceipt:
-    """Sends with a fixed gas limit: a call that accrues funding costs more in a block with a new
-    timestamp than in the block its estimate ran on. Reverts are still caught by the estimate."""
-    return p.bw.send(fn, signer, gas=GAS)
+    """Sends with a fixed gas limit (a call that accrues funding costs more in a block with a new
+    timestamp than in the block its estimate ran on; reverts are still caught by the estimate), then
+    checks the vault conservation law on the state it left."""
+    receipt = p.bw.send(fn, signer, gas=GAS)
+    assert_vault_conserved(p)
+    return receipt
+
+
+def assert_vault_conserved(p: Protocol) -> None:
+    """token balance (WAD) + bad debt == sum of margins, over every account these tests use (the ten
+    dev accounts, the pool and the fund). The full check, mirror included, is `assert_conserved`."""
+    bw = p.bw
+    with bw.w3.batch_requests() as batch:
+        batch.add(bw.token.functions.balanceOf(bw.ch.address))
+        batch.add(bw.ch.functions.totalBadDebtWad())
+        for address in _accounts(p):
+            batch.add(bw.ch.functions.marginOf(address))
+        balance, debt, *margins = batch.execute()
+    gap = int(balance) * bw.token_scale + int(debt) - sum(int(m) for m in margins)
+    assert gap == 0, f"vault conservation broken by {gap} wei"
+
+
+def _accounts(p: Protocol) -> list[str]:
+    key = p.bw.ch.address
+    if key not in _ACCOUNTS:
+        dev = [p.admin, p.lp, p.staker, p.keeper, *p.traders]
+        _ACCOUNTS[key] = [a.address for a in dev] + [p.bw.pool.address, p.bw.fund.address]
+    return _ACCOUNTS[key]
+
+
+_ACCOUNTS: dict[str, list[str]] = {}
 
 
 @contextmanager
