@@ -387,7 +387,7 @@ def build_parser() -> Parser:
     )
     sx.add_argument("--out", metavar="DIR", help="report directory (default reports/<scenario>)")
     sx.add_argument("--speed", type=_positive_decimal, help="divide the path's time spacing by X")
-    sx.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sx.add_argument("--seed", type=int, help="random seed (default: the same every run)")
 
     demo = add(commands, "demo", "the whole story on an embedded Anvil, start to finish", cmd_demo)
     demo.add_argument("--out", metavar="DIR", help="report directory (default reports/demo)")

@@ -541,3 +541,10 @@ def test_compile_reports_sizes_under_the_limit(run: Cli) -> None:
     data = run.json("compile")
     assert data["over_limit"] == [] and data["limit"] == 24_576
     assert 0 < data["sizes"]["ClearingHouse"] <= 24_576
+
+
+def test_docs_show_every_command_with_an_example() -> None:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text()
+    for command in cli.iter_commands():
+        assert f"`bulwark {command}" in text, command
+        assert f"$ bulwark {command}" in text, command
