@@ -151,7 +151,8 @@ SCENARIOS: dict[str, Scenario] = {
             "Gap through every bankruptcy price",
             "synthetic: both markets gap 25% down in one ten-minute step (an oracle that "
             "stalled, then reopened), far beyond the fund's daily window: the fund is "
-            "exhausted and ADL clears the rest",
+            "exhausted and ADL clears what it can; a day later the fund's window reopens and "
+            "the grace period ends",
             synthetic=True,
             aliases=("gap-adl",),
         ),
@@ -274,20 +275,24 @@ def slow_grind_rows() -> list[tuple[int, str, str]]:
 
 def gap_rows() -> list[tuple[int, str, str]]:
     """Ten-minute steps: two flat, one 25% gap down in both markets, then a small drift and a 2%
-    bounce. The gap jumps past the bankruptcy price of every long above 4x leverage at once."""
+    bounce; then two quiet steps 12 and 25 hours after the gap, so that the fund's next window opens
+    (it may cover bad debt again) and the grace period ends (what is left may be socialised). The
+    gap jumps past the bankruptcy price of every long above 4x leverage at once."""
     path = [
-        (1.00, 1.00),
-        (1.00, 1.00),
-        (0.995, 0.997),
-        (0.75, 0.75),
-        (0.745, 0.748),
-        (0.74, 0.745),
-        (0.755, 0.76),
-        (0.76, 0.765),
+        (0, 1.00, 1.00),
+        (600, 1.00, 1.00),
+        (1200, 0.995, 0.997),
+        (1800, 0.75, 0.75),
+        (2400, 0.745, 0.748),
+        (3000, 0.74, 0.745),
+        (3600, 0.755, 0.76),
+        (4200, 0.76, 0.765),
+        (1800 + 12 * 3600, 0.765, 0.77),
+        (1800 + 25 * 3600, 0.77, 0.775),
     ]
     rows: list[tuple[int, str, str]] = []
-    for i, (eth, btc) in enumerate(path):
-        ts = GAP_START + 600 * i
+    for offset, eth, btc in path:
+        ts = GAP_START + offset
         rows.append((ts, "ETH-USD", f"{3000 * eth:.2f}"))
         rows.append((ts, "BTC-USD", f"{60000 * btc:.2f}"))
     return rows

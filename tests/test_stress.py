@@ -1,0 +1,185 @@
+"""A small stress run on its own Anvil: the report's JSON and PNGs, and its numbers against the chain.
+
+Given a fresh deployment, when 30 accounts run through the gap scenario with the keeper daemon making a
+pass after every step, then the report files exist, and every total in them agrees with what the
+chain says independently: the closing views, the raw logs, and identities between them (the fund's
+assets move by exactly padding minus payouts; the keeper's margin is exactly its rewards)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eth_utils import event_abi_to_log_topic
+
+from keeper import report
+from keeper.chain import WAD, Bulwark, connect, dev_account
+from keeper.deploy import deploy_all
+from keeper.node import AnvilNode
+from keeper.stress import StressConfig, StressRun, plan_population, run_from_cli
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+ACCOUNTS = 30
+
+
+@pytest.fixture(scope="module")
+def gap_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """One stress run shared by the tests of this module; the chain stays up while they look."""
+    with AnvilNode() as node:
+        w3 = connect(node.rpc_url, timeout=120)
+        bw = Bulwark(w3, deploy_all(w3, dev_account(0)))
+        result = StressRun(bw, StressConfig("gap", accounts=ACCOUNTS, seed=7), dev_account(0)).run()
+        data = report.build(bw, result)
+        out = tmp_path_factory.mktemp("gap-report")
+        files = report.write(data, out)
+        yield {"bw": bw, "result": result, "data": data, "files": files}
+
+
+def raw_logs(bw: Bulwark, contract: Any, name: str, start: int, end: int) -> list[Any]:
+    """Logs of one event straight from eth_getLogs by its topic, decoded by the ABI."""
+    abi = next(e for e in contract.abi if e.get("type") == "event" and e["name"] == name)
+    topic = "0x" + event_abi_to_log_topic(abi).hex()
+    logs = bw.w3.eth.get_logs({"address": contract.address, "topics": [topic],
+                               "fromBlock": start, "toBlock": end})  # fmt: skip
+    event = getattr(contract.events, name)()
+    return [event.process_log(log)["args"] for log in logs]
+
+
+def test_report_files_are_written(gap_run: dict[str, Any]) -> None:
+    files = gap_run["files"]
+    for name in ("overview", "price", "fund", "bad_debt", "liquidations", "haircuts"):
+        assert files[name].read_bytes()[:8] == PNG_MAGIC, name
+        assert files[name].stat().st_size > 10_000
+    assert json.loads(files["json"].read_text()) == json.loads(json.dumps(gap_run["data"]))
+
+
+def test_gap_exhausts_the_fund_and_adl_clears_the_rest(gap_run: dict[str, Any]) -> None:
+    data = gap_run["data"]
+    assert data["liquidations"]["bankrupt"] > 0
+    assert data["fund"]["paid_usd"] > 0
+    assert data["fund"]["steps_exhausted"] > 0
+    assert data["bad_debt"]["recorded_usd"] > 0
+    assert data["adl"]["steps"] > 0
+    assert data["checks"] == {**data["checks"], "conservation_ok": True, "overshoot_zero": True,
+                              "bad_debt_zero_at_end": True, "ok": True}  # fmt: skip
+    assert int(data["bad_debt"]["overshoot_wad"]) == 0
+
+
+def test_totals_match_the_chain(gap_run: dict[str, Any]) -> None:
+    bw, result, data = gap_run["bw"], gap_run["result"], gap_run["data"]
+    start, end = result.start_block, result.end_block
+    ch, fund = bw.ch.functions, bw.fund.functions
+    liquidated = raw_logs(bw, bw.ch, "Liquidated", start, end)
+    adl = raw_logs(bw, bw.ch, "AutoDeleveraged", start, end)
+    paid = raw_logs(bw, bw.fund, "ShortfallCovered", start, end)
+    assert data["liquidations"]["count"] == len(liquidated)
+    assert data["liquidations"]["bankrupt"] == sum(1 for a in liquidated if a["bankrupt"])
+    assert data["adl"]["steps"] == len(adl)
+    assert int(data["bad_debt"]["adl_haircuts_wad"]) == sum(a["haircutWad"] for a in adl)
+    assert int(data["fund"]["paid_wad"]) == sum(a["paidWad"] for a in paid)
+    assert int(data["bad_debt"]["closing_wad"]) == ch.totalBadDebtWad().call(block_identifier=end)
+    assert int(data["fund"]["assets_end_wad"]) == fund.assetsWad().call(block_identifier=end)
+    # Nobody trades during the replay, so the fund moves by exactly padding in minus payouts out.
+    start_assets = fund.assetsWad().call(block_identifier=start - 1)
+    padding = sum(a["paddingWad"] for a in liquidated)
+    assert int(data["fund"]["assets_end_wad"]) - start_assets == padding - int(data["fund"]["paid_wad"])
+    # The keeper's account starts empty and earns only rewards.
+    rewards = sum(a["rewardWad"] for a in liquidated)
+    assert ch.marginOf(result.population.keeper.address).call(block_identifier=end) == rewards
+    assert data["liquidations"]["keeper_rewards_usd"] == pytest.approx(rewards / WAD, abs=1e-6)
+
+
+def test_timeline_rows_are_the_chain_at_each_step(gap_run: dict[str, Any]) -> None:
+    bw, result, data = gap_run["bw"], gap_run["result"], gap_run["data"]
+    rows = data["timeline"]
+    assert len(rows) == len(result.path.steps) == 10
+    assert sum(r["liquidations"] for r in rows) == data["liquidations"]["count"]
+    assert sum(r["adl_steps"] for r in rows) == data["adl"]["steps"]
+    for row in rows:
+        block = row["block"]
+        for name, price in row["prices"].items():
+            on_chain = bw.oracle.functions.priceWad(bw.market_id(name)).call(block_identifier=block)
+            assert price == pytest.approx(on_chain / WAD, abs=1e-6)
+        debt = bw.ch.functions.totalBadDebtWad().call(block_identifier=block)
+        assert row["bad_debt_usd"] == pytest.approx(debt / WAD, abs=1e-6)
+        assets = bw.fund.functions.assetsWad().call(block_identifier=block)
+        assert row["fund_assets_usd"] == pytest.approx(assets / WAD, abs=1e-6)
+    path_prices = [float(s.prices["ETH-USD"]) for s in result.path.steps]
+    assert [r["prices"]["ETH-USD"] for r in rows] == path_prices
+
+
+def test_haircut_concentration_matches_the_events(gap_run: dict[str, Any]) -> None:
+    bw, result, data = gap_run["bw"], gap_run["result"], gap_run["data"]
+    per_account: dict[str, int] = {}
+    for a in raw_logs(bw, bw.ch, "AutoDeleveraged", result.start_block, result.end_block):
+        per_account[a["account"]] = per_account.get(a["account"], 0) + a["haircutWad"]
+    total = sum(per_account.values())
+    adl = data["adl"]
+    assert {k: int(v) for k, v in adl["haircuts_wad"].items()} == per_account
+    assert adl["largest_share"] == pytest.approx(max(per_account.values()) / total, abs=1e-6)
+    assert adl["gini_affected"] == pytest.approx(report.gini(list(per_account.values())), abs=1e-6)
+    assert adl["eligible_at_start"] >= adl["targets"]
+    assert adl["scores_non_increasing"] is True
+
+
+def test_summary_names_the_measures(gap_run: dict[str, Any]) -> None:
+    text = "\n".join(report.summary_lines(gap_run["data"], gap_run["files"]))
+    assert "overshoot $0.00 (must be zero)" in text
+    assert "largest share" in text and "Gini" in text
+    assert "conservation holds" in text
+    assert str(gap_run["files"]["json"]) in text
+
+
+def test_gini_and_lorenz() -> None:
+    assert report.gini([5, 5, 5]) == 0.0
+    assert report.gini([0, 0, 0, 12]) == pytest.approx(0.75)
+    assert report.gini([]) == 0.0
+    people, share = report.lorenz([1, 3])
+    assert people == [0.0, 0.5, 1.0] and share == [0.0, 0.25, 1.0]
+
+
+def test_population_is_spread_and_deterministic() -> None:
+    cfg = StressConfig("gap", accounts=200, seed=3)
+    prices = {"ETH-USD": 3000 * WAD, "BTC-USD": 60000 * WAD}
+    a = plan_population(cfg, dev_account(0), prices, 6)
+    b = plan_population(cfg, dev_account(0), prices, 6)
+    assert [t.account.address for t in a.traders] == [t.account.address for t in b.traders]
+    leverages = [t.leverage for t in a.traders]
+    assert min(leverages) < 2.5 and max(leverages) > 15
+    markets = {tuple(leg.market for leg in t.legs) for t in a.traders}
+    assert markets == {("ETH-USD",), ("BTC-USD",), ("ETH-USD", "BTC-USD")}
+    longs = sum(1 for t in a.traders for leg in t.legs if leg.size_wad > 0)
+    shorts = sum(1 for t in a.traders for leg in t.legs if leg.size_wad < 0)
+    assert longs > shorts > 0
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"scenario": "nope"}, "unknown scenario 'nope'"),
+        ({"accounts": 1}, "--accounts must be between 2 and 5000"),
+        ({"speed": -1}, "--speed must be a positive number"),
+        ({"speed": 0}, "--speed must be a positive number"),
+    ],
+)
+def test_cli_mistakes_are_one_line(capsys: pytest.CaptureFixture[str], changes: dict[str, Any],
+                                   message: str) -> None:  # fmt: skip
+    args = argparse.Namespace(scenario="gap", accounts=30, out=None, speed=None, seed=0, json=False,
+                              rpc=None, deployment=None, keystore=None, dev_account=None)  # fmt: skip
+    for key, value in changes.items():
+        setattr(args, key, value)
+    assert run_from_cli(args) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_cli_unreachable_node_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    args = argparse.Namespace(scenario="gap", accounts=30, out=str(tmp_path), speed=None, seed=0,
+                              json=False, rpc="http://127.0.0.1:9", deployment=None, keystore=None,
+                              dev_account=None)  # fmt: skip
+    assert run_from_cli(args) == 1
+    assert "cannot reach the node at http://127.0.0.1:9" in capsys.readouterr().err
