@@ -93,7 +93,7 @@ def mul_wad_floor_signed(x: int, y: int) -> int:
 
 
 def positive_part(x: int) -> int:
-    return x if x > 0 else 0
+    return max(0, x)
 
 
 # ---------------------------------------------------------------------------- types

@@ -13,6 +13,7 @@ import pytest
 from conftest import MAX_UINT, USDC, Protocol
 from eth_account.signers.local import LocalAccount
 from web3.contract import Contract
+from web3.exceptions import LogTopicError, MismatchedABI
 from web3.types import TxReceipt
 
 from keeper import riskmath as rm
@@ -84,9 +85,11 @@ def events(receipt: TxReceipt, contract: Contract, name: str) -> list[dict[str, 
         if log["address"] != contract.address:
             continue
         try:
-            out.append(dict(event.process_log(log)["args"]))
-        except Exception:  # another event of the same contract
-            continue
+            decoded = event.process_log(log)
+        except (MismatchedABI, LogTopicError):  # another event of the same contract
+            decoded = None
+        if decoded is not None:
+            out.append(dict(decoded["args"]))
     return out
 
 
@@ -120,7 +123,10 @@ def bad_debt(p: Protocol, market: int, side: int) -> int:
 def configs(p: Protocol, block: int | str = "latest") -> list[rm.MarketConfig]:
     ch = p.bw.ch
     n = ch.functions.marketCount().call(block_identifier=block)
-    return [rm.MarketConfig.from_tuple(ch.functions.marketConfig(m).call(block_identifier=block)) for m in range(n)]
+    return [
+        rm.MarketConfig.from_tuple(ch.functions.marketConfig(m).call(block_identifier=block))
+        for m in range(n)
+    ]
 
 
 def risk(p: Protocol) -> rm.RiskParams:
@@ -159,11 +165,21 @@ def view(p: Protocol, who: str, block: int | str = "latest", now: int | None = N
         state = rm.MarketState.from_tuple(ch.functions.marketState(m).call(block_identifier=block))
         prices[m] = price
         indices[m] = rm.funding_index_now(state, cfgs[m], price, stamp)
-        positions[m] = rm.Position.from_tuple(ch.functions.positionOf(who, m).call(block_identifier=block))
-    return View(int(ch.functions.marginOf(who).call(block_identifier=block)), positions, prices, indices, cfgs)
+        positions[m] = rm.Position.from_tuple(
+            ch.functions.positionOf(who, m).call(block_identifier=block)
+        )
+    return View(
+        int(ch.functions.marginOf(who).call(block_identifier=block)),
+        positions,
+        prices,
+        indices,
+        cfgs,
+    )
 
 
-def trade_wad(p: Protocol, trader: LocalAccount, market: int, size_wad: int, limit: int | None = None) -> TxReceipt:
+def trade_wad(
+    p: Protocol, trader: LocalAccount, market: int, size_wad: int, limit: int | None = None
+) -> TxReceipt:
     """A trade with an exact WAD size; the limit defaults to no slippage bound."""
     if limit is None:
         limit = MAX_UINT if size_wad > 0 else 0
@@ -222,7 +238,7 @@ def bankrupt_long(p: Protocol, trader: LocalAccount, usdc: int, size: float, pri
     p.set_price("ETH-USD", price)
 
 
-def wad(x: float | int | str) -> int:
+def wad(x: float | str) -> int:
     """Human units to WAD through the decimal text, so wad(4995.5) is exact."""
     return int(Decimal(str(x)) * WAD)
 

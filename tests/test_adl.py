@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from conftest import Protocol
 from helpers import (
-    tx,
     ETH,
     LONG,
     adl_book,
@@ -17,6 +16,7 @@ from helpers import (
     position,
     reverts,
     trade_wad,
+    tx,
     view,
     wad,
 )
@@ -32,7 +32,10 @@ def _scores(p: Protocol, who: list[str]) -> list[int]:
 def test_adl_scores_match_riskmath(protocol: Protocol) -> None:
     p = protocol
     book = adl_book(p)
-    addrs = [t.address for t in book.shorts] + [book.victim.address, p.bw.ch.functions.pool().call()]
+    addrs = [t.address for t in book.shorts] + [
+        book.victim.address,
+        p.bw.ch.functions.pool().call(),
+    ]
     on_chain = _scores(p, addrs)
     expected = [view(p, a).adl_score(ETH) for a in addrs[:3]]
     assert on_chain[:3] == expected
@@ -124,7 +127,9 @@ def test_auto_deleverage_ineligible_targets_revert(protocol: Protocol) -> None:
     pos = position(p, late.address)
     with reverts("AdlTargetIneligible", target=late.address, sizeWad=wad(-1)) as info:
         tx(p, p.bw.ch.functions.autoDeleverage(ETH, [late.address]), p.keeper)
-    assert info.value.error.args["pnlWad"] == rm.unrealized_pnl(pos.size, pos.open_notional, p.price_wad("ETH-USD"))
+    assert info.value.error.args["pnlWad"] == rm.unrealized_pnl(
+        pos.size, pos.open_notional, p.price_wad("ETH-USD")
+    )
     assert info.value.error.args["pnlWad"] <= 0
     with reverts("AdlNoTargets"):
         tx(p, p.bw.ch.functions.autoDeleverage(ETH, []), p.keeper)

@@ -102,7 +102,9 @@ def test_staker_who_requested_before_a_shortfall_still_bears_it(protocol: Protoc
     value_now = int(fund.functions.convertToAssets(ev["shares"]).call())
     claimed = one_event(tx(p, fund.functions.claim(rid), p.staker), fund, "UnstakeClaimed")
     assert claimed["assets"] == value_now < ev["assets"]
-    assert ev["assets"] - claimed["assets"] >= settled["shortfallWad"] // 10**12 - 3 * USDC  # less fee income
+    assert (
+        ev["assets"] - claimed["assets"] >= settled["shortfallWad"] // 10**12 - 3 * USDC
+    )  # less fee income
     p.assert_conserved()
 
 
@@ -138,11 +140,17 @@ def test_claim_forfeits_gains_made_during_the_cooldown(protocol: Protocol) -> No
     p.warp(_cooldown(p))
     value_now = int(fund.functions.convertToAssets(ev["shares"]).call())
     assert value_now > ev["assets"]
-    stayer_before = int(fund.functions.previewRedeem(fund.functions.balanceOf(p.staker.address).call()).call())
+    stayer_before = int(
+        fund.functions.previewRedeem(fund.functions.balanceOf(p.staker.address).call()).call()
+    )
     claimed = one_event(tx(p, fund.functions.claim(rid), p.lp), fund, "UnstakeClaimed")
     assert (claimed["assets"], claimed["forfeited"]) == (ev["assets"], value_now - ev["assets"])
-    stayer_after = int(fund.functions.previewRedeem(fund.functions.balanceOf(p.staker.address).call()).call())
-    assert stayer_after >= stayer_before + claimed["forfeited"] - 1  # the forfeit stays with the stayer
+    stayer_after = int(
+        fund.functions.previewRedeem(fund.functions.balanceOf(p.staker.address).call()).call()
+    )
+    assert (
+        stayer_after >= stayer_before + claimed["forfeited"] - 1
+    )  # the forfeit stays with the stayer
     p.assert_conserved()
 
 
@@ -235,12 +243,19 @@ def test_donation_inflation_attack_fails(protocol: Protocol) -> None:
     donation = 100_000 * USDC
     tx(p, fund.functions.donate(donation), attacker)
     tx(p, fund.functions.deposit(10_000 * USDC, victim.address), victim)
-    victim_value = fund.functions.previewRedeem(fund.functions.balanceOf(victim.address).call()).call()
-    attacker_value = fund.functions.previewRedeem(fund.functions.balanceOf(attacker.address).call()).call()
+    victim_value = fund.functions.previewRedeem(
+        fund.functions.balanceOf(victim.address).call()
+    ).call()
+    attacker_value = fund.functions.previewRedeem(
+        fund.functions.balanceOf(attacker.address).call()
+    ).call()
     victim_loss = 10_000 * USDC - victim_value
     assert 0 <= victim_loss < USDC // 10
     assert donation + 1 - attacker_value > 10_000 * victim_loss
-    assert len(events(tx(p, fund.functions.requestUnstake(1), attacker), fund, "UnstakeRequested")) == 1
+    assert (
+        len(events(tx(p, fund.functions.requestUnstake(1), attacker), fund, "UnstakeRequested"))
+        == 1
+    )
     p.assert_conserved()
 
 

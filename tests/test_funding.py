@@ -21,7 +21,9 @@ WARP = 3_000  # below the feeds' 3,600 s heartbeat
 
 
 def _state(p: Protocol, block: int | str = "latest") -> rm.MarketState:
-    return rm.MarketState.from_tuple(p.bw.ch.functions.marketState(ETH).call(block_identifier=block))
+    return rm.MarketState.from_tuple(
+        p.bw.ch.functions.marketState(ETH).call(block_identifier=block)
+    )
 
 
 def _index_at(p: Protocol, block: int) -> int:
@@ -39,7 +41,9 @@ def test_index_accrues_exactly_and_settles_into_margin(protocol: Protocol) -> No
     trade_wad(p, t, ETH, wad(100))
     p.warp(WARP)
     latest = p.bw.w3.eth.get_block("latest")
-    view_index = p.bw.ch.functions.currentFundingIndexWad(ETH).call(block_identifier=latest["number"])
+    view_index = p.bw.ch.functions.currentFundingIndexWad(ETH).call(
+        block_identifier=latest["number"]
+    )
     cfg, price = configs(p)[ETH], p.price_wad("ETH-USD")
     assert view_index == rm.funding_index_now(_state(p), cfg, price, latest["timestamp"])
     rate = rm.rate_per_day(wad(100), cfg.skew_scale, cfg.max_funding_rate_per_day)
@@ -58,7 +62,9 @@ def test_index_accrues_exactly_and_settles_into_margin(protocol: Protocol) -> No
     fee, realized = ev["feeWad"], ev["realizedPnlWad"]
     to_fund = rm.mul_wad_down(fee, int(p.bw.ch.functions.riskParams().call()[0]))
     assert margin(p, t.address) == m0 - owed + realized - fee
-    assert margin(p, pool) == pool0 + owed - realized + fee - to_fund  # the pool received the funding
+    assert (
+        margin(p, pool) == pool0 + owed - realized + fee - to_fund
+    )  # the pool received the funding
     p.assert_conserved()
 
 
@@ -102,9 +108,10 @@ def test_rate_is_clamped_at_the_maximum(protocol: Protocol) -> None:
     receipt = trade_wad(p, t, ETH, -wad(1))
     cfg = configs(p)[ETH]
     before = _state(p, opened["blockNumber"]).cum_funding
-    elapsed = p.bw.w3.eth.get_block(receipt["blockNumber"])["timestamp"] - _state(
-        p, receipt["blockNumber"] - 1
-    ).last_funding_at
+    elapsed = (
+        p.bw.w3.eth.get_block(receipt["blockNumber"])["timestamp"]
+        - _state(p, receipt["blockNumber"] - 1).last_funding_at
+    )
     rate = rm.rate_per_day(-wad(1), cfg.skew_scale, cfg.max_funding_rate_per_day)
     assert rate == -cfg.max_funding_rate_per_day
     assert _state(p).cum_funding == before + rm.index_delta(rate, elapsed, p.price_wad("ETH-USD"))

@@ -122,9 +122,18 @@ def test_gap_move_shortfall_is_paid_by_the_fund(protocol: Protocol) -> None:
     floor = risk(p).reward_floor
     shortfall = floor - h.equity  # the keeper's floor comes on top of the negative equity
     settled = one_event(receipt, p.bw.ch, "ShortfallSettled")
-    assert (settled["shortfallWad"], settled["coveredWad"], settled["badDebtWad"]) == (shortfall, shortfall, 0)
+    assert (settled["shortfallWad"], settled["coveredWad"], settled["badDebtWad"]) == (
+        shortfall,
+        shortfall,
+        0,
+    )
     ev = one_event(receipt, p.bw.ch, "Liquidated")
-    assert (ev["bankrupt"], ev["rewardWad"], ev["paddingWad"], ev["shortfallWad"]) == (True, floor, 0, shortfall)
+    assert (ev["bankrupt"], ev["rewardWad"], ev["paddingWad"], ev["shortfallWad"]) == (
+        True,
+        floor,
+        0,
+        shortfall,
+    )
     assert fund_assets(p) == fund0 - shortfall
     assert margin(p, p.keeper.address) == keeper0 + floor
     assert margin(p, who) == 0 and position(p, who).size == 0
@@ -156,7 +165,9 @@ def test_fund_window_cap_turns_the_rest_into_bad_debt(protocol: Protocol) -> Non
     p.assert_conserved()
 
 
-def test_bankrupt_account_closes_every_market_and_splits_bad_debt_by_loss(protocol: Protocol) -> None:
+def test_bankrupt_account_closes_every_market_and_splits_bad_debt_by_loss(
+    protocol: Protocol,
+) -> None:
     p = protocol
     p.seed_pool(1_000_000)
     t = p.traders[0]
@@ -188,7 +199,9 @@ def test_liquidate_healthy_account_reverts_with_exact_numbers(protocol: Protocol
     p.seed_pool(100_000)
     who = _open(p, 0, 1_000, 2)
     h = view(p, who).health()
-    with reverts("LiquidationAccountHealthy", account=who, equityWad=h.equity, maintenanceMarginWad=h.mmr):
+    with reverts(
+        "LiquidationAccountHealthy", account=who, equityWad=h.equity, maintenanceMarginWad=h.mmr
+    ):
         tx(p, p.bw.ch.functions.liquidate(who, ETH), p.keeper)
 
 
@@ -249,7 +262,11 @@ def test_batch_skips_a_healthy_account_and_liquidates_the_rest(protocol: Protoco
     assert reason.name == "LiquidationAccountHealthy"
     assert reason.args["account"].lower() == healthy.lower()
     assert [e["account"] for e in events(receipt, ch, "Liquidated")] == [a, c]
-    assert position(p, a).size == 0 and position(p, c).size == 0 and position(p, healthy).size == wad(1)
+    assert (
+        position(p, a).size == 0
+        and position(p, c).size == 0
+        and position(p, healthy).size == wad(1)
+    )
     p.assert_conserved()
 
 
@@ -265,7 +282,9 @@ def test_reduce_only_still_liquidates(protocol: Protocol) -> None:
 
 
 @pytest.mark.parametrize(("floor", "ceiling"), [(20, 1_000), (1, 10)])
-def test_keeper_reward_stays_within_floor_and_ceiling(protocol: Protocol, floor: int, ceiling: int) -> None:
+def test_keeper_reward_stays_within_floor_and_ceiling(
+    protocol: Protocol, floor: int, ceiling: int
+) -> None:
     p = protocol
     set_risk(p, reward_floor=floor * WAD, reward_ceiling=ceiling * WAD)
     p.seed_pool(100_000)

@@ -17,7 +17,9 @@ HEARTBEAT = 3_600
 
 
 def _aggregator(p: Protocol, decimals: int, answer: int, name: str = "test feed") -> Contract:
-    address = Deployer(p.bw.w3, p.admin, p.bw.artifacts).deploy("MockAggregator", decimals, name, answer, p.admin.address)
+    address = Deployer(p.bw.w3, p.admin, p.bw.artifacts).deploy(
+        "MockAggregator", decimals, name, answer, p.admin.address
+    )
     return p.bw.contract("MockAggregator", address)
 
 
@@ -80,7 +82,11 @@ def test_secondary_feed_bounds_the_deviation(protocol: Protocol) -> None:
     secondary = _aggregator(p, 18, 3_000 * WAD)
     receipt = _set_feed(p, ETH, primary.address, HEARTBEAT, secondary.address, 600, WAD // 100)
     ev = events(receipt, p.bw.oracle, "FeedConfigured")[0]
-    assert (ev["secondary"], ev["secondaryHeartbeat"], ev["maxDeviationWad"]) == (secondary.address, 600, WAD // 100)
+    assert (ev["secondary"], ev["secondaryHeartbeat"], ev["maxDeviationWad"]) == (
+        secondary.address,
+        600,
+        WAD // 100,
+    )
     tx(p, secondary.functions.updateAnswer(3_029 * WAD), p.admin)  # 0.967%
     assert p.bw.oracle.functions.priceWad(ETH).call() == 3_000 * WAD  # the primary sets the price
     tx(p, secondary.functions.updateAnswer(3_031 * WAD), p.admin)  # 1.033%
@@ -126,9 +132,21 @@ def test_feed_configuration_bounds(protocol: Protocol) -> None:
         _set_feed(p, ETH, ZERO, HEARTBEAT, ZERO, 0, 0)
     with reverts("OracleFeedMissing", marketId=9):
         p.bw.call(oracle.functions.priceWad(9))
-    with reverts("OracleConfigOutOfBounds", field="primaryHeartbeat", value=5, minValue=10, maxValue=2 * 86_400):
+    with reverts(
+        "OracleConfigOutOfBounds",
+        field="primaryHeartbeat",
+        value=5,
+        minValue=10,
+        maxValue=2 * 86_400,
+    ):
         _set_feed(p, ETH, primary, 5, ZERO, 0, 0)
-    with reverts("OracleConfigOutOfBounds", field="maxDeviation", value=WAD // 2, minValue=1, maxValue=WAD // 5):
+    with reverts(
+        "OracleConfigOutOfBounds",
+        field="maxDeviation",
+        value=WAD // 2,
+        minValue=1,
+        maxValue=WAD // 5,
+    ):
         _set_feed(p, ETH, primary, HEARTBEAT, primary, HEARTBEAT, WAD // 2)
     with reverts("OracleConfigOutOfBounds", field="secondaryHeartbeat", value=0):
         _set_feed(p, ETH, primary, HEARTBEAT, primary, 0, WAD // 100)
@@ -137,14 +155,20 @@ def test_feed_configuration_bounds(protocol: Protocol) -> None:
         _set_feed(p, ETH, wide.address, HEARTBEAT, ZERO, 0, 0)
     with reverts("OracleConfigOutOfBounds", field="sequencerGracePeriod", value=86_401):
         tx(p, oracle.functions.setSequencerFeed(primary, 86_401), p.admin)
-    with reverts("AccessControlUnauthorizedAccount", account=p.keeper.address, neededRole=role("RISK_ADMIN_ROLE")):
+    with reverts(
+        "AccessControlUnauthorizedAccount",
+        account=p.keeper.address,
+        neededRole=role("RISK_ADMIN_ROLE"),
+    ):
         tx(p, oracle.functions.setFeed(ETH, primary, HEARTBEAT, ZERO, 0, 0), p.keeper)
 
 
 def test_mock_feed_only_takes_answers_from_the_feeder(protocol: Protocol) -> None:
     p = protocol
     feed = p.bw.feeds["ETH-USD"]
-    with reverts("AccessControlUnauthorizedAccount", account=p.keeper.address, neededRole=role("FEEDER_ROLE")):
+    with reverts(
+        "AccessControlUnauthorizedAccount", account=p.keeper.address, neededRole=role("FEEDER_ROLE")
+    ):
         tx(p, feed.functions.updateAnswer(1), p.keeper)
     receipt = tx(p, feed.functions.updateAnswer(2_999 * 10**8), p.admin)
     round_id = feed.functions.latestRound().call()

@@ -130,12 +130,18 @@ def test_donation_inflation_attack_fails(protocol: Protocol) -> None:
         tx(p, p.bw.token.functions.approve(p.bw.ch.address, MAX_UINT), who)
     tx(p, pool.functions.deposit(1, attacker.address), attacker)  # one unit of the token
     donation = 100_000 * USDC
-    tx(p, p.bw.ch.functions.deposit(pool.address, donation), attacker)  # straight to the pool account
+    tx(
+        p, p.bw.ch.functions.deposit(pool.address, donation), attacker
+    )  # straight to the pool account
     tx(p, pool.functions.deposit(10_000 * USDC, victim.address), victim)
     assert pool.functions.balanceOf(victim.address).call() > 0
     p.warp(_cooldown(p))
-    victim_value = pool.functions.previewRedeem(pool.functions.balanceOf(victim.address).call()).call()
-    attacker_value = pool.functions.previewRedeem(pool.functions.balanceOf(attacker.address).call()).call()
+    victim_value = pool.functions.previewRedeem(
+        pool.functions.balanceOf(victim.address).call()
+    ).call()
+    attacker_value = pool.functions.previewRedeem(
+        pool.functions.balanceOf(attacker.address).call()
+    ).call()
     victim_loss = 10_000 * USDC - victim_value
     attacker_loss = donation + 1 - attacker_value
     assert 0 <= victim_loss < USDC // 10  # a few cents on 10,000

@@ -60,7 +60,9 @@ def test_fill_rounds_against_the_holder(size: int, entry: int, exit_: int, fract
     assert rm.unrealized_pnl(size, opened.open_notional_after, entry) <= 0
     close = -(size * fraction // WAD) or -size
     closed = rm.fill(size, opened.open_notional_after, close, exit_)
-    exact = Fraction(-close * exit_, WAD) - Fraction(opened.open_notional_after * abs(close), abs(size))
+    exact = Fraction(-close * exit_, WAD) - Fraction(
+        opened.open_notional_after * abs(close), abs(size)
+    )
     assert exact - 2 <= closed.realized <= exact
     remaining = size + close
     if remaining == 0:
@@ -73,7 +75,9 @@ def test_fill_rounds_against_the_holder(size: int, entry: int, exit_: int, fract
 
 @settings(max_examples=200, deadline=None)
 @given(sizes, prices, prices)
-def test_flip_realises_the_whole_position_and_opens_the_rest(size: int, entry: int, price: int) -> None:
+def test_flip_realises_the_whole_position_and_opens_the_rest(
+    size: int, entry: int, price: int
+) -> None:
     on = rm.entry_notional(size, entry)
     f = rm.fill(size, on, -2 * size, price)
     assert f.realized == rm.mul_wad_floor(size, price) - on == rm.unrealized_pnl(size, on, price)
@@ -92,7 +96,9 @@ def test_split_bounds(penalty: int, equity: int, share: int, a: int, b: int) -> 
 
 
 @settings(max_examples=200, deadline=None)
-@given(signed, st.integers(10**15, 10**36), st.integers(0, WAD // 10), st.integers(0, 10**7), prices)
+@given(
+    signed, st.integers(10**15, 10**36), st.integers(0, WAD // 10), st.integers(0, 10**7), prices
+)
 def test_funding_rate_is_clamped_and_index_follows_its_sign(
     skew: int, scale: int, max_rate: int, elapsed: int, price: int
 ) -> None:
@@ -123,7 +129,9 @@ def test_adl_score_is_pnl_fraction_times_leverage() -> None:
     st.integers(1, WAD),
     st.booleans(),
 )
-def test_adl_close_size_covers_the_debt(size: int, entry: int, gain_ppm: int, debt_frac: int, short: bool) -> None:
+def test_adl_close_size_covers_the_debt(
+    size: int, entry: int, gain_ppm: int, debt_frac: int, short: bool
+) -> None:
     """Closing `adl_close_size` of a profitable position realises at least the debt (so ADL stops
     there) for any gain of at least one part per million."""
     price = entry - entry * gain_ppm // 10**6 if short else entry + entry * gain_ppm // 10**6
@@ -142,7 +150,12 @@ def test_adl_close_size_covers_the_debt(size: int, entry: int, gain_ppm: int, de
 def test_health_and_scores_match_the_contract_views(protocol: Protocol) -> None:
     p = protocol
     p.seed_pool(1_000_000)
-    book = [(0, 2_000, ETH, 3.3), (1, 5_000, ETH, -1.7), (2, 3_000, BTC, 0.21), (3, 4_000, ETH, -4.1)]
+    book = [
+        (0, 2_000, ETH, 3.3),
+        (1, 5_000, ETH, -1.7),
+        (2, 3_000, BTC, 0.21),
+        (3, 4_000, ETH, -4.1),
+    ]
     for index, usdc, market, size in book:
         p.fund_trader(p.traders[index], usdc)
         trade_wad(p, p.traders[index], market, wad(size))
@@ -157,6 +170,11 @@ def test_health_and_scores_match_the_contract_views(protocol: Protocol) -> None:
     for address, h, score in zip(who, healths, scores, strict=True):
         v = view(p, address, block=block)
         expected = v.health()
-        assert (h[0], h[1], h[2], h[3]) == (expected.equity, expected.imr, expected.mmr, expected.liquidatable)
+        assert (h[0], h[1], h[2], h[3]) == (
+            expected.equity,
+            expected.imr,
+            expected.mmr,
+            expected.liquidatable,
+        )
         assert score == v.adl_score(ETH)
     assert sum(1 for s in scores if s > 0) == 2  # the two ETH shorts gained

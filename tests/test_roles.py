@@ -85,13 +85,21 @@ def test_risk_and_guardian_roles_are_enforced(protocol: Protocol) -> None:
     p = protocol
     ch, outsider = p.bw.ch, p.keeper
     cfg = config_tuple(configs(p)[0])
-    with reverts("AccessControlUnauthorizedAccount", account=outsider.address, neededRole=role("RISK_ADMIN_ROLE")):
+    with reverts(
+        "AccessControlUnauthorizedAccount",
+        account=outsider.address,
+        neededRole=role("RISK_ADMIN_ROLE"),
+    ):
         tx(p, ch.functions.setMarketConfig(0, cfg), outsider)
     with reverts("AccessControlUnauthorizedAccount", neededRole=role("RISK_ADMIN_ROLE")):
         tx(p, ch.functions.setRiskParams(tuple(risk(p).__dict__.values())), outsider)
     with reverts("AccessControlUnauthorizedAccount", neededRole=role("RISK_ADMIN_ROLE")):
         tx(p, ch.functions.listMarket("SOL-USD", cfg), outsider)
-    with reverts("AccessControlUnauthorizedAccount", account=outsider.address, neededRole=role("GUARDIAN_ROLE")):
+    with reverts(
+        "AccessControlUnauthorizedAccount",
+        account=outsider.address,
+        neededRole=role("GUARDIAN_ROLE"),
+    ):
         tx(p, ch.functions.setReduceOnly(True), outsider)
     with reverts("AccessControlUnauthorizedAccount", neededRole=role("RISK_ADMIN_ROLE")):
         tx(p, p.bw.fund.functions.setParams(86_400, 3_600, WAD // 2, 1, outsider.address), outsider)
@@ -144,7 +152,9 @@ def test_admin_transfer_is_two_step_with_delay(protocol: Protocol, contract: str
     assert c.functions.defaultAdmin().call() == new.address
     granted = events(receipt, c, "RoleGranted")
     assert granted and granted[0]["account"] == new.address
-    with reverts("AccessControlUnauthorizedAccount", account=p.admin.address, neededRole=admin_role):
+    with reverts(
+        "AccessControlUnauthorizedAccount", account=p.admin.address, neededRole=admin_role
+    ):
         tx(p, c.functions.grantRole(role("RISK_ADMIN_ROLE"), p.keeper.address), p.admin)
     tx(p, c.functions.grantRole(role("RISK_ADMIN_ROLE"), p.keeper.address), new)
 

@@ -45,7 +45,12 @@ def test_trade_open_fills_at_oracle_and_splits_the_fee(protocol: Protocol) -> No
     assert (ev["account"], ev["marketId"], ev["sizeDeltaWad"], ev["newSizeWad"]) == (
         t.address, ETH, wad(2.5), wad(2.5),
     )  # fmt: skip
-    assert (ev["priceWad"], ev["feeWad"], ev["realizedPnlWad"], ev["fundingPaidWad"]) == (price, fee, 0, 0)
+    assert (ev["priceWad"], ev["feeWad"], ev["realizedPnlWad"], ev["fundingPaidWad"]) == (
+        price,
+        fee,
+        0,
+        0,
+    )
     assert fee == rm.mul_wad_up(7_500 * WAD, 5 * WAD // 10_000) == 3_750_000_000_000_000_000
     assert position(p, t.address) == rm.Position(
         wad(2.5), rm.entry_notional(wad(2.5), price), position(p, t.address).funding_basis
@@ -67,8 +72,11 @@ def test_trade_partial_close_realises_exact_pnl(protocol: Protocol) -> None:
     ev = one_event(receipt, p.bw.ch, "PositionChanged")
     price = ev["priceWad"]
     f = rm.fill(pos.size, pos.open_notional, -wad(1), price)
-    assert ev["realizedPnlWad"] == f.realized == rm.mul_wad_floor(wad(1), price) - rm.closed_open_notional(
-        pos.open_notional, -wad(1), pos.size
+    assert (
+        ev["realizedPnlWad"]
+        == f.realized
+        == rm.mul_wad_floor(wad(1), price)
+        - rm.closed_open_notional(pos.open_notional, -wad(1), pos.size)
     )
     assert 100 * WAD < f.realized < 101 * WAD
     assert position(p, t.address).open_notional == f.open_notional_after
@@ -137,7 +145,10 @@ def test_trade_margin_insufficient_reverts_with_exact_equity(protocol: Protocol)
     p.fund_trader(t, 100)
     fee = rm.mul_wad_up(3_000 * WAD, 5 * WAD // 10_000)
     with reverts(
-        "TradeMarginInsufficient", account=t.address, equityWad=100 * WAD - fee, initialMarginWad=150 * WAD
+        "TradeMarginInsufficient",
+        account=t.address,
+        equityWad=100 * WAD - fee,
+        initialMarginWad=150 * WAD,
     ):
         trade_wad(p, t, ETH, wad(1))
     trade_wad(p, t, ETH, wad(0.6))  # 1,800 notional needs 90

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from conftest import USDC, Protocol
 from helpers import (
-    tx,
     ETH,
     LONG,
     bad_debt,
@@ -14,6 +13,7 @@ from helpers import (
     one_event,
     reverts,
     trade_wad,
+    tx,
     view,
     wad,
 )
@@ -84,7 +84,9 @@ def test_withdraw_to_zero_address_reverts(protocol: Protocol) -> None:
 def test_withdraw_more_than_margin_reverts(protocol: Protocol) -> None:
     p, t = protocol, protocol.traders[0]
     p.fund_trader(t, 10)
-    with reverts("VaultInsufficientMargin", account=t.address, marginWad=10 * WAD, amountWad=11 * WAD):
+    with reverts(
+        "VaultInsufficientMargin", account=t.address, marginWad=10 * WAD, amountWad=11 * WAD
+    ):
         tx(p, p.bw.ch.functions.withdraw(11 * USDC, t.address), t)
 
 
