@@ -26,11 +26,12 @@ library OracleLib {
     }
 
     /// @notice Chainlink's L2 sequencer-uptime feed answers 0 when up, 1 when down; `startedAt` is when
-    /// that status began. Prices are refused while down and for `gracePeriod` after a restart.
+    /// that status began. Prices are refused while down and for `gracePeriod` after a restart. A round
+    /// with no start time (zero: not yet valid) or one dated in the future counts as a fresh restart.
     function checkSequencer(AggregatorV3Interface feed, uint256 gracePeriod) internal view {
         (, int256 answer, uint256 startedAt,,) = feed.latestRoundData();
         if (answer != 0) revert IOracleAdapter.OracleSequencerDown();
-        if (block.timestamp - startedAt <= gracePeriod) {
+        if (startedAt == 0 || startedAt > block.timestamp || block.timestamp - startedAt <= gracePeriod) {
             revert IOracleAdapter.OracleSequencerGracePeriod(startedAt, gracePeriod);
         }
     }
