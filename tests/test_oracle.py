@@ -120,6 +120,13 @@ def test_sequencer_down_and_grace_period(protocol: Protocol) -> None:
     tx(p, sequencer.functions.updateAnswer(0), p.admin)  # back up: a fresh grace period
     with reverts("OracleSequencerGracePeriod", gracePeriod=600):
         p.bw.call(p.bw.oracle.functions.priceWad(ETH))
+    later = _now(p) + 100  # a start time in the future or zero is a restart, not a panic
+    tx(p, sequencer.functions.updateRoundData(0, later, later), p.admin)
+    with reverts("OracleSequencerGracePeriod", startedAt=later, gracePeriod=600):
+        p.bw.call(p.bw.oracle.functions.priceWad(ETH))
+    tx(p, sequencer.functions.updateRoundData(0, 0, _now(p)), p.admin)
+    with reverts("OracleSequencerGracePeriod", startedAt=0, gracePeriod=600):
+        p.bw.call(p.bw.oracle.functions.priceWad(ETH))
     tx(p, p.bw.oracle.functions.setSequencerFeed(ZERO, 0), p.admin)
     assert p.bw.oracle.functions.priceWad(ETH).call() == 3_000 * WAD
 
