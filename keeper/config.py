@@ -117,15 +117,33 @@ _FIELDS = {f.name: f for f in fields(KeeperSettings)}
 
 
 def validate(s: KeeperSettings) -> None:
-    positive = ("poll_interval", "resync_interval", "fund_watch_interval", "metrics_interval",
-                "checkpoint_interval", "receipt_timeout", "backoff_initial", "backoff_max",
-                "rpc_timeout", "replace_after_seconds", "healthz_max_age")  # fmt: skip
+    positive = (
+        "poll_interval",
+        "resync_interval",
+        "fund_watch_interval",
+        "metrics_interval",
+        "checkpoint_interval",
+        "receipt_timeout",
+        "backoff_initial",
+        "backoff_max",
+        "rpc_timeout",
+        "replace_after_seconds",
+        "healthz_max_age",
+    )
     for name in positive:
         if not getattr(s, name) > 0:
             raise SettingsError(f"{name} must be positive, got {getattr(s, name)}")
-    at_least_one = ("log_chunk_blocks", "rpc_batch_size", "confirm_chunk", "max_batch",
-                    "base_fee_multiple", "replace_after_blocks", "adl_max_targets",
-                    "max_failed_ticks", "keeper_count")  # fmt: skip
+    at_least_one = (
+        "log_chunk_blocks",
+        "rpc_batch_size",
+        "confirm_chunk",
+        "max_batch",
+        "base_fee_multiple",
+        "replace_after_blocks",
+        "adl_max_targets",
+        "max_failed_ticks",
+        "keeper_count",
+    )
     for name in at_least_one:
         if getattr(s, name) < 1:
             raise SettingsError(f"{name} must be at least 1, got {getattr(s, name)}")
@@ -174,7 +192,9 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             return None if value is None or str(value) == "" else str(value)
         return str(value)
     except (TypeError, ValueError):
-        raise SettingsError(f"{source}: {name} must be {kind.split(' ')[0]}, got {value!r}") from None
+        raise SettingsError(
+            f"{source}: {name} must be {kind.split(' ')[0]}, got {value!r}"
+        ) from None
 
 
 def _check_name(name: str, source: str) -> None:

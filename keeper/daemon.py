@@ -27,12 +27,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import UTC
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import requests
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.executors.pool import ThreadPoolExecutor  # type: ignore[import-untyped]
+from apscheduler.schedulers.background import BackgroundScheduler  # type: ignore[import-untyped]
 from eth_account.signers.local import LocalAccount
 from web3.logs import DISCARD
 
@@ -45,8 +47,8 @@ from keeper.logs import get_logger, kv, setup_logging
 from keeper.metrics import HealthState, KeeperMetrics, MetricsServer, wad_to_float
 from keeper.screening import (
     MarketSnapshot,
-    adl_side_holders,
     adl_scores,
+    adl_side_holders,
     confirm,
     confirm_adl_scores,
     liquidation_market,
@@ -102,18 +104,30 @@ class PassResult:
         return asdict(self)
 
     def summary(self) -> dict[str, Any]:
-        return {"block": self.block, "accounts": self.accounts_tracked, "candidates": self.candidates,
-                "liquidatable": len(self.liquidatable), "sent": len(self.sent),
-                "liquidated": len(self.liquidated), "adl_steps": len(self.adl_steps),
-                "covered_usd": wad_to_float(self.covered_wad),
-                "socialized_usd": wad_to_float(self.socialized_wad),
-                "bad_debt_usd": wad_to_float(self.bad_debt_wad), "seconds": round(self.duration, 3)}  # fmt: skip
+        return {
+            "block": self.block,
+            "accounts": self.accounts_tracked,
+            "candidates": self.candidates,
+            "liquidatable": len(self.liquidatable),
+            "sent": len(self.sent),
+            "liquidated": len(self.liquidated),
+            "adl_steps": len(self.adl_steps),
+            "covered_usd": wad_to_float(self.covered_wad),
+            "socialized_usd": wad_to_float(self.socialized_wad),
+            "bad_debt_usd": wad_to_float(self.bad_debt_wad),
+            "seconds": round(self.duration, 3),
+        }
 
 
 # ---------------------------------------------------------------------------- resilience
 
 
-_NODE_DOWN = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError, TimeoutError)
+_NODE_DOWN = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    ConnectionError,
+    TimeoutError,
+)
 
 
 def node_unreachable(exc: BaseException) -> bool:
@@ -175,9 +189,14 @@ class Lifecycle:
     """pymaker-style lifecycle on APScheduler 3: register callbacks inside ``with``; leaving the block
     runs startup, the jobs until a signal (or :meth:`stop`), then shutdown."""
 
-    def __init__(self, block_number: Callable[[], int], poll_interval: float, stop: threading.Event,
-                 guard: Callable[[str, Callable[[], Any]], Any],
-                 dropped: Callable[[int], Any] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        block_number: Callable[[], int],
+        poll_interval: float,
+        stop: threading.Event,
+        guard: Callable[[str, Callable[[], Any]], Any],
+        dropped: Callable[[int], Any] | None = None,
+    ) -> None:
         self._block_number = block_number
         self._dropped = dropped
         self._poll_interval = poll_interval
@@ -202,10 +221,15 @@ class Lifecycle:
     def on_shutdown(self, fn: Callable[[], Any]) -> None:
         self._shutdown.append(fn)
 
-    def __enter__(self) -> Lifecycle:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if exc_type is None:
             self.run()
 
@@ -215,15 +239,24 @@ class Lifecycle:
         try:
             for fn in self._startup:
                 fn()
-            scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(4)},
-                                            job_defaults={"coalesce": True, "max_instances": 1})  # fmt: skip
+            scheduler = BackgroundScheduler(
+                executors={"default": ThreadPoolExecutor(4)},
+                job_defaults={"coalesce": True, "max_instances": 1},
+            )
             if self._on_block is not None:
-                scheduler.add_job(self._poll, "interval", seconds=self._poll_interval, id="on_block",
-                                  args=(worker,), next_run_time=_now())  # fmt: skip
+                scheduler.add_job(
+                    self._poll,
+                    "interval",
+                    seconds=self._poll_interval,
+                    id="on_block",
+                    args=(worker,),
+                    next_run_time=_now(),
+                )
             for n, (seconds, fn) in enumerate(self._every):
                 name = getattr(fn, "__name__", f"job{n}")
-                scheduler.add_job(self._guard, "interval", seconds=seconds, id=f"{name}-{n}",
-                                  args=(name, fn))  # fmt: skip
+                scheduler.add_job(
+                    self._guard, "interval", seconds=seconds, id=f"{name}-{n}", args=(name, fn)
+                )
             scheduler.start()
             try:
                 while not self._stop.wait(0.2):
@@ -237,7 +270,9 @@ class Lifecycle:
                 try:
                     fn()
                 except Exception as exc:  # noqa: BLE001 - shutdown goes on
-                    log.error("shutdown step failed", extra=kv(error=f"{type(exc).__name__}: {exc}"))
+                    log.error(
+                        "shutdown step failed", extra=kv(error=f"{type(exc).__name__}: {exc}")
+                    )
             self._restore_signals(previous)
 
     def _poll(self, worker: concurrent.futures.Executor) -> None:
@@ -263,7 +298,7 @@ class Lifecycle:
     def _install_signals(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
             return {}
-        previous = {}
+        previous: dict[int, Any] = {}
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, self._signal)
         return previous
@@ -278,9 +313,9 @@ class Lifecycle:
 
 
 def _now() -> Any:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # ---------------------------------------------------------------------------- the keeper
@@ -290,24 +325,45 @@ class Keeper:
     """One keeper bound to a deployment and a signer. ``run_once()`` is one full pass;
     ``run_forever()`` is the daemon."""
 
-    def __init__(self, bw: Bulwark, signer: LocalAccount, settings: KeeperSettings | None = None, *,
-                 gas: GasStrategy | None = None, metrics: KeeperMetrics | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        bw: Bulwark,
+        signer: LocalAccount,
+        settings: KeeperSettings | None = None,
+        *,
+        gas: GasStrategy | None = None,
+        metrics: KeeperMetrics | None = None,
+    ) -> None:
         self.bw = bw
         self.signer = signer
         self.settings = s = settings or KeeperSettings()
         self.metrics = metrics or KeeperMetrics()
         self.health = HealthState(s.healthz_max_age)
-        self.gas = gas or Eip1559Strategy(s.priority_fee_wei, s.base_fee_multiple, s.max_fee_cap_wei, s.bump_bps)
-        self.sender = TxSender(bw, signer, self.gas, metrics=self.metrics,
-                               replace_after_blocks=s.replace_after_blocks,
-                               replace_after_seconds=s.replace_after_seconds,
-                               gas_margin_bps=s.gas_margin_bps, poll_interval=min(s.poll_interval, 0.25))  # fmt: skip
-        self.index = AccountIndex(bw, s.checkpoint_file, log_chunk_blocks=s.log_chunk_blocks,
-                                  rpc_batch_size=s.rpc_batch_size,
-                                  checkpoint_interval=s.checkpoint_interval)  # fmt: skip
+        self.gas = gas or Eip1559Strategy(
+            s.priority_fee_wei, s.base_fee_multiple, s.max_fee_cap_wei, s.bump_bps
+        )
+        self.sender = TxSender(
+            bw,
+            signer,
+            self.gas,
+            metrics=self.metrics,
+            replace_after_blocks=s.replace_after_blocks,
+            replace_after_seconds=s.replace_after_seconds,
+            gas_margin_bps=s.gas_margin_bps,
+            poll_interval=min(s.poll_interval, 0.25),
+        )
+        self.index = AccountIndex(
+            bw,
+            s.checkpoint_file,
+            log_chunk_blocks=s.log_chunk_blocks,
+            rpc_batch_size=s.rpc_batch_size,
+            checkpoint_interval=s.checkpoint_interval,
+        )
         self.breaker = CircuitBreaker(s.max_failed_ticks)
         self.backoff = Backoff(s.backoff_initial, s.backoff_max)
-        self.first_seen: dict[str, int] = {}  # other keepers' liquidatable accounts: first block seen
+        self.first_seen: dict[
+            str, int
+        ] = {}  # other keepers' liquidatable accounts: first block seen
         self.exit_code = EXIT_OK
         self.last_result: PassResult | None = None
         self._stop = threading.Event()
@@ -321,8 +377,13 @@ class Keeper:
     def run_forever(self) -> int:
         """The daemon; returns the exit code (0 after a signal, 3 when the circuit breaker tripped)."""
         s = self.settings
-        with Lifecycle(self._block_number, s.poll_interval, self._stop, self._guard,
-                       self.metrics.blocks_dropped.inc) as life:
+        with Lifecycle(
+            self._block_number,
+            s.poll_interval,
+            self._stop,
+            self._guard,
+            self.metrics.blocks_dropped.inc,
+        ) as life:
             life.on_startup(self.startup)
             life.on_block(self.on_block)
             life.every(s.resync_interval, self.resync)
@@ -347,31 +408,54 @@ class Keeper:
         self.index.load()
         s = self.settings
         if s.metrics_port and self._server is None:
-            self._server = MetricsServer(self.metrics, self.health, s.metrics_host, s.metrics_port).start()
-            log.info("metrics listening", extra=kv(url=f"http://{s.metrics_host}:{self._server.port}/metrics"))
+            self._server = MetricsServer(
+                self.metrics, self.health, s.metrics_host, s.metrics_port
+            ).start()
+            log.info(
+                "metrics listening",
+                extra=kv(url=f"http://{s.metrics_host}:{self._server.port}/metrics"),
+            )
         self._started = True
 
     def startup_checks(self) -> None:
         bw, d = self.bw, self.bw.deployment
         chain_id = int(bw.w3.eth.chain_id)
         if chain_id != d.chain_id:
-            raise BulwarkError(f"the node is on chain {chain_id} but the deployment is for chain {d.chain_id}")
+            raise BulwarkError(
+                f"the node is on chain {chain_id} but the deployment is for chain {d.chain_id}"
+            )
         addresses = dict(d.contracts) | {f"feed {n}": m.feed for n, m in d.markets.items()}
         codes = rpc_batch(bw.w3, [("eth_getCode", [a, "latest"]) for a in addresses.values()])
-        missing = [f"{name} at {a}" for (name, a), code in zip(addresses.items(), codes, strict=True)
-                   if not isinstance(code, str) or code in ("0x", "0x0")]  # fmt: skip
+        missing = [
+            f"{name} at {a}"
+            for (name, a), code in zip(addresses.items(), codes, strict=True)
+            if not isinstance(code, str) or code in ("0x", "0x0")
+        ]
         if missing:
-            raise BulwarkError(f"no contract code for {', '.join(missing)}: wrong deployment file or chain?")
+            raise BulwarkError(
+                f"no contract code for {', '.join(missing)}: wrong deployment file or chain?"
+            )
         balance = int(bw.w3.eth.get_balance(self.signer.address))
         if balance < self.settings.min_eth_balance_wei:
-            raise BulwarkError(f"keeper {self.signer.address} holds {balance / 1e18:.6f} ETH, needs at least "
-                               f"{self.settings.min_eth_balance_wei / 1e18:.6f} ETH for gas")  # fmt: skip
+            raise BulwarkError(
+                f"keeper {self.signer.address} holds {balance / 1e18:.6f} ETH, needs at least "
+                f"{self.settings.min_eth_balance_wei / 1e18:.6f} ETH for gas"
+            )
         if self.signer.address in self.index.protected:
-            raise BulwarkError(f"{self.signer.address} is the pool or fund account and cannot act as keeper")
-        log.info("startup checks passed", extra=kv(
-            chain_id=chain_id, keeper=self.signer.address, eth=round(balance / 1e18, 6),
-            clearing_house=bw.ch.address, shard=f"{self.settings.keeper_index}/{self.settings.keeper_count}",
-            roles="none needed: liquidation, ADL, cover and socialise are permissionless"))  # fmt: skip
+            raise BulwarkError(
+                f"{self.signer.address} is the pool or fund account and cannot act as keeper"
+            )
+        log.info(
+            "startup checks passed",
+            extra=kv(
+                chain_id=chain_id,
+                keeper=self.signer.address,
+                eth=round(balance / 1e18, 6),
+                clearing_house=bw.ch.address,
+                shard=f"{self.settings.keeper_index}/{self.settings.keeper_count}",
+                roles="none needed: liquidation, ADL, cover and socialise are permissionless",
+            ),
+        )
 
     def shutdown(self) -> None:
         self.index.maybe_save(force=True)
@@ -426,7 +510,9 @@ class Keeper:
         head = get_block(self.bw.w3)
         m = self.metrics
         m.head_age.set(max(0.0, time.time() - head.timestamp))
-        m.block_lag.set(head.number - self.index.block if self.index.block is not None else head.number)
+        m.block_lag.set(
+            head.number - self.index.block if self.index.block is not None else head.number
+        )
         m.accounts_tracked.set(len(self.index.accounts))
         m.in_flight.set(len(self.sender.pending))
 
@@ -451,18 +537,25 @@ class Keeper:
             delay = self.backoff.fail()
             self.health.node_up = False
             self.metrics.node_up.set(0)
-            log.warning("node unreachable; backing off", extra=kv(job=name, retry_in=delay,
-                                                                 error=type(exc).__name__))  # fmt: skip
+            log.warning(
+                "node unreachable; backing off",
+                extra=kv(job=name, retry_in=delay, error=type(exc).__name__),
+            )
             return
         decoded = self.bw.errors.from_exception(exc)
         self.metrics.ticks.labels(outcome="failed").inc()
-        log.error("job failed", extra=kv(job=name, error=str(decoded) if decoded else f"{type(exc).__name__}: {exc}"))
+        log.error(
+            "job failed",
+            extra=kv(job=name, error=str(decoded) if decoded else f"{type(exc).__name__}: {exc}"),
+        )
         tripped = self.breaker.failure()
         self.metrics.consecutive_failures.set(self.breaker.failures)
         if tripped:
             self.exit_code = EXIT_CIRCUIT_BREAKER
             self.health.halted = f"{self.breaker.failures} failed jobs in a row"
-            log.critical("circuit breaker tripped: stopping", extra=kv(failures=self.breaker.failures))
+            log.critical(
+                "circuit breaker tripped: stopping", extra=kv(failures=self.breaker.failures)
+            )
             self._stop.set()
 
     def _node_back(self) -> None:
@@ -544,8 +637,10 @@ class Keeper:
         scr = screen(self.index, snap, s.screen_buffer)
         result.candidates = len(scr.candidates)
         if scr.skipped_stale:
-            log.warning("accounts not screened: a market's price is stale or invalid",
-                        extra=kv(accounts=scr.skipped_stale, markets=snap.stale))  # fmt: skip
+            log.warning(
+                "accounts not screened: a market's price is stale or invalid",
+                extra=kv(accounts=scr.skipped_stale, markets=snap.stale),
+            )
         candidates = scr.candidates
         for round_ in range(LIQUIDATION_ROUNDS):
             healths = confirm(self.bw, candidates, "latest", s.confirm_chunk)
@@ -564,8 +659,9 @@ class Keeper:
             candidates = sorted(done)
         return snap
 
-    def _send_entries(self, entries: list[tuple[str, int]], snap: MarketSnapshot,
-                      result: PassResult) -> set[str]:  # fmt: skip
+    def _send_entries(
+        self, entries: list[tuple[str, int]], snap: MarketSnapshot, result: PassResult
+    ) -> set[str]:
         """Simulates, batches, sends and waits; returns the accounts liquidated."""
         before = len(result.liquidated)
         passing = self._simulate_entries(entries, result)
@@ -578,10 +674,17 @@ class Keeper:
             self._note_outcome(self.sender.wait(pending, self.settings.receipt_timeout), result)
         return {a for a, _ in result.liquidated[before:]}
 
-    def _choose_entries(self, liquidatable: list[str], healths: dict[str, Any], snap: MarketSnapshot,
-                        result: PassResult) -> list[tuple[str, int]]:  # fmt: skip
+    def _choose_entries(
+        self,
+        liquidatable: list[str],
+        healths: dict[str, Any],
+        snap: MarketSnapshot,
+        result: PassResult,
+    ) -> list[tuple[str, int]]:
         s = self.settings
-        busy = {k[1] for k in self.sender.in_flight() if isinstance(k, tuple) and k[0] == "liquidate"}
+        busy = {
+            k[1] for k in self.sender.in_flight() if isinstance(k, tuple) and k[0] == "liquidate"
+        }
         entries: list[tuple[str, int]] = []
         for account in liquidatable:
             if account in busy or account == self.signer.address:
@@ -593,13 +696,19 @@ class Keeper:
                     continue
                 log.info("backing up another keeper", extra=kv(account=account, since_block=first))
             state = self.index.accounts.get(account)
-            market = liquidation_market(state.positions, snap, healths[account].equity) if state else None
+            market = (
+                liquidation_market(state.positions, snap, healths[account].equity)
+                if state
+                else None
+            )
             if market is None:
                 continue
             entries.append((account, market))
         return entries
 
-    def _simulate_entries(self, entries: list[tuple[str, int]], result: PassResult) -> list[tuple[str, int, int]]:
+    def _simulate_entries(
+        self, entries: list[tuple[str, int]], result: PassResult
+    ) -> list[tuple[str, int, int]]:
         """Each entry simulated alone as ``liquidate``: (account, market, gas) of those that would pass."""
         fns = [self.bw.ch.functions.liquidate(a, m) for a, m in entries]
         passing = []
@@ -607,8 +716,10 @@ class Keeper:
             if isinstance(outcome, DecodedError):
                 result.races_lost += 1
                 self.metrics.races_lost.inc()
-                log.info("not sending: simulation shows nothing to do",
-                         extra=kv(account=account, market=market, error=str(outcome)))  # fmt: skip
+                log.info(
+                    "not sending: simulation shows nothing to do",
+                    extra=kv(account=account, market=market, error=str(outcome)),
+                )
             else:
                 passing.append((account, market, outcome))
         return passing
@@ -628,8 +739,9 @@ class Keeper:
         if chunk:
             yield chunk, gas + 50_000
 
-    def _send_batch(self, chunk: list[tuple[str, int]], gas: int, head: BlockRef,
-                    result: PassResult) -> PendingTx | None:  # fmt: skip
+    def _send_batch(
+        self, chunk: list[tuple[str, int]], gas: int, head: BlockRef, result: PassResult
+    ) -> PendingTx | None:
         accounts, markets = [a for a, _ in chunk], [m for _, m in chunk]
         fn = self.bw.ch.functions.liquidateBatch(accounts, markets)
         try:
@@ -638,7 +750,9 @@ class Keeper:
             decoded = self.bw.errors.from_exception(exc)
             if decoded is None:
                 raise
-            log.warning("batch simulation reverted", extra=kv(entries=len(chunk), error=str(decoded)))
+            log.warning(
+                "batch simulation reverted", extra=kv(entries=len(chunk), error=str(decoded))
+            )
             return None
         if would == 0:
             result.races_lost += len(chunk)
@@ -652,8 +766,16 @@ class Keeper:
         result.sent += chunk
         result.transactions.append(pending.hashes[0])
         self.metrics.liquidations_sent.inc(len(chunk))
-        log.info("liquidating", extra=kv(tx=pending.hashes[0], entries=len(chunk), would_succeed=would,
-                                         accounts=accounts, markets=markets))  # fmt: skip
+        log.info(
+            "liquidating",
+            extra=kv(
+                tx=pending.hashes[0],
+                entries=len(chunk),
+                would_succeed=would,
+                accounts=accounts,
+                markets=markets,
+            ),
+        )
         return pending
 
     def _note_outcome(self, outcome: SendOutcome, result: PassResult | None) -> None:
@@ -676,32 +798,60 @@ class Keeper:
                 continue
             self.metrics.liquidations_mined.inc()
             entry = (ev["args"]["account"], int(ev["args"]["marketId"]))
-            log.info("liquidated", extra=kv(account=entry[0], market=entry[1], bankrupt=ev["args"]["bankrupt"],
-                     reward=ev["args"]["rewardWad"], shortfall=ev["args"]["shortfallWad"],
-                     block=receipt["blockNumber"]))  # fmt: skip
+            log.info(
+                "liquidated",
+                extra=kv(
+                    account=entry[0],
+                    market=entry[1],
+                    bankrupt=ev["args"]["bankrupt"],
+                    reward=ev["args"]["rewardWad"],
+                    shortfall=ev["args"]["shortfallWad"],
+                    block=receipt["blockNumber"],
+                ),
+            )
             if result is not None:
                 result.liquidated.append(entry)
         for ev in ch.events.LiquidationSkipped().process_receipt(receipt, errors=DISCARD):
             self.metrics.liquidations_failed.inc()
             reason = str(self.bw.errors.decode(ev["args"]["reason"]))
-            log.warning("batch entry skipped", extra=kv(account=ev["args"]["account"],
-                        market=int(ev["args"]["marketId"]), error=reason))  # fmt: skip
+            log.warning(
+                "batch entry skipped",
+                extra=kv(
+                    account=ev["args"]["account"], market=int(ev["args"]["marketId"]), error=reason
+                ),
+            )
             if result is not None:
                 result.skipped.append((ev["args"]["account"], int(ev["args"]["marketId"]), reason))
         for ev in ch.events.AutoDeleveraged().process_receipt(receipt, errors=DISCARD):
             a = ev["args"]
             self.metrics.adl_steps.inc()
-            step = AdlStep(a["account"], int(a["marketId"]), int(a["scoreWad"]), int(a["closedSizeWad"]),
-                           int(a["haircutWad"]), int(a["badDebtRemainingWad"]))  # fmt: skip
+            step = AdlStep(
+                a["account"],
+                int(a["marketId"]),
+                int(a["scoreWad"]),
+                int(a["closedSizeWad"]),
+                int(a["haircutWad"]),
+                int(a["badDebtRemainingWad"]),
+            )
             log.info("deleveraged", extra=kv(**asdict(step)))
             if result is not None:
                 result.adl_steps.append(step)
-        for name, attr in (("BadDebtCovered", "covered_wad"), ("BadDebtSocialized", "socialized_wad")):
+        for name, attr in (
+            ("BadDebtCovered", "covered_wad"),
+            ("BadDebtSocialized", "socialized_wad"),
+        ):
             for ev in getattr(ch.events, name)().process_receipt(receipt, errors=DISCARD):
                 if result is not None:
                     setattr(result, attr, getattr(result, attr) + int(ev["args"]["amountWad"]))
-                log.info(name, extra=kv(market=int(ev["args"]["marketId"]), side=SIDES[ev["args"]["side"]],
-                         amount=ev["args"]["amountWad"], remaining=ev["args"]["totalBadDebtWad"]))  # fmt: skip
+                log.info(
+                    name,
+                    extra=kv(
+                        market=int(ev["args"]["marketId"]),
+                        side=SIDES[ev["args"]["side"]],
+                        amount=ev["args"]["amountWad"],
+                        remaining=ev["args"]["totalBadDebtWad"],
+                    ),
+                )
 
     # ------------------------------------------------------------------ bad debt
 
@@ -720,10 +870,14 @@ class Keeper:
             _, snap = self._advance()
         return snap
 
-    def _settle_side(self, snap: MarketSnapshot, market: int, side: int, debt: int, result: PassResult) -> bool:
+    def _settle_side(
+        self, snap: MarketSnapshot, market: int, side: int, debt: int, result: PassResult
+    ) -> bool:
         where = kv(market=market, side=SIDES[side], debt=debt)
         if snap.fund_available > 0:
-            return self._send_and_wait(self.bw.ch.functions.coverBadDebt(market, side), "coverBadDebt", result)
+            return self._send_and_wait(
+                self.bw.ch.functions.coverBadDebt(market, side), "coverBadDebt", result
+            )
         if market not in snap.prices:
             log.warning("bad debt waits: the market's price is stale", extra=where)
             return False
@@ -733,10 +887,13 @@ class Keeper:
         socializable_at = snap.bad_debt_since + snap.risk.socialize_grace_period
         if self.settings.socialize and snap.block.timestamp >= socializable_at:
             log.warning("no ADL target left: socialising to the pool", extra=where)
-            return self._send_and_wait(self.bw.ch.functions.socializeBadDebt(market, side), "socializeBadDebt",
-                                       result)  # fmt: skip
-        log.info("bad debt without ADL target; waiting for the grace period",
-                 extra=kv(**where["fields"], socializable_at=socializable_at))  # fmt: skip
+            return self._send_and_wait(
+                self.bw.ch.functions.socializeBadDebt(market, side), "socializeBadDebt", result
+            )
+        log.info(
+            "bad debt without ADL target; waiting for the grace period",
+            extra=kv(**where["fields"], socializable_at=socializable_at),
+        )
         return False
 
     def _adl_targets(self, snap: MarketSnapshot, market: int, side: int, debt: int) -> list[str]:
@@ -746,12 +903,19 @@ class Keeper:
             return []
         candidates = sorted(off_chain)
         on_chain = confirm_adl_scores(self.bw, market, candidates, snap.block.number)
-        mismatched = {a: (off_chain[a], on_chain[a]) for a in candidates if off_chain[a] != on_chain[a]}
+        mismatched = {
+            a: (off_chain[a], on_chain[a]) for a in candidates if off_chain[a] != on_chain[a]
+        }
         if mismatched:
             self.metrics.adl_score_mismatches.inc(len(mismatched))
-            log.warning("off-chain ADL scores differ from adlScoresOf; using the chain's",
-                        extra=kv(market=market, accounts=len(mismatched),
-                                 example=str(next(iter(mismatched.items())))))  # fmt: skip
+            log.warning(
+                "off-chain ADL scores differ from adlScoresOf; using the chain's",
+                extra=kv(
+                    market=market,
+                    accounts=len(mismatched),
+                    example=str(next(iter(mismatched.items()))),
+                ),
+            )
         ranked = rm.rank_adl(on_chain)
         price = snap.prices[market]
         chosen: list[str] = []
@@ -775,7 +939,9 @@ class Keeper:
                 gas = self.sender.estimate(fn, "autoDeleverage")
             except Simulation as sim:
                 bad = sim.error.args.get("target")
-                log.warning("ADL simulation reverted", extra=kv(market=market, error=str(sim.error)))
+                log.warning(
+                    "ADL simulation reverted", extra=kv(market=market, error=str(sim.error))
+                )
                 if sim.error.name == "AdlOutOfOrder" and bad in targets:
                     targets = targets[: targets.index(bad)]
                 elif sim.error.name == "AdlTargetIneligible" and bad in targets:
@@ -783,17 +949,23 @@ class Keeper:
                 else:
                     return False
                 continue
-            return self._send_and_wait(fn, "autoDeleverage", result, gas=self.sender.with_margin(gas))
+            return self._send_and_wait(
+                fn, "autoDeleverage", result, gas=self.sender.with_margin(gas)
+            )
         return False
 
-    def _send_and_wait(self, fn: Any, action: str, result: PassResult, gas: int | None = None) -> bool:
+    def _send_and_wait(
+        self, fn: Any, action: str, result: PassResult, gas: int | None = None
+    ) -> bool:
         if self.stopping:
             return False
         try:
             pending = self.sender.send(fn, action=action, gas=gas, keys=[(action,)])
         except Simulation as sim:
             self.metrics.races_lost.inc()
-            log.info("not sending: simulation reverted", extra=kv(action=action, error=str(sim.error)))
+            log.info(
+                "not sending: simulation reverted", extra=kv(action=action, error=str(sim.error))
+            )
             return False
         result.transactions.append(pending.hashes[0])
         outcome = self.sender.wait(pending, self.settings.receipt_timeout)
@@ -813,10 +985,14 @@ def default_checkpoint(bw: Bulwark) -> Path:
 def run_from_cli(bw: Bulwark, signer: LocalAccount, args: Any) -> int:
     """``bulwark keeper [--once] [--config FILE] [--metrics-port N] [--log-format plain|json]``."""
     try:
-        settings = load_settings(getattr(args, "config", None), os.environ, {
-            "metrics_port": getattr(args, "metrics_port", None),
-            "log_format": getattr(args, "log_format", None),
-        })  # fmt: skip
+        settings = load_settings(
+            getattr(args, "config", None),
+            os.environ,
+            {
+                "metrics_port": getattr(args, "metrics_port", None),
+                "log_format": getattr(args, "log_format", None),
+            },
+        )
         if settings.checkpoint_file is None:
             settings = settings.replace(checkpoint_file=str(default_checkpoint(bw)))
         setup_logging(settings.log_format, settings.log_level)
@@ -837,6 +1013,9 @@ def run_from_cli(bw: Bulwark, signer: LocalAccount, args: Any) -> int:
         return EXIT_ERROR
     except Exception as exc:
         if node_unreachable(exc):
-            print(f"bulwark keeper: the node stopped answering ({type(exc).__name__})", file=sys.stderr)
+            print(
+                f"bulwark keeper: the node stopped answering ({type(exc).__name__})",
+                file=sys.stderr,
+            )
             return EXIT_ERROR
         raise

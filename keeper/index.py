@@ -25,10 +25,11 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from eth_abi import decode as abi_decode
-from eth_utils import event_abi_to_log_topic, to_checksum_address
+from eth_abi.abi import decode as abi_decode
+from eth_utils.abi import event_abi_to_log_topic
+from eth_utils.address import to_checksum_address
 from web3 import Web3
 
 from keeper import riskmath as rm
@@ -64,7 +65,7 @@ def rpc_batch(w3: Web3, requests: Sequence[tuple[str, list[Any]]], chunk: int = 
     out: list[Any] = []
     for start in range(0, len(requests), chunk):
         part = list(requests[start : start + chunk])
-        replies = w3.provider.make_batch_request(part)  # type: ignore[arg-type]
+        replies = cast(Any, w3.provider).make_batch_request(part)
         if not isinstance(replies, list) or len(replies) != len(part):
             raise NodeError(f"the node answered a batch of {len(part)} with {replies!r:.200}")
         replies = sorted(replies, key=lambda r: int(r.get("id", 0)))
@@ -72,8 +73,13 @@ def rpc_batch(w3: Web3, requests: Sequence[tuple[str, list[Any]]], chunk: int = 
             error = reply.get("error")
             if error:
                 data = error.get("data")
-                out.append(RpcFailure(int(error.get("code", 0)), str(error.get("message")),
-                                      data if isinstance(data, str) else None))  # fmt: skip
+                out.append(
+                    RpcFailure(
+                        int(error.get("code", 0)),
+                        str(error.get("message")),
+                        data if isinstance(data, str) else None,
+                    )
+                )
             else:
                 out.append(reply.get("result"))
     return out
@@ -91,9 +97,10 @@ class Calls:
 
     def __init__(self, contract: Any) -> None:
         self.contract = contract
+        abi: list[dict[str, Any]] = list(contract.abi)
         self._outputs: dict[str, list[str]] = {
             item["name"]: [_abi_type(o) for o in item["outputs"]]
-            for item in contract.abi
+            for item in abi
             if item.get("type") == "function"
         }
 
@@ -143,9 +150,14 @@ class BlockRef:
         )
 
 
+def rpc(w3: Web3, method: str, params: list[Any]) -> Any:
+    """One raw JSON-RPC request; its result (None when the node has none)."""
+    return cast(Any, w3.provider).make_request(method, params).get("result")
+
+
 def get_block(w3: Web3, which: int | str = "latest") -> BlockRef:
     tag = hex(which) if isinstance(which, int) else which
-    return BlockRef.from_rpc(w3.provider.make_request("eth_getBlockByNumber", [tag, False])["result"])  # type: ignore[arg-type]
+    return BlockRef.from_rpc(rpc(w3, "eth_getBlockByNumber", [tag, False]))
 
 
 # ---------------------------------------------------------------------------- accounts
@@ -177,9 +189,15 @@ class SyncReport:
 class AccountIndex:
     """Every account that ever held margin in the clearing house, with its state at ``self.block``."""
 
-    def __init__(self, bw: Bulwark, checkpoint_file: str | os.PathLike[str] | None = None, *,
-                 log_chunk_blocks: int = 2_000, rpc_batch_size: int = 300,
-                 checkpoint_interval: float = 10.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        bw: Bulwark,
+        checkpoint_file: str | os.PathLike[str] | None = None,
+        *,
+        log_chunk_blocks: int = 2_000,
+        rpc_batch_size: int = 300,
+        checkpoint_interval: float = 10.0,
+    ) -> None:
         self.bw = bw
         self.path = Path(checkpoint_file) if checkpoint_file else None
         self.log_chunk_blocks = log_chunk_blocks
@@ -195,8 +213,10 @@ class AccountIndex:
         self._unsaved_accounts = False
         self.calls = Calls(bw.ch)
         self.market_count = int(bw.ch.functions.marketCount().call())
-        self.protected = {to_checksum_address(bw.ch.functions.pool().call()),
-                          to_checksum_address(bw.ch.functions.fund().call())}  # fmt: skip
+        self.protected = {
+            to_checksum_address(bw.ch.functions.pool().call()),
+            to_checksum_address(bw.ch.functions.fund().call()),
+        }
         self._topics = self._event_topics()
 
     # ------------------------------------------------------------------ events
@@ -204,11 +224,16 @@ class AccountIndex:
     def _event_topics(self) -> dict[bytes, tuple[str, list[int]]]:
         """topic0 -> (event name, positions among the topics of the account/keeper arguments)."""
         out: dict[bytes, tuple[str, list[int]]] = {}
-        for item in self.bw.ch.abi:
+        abi: list[Any] = list(self.bw.ch.abi)
+        for item in abi:
             if item.get("type") != "event":
                 continue
             indexed = [i for i in item["inputs"] if i.get("indexed")]
-            spots = [n + 1 for n, i in enumerate(indexed) if i["name"] in _ACCOUNT_ARGS and i["type"] == "address"]
+            spots = [
+                n + 1
+                for n, i in enumerate(indexed)
+                if i["name"] in _ACCOUNT_ARGS and i["type"] == "address"
+            ]
             out[bytes(event_abi_to_log_topic(item))] = (item["name"], spots)
         return out
 
@@ -251,13 +276,19 @@ class AccountIndex:
         w3 = self.bw.w3
         for lo in range(start, head.number + 1, self.log_chunk_blocks):
             hi = min(lo + self.log_chunk_blocks - 1, head.number)
-            entries = w3.eth.get_logs({"address": self.bw.ch.address, "fromBlock": lo, "toBlock": hi})
+            entries = w3.eth.get_logs(
+                {"address": self.bw.ch.address, "fromBlock": lo, "toBlock": hi}
+            )
             for entry in entries:
                 report.markets_changed |= self._apply(entry)
             report.logs += len(entries)
         if report.markets_changed:
-            self.market_count = int(self.calls.decode("marketCount", rpc_batch(
-                w3, [self.calls.request("marketCount", [], head.number)])[0]))  # fmt: skip
+            self.market_count = int(
+                self.calls.decode(
+                    "marketCount",
+                    rpc_batch(w3, [self.calls.request("marketCount", [], head.number)])[0],
+                )
+            )
             self._dirty |= set(self.accounts)
         report.new_accounts = len(self.accounts) - before
         report.refreshed = self.refresh(self._dirty, head.number)
@@ -275,8 +306,12 @@ class AccountIndex:
         if self._hash_of(self.block) == self.block_hash:
             return None
         fork = self._fork_point()
-        log.warning("reorg: rewinding the index", extra=kv(
-            checkpoint_block=self.block, resume_after=fork if fork is not None else "deployment"))  # fmt: skip
+        log.warning(
+            "reorg: rewinding the index",
+            extra=kv(
+                checkpoint_block=self.block, resume_after=fork if fork is not None else "deployment"
+            ),
+        )
         while self.recent and (fork is None or self.recent[-1][0] > fork):
             self.recent.pop()
         if fork is None:
@@ -287,8 +322,7 @@ class AccountIndex:
         return self.block if self.block is not None else self.start_block - 1
 
     def _hash_of(self, number: int) -> str | None:
-        reply = self.bw.w3.provider.make_request("eth_getBlockByNumber", [hex(number), False])  # type: ignore[arg-type]
-        block = reply.get("result")
+        block = rpc(self.bw.w3, "eth_getBlockByNumber", [hex(number), False])
         return str(block["hash"]) if block else None
 
     def _fork_point(self) -> int | None:
@@ -296,8 +330,11 @@ class AccountIndex:
         points = list(self.recent)
         if not points:
             return None
-        replies = rpc_batch(self.bw.w3, [("eth_getBlockByNumber", [hex(n), False]) for n, _ in points],
-                            self.rpc_batch_size)  # fmt: skip
+        replies = rpc_batch(
+            self.bw.w3,
+            [("eth_getBlockByNumber", [hex(n), False]) for n, _ in points],
+            self.rpc_batch_size,
+        )
         for (number, expected), block in zip(reversed(points), reversed(replies), strict=True):
             if isinstance(block, dict) and block.get("hash") == expected:
                 return number
@@ -371,15 +408,19 @@ class AccountIndex:
             if data.get("version") != CHECKPOINT_VERSION:
                 raise ValueError(f"version {data.get('version')}")
             if {k: data.get(k) for k in self._identity()} != self._identity():
-                log.warning("checkpoint belongs to another deployment; starting afresh",
-                            extra=kv(file=str(self.path)))  # fmt: skip
+                log.warning(
+                    "checkpoint belongs to another deployment; starting afresh",
+                    extra=kv(file=str(self.path)),
+                )
                 return False
             block, block_hash = int(data["block"]), str(data["hash"])
             recent = [(int(n), str(h)) for n, h in data.get("recent", [])]
             accounts = [to_checksum_address(a) for a in data["accounts"]]
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning("checkpoint unreadable; starting afresh",
-                        extra=kv(file=str(self.path), error=f"{type(exc).__name__}: {exc}"))  # fmt: skip
+            log.warning(
+                "checkpoint unreadable; starting afresh",
+                extra=kv(file=str(self.path), error=f"{type(exc).__name__}: {exc}"),
+            )
             return False
         self.block, self.block_hash = block, block_hash
         self.recent = deque(recent or [(block, block_hash)], maxlen=RECENT_SYNC_POINTS)

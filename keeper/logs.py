@@ -83,7 +83,9 @@ def _plain(value: Any) -> str:
     return json.dumps(text) if (" " in text or not text) else text
 
 
-def setup_logging(fmt: str = "plain", level: str = "INFO", stream: TextIO | None = None) -> logging.Logger:
+def setup_logging(
+    fmt: str = "plain", level: str = "INFO", stream: TextIO | None = None
+) -> logging.Logger:
     """Configures the keeper's logger (idempotent: replaces the handler it installed before)."""
     if fmt not in FORMATS:
         raise ValueError(f"log format must be one of {', '.join(FORMATS)}, got {fmt!r}")

@@ -25,56 +25,99 @@ class KeeperMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry or CollectorRegistry()
-        self.accounts_tracked = Gauge("bulwark_keeper_accounts_tracked", "Accounts in the index", registry=r)
+        self.accounts_tracked = Gauge(
+            "bulwark_keeper_accounts_tracked", "Accounts in the index", registry=r
+        )
         self.liquidatable = Gauge(
-            "bulwark_keeper_liquidatable_accounts", "Accounts confirmed liquidatable on-chain in the last pass",
-            registry=r)  # fmt: skip
+            "bulwark_keeper_liquidatable_accounts",
+            "Accounts confirmed liquidatable on-chain in the last pass",
+            registry=r,
+        )
         self.candidates = Gauge(
-            "bulwark_keeper_screen_candidates", "Accounts the vectorised screen flagged in the last pass",
-            registry=r)  # fmt: skip
+            "bulwark_keeper_screen_candidates",
+            "Accounts the vectorised screen flagged in the last pass",
+            registry=r,
+        )
         self.liquidations_sent = Counter(
-            "bulwark_keeper_liquidations_sent", "Liquidation entries sent in liquidateBatch", registry=r)
+            "bulwark_keeper_liquidations_sent",
+            "Liquidation entries sent in liquidateBatch",
+            registry=r,
+        )
         self.liquidations_mined = Counter(
-            "bulwark_keeper_liquidations_mined", "Liquidations that succeeded on-chain", registry=r)
+            "bulwark_keeper_liquidations_mined", "Liquidations that succeeded on-chain", registry=r
+        )
         self.liquidations_failed = Counter(
-            "bulwark_keeper_liquidations_failed", "Liquidation entries skipped or reverted on-chain",
-            registry=r)  # fmt: skip
-        self.txs = Counter("bulwark_keeper_transactions", "Transactions by action and outcome",
-                           ["action", "outcome"], registry=r)  # fmt: skip
+            "bulwark_keeper_liquidations_failed",
+            "Liquidation entries skipped or reverted on-chain",
+            registry=r,
+        )
+        self.txs = Counter(
+            "bulwark_keeper_transactions",
+            "Transactions by action and outcome",
+            ["action", "outcome"],
+            registry=r,
+        )
         self.replacements = Counter(
-            "bulwark_keeper_fee_replacements", "Transactions re-sent with a higher fee", registry=r)
+            "bulwark_keeper_fee_replacements", "Transactions re-sent with a higher fee", registry=r
+        )
         self.races_lost = Counter(
-            "bulwark_keeper_races_lost", "Sends dropped because simulation showed nothing left to do",
-            registry=r)  # fmt: skip
-        self.adl_steps = Counter("bulwark_keeper_adl_steps", "AutoDeleveraged events from own transactions",
-                                 registry=r)  # fmt: skip
+            "bulwark_keeper_races_lost",
+            "Sends dropped because simulation showed nothing left to do",
+            registry=r,
+        )
+        self.adl_steps = Counter(
+            "bulwark_keeper_adl_steps", "AutoDeleveraged events from own transactions", registry=r
+        )
         self.adl_score_mismatches = Counter(
-            "bulwark_keeper_adl_score_mismatches", "Off-chain ADL scores that differed from adlScoresOf",
-            registry=r)  # fmt: skip
-        self.fund_assets = Gauge("bulwark_keeper_fund_assets_usd", "Insurance fund assets (quote units)",
-                                 registry=r)  # fmt: skip
+            "bulwark_keeper_adl_score_mismatches",
+            "Off-chain ADL scores that differed from adlScoresOf",
+            registry=r,
+        )
+        self.fund_assets = Gauge(
+            "bulwark_keeper_fund_assets_usd", "Insurance fund assets (quote units)", registry=r
+        )
         self.fund_available = Gauge(
-            "bulwark_keeper_fund_available_usd", "What the insurance fund could pay now (quote units)",
-            registry=r)  # fmt: skip
-        self.bad_debt = Gauge("bulwark_keeper_bad_debt_usd", "Outstanding bad debt (quote units)", registry=r)
-        self.block_lag = Gauge("bulwark_keeper_block_lag", "Head block minus the last block the index processed",
-                               registry=r)  # fmt: skip
-        self.head_age = Gauge("bulwark_keeper_head_age_seconds", "Wall clock minus the head block's timestamp",
-                              registry=r)  # fmt: skip
-        self.last_block = Gauge("bulwark_keeper_last_block", "Last block a pass completed on", registry=r)
+            "bulwark_keeper_fund_available_usd",
+            "What the insurance fund could pay now (quote units)",
+            registry=r,
+        )
+        self.bad_debt = Gauge(
+            "bulwark_keeper_bad_debt_usd", "Outstanding bad debt (quote units)", registry=r
+        )
+        self.block_lag = Gauge(
+            "bulwark_keeper_block_lag",
+            "Head block minus the last block the index processed",
+            registry=r,
+        )
+        self.head_age = Gauge(
+            "bulwark_keeper_head_age_seconds",
+            "Wall clock minus the head block's timestamp",
+            registry=r,
+        )
+        self.last_block = Gauge(
+            "bulwark_keeper_last_block", "Last block a pass completed on", registry=r
+        )
         self.tick_duration = Histogram(
-            "bulwark_keeper_tick_duration_seconds", "Duration of one full pass",
-            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60), registry=r)  # fmt: skip
+            "bulwark_keeper_tick_duration_seconds",
+            "Duration of one full pass",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+            registry=r,
+        )
         self.ticks = Counter("bulwark_keeper_ticks", "Passes by outcome", ["outcome"], registry=r)
         self.blocks_dropped = Counter(
-            "bulwark_keeper_blocks_dropped", "New blocks skipped because a pass was still running",
-            registry=r)  # fmt: skip
+            "bulwark_keeper_blocks_dropped",
+            "New blocks skipped because a pass was still running",
+            registry=r,
+        )
         self.consecutive_failures = Gauge(
-            "bulwark_keeper_consecutive_failures", "Failed passes in a row (circuit breaker input)",
-            registry=r)  # fmt: skip
+            "bulwark_keeper_consecutive_failures",
+            "Failed passes in a row (circuit breaker input)",
+            registry=r,
+        )
         self.node_up = Gauge("bulwark_keeper_node_up", "1 while the node answers", registry=r)
-        self.in_flight = Gauge("bulwark_keeper_in_flight_transactions", "Sent, not yet mined or dropped",
-                               registry=r)  # fmt: skip
+        self.in_flight = Gauge(
+            "bulwark_keeper_in_flight_transactions", "Sent, not yet mined or dropped", registry=r
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -124,7 +167,9 @@ class MetricsServer:
         handler = _handler(metrics, health)
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="keeper-metrics", daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, name="keeper-metrics", daemon=True
+        )
 
     @property
     def port(self) -> int:
@@ -142,7 +187,7 @@ class MetricsServer:
 
 def _handler(metrics: KeeperMetrics, health: HealthState) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
                 self._reply(200, CONTENT_TYPE_LATEST, metrics.render())
@@ -159,7 +204,7 @@ def _handler(metrics: KeeperMetrics, health: HealthState) -> type[BaseHTTPReques
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+        def log_message(self, format: str, *args: Any) -> None:
             return
 
     return Handler

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 from keeper import riskmath as rm
 from keeper.chain import Bulwark
-from keeper.index import AccountIndex, BlockRef, Calls, CallFailed, RpcFailure, rpc_batch
+from keeper.index import AccountIndex, BlockRef, CallFailed, Calls, RpcFailure, rpc_batch
 
 LONG, SHORT = 0, 1  # IClearingHouse.Side
 
@@ -28,7 +28,9 @@ class MarketSnapshot:
     """Everything about the markets and the bad debt that one pass needs, read at one block."""
 
     block: BlockRef
-    prices: dict[int, int]  # market id -> price (WAD); markets with a stale or invalid price are absent
+    prices: dict[
+        int, int
+    ]  # market id -> price (WAD); markets with a stale or invalid price are absent
     indices: dict[int, int]  # market id -> current cumulative funding index
     configs: dict[int, rm.MarketConfig]
     risk: rm.RiskParams
@@ -51,14 +53,24 @@ def read_markets(bw: Bulwark, market_count: int, block: BlockRef) -> MarketSnaps
     n = block.number
     reqs: list[tuple[str, list[Any]]] = []
     for m in range(market_count):
-        reqs += [oracle.request("priceWad", [m], n), ch.request("currentFundingIndexWad", [m], n),
-                 ch.request("marketConfig", [m], n), ch.request("badDebtOf", [m, LONG], n),
-                 ch.request("badDebtOf", [m, SHORT], n)]  # fmt: skip
-    reqs += [ch.request("riskParams", [], n), ch.request("totalBadDebtWad", [], n),
-             ch.request("badDebtSince", [], n), fund.request("availableWad", [], n),
-             fund.request("assetsWad", [], n)]  # fmt: skip
+        reqs += [
+            oracle.request("priceWad", [m], n),
+            ch.request("currentFundingIndexWad", [m], n),
+            ch.request("marketConfig", [m], n),
+            ch.request("badDebtOf", [m, LONG], n),
+            ch.request("badDebtOf", [m, SHORT], n),
+        ]
+    reqs += [
+        ch.request("riskParams", [], n),
+        ch.request("totalBadDebtWad", [], n),
+        ch.request("badDebtSince", [], n),
+        fund.request("availableWad", [], n),
+        fund.request("assetsWad", [], n),
+    ]
     r = rpc_batch(bw.w3, reqs)
-    snap = MarketSnapshot(block, {}, {}, {}, rm.RiskParams.from_tuple(ch.decode("riskParams", r[-5])))
+    snap = MarketSnapshot(
+        block, {}, {}, {}, rm.RiskParams.from_tuple(ch.decode("riskParams", r[-5]))
+    )
     for m in range(market_count):
         price, index, config, debt_long, debt_short = r[5 * m : 5 * m + 5]
         snap.configs[m] = rm.MarketConfig.from_tuple(ch.decode("marketConfig", config))
@@ -106,11 +118,17 @@ def screen(index: AccountIndex, snap: MarketSnapshot, buffer: float = 0.02) -> S
             stale += 1
             continue
         accounts.append(address)
-        rows.append((float(state.margin), [
-            (float(p.size), float(p.open_notional), float(p.funding_basis))
-            if (p := state.positions.get(m)) is not None else (0.0, 0.0, 0.0)
-            for m in markets
-        ]))  # fmt: skip
+        rows.append(
+            (
+                float(state.margin),
+                [
+                    (float(p.size), float(p.open_notional), float(p.funding_basis))
+                    if (p := state.positions.get(m)) is not None
+                    else (0.0, 0.0, 0.0)
+                    for m in markets
+                ],
+            )
+        )
     if not accounts:
         empty = np.zeros(0)
         return ScreenResult([], empty, empty, [], stale)
@@ -136,8 +154,9 @@ class ConfirmedHealth:
     liquidatable: bool
 
 
-def confirm(bw: Bulwark, accounts: Sequence[str], block: int | str = "latest",
-            chunk: int = 500) -> dict[str, ConfirmedHealth]:  # fmt: skip
+def confirm(
+    bw: Bulwark, accounts: Sequence[str], block: int | str = "latest", chunk: int = 500
+) -> dict[str, ConfirmedHealth]:
     """``healthsOf`` over the candidates (one call per `chunk` accounts, one batch request)."""
     if not accounts:
         return {}
@@ -153,15 +172,18 @@ def confirm(bw: Bulwark, accounts: Sequence[str], block: int | str = "latest",
     return out
 
 
-def liquidation_market(state_positions: Mapping[int, rm.Position], snap: MarketSnapshot,
-                       equity: int) -> int | None:  # fmt: skip
+def liquidation_market(
+    state_positions: Mapping[int, rm.Position], snap: MarketSnapshot, equity: int
+) -> int | None:
     """The market to liquidate first: any for a bankrupt account (all close), else the largest notional."""
     open_markets = sorted(m for m in state_positions if m in snap.prices)
     if not open_markets:
         return None
     if rm.is_bankrupt(equity, snap.risk):
         return open_markets[0]
-    return max(open_markets, key=lambda m: (rm.notional(state_positions[m].size, snap.prices[m]), -m))
+    return max(
+        open_markets, key=lambda m: (rm.notional(state_positions[m].size, snap.prices[m]), -m)
+    )
 
 
 # ---------------------------------------------------------------------------- sharding
@@ -180,7 +202,9 @@ def adl_side_holders(debt_side: int) -> int:
     return 1 if debt_side == SHORT else -1
 
 
-def adl_scores(index: AccountIndex, snap: MarketSnapshot, market: int, debt_side: int) -> dict[str, int]:
+def adl_scores(
+    index: AccountIndex, snap: MarketSnapshot, market: int, debt_side: int
+) -> dict[str, int]:
     """Exact contract scores of every account on the side opposite `debt_side` in `market`."""
     sign = adl_side_holders(debt_side)
     needed = set()
@@ -200,7 +224,9 @@ def adl_scores(index: AccountIndex, snap: MarketSnapshot, market: int, debt_side
     return scores
 
 
-def confirm_adl_scores(bw: Bulwark, market: int, accounts: Sequence[str], block: int | str) -> dict[str, int]:
+def confirm_adl_scores(
+    bw: Bulwark, market: int, accounts: Sequence[str], block: int | str
+) -> dict[str, int]:
     """``adlScoresOf`` for the candidates, in one call."""
     if not accounts:
         return {}

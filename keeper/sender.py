@@ -21,7 +21,7 @@ from eth_account.signers.local import LocalAccount
 from web3.types import TxReceipt
 
 from keeper.chain import Bulwark, DecodedError
-from keeper.index import BlockRef, RpcFailure, get_block, rpc_batch
+from keeper.index import BlockRef, RpcFailure, get_block, rpc, rpc_batch
 from keeper.logs import get_logger, kv
 from keeper.metrics import KeeperMetrics
 
@@ -39,8 +39,9 @@ class Fees:
     priority_fee: int
 
     def bumped_enough(self, previous: Fees, min_bps: int = 1_250) -> bool:
-        return (self.max_fee * BPS >= previous.max_fee * (BPS + min_bps)
-                and self.priority_fee * BPS >= previous.priority_fee * (BPS + min_bps))  # fmt: skip
+        return self.max_fee * BPS >= previous.max_fee * (
+            BPS + min_bps
+        ) and self.priority_fee * BPS >= previous.priority_fee * (BPS + min_bps)
 
 
 class GasStrategy(Protocol):
@@ -68,7 +69,9 @@ class Eip1559Strategy:
 
     def bump(self, previous: Fees, base_fee: int) -> Fees | None:
         tip = _raise(previous.priority_fee, self.bump_bps)
-        max_fee = max(_raise(previous.max_fee, self.bump_bps), base_fee * self.base_fee_multiple + tip)
+        max_fee = max(
+            _raise(previous.max_fee, self.bump_bps), base_fee * self.base_fee_multiple + tip
+        )
         max_fee = min(max_fee, self.max_fee_cap)
         tip = min(tip, max_fee)
         fees = Fees(max_fee, tip)
@@ -95,7 +98,8 @@ class NonceManager:
     def reserve(self) -> int:
         with self._lock:
             if self._next is None:
-                self._next = int(self.bw.w3.eth.get_transaction_count(self.address, "pending"))  # type: ignore[arg-type]
+                count = rpc(self.bw.w3, "eth_getTransactionCount", [self.address, "pending"])
+                self._next = int(count, 16)
             nonce = self._next
             self._next += 1
             return nonce
@@ -161,10 +165,19 @@ _NONCE_ERRORS = ("nonce too low", "already known", "nonce too high", "invalid no
 class TxSender:
     """One signer's transactions: simulation, nonces, fees, replacements and the in-flight set."""
 
-    def __init__(self, bw: Bulwark, signer: LocalAccount, gas: GasStrategy, *,
-                 metrics: KeeperMetrics | None = None, replace_after_blocks: int = 3,
-                 replace_after_seconds: float = 30.0, gas_margin_bps: int = 5_000,
-                 poll_interval: float = 0.25, drop_grace: float = DROP_GRACE_SECONDS) -> None:  # fmt: skip
+    def __init__(
+        self,
+        bw: Bulwark,
+        signer: LocalAccount,
+        gas: GasStrategy,
+        *,
+        metrics: KeeperMetrics | None = None,
+        replace_after_blocks: int = 3,
+        replace_after_seconds: float = 30.0,
+        gas_margin_bps: int = 5_000,
+        poll_interval: float = 0.25,
+        drop_grace: float = DROP_GRACE_SECONDS,
+    ) -> None:
         self.bw = bw
         self.signer = signer
         self.gas = gas
@@ -198,14 +211,27 @@ class TxSender:
 
     def estimate_many(self, fns: list[Any]) -> list[int | DecodedError]:
         """Simulates many calls independently in one batch: gas, or the decoded revert."""
-        reqs = [("eth_estimateGas", [{"from": self.signer.address, "to": fn.address,
-                                      "data": fn._encode_transaction_data()}])  # noqa: SLF001
-                for fn in fns]  # fmt: skip
+        reqs = [
+            (
+                "eth_estimateGas",
+                [
+                    {
+                        "from": self.signer.address,
+                        "to": fn.address,
+                        "data": fn._encode_transaction_data(),
+                    }
+                ],
+            )
+            for fn in fns
+        ]
         out: list[int | DecodedError] = []
         for reply in rpc_batch(self.bw.w3, reqs):
             if isinstance(reply, RpcFailure):
-                out.append(self.bw.errors.decode(reply.data) if reply.data
-                           else DecodedError("Error", {"message": reply.message}))  # fmt: skip
+                out.append(
+                    self.bw.errors.decode(reply.data)
+                    if reply.data
+                    else DecodedError("Error", {"message": reply.message})
+                )
             else:
                 out.append(int(reply, 16))
         return out
@@ -215,18 +241,31 @@ class TxSender:
 
     # ------------------------------------------------------------------ sending
 
-    def send(self, fn: Any, *, action: str, gas: int | None = None, keys: Iterable[Hashable] = (),
-             head: BlockRef | None = None) -> PendingTx:  # fmt: skip
+    def send(
+        self,
+        fn: Any,
+        *,
+        action: str,
+        gas: int | None = None,
+        keys: Iterable[Hashable] = (),
+        head: BlockRef | None = None,
+    ) -> PendingTx:
         """Simulates (unless `gas` is given, i.e. the caller simulated), takes a nonce and sends."""
         if gas is None:
             gas = self.with_margin(self.estimate(fn, action))
         head = head or get_block(self.bw.w3)
         fees = self.gas.initial(head.base_fee)
-        data = fn._encode_transaction_data()  # noqa: SLF001
+        data = fn._encode_transaction_data()
         tx: dict[str, Any] = {
-            "type": 2, "chainId": self.bw.deployment.chain_id, "to": fn.address, "data": data,
-            "value": 0, "gas": gas, "maxFeePerGas": fees.max_fee, "maxPriorityFeePerGas": fees.priority_fee,
-        }  # fmt: skip
+            "type": 2,
+            "chainId": self.bw.deployment.chain_id,
+            "to": fn.address,
+            "data": data,
+            "value": 0,
+            "gas": gas,
+            "maxFeePerGas": fees.max_fee,
+            "maxPriorityFeePerGas": fees.priority_fee,
+        }
         for attempt in range(2):
             nonce = self.nonces.reserve()
             tx["nonce"] = nonce
@@ -235,18 +274,41 @@ class TxSender:
             except Exception as exc:
                 self.nonces.release(nonce)
                 if attempt == 0 and any(e in str(exc).lower() for e in _NONCE_ERRORS):
-                    log.warning("nonce out of step; reseeding from the node", extra=kv(nonce=nonce, error=str(exc)))
+                    log.warning(
+                        "nonce out of step; reseeding from the node",
+                        extra=kv(nonce=nonce, error=str(exc)),
+                    )
                     self.nonces.reset()
                     continue
                 raise
             now = time.monotonic()
-            pending = PendingTx(action, nonce, dict(tx), fees, frozenset(keys), [tx_hash], raw,
-                                now, head.number, now, head.number)  # fmt: skip
+            pending = PendingTx(
+                action,
+                nonce,
+                dict(tx),
+                fees,
+                frozenset(keys),
+                [tx_hash],
+                raw,
+                now,
+                head.number,
+                now,
+                head.number,
+            )
             with self._lock:
                 self.pending[nonce] = pending
             self._count(action, "sent")
-            log.info("sent", extra=kv(action=action, tx=tx_hash, nonce=nonce, gas=gas,
-                                      max_fee=fees.max_fee, tip=fees.priority_fee))  # fmt: skip
+            log.info(
+                "sent",
+                extra=kv(
+                    action=action,
+                    tx=tx_hash,
+                    nonce=nonce,
+                    gas=gas,
+                    max_fee=fees.max_fee,
+                    tip=fees.priority_fee,
+                ),
+            )
             return pending
         raise AssertionError("unreachable")
 
@@ -258,7 +320,9 @@ class TxSender:
 
     # ------------------------------------------------------------------ waiting and replacing
 
-    def wait(self, pending: PendingTx, timeout: float, stop: Callable[[], bool] | None = None) -> SendOutcome:
+    def wait(
+        self, pending: PendingTx, timeout: float, stop: Callable[[], bool] | None = None
+    ) -> SendOutcome:
         """Waits for `pending` (replacing it when it lingers) until mined, dropped, or `timeout`."""
         deadline = time.monotonic() + timeout
         while True:
@@ -266,8 +330,10 @@ class TxSender:
             if outcome is not None:
                 return outcome
             if time.monotonic() >= deadline:
-                log.warning("still pending after the timeout; tracking it as in flight",
-                            extra=kv(action=pending.action, nonce=pending.nonce, tx=pending.hashes[-1]))  # fmt: skip
+                log.warning(
+                    "still pending after the timeout; tracking it as in flight",
+                    extra=kv(action=pending.action, nonce=pending.nonce, tx=pending.hashes[-1]),
+                )
                 return SendOutcome(pending)
             time.sleep(self.poll_interval)
 
@@ -287,8 +353,10 @@ class TxSender:
         w3 = self.bw.w3
         # The count first: a nonce used before the receipts were looked up, with no receipt of ours,
         # was used by someone else.
-        reqs = [("eth_getTransactionCount", [self.signer.address, "latest"]),
-                ("eth_getBlockByNumber", ["latest", False])]
+        reqs: list[tuple[str, list[Any]]] = [
+            ("eth_getTransactionCount", [self.signer.address, "latest"]),
+            ("eth_getBlockByNumber", ["latest", False]),
+        ]
         reqs += [("eth_getTransactionReceipt", [h]) for h in pending.hashes]
         replies = rpc_batch(w3, reqs)
         receipts = [r for r in replies[2:] if isinstance(r, dict) and r]
@@ -327,15 +395,19 @@ class TxSender:
         fees = self.gas.bump(pending.fees, head.base_fee)
         if fees is None:
             pending.last_sent_at, pending.last_sent_block = time.monotonic(), head.number
-            log.warning("fee cap reached; waiting", extra=kv(action=pending.action, nonce=pending.nonce,
-                                                           max_fee=pending.fees.max_fee))  # fmt: skip
+            log.warning(
+                "fee cap reached; waiting",
+                extra=kv(action=pending.action, nonce=pending.nonce, max_fee=pending.fees.max_fee),
+            )
             return
         tx = dict(pending.tx, maxFeePerGas=fees.max_fee, maxPriorityFeePerGas=fees.priority_fee)
         try:
             raw, tx_hash = self._broadcast(tx)
-        except Exception as exc:
-            log.warning("replacement refused", extra=kv(action=pending.action, nonce=pending.nonce,
-                                                        error=str(exc)[:200]))  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - the node refused it: keep waiting, retry later
+            log.warning(
+                "replacement refused",
+                extra=kv(action=pending.action, nonce=pending.nonce, error=str(exc)[:200]),
+            )
             pending.last_sent_at, pending.last_sent_block = time.monotonic(), head.number
             return
         with self._lock:
@@ -345,8 +417,17 @@ class TxSender:
             pending.last_sent_at, pending.last_sent_block = time.monotonic(), head.number
         if self.metrics:
             self.metrics.replacements.inc()
-        log.info("replaced with higher fees", extra=kv(action=pending.action, nonce=pending.nonce,
-                 tx=tx_hash, max_fee=fees.max_fee, tip=fees.priority_fee, replacement=pending.replacements))  # fmt: skip
+        log.info(
+            "replaced with higher fees",
+            extra=kv(
+                action=pending.action,
+                nonce=pending.nonce,
+                tx=tx_hash,
+                max_fee=fees.max_fee,
+                tip=fees.priority_fee,
+                replacement=pending.replacements,
+            ),
+        )
 
     def _finish(self, pending: PendingTx, receipt: TxReceipt) -> SendOutcome:
         with self._lock:
@@ -354,13 +435,26 @@ class TxSender:
         tx_hash = "0x" + bytes(receipt["transactionHash"]).hex()
         if receipt["status"] == 1:
             self._count(pending.action, "mined")
-            log.info("mined", extra=kv(action=pending.action, tx=tx_hash, block=receipt["blockNumber"],
-                                       gas_used=receipt["gasUsed"]))  # fmt: skip
+            log.info(
+                "mined",
+                extra=kv(
+                    action=pending.action,
+                    tx=tx_hash,
+                    block=receipt["blockNumber"],
+                    gas_used=receipt["gasUsed"],
+                ),
+            )
             return SendOutcome(pending, receipt)
-        error = self.bw.replay_revert({**pending.tx, "from": self.signer.address}, receipt["blockNumber"])
+        error = self.bw.replay_revert(
+            {**pending.tx, "from": self.signer.address}, receipt["blockNumber"]
+        )
         self._count(pending.action, "failed")
-        log.error("transaction failed", extra=kv(action=pending.action, tx=tx_hash,
-                                                  block=receipt["blockNumber"], error=str(error)))  # fmt: skip
+        log.error(
+            "transaction failed",
+            extra=kv(
+                action=pending.action, tx=tx_hash, block=receipt["blockNumber"], error=str(error)
+            ),
+        )
         return SendOutcome(pending, receipt, error=error)
 
     def _drop(self, pending: PendingTx, reason: str) -> SendOutcome:

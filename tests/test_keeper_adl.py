@@ -57,7 +57,7 @@ def test_fund_exhausted_adl_runs_in_score_order_until_bad_debt_is_zero(chain: Ch
     assert steps and [s["args"]["account"] for s in steps] == [s.account for s in result.adl_steps]
     assert chain.bw.ch.functions.totalBadDebtWad().call() == 0 and result.bad_debt_wad == 0
     assert steps[-1]["args"]["badDebtRemainingWad"] == 0
-    assert len(steps) >= 4 and k.metrics.adl_score_mismatches._value.get() == 0  # noqa: SLF001
+    assert len(steps) >= 4 and k.metrics.adl_score_mismatches._value.get() == 0
     # in exactly the contract's order: the ranking of adlScoresOf just before each ADL transaction
     by_tx: dict[bytes, list] = {}  # type: ignore[type-arg]
     for s in steps:
@@ -72,8 +72,10 @@ def test_fund_exhausted_adl_runs_in_score_order_until_bad_debt_is_zero(chain: Ch
         assert emitted == sorted(emitted, reverse=True) and len(set(emitted)) == len(emitted)
     assert len(by_tx) >= 2
     # the fund had nothing available whenever ADL ran, and conservation holds
-    assert all(chain.bw.fund.functions.availableWad().call(block_identifier=s["blockNumber"] - 1) == 0
-               for s in steps)  # fmt: skip
+    assert all(
+        chain.bw.fund.functions.availableWad().call(block_identifier=s["blockNumber"] - 1) == 0
+        for s in steps
+    )
     report = invariants.check(chain.bw)
     assert report.ok, report.as_dict()
 

@@ -22,10 +22,15 @@ def test_defaults_need_no_file() -> None:
 
 def test_precedence_file_then_env_then_flags(tmp_path: Path) -> None:
     file = tmp_path / "keeper.toml"
-    file.write_text('poll_interval = 0.5\nmetrics_port = 9100\nlog_format = "json"\n'
-                    "[keeper]\nmax_batch = 7\npriority_fee_wei = 2_000_000_000\n")  # fmt: skip
-    env = {"BULWARK_KEEPER_METRICS_PORT": "9200", "BULWARK_KEEPER_SOCIALIZE": "false",
-           "BULWARK_RPC": "ignored: not a keeper setting"}  # fmt: skip
+    file.write_text(
+        'poll_interval = 0.5\nmetrics_port = 9100\nlog_format = "json"\n'
+        "[keeper]\nmax_batch = 7\npriority_fee_wei = 2_000_000_000\n"
+    )
+    env = {
+        "BULWARK_KEEPER_METRICS_PORT": "9200",
+        "BULWARK_KEEPER_SOCIALIZE": "false",
+        "BULWARK_RPC": "ignored: not a keeper setting",
+    }
     s = load_settings(file, env=env, overrides={"metrics_port": 9300, "log_format": None})
     assert s.poll_interval == 0.5  # file
     assert s.max_batch == 7 and s.priority_fee_wei == 2 * 10**9  # file, [keeper] table
@@ -45,7 +50,9 @@ def test_precedence_file_then_env_then_flags(tmp_path: Path) -> None:
         ({"BULWARK_KEEPER_LOG_FORMAT": "xml"}, "log_format must be one of plain, json"),
     ],
 )
-def test_bad_settings_are_refused_with_a_clear_message(source: dict[str, str], message: str) -> None:
+def test_bad_settings_are_refused_with_a_clear_message(
+    source: dict[str, str], message: str
+) -> None:
     with pytest.raises(SettingsError, match=message) as info:
         load_settings(None, env=source)
     assert "0xabc" not in str(info.value)
@@ -59,7 +66,9 @@ def test_config_file_errors(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="not valid TOML"):
         load_settings(bad, env={})
     secret = tmp_path / "secret.toml"
-    secret.write_text('[keeper]\nprivate_key = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"\n')
+    secret.write_text(
+        '[keeper]\nprivate_key = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"\n'
+    )
     with pytest.raises(SettingsError, match="keys do not belong") as info:
         load_settings(secret, env={})
     assert "59c699" not in str(info.value)
@@ -68,7 +77,9 @@ def test_config_file_errors(tmp_path: Path) -> None:
 def test_json_logs_carry_fields_and_redact_secrets() -> None:
     out = io.StringIO()
     log = setup_logging("json", "INFO", stream=out)
-    log.info("liquidated", extra=kv(account="0xabc", market=0, private_key="0xdeadbeef", sizes=[1, 2]))
+    log.info(
+        "liquidated", extra=kv(account="0xabc", market=0, private_key="0xdeadbeef", sizes=[1, 2])
+    )
     line = json.loads(out.getvalue().strip())
     assert line["msg"] == "liquidated" and line["level"] == "info"
     assert line["account"] == "0xabc" and line["market"] == 0 and line["sizes"] == [1, 2]
@@ -78,22 +89,31 @@ def test_json_logs_carry_fields_and_redact_secrets() -> None:
 def test_plain_logs_are_key_value() -> None:
     out = io.StringIO()
     log = setup_logging("plain", "INFO", stream=out)
-    log.warning("entry skipped", extra=kv(error="LiquidationAccountHealthy(account=0x1, equityWad=5)"))
+    log.warning(
+        "entry skipped", extra=kv(error="LiquidationAccountHealthy(account=0x1, equityWad=5)")
+    )
     log.debug("not shown")
     text = out.getvalue()
-    assert 'WARNING entry skipped error="LiquidationAccountHealthy(account=0x1, equityWad=5)"' in text
+    assert (
+        'WARNING entry skipped error="LiquidationAccountHealthy(account=0x1, equityWad=5)"' in text
+    )
     assert "not shown" not in text
     logging.getLogger("bulwark.keeper").handlers.clear()
 
 
 def test_fee_bumps_are_at_least_12_5_percent_and_capped() -> None:
     gwei = 10**9
-    strategy = Eip1559Strategy(priority_fee=gwei, base_fee_multiple=2, max_fee_cap=10 * gwei, bump_bps=1_250)
+    strategy = Eip1559Strategy(
+        priority_fee=gwei, base_fee_multiple=2, max_fee_cap=10 * gwei, bump_bps=1_250
+    )
     fees = strategy.initial(base_fee=2 * gwei)
     assert fees == Fees(5 * gwei, gwei)
     seen = [fees]
     while (nxt := strategy.bump(seen[-1], base_fee=2 * gwei)) is not None:
-        assert nxt.max_fee * 8 >= seen[-1].max_fee * 9 and nxt.priority_fee * 8 >= seen[-1].priority_fee * 9
+        assert (
+            nxt.max_fee * 8 >= seen[-1].max_fee * 9
+            and nxt.priority_fee * 8 >= seen[-1].priority_fee * 9
+        )
         assert nxt.max_fee <= 10 * gwei and nxt.priority_fee <= nxt.max_fee
         seen.append(nxt)
     assert 3 <= len(seen) <= 10  # it rose, then stopped at the cap rather than under-bumping

@@ -9,6 +9,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from typing import Self
 
 import pytest
 from test_keeper_support import Chain, crash_book, own_chain, wait_for
@@ -38,9 +39,13 @@ class Running:
     def _run(self) -> None:
         self.code = self.keeper.run_forever()
 
-    def __enter__(self) -> Running:
+    def __enter__(self) -> Self:
         self.thread.start()
-        wait_for(lambda: self.keeper.last_result is not None or self.code is not None, 20, what="first pass")
+        wait_for(
+            lambda: self.keeper.last_result is not None or self.code is not None,
+            20,
+            what="first pass",
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -50,7 +55,9 @@ class Running:
 
 
 def settings(**changes: object) -> KeeperSettings:
-    return KeeperSettings(poll_interval=0.1, fund_watch_interval=1.0, metrics_interval=1.0, **changes)  # type: ignore[arg-type]
+    return KeeperSettings(
+        poll_interval=0.1, fund_watch_interval=1.0, metrics_interval=1.0, **changes
+    )  # type: ignore[arg-type]
 
 
 def get(url: str) -> tuple[int, bytes]:
@@ -86,13 +93,23 @@ def test_daemon_liquidates_within_two_blocks_and_reports_metrics(chain: Chain) -
         assert all(first[a] <= update + 2 for a in doomed), (update, first)
 
         # and the metrics say so
-        wait_for(lambda: b"bulwark_keeper_liquidations_mined_total" in get(f"http://127.0.0.1:{port}/metrics")[1]
-                 and _metric(port, "bulwark_keeper_liquidations_mined_total") >= len(doomed), 10,
-                 what="metrics")  # fmt: skip
+        wait_for(
+            lambda: (
+                b"bulwark_keeper_liquidations_mined_total"
+                in get(f"http://127.0.0.1:{port}/metrics")[1]
+                and _metric(port, "bulwark_keeper_liquidations_mined_total") >= len(doomed)
+            ),
+            10,
+            what="metrics",
+        )
         assert _metric(port, "bulwark_keeper_accounts_tracked") >= len(traders)
         assert _metric(port, "bulwark_keeper_fund_assets_usd") > 20_000
         assert _metric(port, "bulwark_keeper_bad_debt_usd") == 0
-        wait_for(lambda: _metric(port, "bulwark_keeper_tick_duration_seconds_count") >= 2, 5, what="passes")
+        wait_for(
+            lambda: _metric(port, "bulwark_keeper_tick_duration_seconds_count") >= 2,
+            5,
+            what="passes",
+        )
         assert _metric(port, "bulwark_keeper_block_lag") >= 0
         assert get(f"http://127.0.0.1:{port}/nothing")[0] == 404
     assert keeper.exit_code == 0
@@ -101,8 +118,14 @@ def test_daemon_liquidates_within_two_blocks_and_reports_metrics(chain: Chain) -
 def test_two_keepers_share_the_accounts_without_double_sending(chain: Chain) -> None:
     # given two keepers splitting accounts by hash, on one chain with one-second blocks
     traders = [t.address for t in crash_book(chain, 12, smallest=3.5, largest=5.5, margin=1_000)]
-    keepers = [Keeper(chain.bw, dev_account(3 + i), settings(keeper_count=2, keeper_index=i,
-                                                             backup_delay_blocks=3)) for i in range(2)]  # fmt: skip
+    keepers = [
+        Keeper(
+            chain.bw,
+            dev_account(3 + i),
+            settings(keeper_count=2, keeper_index=i, backup_delay_blocks=3),
+        )
+        for i in range(2)
+    ]
     shards = {a: shard_of(a, 2) for a in traders}
     assert set(shards.values()) == {0, 1}
     chain.interval_mining(1)
@@ -122,14 +145,16 @@ def test_two_keepers_share_the_accounts_without_double_sending(chain: Chain) -> 
     assert chain.events("LiquidationSkipped", update) == []
     assert {keeper_of[e["args"]["keeper"]] for e in events} == {0, 1}
     for k in keepers:
-        failed = k.metrics.txs.labels(action="liquidateBatch", outcome="failed")._value.get()  # noqa: SLF001
+        failed = k.metrics.txs.labels(action="liquidateBatch", outcome="failed")._value.get()
         assert failed == 0
 
 
 def test_a_keeper_backs_up_the_others_accounts_after_a_delay(chain: Chain) -> None:
     # given keeper 0 of 2 alone, and liquidatable accounts of both shards
     traders = [t.address for t in crash_book(chain, 8, smallest=4.0, largest=5.0)]
-    keeper = Keeper(chain.bw, dev_account(3), settings(keeper_count=2, keeper_index=0, backup_delay_blocks=2))
+    keeper = Keeper(
+        chain.bw, dev_account(3), settings(keeper_count=2, keeper_index=0, backup_delay_blocks=2)
+    )
     keeper.run_once()
     chain.set_price("ETH-USD", 2850)
     doomed = chain.liquidatable(traders)
@@ -172,13 +197,13 @@ def test_circuit_breaker_stops_the_keeper_after_repeated_failures(chain: Chain) 
     assert not runner.thread.is_alive() and runner.code == EXIT_CIRCUIT_BREAKER
     assert keeper.health.halted and keeper.breaker.failures == 3
     assert keeper.health.status()[0] is False
-    assert keeper.metrics.ticks.labels(outcome="failed")._value.get() == 3  # noqa: SLF001
+    assert keeper.metrics.ticks.labels(outcome="failed")._value.get() == 3
 
 
 def _metric(port: int, name: str) -> float:
     text = get(f"http://127.0.0.1:{port}/metrics")[1].decode()
     for line in text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
+        if line.startswith((name + " ", name + "{")):
             return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"{name} not exported")
 

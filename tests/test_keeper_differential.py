@@ -20,7 +20,10 @@ MARKETS = {"ETH-USD": 3000.0, "BTC-USD": 60000.0}
 def random_book(chain: Chain, rng: random.Random, traders: int) -> list[str]:
     """Traders with random margins opening, adding, reducing and flipping in both markets while
     prices move and time passes (so entries differ and funding accrues)."""
-    accounts = [chain.new_trader(n, rng.randrange(800, 20_000), f"diff-{rng.random()}") for n in range(traders)]
+    accounts = [
+        chain.new_trader(n, rng.randrange(800, 20_000), f"diff-{rng.random()}")
+        for n in range(traders)
+    ]
     for _ in range(4):
         for market, base in MARKETS.items():
             chain.set_price(market, base * rng.uniform(0.9, 1.1))
@@ -41,7 +44,9 @@ def random_book(chain: Chain, rng: random.Random, traders: int) -> list[str]:
 
 
 @pytest.mark.parametrize("seed", [7, 11, 23])
-def test_riskmath_over_the_index_equals_the_contract_views(anvil: AnvilNode, bw: Bulwark, seed: int) -> None:
+def test_riskmath_over_the_index_equals_the_contract_views(
+    anvil: AnvilNode, bw: Bulwark, seed: int
+) -> None:
     # given a random book
     chain = Chain(anvil, bw)
     chain.seed_pool(1_000_000)
@@ -58,8 +63,13 @@ def test_riskmath_over_the_index_equals_the_contract_views(anvil: AnvilNode, bw:
 
     # then the funding index, every health and every ADL score match the views at that block
     for m in snap.market_ids:
-        state = rm.MarketState.from_tuple(bw.ch.functions.marketState(m).call(block_identifier=head.number))
-        assert rm.funding_index_now(state, snap.configs[m], snap.prices[m], head.timestamp) == snap.indices[m]
+        state = rm.MarketState.from_tuple(
+            bw.ch.functions.marketState(m).call(block_identifier=head.number)
+        )
+        assert (
+            rm.funding_index_now(state, snap.configs[m], snap.prices[m], head.timestamp)
+            == snap.indices[m]
+        )
     views = bw.ch.functions.healthsOf(accounts).call(block_identifier=head.number)
     for address, view in zip(accounts, views, strict=True):
         st = index.accounts[address]
@@ -68,16 +78,33 @@ def test_riskmath_over_the_index_equals_the_contract_views(anvil: AnvilNode, bw:
         assert (bool(st.positions) and h.liquidatable) == view[3]
     for m in snap.market_ids:
         on_chain = bw.ch.functions.adlScoresOf(m, accounts).call(block_identifier=head.number)
-        off_chain = [rm.account_adl_score(m, index.accounts[a].margin, index.accounts[a].positions,
-                                          snap.prices, snap.indices, snap.configs) for a in accounts]  # fmt: skip
+        off_chain = [
+            rm.account_adl_score(
+                m,
+                index.accounts[a].margin,
+                index.accounts[a].positions,
+                snap.prices,
+                snap.indices,
+                snap.configs,
+            )
+            for a in accounts
+        ]
         assert off_chain == on_chain
         assert any(s > 0 for s in on_chain) or m == 1
 
     # and the float screen agrees with the exact equity to 1e-9 and flags every liquidatable account
     scr = screen(index, snap, buffer=0.0)
     for address, equity in zip(scr.accounts, scr.equity, strict=True):
-        exact = rm.health(index.accounts[address].margin, index.accounts[address].positions,
-                          snap.prices, snap.indices, snap.configs).equity / WAD  # fmt: skip
+        exact = (
+            rm.health(
+                index.accounts[address].margin,
+                index.accounts[address].positions,
+                snap.prices,
+                snap.indices,
+                snap.configs,
+            ).equity
+            / WAD
+        )
         assert equity == pytest.approx(exact, rel=1e-9, abs=1e-6)
     flagged = set(scr.candidates)
     assert {a for a, v in zip(accounts, views, strict=True) if v[3]} <= flagged

@@ -12,7 +12,9 @@ from keeper.index import AccountIndex, get_block
 from keeper.node import AnvilNode
 
 
-def test_index_tracks_every_account_with_exact_state(anvil: AnvilNode, bw: Bulwark, tmp_path: Path) -> None:
+def test_index_tracks_every_account_with_exact_state(
+    anvil: AnvilNode, bw: Bulwark, tmp_path: Path
+) -> None:
     # given traders who deposit, trade in both markets and close
     chain = Chain(anvil, bw)
     chain.seed_pool(500_000)
@@ -41,7 +43,11 @@ def test_index_tracks_every_account_with_exact_state(anvil: AnvilNode, bw: Bulwa
                 assert m not in state.positions
             else:
                 held = state.positions[m]
-                assert (held.size, held.open_notional, held.funding_basis) == (size, open_notional, basis)
+                assert (held.size, held.open_notional, held.funding_basis) == (
+                    size,
+                    open_notional,
+                    basis,
+                )
     assert set(index.accounts[b.address].positions) == {0, 1} and index.accounts[c.address].flat
     assert index.accounts[a.address].positions[0].size == 3 * WAD // 2
     data = json.loads((tmp_path / "cp.json").read_text())
@@ -74,7 +80,9 @@ def test_restart_resumes_from_the_checkpoint_and_misses_nothing(
     assert second.accounts[early.address].margin == 1_000 * WAD  # re-read at resume
 
 
-def test_reorg_below_the_checkpoint_rewinds_and_rescans(anvil: AnvilNode, bw: Bulwark, tmp_path: Path) -> None:
+def test_reorg_below_the_checkpoint_rewinds_and_rescans(
+    anvil: AnvilNode, bw: Bulwark, tmp_path: Path
+) -> None:
     # given an index synced at a fork point, then at a head that a reorg will replace
     chain = Chain(anvil, bw)
     chain.new_trader(0, 1_000, "fork-base")
@@ -106,8 +114,19 @@ def test_reorg_below_the_checkpoint_rewinds_and_rescans(anvil: AnvilNode, bw: Bu
 
 def test_a_checkpoint_of_another_deployment_is_ignored(bw: Bulwark, tmp_path: Path) -> None:
     file = tmp_path / "cp.json"
-    file.write_text(json.dumps({"version": 1, "chain_id": 1, "clearing_house": bw.ch.address,
-                                "block": 5, "hash": "0x00", "recent": [], "accounts": []}))  # fmt: skip
+    file.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "chain_id": 1,
+                "clearing_house": bw.ch.address,
+                "block": 5,
+                "hash": "0x00",
+                "recent": [],
+                "accounts": [],
+            }
+        )
+    )
     index = AccountIndex(bw, file)
     assert index.load() is False and index.block is None
     file.write_text("{ not json")

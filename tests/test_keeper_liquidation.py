@@ -51,7 +51,7 @@ def test_crash_liquidates_every_liquidatable_account_in_the_next_block(chain: Ch
     assert max(e["blockNumber"] for e in events) <= update_block + 2
     assert chain.liquidatable(addresses) == []
     assert chain.events("LiquidationSkipped", update_block) == []
-    assert k.metrics.liquidations_mined._value.get() == len(events)  # noqa: SLF001
+    assert k.metrics.liquidations_mined._value.get() == len(events)
     report = invariants.check(chain.bw)
     assert report.ok, report.as_dict()
 
@@ -69,7 +69,7 @@ def test_lost_race_sends_nothing_and_keeps_the_nonce(chain: Chain) -> None:
 
     # when the keeper acts on its stale view of one of them
     result = PassResult(0)
-    done = k._send_entries([(doomed[0], 0)], k._advance()[1], result)  # noqa: SLF001
+    done = k._send_entries([(doomed[0], 0)], k._advance()[1], result)
 
     # then simulation stopped it: no transaction, no nonce taken
     assert done == set() and result.sent == [] and result.races_lost == 1

@@ -40,7 +40,9 @@ class DaemonProcess:
         self.log = log
         self._out = log.open("ab")
         argv = [sys.executable, "-c", DAEMON, rpc_url, str(deployment), str(config)]
-        self.proc = subprocess.Popen(argv, stdout=self._out, stderr=self._out, cwd=Path(__file__).parents[1])
+        self.proc = subprocess.Popen(
+            argv, stdout=self._out, stderr=self._out, cwd=Path(__file__).parents[1]
+        )
 
     def lines(self) -> list[dict[str, object]]:
         out = []
@@ -68,17 +70,26 @@ def test_killed_keeper_resumes_from_its_checkpoint_and_misses_nothing(tmp_path: 
         deployment = chain.bw.deployment.save(tmp_path / "deployment.json")
         checkpoint = tmp_path / "keeper" / "checkpoint.json"
         config = tmp_path / "keeper.toml"
-        config.write_text(f'[keeper]\ncheckpoint_file = "{checkpoint}"\npoll_interval = 0.1\n'
-                          "checkpoint_interval = 0.2\n")  # fmt: skip
+        config.write_text(
+            f'[keeper]\ncheckpoint_file = "{checkpoint}"\npoll_interval = 0.1\n'
+            "checkpoint_interval = 0.2\n"
+        )
         log = tmp_path / "keeper.log"
 
         # given a keeper daemon that has checkpointed the first traders
         first = DaemonProcess(chain.node.rpc_url, deployment, config, log)
         try:
-            early = [t.address for t in crash_book(chain, 4, salt="early", smallest=4.0, largest=5.5)]
-            wait_for(lambda: checkpoint.is_file()
-                     and set(early) <= set(json.loads(checkpoint.read_text())["accounts"]), 20,
-                     what="the checkpoint to list the early traders")  # fmt: skip
+            early = [
+                t.address for t in crash_book(chain, 4, salt="early", smallest=4.0, largest=5.5)
+            ]
+            wait_for(
+                lambda: (
+                    checkpoint.is_file()
+                    and set(early) <= set(json.loads(checkpoint.read_text())["accounts"])
+                ),
+                20,
+                what="the checkpoint to list the early traders",
+            )
             # when it is killed outright
             first.proc.send_signal(signal.SIGKILL)
             first.proc.wait(timeout=10)
@@ -95,14 +106,21 @@ def test_killed_keeper_resumes_from_its_checkpoint_and_misses_nothing(tmp_path: 
         # then a restarted keeper resumes from the checkpoint and liquidates old and new accounts alike
         second = DaemonProcess(chain.node.rpc_url, deployment, config, log)
         try:
-            wait_for(lambda: not chain.liquidatable(early + late), 30, what="liquidations after restart")
+            wait_for(
+                lambda: not chain.liquidatable(early + late), 30, what="liquidations after restart"
+            )
             resumed = second.logged("index resumed from checkpoint")
             assert resumed and resumed[-1]["block"] == killed_at
             liquidated = {e["args"]["account"] for e in chain.events("Liquidated", update)}
             assert set(doomed) <= liquidated
-            assert all(e["args"]["keeper"] == KEEPER.address for e in chain.events("Liquidated", update))
-            wait_for(lambda: set(late) <= set(json.loads(checkpoint.read_text())["accounts"]), 10,
-                     what="the checkpoint to list the late traders")  # fmt: skip
+            assert all(
+                e["args"]["keeper"] == KEEPER.address for e in chain.events("Liquidated", update)
+            )
+            wait_for(
+                lambda: set(late) <= set(json.loads(checkpoint.read_text())["accounts"]),
+                10,
+                what="the checkpoint to list the late traders",
+            )
 
             # and SIGTERM lets it finish and exit cleanly, checkpoint written
             second.proc.send_signal(signal.SIGTERM)
@@ -136,8 +154,17 @@ def test_keeper_survives_the_node_stopping_and_coming_back(restartable: Chain) -
     chain.seed_pool(500_000)
     chain.stake(20_000)
     traders = [t.address for t in crash_book(chain, 6, smallest=4.0, largest=5.5)]
-    keeper = Keeper(chain.bw, KEEPER, KeeperSettings(poll_interval=0.1, backoff_initial=0.2, backoff_max=0.5,
-                                                     fund_watch_interval=0.5, metrics_interval=0.5))  # fmt: skip
+    keeper = Keeper(
+        chain.bw,
+        KEEPER,
+        KeeperSettings(
+            poll_interval=0.1,
+            backoff_initial=0.2,
+            backoff_max=0.5,
+            fund_watch_interval=0.5,
+            metrics_interval=0.5,
+        ),
+    )
     codes: list[int] = []
     thread = threading.Thread(target=lambda: codes.append(keeper.run_forever()), daemon=True)
     thread.start()
@@ -146,7 +173,7 @@ def test_keeper_survives_the_node_stopping_and_coming_back(restartable: Chain) -
 
         # when the node stops (writing its state) the keeper backs off and stays up
         chain.node.stop()
-        wait_for(lambda: keeper.metrics.node_up._value.get() == 0, 10, what="the outage noticed")  # noqa: SLF001
+        wait_for(lambda: keeper.metrics.node_up._value.get() == 0, 10, what="the outage noticed")
         assert keeper.health.status()[0] is False and thread.is_alive()
         assert keeper.breaker.failures == 0  # an outage is not a failure
 
@@ -169,8 +196,9 @@ def test_keeper_survives_the_node_stopping_and_coming_back(restartable: Chain) -
     assert codes == [0]
 
 
-def test_run_from_cli_reports_a_bad_config_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                       bw: Bulwark) -> None:  # fmt: skip
+def test_run_from_cli_reports_a_bad_config_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bw: Bulwark
+) -> None:
     import argparse
 
     from keeper.daemon import run_from_cli

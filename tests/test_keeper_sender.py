@@ -3,6 +3,7 @@ cap, and a nonce taken by someone else."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 
@@ -37,10 +38,14 @@ def test_stuck_transaction_is_replaced_with_the_same_nonce_and_higher_fees(
     bw: Bulwark, no_mining: AnvilNode
 ) -> None:
     # given a transaction that is not being mined
-    strategy = Eip1559Strategy(priority_fee=GWEI, base_fee_multiple=2, max_fee_cap=3 * GWEI, bump_bps=1_250)
+    strategy = Eip1559Strategy(
+        priority_fee=GWEI, base_fee_multiple=2, max_fee_cap=3 * GWEI, bump_bps=1_250
+    )
     sender = TxSender(bw, KEEPER, strategy, replace_after_blocks=1_000, replace_after_seconds=0.2)
     count = bw.w3.eth.get_transaction_count(KEEPER.address)
-    pending = sender.send(bw.token.functions.approve(bw.ch.address, 7), action="approve", keys=["x"])
+    pending = sender.send(
+        bw.token.functions.approve(bw.ch.address, 7), action="approve", keys=["x"]
+    )
     assert sender.in_flight() == {"x"}
 
     # when it lingers past the replacement delay, again and again
@@ -53,12 +58,20 @@ def test_stuck_transaction_is_replaced_with_the_same_nonce_and_higher_fees(
 
     # then each replacement reused the nonce and paid at least 12.5% more, until the cap
     assert pending.nonce == count and len(pending.hashes) == len(fees) >= 3
-    for before, after in zip(fees, fees[1:], strict=False):
-        assert after.max_fee * 8 >= before.max_fee * 9 and after.priority_fee * 8 >= before.priority_fee * 9
-    assert fees[-1].max_fee <= 3 * GWEI and strategy.bump(fees[-1], 0) is None  # capped, not under-bumped
+    for before, after in itertools.pairwise(fees):
+        assert (
+            after.max_fee * 8 >= before.max_fee * 9
+            and after.priority_fee * 8 >= before.priority_fee * 9
+        )
+    assert (
+        fees[-1].max_fee <= 3 * GWEI and strategy.bump(fees[-1], 0) is None
+    )  # capped, not under-bumped
     pool = pooled(no_mining, KEEPER.address)
     assert list(pool) == [count]  # one transaction for the nonce: the last replacement
-    assert pool[count]["hash"] == pending.hashes[-1] and int(pool[count]["maxFeePerGas"], 16) == fees[-1].max_fee
+    assert (
+        pool[count]["hash"] == pending.hashes[-1]
+        and int(pool[count]["maxFeePerGas"], 16) == fees[-1].max_fee
+    )
 
     # when a block is mined, then the last replacement is what got in, once
     no_mining.rpc("evm_mine")
@@ -70,16 +83,26 @@ def test_stuck_transaction_is_replaced_with_the_same_nonce_and_higher_fees(
     assert sender.in_flight() == set() and sender.pending == {}
 
 
-def test_a_nonce_used_elsewhere_drops_the_transaction_and_reseeds(bw: Bulwark, no_mining: AnvilNode) -> None:
+def test_a_nonce_used_elsewhere_drops_the_transaction_and_reseeds(
+    bw: Bulwark, no_mining: AnvilNode
+) -> None:
     # given a pending transaction of ours
     sender = TxSender(bw, KEEPER, Eip1559Strategy(), replace_after_seconds=60, drop_grace=0.3)
-    pending = sender.send(bw.token.functions.approve(bw.ch.address, 1), action="approve", keys=["a"])
+    pending = sender.send(
+        bw.token.functions.approve(bw.ch.address, 1), action="approve", keys=["a"]
+    )
 
     # when another process with the same key replaces it and that is mined
     fn = bw.token.functions.approve(bw.ch.address, 2)
-    tx = fn.build_transaction({"from": KEEPER.address, "nonce": pending.nonce, "gas": 100_000,
-                               "maxFeePerGas": pending.fees.max_fee * 2,
-                               "maxPriorityFeePerGas": pending.fees.priority_fee * 2})  # fmt: skip
+    tx = fn.build_transaction(
+        {
+            "from": KEEPER.address,
+            "nonce": pending.nonce,
+            "gas": 100_000,
+            "maxFeePerGas": pending.fees.max_fee * 2,
+            "maxPriorityFeePerGas": pending.fees.priority_fee * 2,
+        }
+    )
     bw.w3.eth.send_raw_transaction(KEEPER.sign_transaction(tx).raw_transaction)
     no_mining.rpc("evm_mine")
 
@@ -102,5 +125,7 @@ def test_a_reverting_call_is_not_sent_and_takes_no_nonce(bw: Bulwark) -> None:
     count = bw.w3.eth.get_transaction_count(KEEPER.address, "pending")
     with pytest.raises(Simulation, match=r"LiquidationNoPosition\(account=0x"):
         sender.send(bw.ch.functions.liquidate(dev_account(9).address, 0), action="liquidate")
-    assert sender.pending == {} and bw.w3.eth.get_transaction_count(KEEPER.address, "pending") == count
+    assert (
+        sender.pending == {} and bw.w3.eth.get_transaction_count(KEEPER.address, "pending") == count
+    )
     assert sender.nonces.reserve() == count  # the local manager did not move either

@@ -72,13 +72,17 @@ class Chain:
         return int(self.bw.oracle.functions.priceWad(self.bw.market_id(market)).call())
 
     def trade(self, trader: LocalAccount, market: str, size: float) -> Any:
-        size_wad = int(round(size * WAD))
+        size_wad = round(size * WAD)
         price = self.price_wad(market)
         limit = price * 105 // 100 if size_wad > 0 else price * 95 // 100
-        return self.send(self.bw.ch.functions.trade(self.bw.market_id(market), size_wad, limit), trader)
+        return self.send(
+            self.bw.ch.functions.trade(self.bw.market_id(market), size_wad, limit), trader
+        )
 
     def set_price(self, market: str, price: float) -> Any:
-        return self.send(self.bw.feeds[market].functions.updateAnswer(int(round(price * 10**8))), self.admin)
+        return self.send(
+            self.bw.feeds[market].functions.updateAnswer(round(price * 10**8)), self.admin
+        )
 
     def healths(self, accounts: Sequence[str]) -> list[Any]:
         return list(self.bw.ch.functions.healthsOf(list(accounts)).call())
@@ -111,8 +115,14 @@ def reconnect(chain: Chain, deployment: Deployment) -> Bulwark:
     return Bulwark(connect(chain.node.rpc_url), deployment, chain.bw.artifacts)
 
 
-def crash_book(chain: Chain, count: int, salt: str = "crash", margin: int = 1_000,
-               smallest: float = 1.5, largest: float = 6.0) -> list[LocalAccount]:  # fmt: skip
+def crash_book(
+    chain: Chain,
+    count: int,
+    salt: str = "crash",
+    margin: int = 1_000,
+    smallest: float = 1.5,
+    largest: float = 6.0,
+) -> list[LocalAccount]:
     """`count` ETH-USD longs of `margin` USDC, sizes spread from `smallest` to `largest` ETH. With the
     defaults (5x to 18x at 3000) a move to 2850 makes those above ~3.5 ETH liquidatable, leaves the
     rest healthy, and the largest are partially liquidated (notional above the partial minimum)."""
@@ -124,7 +134,9 @@ def crash_book(chain: Chain, count: int, salt: str = "crash", margin: int = 1_00
     return traders
 
 
-def wait_for(condition: Callable[[], Any], timeout: float, interval: float = 0.1, what: str = "") -> Any:
+def wait_for(
+    condition: Callable[[], Any], timeout: float, interval: float = 0.1, what: str = ""
+) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
