@@ -166,7 +166,9 @@ def test_trade_deposit_open_account_close_withdraw(run: Cli, protocol: Protocol)
 
     account = run.json("account", *dev)
     assert account["address"] == dev_account(TRADER).address
-    assert account["equity"] == "9997" and account["maintenance_margin"] == "150"
+    # funding accrues by the second on the open position: equity is 9,997 less a few wei of it
+    assert 9997 * WAD - 10**12 < parse_wad(account["equity"]) <= 9997 * WAD
+    assert account["maintenance_margin"] == "150"
     (position,) = account["positions"]
     assert position["side"] == "long" and position["entry_price"] == "3000"
     assert position["upnl"] == "0" and position["adl"]["lights"] == 0
@@ -177,7 +179,7 @@ def test_trade_deposit_open_account_close_withdraw(run: Cli, protocol: Protocol)
     closed = run.json("trade", "close", "ETH-USD", *dev)
     assert closed["new_size"] == "0" and closed["size_delta"] == "-2"
     withdrawn = run.json("trade", "withdraw", "max", *dev)
-    assert withdrawn["margin"] == "0"
+    assert 0 <= parse_wad(withdrawn["margin"]) < 10**12  # at most the dust below one token unit
     assert (
         withdrawn["tx"].startswith("0x") and len(withdrawn["tx"]) == 66 and withdrawn["block"] > 0
     )
@@ -226,7 +228,9 @@ def test_adl_queue_ranks_and_lights(run: Cli, protocol: Protocol) -> None:
     assert (calm_adl["rank"], calm_adl["lights"], calm_adl["percentile"]) == (2, 3, 100)
     assert loser_adl["rank"] is None and loser_adl["lights"] == 0
     scores = p.bw.ch.functions.adlScoresOf(0, [bold.address, calm.address]).call()
-    assert parse_wad(bold_adl["score"]) == scores[0] > scores[1] == parse_wad(calm_adl["score"])
+    assert scores[0] > scores[1] > 0
+    for shown, chain in ((bold_adl["score"], scores[0]), (calm_adl["score"], scores[1])):
+        assert abs(parse_wad(shown) - chain) <= chain // 10**6  # funding moves equity by the second
 
 
 # ---------------------------------------------------------------------------- pool and fund
