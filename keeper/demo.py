@@ -14,6 +14,7 @@ every number in the story is read back from the chain by keeper/report.py.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from collections.abc import Mapping, Sequence
@@ -23,7 +24,7 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 
 from keeper import report
-from keeper.chain import WAD, BulwarkError
+from keeper.chain import WAD, BulwarkError, dev_account
 from keeper.scenarios import ScenarioError
 from keeper.stress import (
     Leg,
@@ -33,7 +34,6 @@ from keeper.stress import (
     TraderPlan,
     chain_for,
     derived_account,
-    dev_account,
 )
 
 DEMO_SEED = 2020
@@ -103,25 +103,41 @@ def _moves(row: Mapping[str, Any], prev: Mapping[str, Any], start: Mapping[str, 
         if price == prev["prices"][market]:
             continue
         change = price / start["prices"][market] - 1
-        verb = "gapped" if abs(price / prev["prices"][market] - 1) > 0.1 else ("fell" if change < 0 else "rose")
-        parts.append(f"{market.split('-')[0]} {verb} to {_m(price)} ({100 * change:+.1f}% from the start)")
+        verb = (
+            "gapped"
+            if abs(price / prev["prices"][market] - 1) > 0.1
+            else ("fell" if change < 0 else "rose")
+        )
+        parts.append(
+            f"{market.split('-')[0]} {verb} to {_m(price)} ({100 * change:+.1f}% from the start)"
+        )
     return " and ".join(parts) or "prices held"
 
 
 def narrate(data: Mapping[str, Any], files: Mapping[str, Path] | None = None) -> list[str]:
     """The story in plain words, every number taken from the report (and so from the chain)."""
-    st, rows, adl, debt, fund = data["setup"], data["timeline"], data["adl"], data["bad_debt"], data["fund"]
+    st, rows, adl, debt, fund = (
+        data["setup"],
+        data["timeline"],
+        data["adl"],
+        data["bad_debt"],
+        data["fund"],
+    )
     lev = st["leverage"]
     lines = [
         "What happened (every number below was read back from the chain):",
-        f"- Bulwark was deployed on a local Anvil chain (id {data['run']['chain_id']}). An LP put "
-        f"{_m(st['pool_seed_usd'])} in the liquidity pool and a staker {_m(st['fund_seed_usd'])} in the "
-        "insurance fund.",
-        f"- {st['traders']} traders deposited {_m(st['collateral_usd'])} and opened positions at "
-        f"{lev['min']:g}x to {lev['max']:g}x leverage: {st['long_legs']} long, {st['short_legs']} short.",
+        (
+            f"- Bulwark was deployed on a local Anvil chain (id {data['run']['chain_id']}). An LP put "
+            f"{_m(st['pool_seed_usd'])} in the liquidity pool and a staker {_m(st['fund_seed_usd'])} in the "
+            "insurance fund."
+        ),
+        (
+            f"- {st['traders']} traders deposited {_m(st['collateral_usd'])} and opened positions at "
+            f"{lev['min']:g}x to {lev['max']:g}x leverage: {st['long_legs']} long, {st['short_legs']} short."
+        ),
     ]
     start = rows[0]
-    for prev, row in zip(rows, rows[1:], strict=False):
+    for prev, row in itertools.pairwise(rows):
         if row["liquidations"] == 0 and row["adl_steps"] == 0 and row["shortfall_usd"] == 0:
             continue
         when = _clock(row["scenario_time"] - start["scenario_time"])
@@ -131,8 +147,10 @@ def narrate(data: Mapping[str, Any], files: Mapping[str, Path] | None = None) ->
     if files:
         folder = files["json"].parent
         plots = ", ".join(p.name for k, p in files.items() if k != "json")
-        lines.append(f"Plots: {folder}/ ({plots}); overview.png has price, fund, bad debt and "
-                     "liquidations on one page.")  # fmt: skip
+        lines.append(
+            f"Plots: {folder}/ ({plots}); overview.png has price, fund, bad debt and "
+            "liquidations on one page."
+        )
         lines.append(f"Every number: {files['json']}")
     return lines
 
@@ -141,7 +159,11 @@ def _step_story(row: Mapping[str, Any]) -> list[str]:
     out = []
     liq, bankrupt, accounts = row["liquidations"], row["bankrupt"], row["liquidated_accounts"]
     if liq:
-        times = f" ({liq} liquidations: a partial one can leave an account to liquidate again)" if liq > accounts else ""
+        times = (
+            f" ({liq} liquidations: a partial one can leave an account to liquidate again)"
+            if liq > accounts
+            else ""
+        )
         text = f"  The keeper liquidated {accounts} account{'s' if accounts != 1 else ''}{times}"
         if bankrupt:
             text += f"; {bankrupt} of them bankrupt, their equity below zero"
@@ -160,23 +182,33 @@ def _step_story(row: Mapping[str, Any]) -> list[str]:
             text += " in full."
         out.append(text)
     if row["adl_steps"]:
-        out.append(f"  The fund had nothing left to pay now, so the keeper ran ADL: {row['adl_steps']} "
-                   f"profitable position{'s' if row['adl_steps'] != 1 else ''} on the other side, highest "
-                   f"score first, gave up {_m(row['adl_haircut_usd'])} of profit; bad debt is now "
-                   f"{_m(row['bad_debt_usd'])}.")  # fmt: skip
-    out.append(f"  Fund assets: {_m(row['fund_assets_usd'])}, of which it may pay out now "
-               f"{_m(row['fund_available_usd'])}.")  # fmt: skip
+        out.append(
+            f"  The fund had nothing left to pay now, so the keeper ran ADL: {row['adl_steps']} "
+            f"profitable position{'s' if row['adl_steps'] != 1 else ''} on the other side, highest "
+            f"score first, gave up {_m(row['adl_haircut_usd'])} of profit; bad debt is now "
+            f"{_m(row['bad_debt_usd'])}."
+        )
+    out.append(
+        f"  Fund assets: {_m(row['fund_assets_usd'])}, of which it may pay out now "
+        f"{_m(row['fund_available_usd'])}."
+    )
     return out
 
 
-def _ending(data: Mapping[str, Any], adl: Mapping[str, Any], debt: Mapping[str, Any],
-            fund: Mapping[str, Any]) -> list[str]:  # fmt: skip
+def _ending(
+    data: Mapping[str, Any],
+    adl: Mapping[str, Any],
+    debt: Mapping[str, Any],
+    fund: Mapping[str, Any],
+) -> list[str]:
     liq = data["liquidations"]
     overshoot = int(debt["overshoot_wad"]) / WAD
     lines = [
-        f"- In all: {liq['count']} liquidations, {_m(liq['padding_usd'])} of padding into the fund, "
-        f"{_m(liq['keeper_rewards_usd'])} of keeper rewards; the fund paid {_m(fund['paid_usd'])} of "
-        f"{_m(liq['shortfall_usd'])} in shortfalls and ends with {_m(fund['assets_end_usd'])}.",
+        (
+            f"- In all: {liq['count']} liquidations, {_m(liq['padding_usd'])} of padding into the fund, "
+            f"{_m(liq['keeper_rewards_usd'])} of keeper rewards; the fund paid {_m(fund['paid_usd'])} of "
+            f"{_m(liq['shortfall_usd'])} in shortfalls and ends with {_m(fund['assets_end_usd'])}."
+        ),
     ]
     if adl["steps"]:
         lines.append(
@@ -188,8 +220,10 @@ def _ending(data: Mapping[str, Any], adl: Mapping[str, Any], debt: Mapping[str, 
     lines.append(f"- Bad debt at the end: {_m(debt['closing_usd'])}.")
     cons = data["conservation"]
     if cons["ok"]:
-        lines.append("- Conservation holds: vault balance + bad debt = the sum of every margin "
-                     f"(gap {cons['vault_gap_wad']} wei), and the pool mirrors the traders exactly.")  # fmt: skip
+        lines.append(
+            "- Conservation holds: vault balance + bad debt = the sum of every margin "
+            f"(gap {cons['vault_gap_wad']} wei), and the pool mirrors the traders exactly."
+        )
     else:
         lines.append(f"- CONSERVATION BROKEN: {cons}")
     return lines
@@ -212,7 +246,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Path]]:
 
 def run_from_cli(args: argparse.Namespace) -> int:
     try:
-        data, files = run(args)
+        data, _files = run(args)
     except (BulwarkError, ScenarioError) as exc:
         print(f"bulwark demo: error: {exc}", file=sys.stderr)
         return 1
@@ -226,7 +260,11 @@ def run_from_cli(args: argparse.Namespace) -> int:
 def demo_ok(data: Mapping[str, Any]) -> bool:
     """The demo's promises: conservation, no bad debt left, no overshoot, and the whole story told."""
     chk = data["checks"]
-    told = data["fund"]["paid_usd"] > 0 and data["adl"]["steps"] > 0 and data["liquidations"]["padding_usd"] > 0
+    told = (
+        data["fund"]["paid_usd"] > 0
+        and data["adl"]["steps"] > 0
+        and data["liquidations"]["padding_usd"] > 0
+    )
     return bool(chk["ok"] and chk["bad_debt_zero_at_end"] and chk["overshoot_zero"] and told)
 
 
@@ -234,7 +272,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bulwark demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="report folder (default reports/demo)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--rpc", help="deploy afresh on this local chain instead of an embedded Anvil")
+    parser.add_argument(
+        "--rpc", help="deploy afresh on this local chain instead of an embedded Anvil"
+    )
     return run_from_cli(parser.parse_args(argv))
 
 

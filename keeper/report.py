@@ -18,6 +18,7 @@ ADL measures, after T. Chitra's 2025 papers on auto-deleveraging:
 
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
 from collections import defaultdict
@@ -70,10 +71,17 @@ def fetch_events(bw: Bulwark, from_block: int, to_block: int) -> list[Event]:
     found: list[Event] = []
     sources = [(bw.ch, name) for name in CH_EVENTS] + [(bw.fund, "ShortfallCovered")]
     for contract, name in sources:
-        for log in getattr(contract.events, name).get_logs(from_block=from_block, to_block=to_block):
+        for log in getattr(contract.events, name).get_logs(
+            from_block=from_block, to_block=to_block
+        ):
             found.append(
-                Event(name, int(log["blockNumber"]), log["transactionHash"].hex(),
-                      int(log["logIndex"]), dict(log["args"]))  # fmt: skip
+                Event(
+                    name,
+                    int(log["blockNumber"]),
+                    log["transactionHash"].hex(),
+                    int(log["logIndex"]),
+                    dict(log["args"]),
+                )
             )
     found.sort(key=lambda e: (e.block, e.log_index))
     return found
@@ -125,8 +133,9 @@ def liquidation_totals(ev: Mapping[str, list[Event]]) -> dict[str, Any]:
         "partial_closes": sum(1 for e in closes if int(e.args["newSizeWad"]) != 0),
         "full_closes": sum(1 for e in closes if int(e.args["newSizeWad"]) == 0),
         "skipped_in_batches": len(ev.get("LiquidationSkipped", [])),
-        "closed_notional_usd": usd(sum(abs(int(e.args["closedSizeWad"])) * int(e.args["priceWad"]) // WAD
-                                       for e in closes)),  # fmt: skip
+        "closed_notional_usd": usd(
+            sum(abs(int(e.args["closedSizeWad"])) * int(e.args["priceWad"]) // WAD for e in closes)
+        ),
         "penalty_usd": usd(_sum(liq, "penaltyWad")),
         "keeper_rewards_usd": usd(_sum(liq, "rewardWad")),
         "padding_usd": usd(_sum(liq, "paddingWad")),
@@ -138,7 +147,9 @@ def liquidation_totals(ev: Mapping[str, list[Event]]) -> dict[str, Any]:
     }
 
 
-def bad_debt_ledger(ev: Mapping[str, list[Event]], opening_wad: int, closing_wad: int) -> dict[str, Any]:
+def bad_debt_ledger(
+    ev: Mapping[str, list[Event]], opening_wad: int, closing_wad: int
+) -> dict[str, Any]:
     recorded = _sum(ev.get("BadDebtRecorded", []), "amountWad")
     covered = _sum(ev.get("BadDebtCovered", []), "amountWad")
     socialized = _sum(ev.get("BadDebtSocialized", []), "amountWad")
@@ -165,7 +176,9 @@ def bad_debt_ledger(ev: Mapping[str, list[Event]], opening_wad: int, closing_wad
     }
 
 
-def adl_measures(bw: Bulwark, ev: Mapping[str, list[Event]], traders: Sequence[str]) -> dict[str, Any]:
+def adl_measures(
+    bw: Bulwark, ev: Mapping[str, list[Event]], traders: Sequence[str]
+) -> dict[str, Any]:
     adl = ev.get("AutoDeleveraged", [])
     closes = ev.get("ProfitHaircutOnClose", [])
     per_account: dict[str, int] = defaultdict(int)
@@ -183,8 +196,9 @@ def adl_measures(bw: Bulwark, ev: Mapping[str, list[Event]], traders: Sequence[s
         "transactions": len({e.tx for e in adl}),
         "targets": len({e.args["account"] for e in adl}),
         "haircut_total_usd": usd(total),
-        "closed_notional_usd": usd(sum(abs(int(e.args["closedSizeWad"])) * int(e.args["priceWad"]) // WAD
-                                       for e in adl)),  # fmt: skip
+        "closed_notional_usd": usd(
+            sum(abs(int(e.args["closedSizeWad"])) * int(e.args["priceWad"]) // WAD for e in adl)
+        ),
         "largest_share": round(largest / total, 6) if total else 0.0,
         "gini_affected": round(gini(list(per_account.values())), 6),
         "gini_eligible": round(gini(eligible_haircuts), 6) if eligible else None,
@@ -261,7 +275,9 @@ def _scores_ordered(adl: Sequence[Event]) -> bool:
 # ---------------------------------------------------------------------------- timeline
 
 
-def timeline(result: RunResult, events: Sequence[Event], market_names: Sequence[str]) -> list[dict[str, Any]]:
+def timeline(
+    result: RunResult, events: Sequence[Event], market_names: Sequence[str]
+) -> list[dict[str, Any]]:
     """One row per step: the sampled views and what the events of the step's blocks add up to."""
     rows: list[dict[str, Any]] = []
     bounds = [s.block for s in result.samples]
@@ -274,31 +290,33 @@ def timeline(result: RunResult, events: Sequence[Event], market_names: Sequence[
     for s, evs in zip(result.samples, per_step, strict=True):
         g = _by_name(evs)
         liq = g.get("Liquidated", [])
-        rows.append({
-            "step": s.step,
-            "block": s.block,
-            "chain_time": s.chain_time,
-            "scenario_time": s.scenario_time,
-            "prices": {m: usd(s.prices_wad[m]) for m in market_names},
-            "fund_assets_usd": usd(s.fund_assets_wad),
-            "fund_available_usd": usd(s.fund_available_wad),
-            "window_remaining_usd": usd(s.window_remaining_wad),
-            "bad_debt_usd": usd(s.bad_debt_wad),
-            "bad_debt_peak_usd": usd(_peak_debt(s.bad_debt_wad, g.get("BadDebtRecorded", []))),
-            "pool_equity_usd": usd(s.pool_equity_wad),
-            "liquidations": len(liq),
-            "liquidated_accounts": len({e.args["account"] for e in liq}),
-            "bankrupt": sum(1 for e in liq if e.args["bankrupt"]),
-            "padding_usd": usd(_sum(liq, "paddingWad")),
-            "shortfall_usd": usd(_sum(g.get("ShortfallSettled", []), "shortfallWad")),
-            "fund_paid_usd": usd(_sum(g.get("ShortfallCovered", []), "paidWad")),
-            "bad_debt_recorded_usd": usd(_sum(g.get("BadDebtRecorded", []), "amountWad")),
-            "adl_steps": len(g.get("AutoDeleveraged", [])),
-            "adl_haircut_usd": usd(_sum(g.get("AutoDeleveraged", []), "haircutWad")),
-            "socialized_usd": usd(_sum(g.get("BadDebtSocialized", []), "amountWad")),
-            "liquidatable_left": s.liquidatable_left,
-            "keeper_seconds": round(s.keeper_seconds, 4),
-        })  # fmt: skip
+        rows.append(
+            {
+                "step": s.step,
+                "block": s.block,
+                "chain_time": s.chain_time,
+                "scenario_time": s.scenario_time,
+                "prices": {m: usd(s.prices_wad[m]) for m in market_names},
+                "fund_assets_usd": usd(s.fund_assets_wad),
+                "fund_available_usd": usd(s.fund_available_wad),
+                "window_remaining_usd": usd(s.window_remaining_wad),
+                "bad_debt_usd": usd(s.bad_debt_wad),
+                "bad_debt_peak_usd": usd(_peak_debt(s.bad_debt_wad, g.get("BadDebtRecorded", []))),
+                "pool_equity_usd": usd(s.pool_equity_wad),
+                "liquidations": len(liq),
+                "liquidated_accounts": len({e.args["account"] for e in liq}),
+                "bankrupt": sum(1 for e in liq if e.args["bankrupt"]),
+                "padding_usd": usd(_sum(liq, "paddingWad")),
+                "shortfall_usd": usd(_sum(g.get("ShortfallSettled", []), "shortfallWad")),
+                "fund_paid_usd": usd(_sum(g.get("ShortfallCovered", []), "paidWad")),
+                "bad_debt_recorded_usd": usd(_sum(g.get("BadDebtRecorded", []), "amountWad")),
+                "adl_steps": len(g.get("AutoDeleveraged", [])),
+                "adl_haircut_usd": usd(_sum(g.get("AutoDeleveraged", []), "haircutWad")),
+                "socialized_usd": usd(_sum(g.get("BadDebtSocialized", []), "amountWad")),
+                "liquidatable_left": s.liquidatable_left,
+                "keeper_seconds": round(s.keeper_seconds, 4),
+            }
+        )
     return rows
 
 
@@ -318,7 +336,9 @@ def build(bw: Bulwark, result: RunResult) -> dict[str, Any]:
     events = fetch_events(bw, result.start_block, result.end_block)
     ev = _by_name(events)
     end = result.end_block
-    opening_debt = int(bw.ch.functions.totalBadDebtWad().call(block_identifier=result.start_block - 1))
+    opening_debt = int(
+        bw.ch.functions.totalBadDebtWad().call(block_identifier=result.start_block - 1)
+    )
     closing_debt = int(bw.ch.functions.totalBadDebtWad().call(block_identifier=end))
     ledger = bad_debt_ledger(ev, opening_debt, closing_debt)
     adl = adl_measures(bw, ev, traders)
@@ -333,11 +353,14 @@ def build(bw: Bulwark, result: RunResult) -> dict[str, Any]:
         "overshoot_zero": overshoot == 0 and adl["steps_after_debt_cleared"] == 0,
         "bad_debt_zero_at_end": closing_debt == 0,
         "fund_paid_matches_ledger": fund_paid
-        == _sum(ev.get("ShortfallSettled", []), "coveredWad") + _sum(ev.get("BadDebtCovered", []), "amountWad"),
+        == _sum(ev.get("ShortfallSettled", []), "coveredWad")
+        + _sum(ev.get("BadDebtCovered", []), "amountWad"),
         "adl_scores_non_increasing": adl["scores_non_increasing"],
     }
-    checks["ok"] = all(checks.values()) if closing_debt == 0 else all(
-        v for k, v in checks.items() if k != "bad_debt_zero_at_end"
+    checks["ok"] = (
+        all(checks.values())
+        if closing_debt == 0
+        else all(v for k, v in checks.items() if k != "bad_debt_zero_at_end")
     )
     cfg = result.config
     return {
@@ -376,18 +399,26 @@ def build(bw: Bulwark, result: RunResult) -> dict[str, Any]:
             "paid_wad": str(fund_paid),
             "payouts": sum(1 for e in ev.get("ShortfallCovered", []) if int(e.args["paidWad"]) > 0),
             "steps_exhausted": sum(1 for s in samples if s.fund_available_wad == 0),
-            "first_exhausted_step": next((s.step for s in samples if s.fund_available_wad == 0), None),
+            "first_exhausted_step": next(
+                (s.step for s in samples if s.fund_available_wad == 0), None
+            ),
         },
         "bad_debt": ledger,
         "adl": adl,
         "keeper": {
             "liquidatable_left_max": max(s.liquidatable_left for s in samples),
             "liquidatable_left_end": last.liquidatable_left,
-            "pass_seconds_median": round(statistics.median(s.keeper_seconds for s in samples[1:]), 4)
-            if len(samples) > 1 else 0.0,
+            "pass_seconds_median": round(
+                statistics.median(s.keeper_seconds for s in samples[1:]), 4
+            )
+            if len(samples) > 1
+            else 0.0,
             "pass_seconds_max": round(max(s.keeper_seconds for s in samples), 4),
         },
-        "pool": {"equity_start_usd": usd(first.pool_equity_wad), "equity_end_usd": usd(last.pool_equity_wad)},
+        "pool": {
+            "equity_start_usd": usd(first.pool_equity_wad),
+            "equity_end_usd": usd(last.pool_equity_wad),
+        },
         "conservation": conservation.as_dict(),
         "checks": checks,
         "timeline": timeline(result, events, markets),
@@ -402,7 +433,10 @@ def setup_summary(bw: Bulwark, result: RunResult) -> dict[str, Any]:
     for name in bw.market_names():
         st = bw.ch.functions.marketState(bw.market_id(name)).call(block_identifier=block)
         price = int(bw.oracle.functions.priceWad(bw.market_id(name)).call(block_identifier=block))
-        oi[name] = {"long_usd": usd(int(st[4]) * price // WAD), "short_usd": usd(int(st[5]) * price // WAD)}
+        oi[name] = {
+            "long_usd": usd(int(st[4]) * price // WAD),
+            "short_usd": usd(int(st[5]) * price // WAD),
+        }
     leverages = sorted(t.leverage for t in pop.traders)
     return {
         "traders": len(pop.traders),
@@ -495,7 +529,9 @@ def _title(data: Mapping[str, Any]) -> str:
     return f"{s['title']}: {r['accounts']} accounts, {s['steps']} steps"
 
 
-def _price_panel(ax: Any, hours: list[float], rows: list[dict[str, Any]], data: Mapping[str, Any]) -> None:
+def _price_panel(
+    ax: Any, hours: list[float], rows: list[dict[str, Any]], data: Mapping[str, Any]
+) -> None:
     for market, p in data["prices"].items():
         series = [100 * r["prices"][market] / p["start"] for r in rows]
         label = f"{market}: {p['start']:,.2f} -> low {p['low']:,.2f} -> {p['end']:,.2f}"
@@ -507,16 +543,39 @@ def _price_panel(ax: Any, hours: list[float], rows: list[dict[str, Any]], data: 
     ax.grid(alpha=0.3)
 
 
-def _fund_panel(ax: Any, hours: list[float], rows: list[dict[str, Any]], data: Mapping[str, Any]) -> None:
-    ax.plot(hours, [r["fund_assets_usd"] for r in rows], label="fund assets", color="tab:green",
-            linewidth=1.6, drawstyle="steps-post")
-    ax.plot(hours, [r["fund_available_usd"] for r in rows], label="available now (window cap)",
-            color="tab:olive", linewidth=1.0, linestyle="--", drawstyle="steps-post")
+def _fund_panel(
+    ax: Any, hours: list[float], rows: list[dict[str, Any]], data: Mapping[str, Any]
+) -> None:
+    ax.plot(
+        hours,
+        [r["fund_assets_usd"] for r in rows],
+        label="fund assets",
+        color="tab:green",
+        linewidth=1.6,
+        drawstyle="steps-post",
+    )
+    ax.plot(
+        hours,
+        [r["fund_available_usd"] for r in rows],
+        label="available now (window cap)",
+        color="tab:olive",
+        linewidth=1.0,
+        linestyle="--",
+        drawstyle="steps-post",
+    )
     exhausted = [r["fund_available_usd"] == 0 for r in rows]
     if any(exhausted):
         top = max(r["fund_assets_usd"] for r in rows) or 1
-        ax.fill_between(hours, 0, top, where=exhausted, step="post", color="tab:red", alpha=0.12,
-                        label="nothing available: ADL may run")  # fmt: skip
+        ax.fill_between(
+            hours,
+            0,
+            top,
+            where=exhausted,
+            step="post",
+            color="tab:red",
+            alpha=0.12,
+            label="nothing available: ADL may run",
+        )
     ax.set_ylabel("USD")
     ax.set_title("Insurance fund")
     ax.yaxis.set_major_formatter(_dollars())
@@ -524,18 +583,53 @@ def _fund_panel(ax: Any, hours: list[float], rows: list[dict[str, Any]], data: M
     ax.grid(alpha=0.3)
 
 
-def _debt_panel(ax: Any, hours: list[float], rows: list[dict[str, Any]], data: Mapping[str, Any]) -> None:
+def _debt_panel(
+    ax: Any, hours: list[float], rows: list[dict[str, Any]], data: Mapping[str, Any]
+) -> None:
     steps = {"drawstyle": "steps-post"}
-    ax.bar(hours, [r["bad_debt_peak_usd"] for r in rows], width=_bar_width(hours), align="edge", color="tab:red",
-           alpha=0.35, label="bad debt at its peak within the step")
-    ax.plot(hours, [r["bad_debt_usd"] for r in rows], label="bad debt outstanding after the keeper's pass",
-            color="tab:red", linewidth=1.8, **steps)
-    ax.plot(hours, _cumulative(rows, "fund_paid_usd"), label="paid by the fund (cumulative)",
-            color="tab:green", linewidth=1.0, **steps)
-    ax.plot(hours, _cumulative(rows, "bad_debt_recorded_usd"), label="bad debt recorded (cumulative)",
-            color="tab:orange", linewidth=1.0, linestyle="--", **steps)
-    ax.plot(hours, _cumulative(rows, "adl_haircut_usd"), label="ADL haircuts (cumulative)",
-            color="tab:purple", linewidth=1.0, linestyle="-.", **steps)
+    ax.bar(
+        hours,
+        [r["bad_debt_peak_usd"] for r in rows],
+        width=_bar_width(hours),
+        align="edge",
+        color="tab:red",
+        alpha=0.35,
+        label="bad debt at its peak within the step",
+    )
+    ax.plot(
+        hours,
+        [r["bad_debt_usd"] for r in rows],
+        label="bad debt outstanding after the keeper's pass",
+        color="tab:red",
+        linewidth=1.8,
+        **steps,
+    )
+    ax.plot(
+        hours,
+        _cumulative(rows, "fund_paid_usd"),
+        label="paid by the fund (cumulative)",
+        color="tab:green",
+        linewidth=1.0,
+        **steps,
+    )
+    ax.plot(
+        hours,
+        _cumulative(rows, "bad_debt_recorded_usd"),
+        label="bad debt recorded (cumulative)",
+        color="tab:orange",
+        linewidth=1.0,
+        linestyle="--",
+        **steps,
+    )
+    ax.plot(
+        hours,
+        _cumulative(rows, "adl_haircut_usd"),
+        label="ADL haircuts (cumulative)",
+        color="tab:purple",
+        linewidth=1.0,
+        linestyle="-.",
+        **steps,
+    )
     ax.set_ylabel("USD")
     ax.set_title("Shortfalls, bad debt and ADL")
     ax.yaxis.set_major_formatter(_dollars())
@@ -543,15 +637,34 @@ def _debt_panel(ax: Any, hours: list[float], rows: list[dict[str, Any]], data: M
     ax.grid(alpha=0.3)
 
 
-def _liquidation_panel(ax: Any, hours: list[float], rows: list[dict[str, Any]], data: Mapping[str, Any]) -> None:
+def _liquidation_panel(
+    ax: Any, hours: list[float], rows: list[dict[str, Any]], data: Mapping[str, Any]
+) -> None:
     width = _bar_width(hours)
     solvent = [r["liquidations"] - r["bankrupt"] for r in rows]
     bankrupt = [r["bankrupt"] for r in rows]
-    ax.bar(hours, solvent, width=width, align="edge", color="tab:blue", label="liquidations (solvent)")
-    ax.bar(hours, bankrupt, width=width, align="edge", bottom=solvent, color="tab:red", label="liquidations (bankrupt)")
+    ax.bar(
+        hours, solvent, width=width, align="edge", color="tab:blue", label="liquidations (solvent)"
+    )
+    ax.bar(
+        hours,
+        bankrupt,
+        width=width,
+        align="edge",
+        bottom=solvent,
+        color="tab:red",
+        label="liquidations (bankrupt)",
+    )
     adl = [r["adl_steps"] for r in rows]
     if any(adl):
-        ax.bar(hours, [-a for a in adl], width=width, align="edge", color="tab:purple", label="ADL steps (below zero)")
+        ax.bar(
+            hours,
+            [-a for a in adl],
+            width=width,
+            align="edge",
+            color="tab:purple",
+            label="ADL steps (below zero)",
+        )
         ax.axhline(0, color="black", linewidth=0.6)
     ax.margins(y=0.12)
     ax.set_ylabel("count per step")
@@ -600,7 +713,7 @@ def _cumulative(rows: Sequence[Mapping[str, Any]], key: str) -> list[float]:
 
 
 def _bar_width(hours: Sequence[float]) -> float:
-    gaps = [b - a for a, b in zip(hours, hours[1:], strict=False) if b > a]
+    gaps = [b - a for a, b in itertools.pairwise(hours) if b > a]
     return 0.8 * min(gaps) if gaps else 0.1
 
 
@@ -626,34 +739,61 @@ def _money(x: float) -> str:
 
 def summary_lines(data: Mapping[str, Any], files: Mapping[str, Path] | None = None) -> list[str]:
     s, r, st = data["scenario"], data["run"], data["setup"]
-    liq, fund, debt, adl, chk = data["liquidations"], data["fund"], data["bad_debt"], data["adl"], data["checks"]
+    liq, fund, debt, adl, chk = (
+        data["liquidations"],
+        data["fund"],
+        data["bad_debt"],
+        data["adl"],
+        data["checks"],
+    )
     step = f"{s['step_seconds']} s" if s["step_seconds"] else "every row"
     lines = [
-        f"{s['title']}: {r['accounts']} accounts, {s['steps']} steps ({step}), "
-        f"{s['duration_hours']:g} h of prices from {s['start_utc']}",
-        "  prices      " + "   ".join(
+        (
+            f"{s['title']}: {r['accounts']} accounts, {s['steps']} steps ({step}), "
+            f"{s['duration_hours']:g} h of prices from {s['start_utc']}"
+        ),
+        "  prices      "
+        + "   ".join(
             f"{m} {p['start']:,.2f} -> low {p['low']:,.2f} ({100 * p['max_drawdown']:+.1f}%) -> {p['end']:,.2f}"
-            for m, p in data["prices"].items()),
-        f"  setup       {st['traders']} traders, {_money(st['collateral_usd'])} collateral, leverage "
-        f"{st['leverage']['min']:.1f}x-{st['leverage']['max']:.1f}x (median {st['leverage']['median']:.1f}x); "
-        f"pool {_money(st['pool_equity_usd'])}, fund {_money(st['fund_assets_usd'])}",
-        f"  liquidated  {liq['count']} times ({liq['accounts']} accounts; {liq['partial_closes']} partial, "
-        f"{liq['bankrupt']} bankrupt); keeper rewards {_money(liq['keeper_rewards_usd'])}, "
-        f"padding to the fund {_money(liq['padding_usd'])}",
-        f"  shortfall   {_money(liq['shortfall_usd'])}: the fund paid {_money(fund['paid_usd'])} in "
-        f"{fund['payouts']} payouts, {_money(debt['recorded_usd'])} became bad debt",
-        f"  fund        {_money(fund['assets_start_usd'])} -> min {_money(fund['assets_min_usd'])} -> "
-        f"{_money(fund['assets_end_usd'])}; nothing available during {fund['steps_exhausted']} steps",
+            for m, p in data["prices"].items()
+        ),
+        (
+            f"  setup       {st['traders']} traders, {_money(st['collateral_usd'])} collateral, leverage "
+            f"{st['leverage']['min']:.1f}x-{st['leverage']['max']:.1f}x (median {st['leverage']['median']:.1f}x); "
+            f"pool {_money(st['pool_equity_usd'])}, fund {_money(st['fund_assets_usd'])}"
+        ),
+        (
+            f"  liquidated  {liq['count']} times ({liq['accounts']} accounts; {liq['partial_closes']} partial, "
+            f"{liq['bankrupt']} bankrupt); keeper rewards {_money(liq['keeper_rewards_usd'])}, "
+            f"padding to the fund {_money(liq['padding_usd'])}"
+        ),
+        (
+            f"  shortfall   {_money(liq['shortfall_usd'])}: the fund paid {_money(fund['paid_usd'])} in "
+            f"{fund['payouts']} payouts, {_money(debt['recorded_usd'])} became bad debt"
+        ),
+        (
+            f"  fund        {_money(fund['assets_start_usd'])} -> min {_money(fund['assets_min_usd'])} -> "
+            f"{_money(fund['assets_end_usd'])}; nothing available during {fund['steps_exhausted']} steps"
+        ),
         f"  ADL         {adl['steps']} steps on {adl['targets']} traders, haircuts "
         f"{_money(adl['haircut_total_usd'])}; overshoot {_money(int(debt['overshoot_wad']) / WAD)} "
         f"(must be zero); largest share {100 * adl['largest_share']:.1f}%, Gini "
         f"{adl['gini_affected']:.2f} over those hit"
-        + (f", {adl['gini_eligible']:.2f} over {adl['eligible_at_start']} eligible" if adl["gini_eligible"] is not None else ""),
-        f"  bad debt    at the end {_money(debt['closing_usd'])} (socialised {_money(debt['socialized_usd'])}, "
-        f"covered later by the fund {_money(debt['covered_by_fund_later_usd'])})",
-        f"  keeper      at most {data['keeper']['liquidatable_left_max']} accounts still liquidatable after a "
-        f"pass; pass median {data['keeper']['pass_seconds_median']:.2f} s",
-        "  conservation " + ("holds" if chk["conservation_ok"] else f"BROKEN: {data['conservation']}"),
+        + (
+            f", {adl['gini_eligible']:.2f} over {adl['eligible_at_start']} eligible"
+            if adl["gini_eligible"] is not None
+            else ""
+        ),
+        (
+            f"  bad debt    at the end {_money(debt['closing_usd'])} (socialised {_money(debt['socialized_usd'])}, "
+            f"covered later by the fund {_money(debt['covered_by_fund_later_usd'])})"
+        ),
+        (
+            f"  keeper      at most {data['keeper']['liquidatable_left_max']} accounts still liquidatable after a "
+            f"pass; pass median {data['keeper']['pass_seconds_median']:.2f} s"
+        ),
+        "  conservation "
+        + ("holds" if chk["conservation_ok"] else f"BROKEN: {data['conservation']}"),
         f"  checks      {'all passed' if chk['ok'] else 'FAILED: ' + ', '.join(k for k, v in chk.items() if not v)}",
         "  time        " + ", ".join(f"{k} {v:.1f} s" for k, v in r["wall_seconds"].items()),
     ]

@@ -226,7 +226,9 @@ def _parse_row(row: Sequence[str], where: str) -> tuple[int, str, Decimal]:
     try:
         timestamp = int(raw_ts)
     except ValueError:
-        raise ScenarioError(f"{where}: timestamp {raw_ts!r} is not a whole number of seconds") from None
+        raise ScenarioError(
+            f"{where}: timestamp {raw_ts!r} is not a whole number of seconds"
+        ) from None
     market = raw_market.upper()
     if not market or "-" not in market:
         raise ScenarioError(f"{where}: market {raw_market!r} is not a name like ETH-USD")

@@ -89,7 +89,9 @@ class StressConfig:
         if not (self.speed > 0 and math.isfinite(self.speed)):
             raise StressError(f"--speed must be a positive number, got {self.speed}")
         if self.step_seconds is not None and self.step_seconds < 0:
-            raise StressError(f"--step must be zero or a positive number of seconds, got {self.step_seconds}")
+            raise StressError(
+                f"--step must be zero or a positive number of seconds, got {self.step_seconds}"
+            )
         if self.max_steps is not None and self.max_steps < 2:
             raise StressError(f"--max-steps must be at least 2, got {self.max_steps}")
 
@@ -246,7 +248,9 @@ class TxPipe:
             replies = _batch(self.bw.w3, [("eth_sendRawTransaction", [p.raw]) for p in part])
             for p, reply in zip(part, replies, strict=True):
                 if "error" in reply:
-                    raise StressError(f"{p.label}: the node refused it: {reply['error'].get('message')}")
+                    raise StressError(
+                        f"{p.label}: the node refused it: {reply['error'].get('message')}"
+                    )
                 p.tx_hash = reply["result"]
         receipts = self._receipts([p.tx_hash for p in pending])
         for p, receipt in zip(pending, receipts, strict=True):
@@ -264,19 +268,25 @@ class TxPipe:
             missing = [h for h in hashes if h not in found]
             for start in range(0, len(missing), self.chunk):
                 part = missing[start : start + self.chunk]
-                for h, reply in zip(part, _batch(self.bw.w3, [("eth_getTransactionReceipt", [h]) for h in part]), strict=True):
+                for h, reply in zip(
+                    part,
+                    _batch(self.bw.w3, [("eth_getTransactionReceipt", [h]) for h in part]),
+                    strict=True,
+                ):
                     if reply.get("result"):
                         found[h] = reply["result"]
             if len(found) == len(hashes):
                 return [found[h] for h in hashes]
             if time.monotonic() > deadline:
-                raise StressError(f"{len(hashes) - len(found)} transactions were not mined in {timeout:.0f} s")
+                raise StressError(
+                    f"{len(hashes) - len(found)} transactions were not mined in {timeout:.0f} s"
+                )
             time.sleep(0.05)
 
 
 def _batch(w3: Web3, calls: Sequence[tuple[str, list[Any]]]) -> list[dict[str, Any]]:
     """One JSON-RPC batch; replies in the order of the calls."""
-    replies = w3.provider.make_batch_request(calls)  # type: ignore[attr-defined,arg-type]
+    replies = w3.provider.make_batch_request(calls)  # type: ignore[attr-defined]
     if isinstance(replies, dict):  # the node answered the whole batch with one error
         raise StressError(f"the node refused a batch: {replies.get('error')}")
     return sorted((dict(r) for r in replies), key=lambda r: int(r["id"]))
@@ -401,8 +411,14 @@ def _term_width() -> int:
 class StressRun:
     """One stress run against a deployment on a local chain."""
 
-    def __init__(self, bw: Bulwark, cfg: StressConfig, admin: LocalAccount,
-                 progress_stream: TextIO | None = None, planner: Planner | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        bw: Bulwark,
+        cfg: StressConfig,
+        admin: LocalAccount,
+        progress_stream: TextIO | None = None,
+        planner: Planner | None = None,
+    ) -> None:
         cfg.validate()
         self.bw = bw
         self.w3 = bw.w3
@@ -412,7 +428,11 @@ class StressRun:
         self.planner = planner or plan_population
         scenario, path = scenarios.load(cfg.scenario)
         self.scenario = scenario
-        step = cfg.step_seconds if cfg.step_seconds is not None else (scenario.default_step if scenario else None)
+        step = (
+            cfg.step_seconds
+            if cfg.step_seconds is not None
+            else (scenario.default_step if scenario else None)
+        )
         self.step_seconds = step
         self.path = path.resample(step).limit(cfg.max_steps)
         unknown = [m for m in self.path.markets if m not in bw.deployment.markets]
@@ -424,13 +444,17 @@ class StressRun:
 
     # ------------------------------------------------------------------ phases
 
-    def run(self, driver_factory: Callable[[Bulwark, LocalAccount], Driver] = make_keeper) -> RunResult:
+    def run(
+        self, driver_factory: Callable[[Bulwark, LocalAccount], Driver] = make_keeper
+    ) -> RunResult:
         walls: dict[str, float] = {}
         t0 = time.monotonic()
         self._check_chain()
         setup_block = self.w3.eth.block_number + 1
         self._set_opening_prices()
-        population = self.planner(self.cfg, self.admin, self._prices_wad(), self.bw.deployment.collateral_decimals)
+        population = self.planner(
+            self.cfg, self.admin, self._prices_wad(), self.bw.deployment.collateral_decimals
+        )
         pipe = TxPipe(self.bw)
         self._setup(population, pipe)
         walls["setup"] = time.monotonic() - t0
@@ -457,47 +481,86 @@ class StressRun:
 
     def _check_chain(self) -> None:
         if self.w3.eth.chain_id not in LOCAL_CHAIN_IDS:
-            raise StressError(f"stress runs on a local chain only (chain id {self.w3.eth.chain_id})")
+            raise StressError(
+                f"stress runs on a local chain only (chain id {self.w3.eth.chain_id})"
+            )
         owner = self.bw.token.functions.owner().call()
         if owner != self.admin.address:
-            raise StressError(f"the signer {self.admin.address} does not own the mock token (owner {owner})")
+            raise StressError(
+                f"the signer {self.admin.address} does not own the mock token (owner {owner})"
+            )
 
     def _prices_wad(self) -> dict[str, int]:
-        return {m: int(self.bw.oracle.functions.priceWad(self.bw.market_id(m)).call()) for m in self.markets}
+        return {
+            m: int(self.bw.oracle.functions.priceWad(self.bw.market_id(m)).call())
+            for m in self.markets
+        }
 
     def _set_opening_prices(self) -> None:
         pipe = TxPipe(self.bw)
         opening = self.path.opening_prices()
         for market in self.markets:
             feed = self.bw.feeds[market]
-            answer = scenarios.feed_answer(opening[market]) if market in opening else int(feed.functions.latestAnswer().call())
+            answer = (
+                scenarios.feed_answer(opening[market])
+                if market in opening
+                else int(feed.functions.latestAnswer().call())
+            )
             self.last_answer[market] = answer
-            pipe.add(self.admin, feed.functions.updateAnswer(answer), f"set {market} to its opening price")
+            pipe.add(
+                self.admin,
+                feed.functions.updateAnswer(answer),
+                f"set {market} to its opening price",
+            )
         pipe.flush()
 
     def _setup(self, pop: Population, pipe: TxPipe) -> None:
         bw, admin = self.bw, self.admin
         helpers = (pop.keeper, pop.lp, pop.staker)
         _batch(self.w3, [("anvil_setBalance", [a.address, hex(GAS_MONEY_WEI)]) for a in helpers])
-        _batch(self.w3, [("anvil_setBalance", [t.account.address, hex(GAS_MONEY_WEI)]) for t in pop.traders])
+        _batch(
+            self.w3,
+            [("anvil_setBalance", [t.account.address, hex(GAS_MONEY_WEI)]) for t in pop.traders],
+        )
         trader_total = sum(t.collateral_tokens for t in pop.traders)
         token = bw.token.functions
         pipe.add(admin, token.mint(pop.lp.address, pop.pool_seed_tokens), "mint the LP's deposit")
-        pipe.add(admin, token.mint(pop.staker.address, pop.fund_seed_tokens), "mint the staker's deposit")
+        pipe.add(
+            admin, token.mint(pop.staker.address, pop.fund_seed_tokens), "mint the staker's deposit"
+        )
         pipe.add(admin, token.mint(admin.address, trader_total), "mint the traders' collateral")
         pipe.add(admin, token.approve(bw.ch.address, MAX_UINT), "approve the clearing house")
         pipe.add(pop.lp, token.approve(bw.pool.address, MAX_UINT), "LP approves the pool")
         pipe.add(pop.staker, token.approve(bw.fund.address, MAX_UINT), "staker approves the fund")
         pipe.flush()
-        pipe.add(pop.lp, bw.pool.functions.deposit(pop.pool_seed_tokens, pop.lp.address), "seed the pool", gas=600_000)
-        pipe.add(pop.staker, bw.fund.functions.deposit(pop.fund_seed_tokens, pop.staker.address), "seed the fund", gas=600_000)
+        pipe.add(
+            pop.lp,
+            bw.pool.functions.deposit(pop.pool_seed_tokens, pop.lp.address),
+            "seed the pool",
+            gas=600_000,
+        )
+        pipe.add(
+            pop.staker,
+            bw.fund.functions.deposit(pop.fund_seed_tokens, pop.staker.address),
+            "seed the fund",
+            gas=600_000,
+        )
         for t in pop.traders:
-            pipe.add(admin, bw.ch.functions.deposit(t.account.address, t.collateral_tokens), f"deposit for {t.account.address}")
+            pipe.add(
+                admin,
+                bw.ch.functions.deposit(t.account.address, t.collateral_tokens),
+                f"deposit for {t.account.address}",
+            )
         pipe.flush()
         prices = self._prices_wad()
         for t in pop.traders:
             for leg in t.legs:
-                pipe.add(t.account, self._trade_fn(leg, prices[leg.market]), f"open {leg.market} for {t.account.address}", gas=TRADE_GAS)
+                pipe.add(
+                    t.account,
+                    self._trade_fn(leg, prices[leg.market]),
+                    f"open {leg.market} for {t.account.address}",
+                    gas=TRADE_GAS,
+                )
         pipe.flush()
 
     def _trade_fn(self, leg: Leg, price_wad: int) -> Any:
@@ -514,7 +577,11 @@ class StressRun:
             for market in self.markets:
                 if market in steps[i].prices:
                     self.last_answer[market] = scenarios.feed_answer(steps[i].prices[market])
-                pipe.add(self.admin, self.bw.feeds[market].functions.updateAnswer(self.last_answer[market]), f"publish {market}")
+                pipe.add(
+                    self.admin,
+                    self.bw.feeds[market].functions.updateAnswer(self.last_answer[market]),
+                    f"publish {market}",
+                )
             pipe.flush()
             started = time.monotonic()
             driver.run_once()
@@ -526,24 +593,37 @@ class StressRun:
 
     def _progress_note(self, s: Sample) -> str:
         prices = " ".join(f"{m.split('-')[0]} {p / WAD:,.0f}" for m, p in s.prices_wad.items())
-        return f"{prices} fund ${s.fund_assets_wad / WAD:,.0f} bad debt ${s.bad_debt_wad / WAD:,.0f}"
+        return (
+            f"{prices} fund ${s.fund_assets_wad / WAD:,.0f} bad debt ${s.bad_debt_wad / WAD:,.0f}"
+        )
 
-    def _sample(self, step: int, scenario_time: int, pop: Population, keeper_seconds: float) -> Sample:
+    def _sample(
+        self, step: int, scenario_time: int, pop: Population, keeper_seconds: float
+    ) -> Sample:
         """Every view of the step in one JSON-RPC batch, pinned to one block."""
         bw = self.bw
         block = self.w3.eth.get_block("latest")
         number = int(block["number"])
-        calls = [ViewCall(bw.oracle.address, "priceWad(uint256)", ["uint256"], [bw.market_id(m)], "uint256")
-                 for m in self.markets]  # fmt: skip
+        calls = [
+            ViewCall(
+                bw.oracle.address, "priceWad(uint256)", ["uint256"], [bw.market_id(m)], "uint256"
+            )
+            for m in self.markets
+        ]
         calls += [
             ViewCall(bw.fund.address, "assetsWad()", [], [], "uint256"),
             ViewCall(bw.fund.address, "availableWad()", [], [], "uint256"),
             ViewCall(bw.fund.address, "windowRemainingWad()", [], [], "uint256"),
             ViewCall(bw.ch.address, "totalBadDebtWad()", [], [], "uint256"),
             ViewCall(bw.ch.address, "poolEquityWad()", [], [], "int256"),
-            ViewCall(bw.ch.address, "healthsOf(address[])", ["address[]"], [pop.addresses],
-                     "(int256,uint256,uint256,bool)[]"),
-        ]  # fmt: skip
+            ViewCall(
+                bw.ch.address,
+                "healthsOf(address[])",
+                ["address[]"],
+                [pop.addresses],
+                "(int256,uint256,uint256,bool)[]",
+            ),
+        ]
         values = call_views(self.w3, calls, number)
         n = len(self.markets)
         assets, available, window, debt, pool_equity, healths = values[n:]
@@ -619,7 +699,9 @@ def chain_for(args: argparse.Namespace, fresh: bool = False) -> Iterator[tuple[B
             yield Bulwark(w3, deploy_all(w3, dev_account(0))), False
             return
         deployment_file = getattr(args, "deployment", None) or os.environ.get("BULWARK_DEPLOYMENT")
-        path = Path(deployment_file) if deployment_file else Deployment.default_path(w3.eth.chain_id)
+        path = (
+            Path(deployment_file) if deployment_file else Deployment.default_path(w3.eth.chain_id)
+        )
         yield Bulwark(w3, Deployment.load(path)), False
         return
     with AnvilNode() as node:
@@ -628,14 +710,16 @@ def chain_for(args: argparse.Namespace, fresh: bool = False) -> Iterator[tuple[B
 
 
 def config_from_args(args: argparse.Namespace) -> StressConfig:
-    step = getattr(args, "step", None)
+    """The run's settings from the command line; absent flags take their defaults."""
+    step, seed, speed = (getattr(args, k, None) for k in ("step", "seed", "speed"))
+    max_steps = getattr(args, "max_steps", None)
     return StressConfig(
         scenario=str(args.scenario),
         accounts=int(getattr(args, "accounts", None) or 500),
-        seed=int(getattr(args, "seed", None) if getattr(args, "seed", None) is not None else 1),
-        speed=float(getattr(args, "speed", None) or 1.0),
+        seed=int(seed) if seed is not None else 1,
+        speed=float(speed) if speed is not None else 1.0,
         step_seconds=int(step) if step is not None else None,
-        max_steps=getattr(args, "max_steps", None),
+        max_steps=int(max_steps) if max_steps is not None else None,
     )
 
 

@@ -27,8 +27,12 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         code = demo.run_from_cli(argparse.Namespace(out=str(out), json=False, rpc=None))
-    return {"out": out, "code": code, "text": printed.getvalue(),
-            "data": json.loads((out / "report.json").read_text())}  # fmt: skip
+    return {
+        "out": out,
+        "code": code,
+        "text": printed.getvalue(),
+        "data": json.loads((out / "report.json").read_text()),
+    }
 
 
 def test_demo_tells_the_whole_story(demo_run: dict[str, Any]) -> None:
@@ -37,19 +41,25 @@ def test_demo_tells_the_whole_story(demo_run: dict[str, Any]) -> None:
 
     checks = data["checks"]
     assert checks["conservation_ok"] and checks["bad_debt_zero_at_end"] and checks["overshoot_zero"]
-    assert data["conservation"]["vault_gap_wad"] == "0" and data["conservation"]["mirror_errors"] == []
+    assert (
+        data["conservation"]["vault_gap_wad"] == "0" and data["conservation"]["mirror_errors"] == []
+    )
     assert int(data["bad_debt"]["closing_wad"]) == 0
     assert int(data["bad_debt"]["overshoot_wad"]) == 0
 
     rows = data["timeline"]
     first_padding = next(r["step"] for r in rows if r["padding_usd"] > 0)
-    paid_in_full = next(r["step"] for r in rows if r["fund_paid_usd"] > 0 and r["bad_debt_recorded_usd"] == 0)
+    paid_in_full = next(
+        r["step"] for r in rows if r["fund_paid_usd"] > 0 and r["bad_debt_recorded_usd"] == 0
+    )
     exhausted = next(r["step"] for r in rows if r["bad_debt_recorded_usd"] > 0)
     adl = next(r["step"] for r in rows if r["adl_steps"] > 0)
     # padding flows in, then the fund pays a shortfall, then it is exhausted and ADL clears the rest
     assert first_padding < paid_in_full < exhausted <= adl
     gap = rows[exhausted]
-    assert gap["fund_available_usd"] == 0 and gap["fund_assets_usd"] > 0  # the window cap, not empty
+    assert (
+        gap["fund_available_usd"] == 0 and gap["fund_assets_usd"] > 0
+    )  # the window cap, not empty
     assert gap["adl_haircut_usd"] == pytest.approx(gap["bad_debt_recorded_usd"], abs=1e-5)
     assert rows[-1]["bad_debt_usd"] == 0
 
@@ -72,7 +82,9 @@ def test_demo_prints_the_story_in_plain_words(demo_run: dict[str, Any]) -> None:
     assert f"Plots: {demo_run['out']}/" in text
 
 
-def test_demo_on_an_unreachable_node_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_demo_on_an_unreachable_node_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     args = argparse.Namespace(out=str(tmp_path), json=False, rpc="http://127.0.0.1:9")
     assert demo.run_from_cli(args) == 1
     err = capsys.readouterr().err

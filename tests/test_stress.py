@@ -43,8 +43,9 @@ def raw_logs(bw: Bulwark, contract: Any, name: str, start: int, end: int) -> lis
     """Logs of one event straight from eth_getLogs by its topic, decoded by the ABI."""
     abi = next(e for e in contract.abi if e.get("type") == "event" and e["name"] == name)
     topic = "0x" + event_abi_to_log_topic(abi).hex()
-    logs = bw.w3.eth.get_logs({"address": contract.address, "topics": [topic],
-                               "fromBlock": start, "toBlock": end})  # fmt: skip
+    logs = bw.w3.eth.get_logs(
+        {"address": contract.address, "topics": [topic], "fromBlock": start, "toBlock": end}
+    )
     event = getattr(contract.events, name)()
     return [event.process_log(log)["args"] for log in logs]
 
@@ -64,8 +65,13 @@ def test_gap_exhausts_the_fund_and_adl_clears_the_rest(gap_run: dict[str, Any]) 
     assert data["fund"]["steps_exhausted"] > 0
     assert data["bad_debt"]["recorded_usd"] > 0
     assert data["adl"]["steps"] > 0
-    assert data["checks"] == {**data["checks"], "conservation_ok": True, "overshoot_zero": True,
-                              "bad_debt_zero_at_end": True, "ok": True}  # fmt: skip
+    assert data["checks"] == {
+        **data["checks"],
+        "conservation_ok": True,
+        "overshoot_zero": True,
+        "bad_debt_zero_at_end": True,
+        "ok": True,
+    }
     assert int(data["bad_debt"]["overshoot_wad"]) == 0
 
 
@@ -86,7 +92,9 @@ def test_totals_match_the_chain(gap_run: dict[str, Any]) -> None:
     # Nobody trades during the replay, so the fund moves by exactly padding in minus payouts out.
     start_assets = fund.assetsWad().call(block_identifier=start - 1)
     padding = sum(a["paddingWad"] for a in liquidated)
-    assert int(data["fund"]["assets_end_wad"]) - start_assets == padding - int(data["fund"]["paid_wad"])
+    assert int(data["fund"]["assets_end_wad"]) - start_assets == padding - int(
+        data["fund"]["paid_wad"]
+    )
     # The keeper's account starts empty and earns only rewards.
     rewards = sum(a["rewardWad"] for a in liquidated)
     assert ch.marginOf(result.population.keeper.address).call(block_identifier=end) == rewards
@@ -166,10 +174,21 @@ def test_population_is_spread_and_deterministic() -> None:
         ({"speed": 0}, "--speed must be a positive number"),
     ],
 )
-def test_cli_mistakes_are_one_line(capsys: pytest.CaptureFixture[str], changes: dict[str, Any],
-                                   message: str) -> None:  # fmt: skip
-    args = argparse.Namespace(scenario="gap", accounts=30, out=None, speed=None, seed=0, json=False,
-                              rpc=None, deployment=None, keystore=None, dev_account=None)  # fmt: skip
+def test_cli_mistakes_are_one_line(
+    capsys: pytest.CaptureFixture[str], changes: dict[str, Any], message: str
+) -> None:
+    args = argparse.Namespace(
+        scenario="gap",
+        accounts=30,
+        out=None,
+        speed=None,
+        seed=0,
+        json=False,
+        rpc=None,
+        deployment=None,
+        keystore=None,
+        dev_account=None,
+    )
     for key, value in changes.items():
         setattr(args, key, value)
     assert run_from_cli(args) == 1
@@ -177,9 +196,20 @@ def test_cli_mistakes_are_one_line(capsys: pytest.CaptureFixture[str], changes: 
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_cli_unreachable_node_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    args = argparse.Namespace(scenario="gap", accounts=30, out=str(tmp_path), speed=None, seed=0,
-                              json=False, rpc="http://127.0.0.1:9", deployment=None, keystore=None,
-                              dev_account=None)  # fmt: skip
+def test_cli_unreachable_node_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    args = argparse.Namespace(
+        scenario="gap",
+        accounts=30,
+        out=str(tmp_path),
+        speed=None,
+        seed=0,
+        json=False,
+        rpc="http://127.0.0.1:9",
+        deployment=None,
+        keystore=None,
+        dev_account=None,
+    )
     assert run_from_cli(args) == 1
     assert "cannot reach the node at http://127.0.0.1:9" in capsys.readouterr().err

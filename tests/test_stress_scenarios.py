@@ -4,6 +4,7 @@ bad scenario files fail with a message naming the file and line. No chain needed
 from __future__ import annotations
 
 import hashlib
+import itertools
 from decimal import Decimal
 from pathlib import Path
 
@@ -88,7 +89,7 @@ def test_gap_falls_a_quarter_in_one_step() -> None:
     _, path = scenarios.load("gap")
     for market in DEPLOYED:
         pts = series(path, market)
-        moves = [b[1] / a[1] - 1 for a, b in zip(pts, pts[1:], strict=False)]
+        moves = [b[1] / a[1] - 1 for a, b in itertools.pairwise(pts)]
         assert min(moves) < -0.24
         assert sum(1 for m in moves if m < -0.05) == 1
 
@@ -102,13 +103,17 @@ def test_files_match_their_generators_and_sources() -> None:
 
 
 def test_resample_keeps_each_bucket_close_and_the_opening() -> None:
-    path = PricePath("t", "t", [
-        Step(0, {"ETH-USD": Decimal(100), "BTC-USD": Decimal(10)}),
-        Step(60, {"ETH-USD": Decimal(90)}),
-        Step(120, {"ETH-USD": Decimal(95), "BTC-USD": Decimal(11)}),
-        Step(180, {"ETH-USD": Decimal(80)}),
-        Step(600, {"BTC-USD": Decimal(12)}),
-    ])  # fmt: skip
+    path = PricePath(
+        "t",
+        "t",
+        [
+            Step(0, {"ETH-USD": Decimal(100), "BTC-USD": Decimal(10)}),
+            Step(60, {"ETH-USD": Decimal(90)}),
+            Step(120, {"ETH-USD": Decimal(95), "BTC-USD": Decimal(11)}),
+            Step(180, {"ETH-USD": Decimal(80)}),
+            Step(600, {"BTC-USD": Decimal(12)}),
+        ],
+    )
     out = path.resample(300)
     assert [s.timestamp for s in out.steps] == [0, 180, 600]
     assert out.steps[1].prices == {"ETH-USD": Decimal(80), "BTC-USD": Decimal(11)}
