@@ -361,9 +361,10 @@ class Keeper:
         )
         self.breaker = CircuitBreaker(s.max_failed_ticks)
         self.backoff = Backoff(s.backoff_initial, s.backoff_max)
-        self.first_seen: dict[
-            str, int
-        ] = {}  # other keepers' liquidatable accounts: first block seen
+        # other keepers' liquidatable accounts: the block each was first seen liquidatable
+        self.first_seen: dict[str, int] = {}
+        # the block at which outstanding bad debt was first seen
+        self.bad_debt_seen_at: int | None = None
         self.exit_code = EXIT_OK
         self.last_result: PassResult | None = None
         self._stop = threading.Event()
@@ -515,6 +516,13 @@ class Keeper:
         )
         m.accounts_tracked.set(len(self.index.accounts))
         m.in_flight.set(len(self.sender.pending))
+        balance = int(self.bw.w3.eth.get_balance(self.signer.address))
+        m.signer_eth.set(balance / 1e18)
+        if balance < self.settings.min_eth_balance_wei:
+            log.warning(
+                "keeper is low on ETH for gas",
+                extra=kv(keeper=self.signer.address, eth=balance / 1e18),
+            )
 
     def _guard(self, name: str, fn: Callable[[], Any]) -> Any:
         """Runs one job: errors are logged, node outages back off, repeated failures halt."""
@@ -860,7 +868,7 @@ class Keeper:
         the grace period with no target left, socialise. Repeats on fresh state until nothing changes;
         returns the last snapshot."""
         for _ in range(BAD_DEBT_ROUNDS):
-            if snap.total_bad_debt == 0 or self.stopping:
+            if not self._bad_debt_mine(snap) or self.stopping:
                 break
             acted = False
             for (market, side), debt in sorted(snap.bad_debt.items()):
@@ -869,6 +877,19 @@ class Keeper:
                 break
             _, snap = self._advance()
         return snap
+
+    def _bad_debt_mine(self, snap: MarketSnapshot) -> bool:
+        """Bad debt is outstanding and this keeper should act: keeper 0 at once, the others as
+        backups once it has been outstanding for `backup_delay_blocks` (so they do not race)."""
+        if snap.total_bad_debt == 0:
+            self.bad_debt_seen_at = None
+            return False
+        if self.bad_debt_seen_at is None:
+            self.bad_debt_seen_at = snap.block.number
+        s = self.settings
+        if s.keeper_count == 1 or s.keeper_index == 0:
+            return True
+        return snap.block.number - self.bad_debt_seen_at >= s.backup_delay_blocks
 
     def _settle_side(
         self, snap: MarketSnapshot, market: int, side: int, debt: int, result: PassResult

@@ -115,6 +115,9 @@ class KeeperMetrics:
             registry=r,
         )
         self.node_up = Gauge("bulwark_keeper_node_up", "1 while the node answers", registry=r)
+        self.signer_eth = Gauge(
+            "bulwark_keeper_signer_eth", "ETH the keeper holds for gas", registry=r
+        )
         self.in_flight = Gauge(
             "bulwark_keeper_in_flight_transactions", "Sent, not yet mined or dropped", registry=r
         )

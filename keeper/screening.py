@@ -205,22 +205,20 @@ def adl_side_holders(debt_side: int) -> int:
 def adl_scores(
     index: AccountIndex, snap: MarketSnapshot, market: int, debt_side: int
 ) -> dict[str, int]:
-    """Exact contract scores of every account on the side opposite `debt_side` in `market`."""
+    """Exact contract scores of every account on the side opposite `debt_side` in `market`.
+
+    Accounts that also hold a market whose price is stale are left out: the contract's health of
+    such an account reverts, so neither ``adlScoresOf`` nor ``autoDeleverage`` could take them."""
     sign = adl_side_holders(debt_side)
-    needed = set()
+    fresh = set(snap.prices)
     scores: dict[str, int] = {}
     for address, state in index.accounts.items():
         p = state.positions.get(market)
-        if p is None or p.size * sign <= 0:
+        if p is None or p.size * sign <= 0 or not fresh.issuperset(state.positions):
             continue
-        needed.add(address)
-        if not set(snap.prices).issuperset(state.positions):
-            continue  # a stale market: the contract's health would revert; leave it to adlScoresOf
         scores[address] = rm.account_adl_score(
             market, state.margin, state.positions, snap.prices, snap.indices, snap.configs
         )
-    for address in needed - set(scores):
-        scores[address] = -1  # unknown off-chain
     return scores
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_keeper_support import Chain
+from test_keeper_support import Chain, trader_key
 
 from keeper import invariants
 from keeper import riskmath as rm
@@ -131,3 +131,21 @@ def test_bad_debt_with_no_target_is_socialised_only_after_the_grace_period(chain
     assert late.socialized_wad > 0 and late.socialized_wad + late.covered_wad == debt
     report = invariants.check(chain.bw)
     assert report.ok, report.as_dict()
+
+
+def test_a_backup_keeper_leaves_bad_debt_to_keeper_zero_for_a_while(chain: Chain) -> None:
+    # given bad debt with a profitable short to deleverage, seen by keeper 1 of 2
+    make_bad_debt_without_keeper(chain, with_shorts=True)
+    settings = KeeperSettings(keeper_count=2, keeper_index=1, backup_delay_blocks=2)
+    backup = Keeper(chain.bw, dev_account(4), settings)
+
+    # when it runs at once, then it leaves the work to keeper 0
+    first = backup.run_once()
+    assert first.adl_steps == [] and first.bad_debt_wad > 0
+
+    # when the debt is still there two blocks later, then it steps in
+    chain.rpc("evm_mine")
+    chain.rpc("evm_mine")
+    late = backup.run_once()
+    assert [s.account for s in late.adl_steps] == [trader_key(0, "cover-short").address]
+    assert late.bad_debt_wad == first.bad_debt_wad - late.adl_steps[0].haircut
