@@ -34,6 +34,9 @@ contract LiquidityPool is ERC4626, AccessControlDefaultAdminRules, ReentrancyGua
     /// @notice Deposits lock the receiver's shares, so only the receiver may deposit for itself.
     error PoolReceiverNotCaller(address caller, address receiver);
     error PoolCooldownOutOfBounds(uint256 cooldown, uint256 maxCooldown);
+    /// @notice Pool equity is negative: a deposit would only fill the deficit, so deposits wait until
+    /// trader profits are realised against it or the deficit is made good.
+    error PoolInsolvent(int256 equityWad);
 
     constructor(IERC20 asset_, IClearingHouse clearingHouse_, uint32 cooldown_, address admin)
         ERC4626(asset_)
@@ -63,11 +66,22 @@ contract LiquidityPool is ERC4626, AccessControlDefaultAdminRules, ReentrancyGua
         return _exitOpen(owner) ? super.maxRedeem(owner) : 0;
     }
 
+    /// @notice Nothing while the pool's equity is negative (see `PoolInsolvent`).
+    function maxDeposit(address receiver) public view override returns (uint256) {
+        return clearingHouse.poolEquityWad() < 0 ? 0 : super.maxDeposit(receiver);
+    }
+
+    function maxMint(address receiver) public view override returns (uint256) {
+        return clearingHouse.poolEquityWad() < 0 ? 0 : super.maxMint(receiver);
+    }
+
     function deposit(uint256 assets, address receiver) public override nonReentrant returns (uint256) {
+        _requireSolvent();
         return super.deposit(assets, receiver);
     }
 
     function mint(uint256 shares, address receiver) public override nonReentrant returns (uint256) {
+        _requireSolvent();
         return super.mint(shares, receiver);
     }
 
@@ -110,6 +124,12 @@ contract LiquidityPool is ERC4626, AccessControlDefaultAdminRules, ReentrancyGua
 
     function _decimalsOffset() internal pure override returns (uint8) {
         return 6;
+    }
+
+    /// @dev With negative equity the share price is zero and new assets would fill the deficit.
+    function _requireSolvent() internal view {
+        int256 equity = clearingHouse.poolEquityWad();
+        if (equity < 0) revert PoolInsolvent(equity);
     }
 
     /// @dev Names the reason an exit is closed, instead of the generic ERC-4626 maximum error.
