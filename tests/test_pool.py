@@ -147,3 +147,23 @@ def test_donation_inflation_attack_fails(protocol: Protocol) -> None:
     assert 0 <= victim_loss < USDC // 10  # a few cents on 10,000
     assert attacker_loss > 10_000 * victim_loss  # the attack costs far more than it takes
     p.assert_conserved()
+
+
+def test_deposit_into_an_insolvent_pool_reverts(protocol: Protocol) -> None:
+    p = protocol
+    p.seed_pool(10_000)
+    t = p.traders[0]
+    p.fund_trader(t, 5_000)
+    trade_wad(p, t, ETH, wad(9.9))  # near the exposure cap of 3 x 10,000
+    p.set_price("ETH-USD", 4_500)  # the trader is up 14,850: more than the pool has
+    equity = int(p.bw.ch.functions.poolEquityWad().call())
+    assert equity < 0 and p.bw.pool.functions.totalAssets().call() == 0
+    assert p.bw.pool.functions.maxDeposit(p.staker.address).call() == 0
+    tx(p, p.bw.token.functions.approve(p.bw.pool.address, MAX_UINT), p.staker)
+    with reverts("PoolInsolvent", equityWad=equity):
+        tx(p, p.bw.pool.functions.deposit(1_000 * USDC, p.staker.address), p.staker)
+    with reverts("PoolInsolvent", equityWad=equity):
+        tx(p, p.bw.pool.functions.mint(10**12, p.staker.address), p.staker)
+    p.set_price("ETH-USD", 3_000)  # solvent again: deposits reopen
+    tx(p, p.bw.pool.functions.deposit(1_000 * USDC, p.staker.address), p.staker)
+    p.assert_conserved()
