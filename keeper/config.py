@@ -86,20 +86,22 @@ class KeeperSettings:
     backoff_initial: float = 1.0
     """First wait after the node stopped answering; doubles up to backoff_max."""
     backoff_max: float = 30.0
-    rpc_timeout: float = 10.0
-    """Seconds before a JSON-RPC request counts as failed."""
+    """Longest wait between attempts to reach the node."""
     keeper_count: int = 1
     """Keepers sharing the work; each takes the accounts whose hash mod count is its index."""
     keeper_index: int = 0
+    """This keeper's number among keeper_count (0 .. keeper_count - 1); 0 also settles bad debt first."""
     backup_delay_blocks: int = 3
     """Blocks an account of another keeper stays liquidatable before this one takes it."""
     # ---- observability
     metrics_port: int = 0
     """Port of /metrics and /healthz (0: off)."""
     metrics_host: str = "127.0.0.1"
+    """Interface the metrics server listens on (0.0.0.0 for every interface)."""
     log_format: str = "plain"
     """plain or json."""
     log_level: str = "INFO"
+    """DEBUG (one line per pass), INFO (what was sent and why), WARNING or ERROR."""
     healthz_max_age: float = 60.0
     """/healthz fails when the last successful pass is older than this many seconds."""
 
@@ -126,7 +128,6 @@ def validate(s: KeeperSettings) -> None:
         "receipt_timeout",
         "backoff_initial",
         "backoff_max",
-        "rpc_timeout",
         "replace_after_seconds",
         "healthz_max_age",
     )

@@ -2,7 +2,7 @@
 
 The lifecycle reads in five lines (see :meth:`Keeper.run_forever`)::
 
-    life.on_startup(self.startup)                        # chain id, code, funds, checkpoint, metrics
+    life.on_startup(self.startup_when_reachable)         # chain id, code, funds, checkpoint, metrics
     life.on_block(self.on_block)                         # one full pass per new block
     life.every(s.resync_interval, self.resync)           # re-read every account
     life.every(s.fund_watch_interval, self.watch_fund)   # fund assets and bad debt
@@ -385,7 +385,7 @@ class Keeper:
             self._guard,
             self.metrics.blocks_dropped.inc,
         ) as life:
-            life.on_startup(self.startup)
+            life.on_startup(self.startup_when_reachable)
             life.on_block(self.on_block)
             life.every(s.resync_interval, self.resync)
             life.every(s.fund_watch_interval, self.watch_fund)
@@ -405,6 +405,7 @@ class Keeper:
         """Checks the chain, the contracts and the signer; resumes the index; starts /metrics."""
         if self._started:
             return
+        self.index.prepare()
         self.startup_checks()
         self.index.load()
         s = self.settings
@@ -417,6 +418,25 @@ class Keeper:
                 extra=kv(url=f"http://{s.metrics_host}:{self._server.port}/metrics"),
             )
         self._started = True
+
+    def startup_when_reachable(self) -> None:
+        """:meth:`startup`, waiting with backoff while the node does not answer (until a stop)."""
+        while not self.stopping:
+            try:
+                self.startup()
+                self.backoff.reset()
+                return
+            except Exception as exc:
+                if not node_unreachable(exc):
+                    raise
+                delay = self.backoff.fail()
+                self.health.node_up = False
+                self.metrics.node_up.set(0)
+                log.warning(
+                    "node unreachable at startup; retrying",
+                    extra=kv(retry_in=delay, error=type(exc).__name__),
+                )
+                self._stop.wait(delay)
 
     def startup_checks(self) -> None:
         bw, d = self.bw, self.bw.deployment

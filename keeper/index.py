@@ -212,12 +212,22 @@ class AccountIndex:
         self._saved_at = 0.0
         self._unsaved_accounts = False
         self.calls = Calls(bw.ch)
-        self.market_count = int(bw.ch.functions.marketCount().call())
-        self.protected = {
-            to_checksum_address(bw.ch.functions.pool().call()),
-            to_checksum_address(bw.ch.functions.fund().call()),
-        }
+        self.market_count = 0
+        self.protected: set[str] = set()  # the pool and the fund: never liquidated, never tracked
+        self._prepared = False
         self._topics = self._event_topics()
+
+    def prepare(self) -> None:
+        """Reads the market count and the protected accounts (once; the node must answer)."""
+        if self._prepared:
+            return
+        ch = self.bw.ch.functions
+        self.market_count = int(ch.marketCount().call())
+        self.protected = {
+            to_checksum_address(ch.pool().call()),
+            to_checksum_address(ch.fund().call()),
+        }
+        self._prepared = True
 
     # ------------------------------------------------------------------ events
 
@@ -269,6 +279,7 @@ class AccountIndex:
 
     def sync(self, head: BlockRef) -> SyncReport:
         """Brings the index to ``head``: reorg check, logs since the last block, dirty accounts read."""
+        self.prepare()
         rewound = self._check_reorg()
         start = self.start_block if self.block is None else self.block + 1
         report = SyncReport(start, head.number, rewound_to=rewound)
@@ -403,6 +414,7 @@ class AccountIndex:
         """Resumes from the checkpoint file if there is one for this deployment."""
         if self.path is None or not self.path.is_file():
             return False
+        self.prepare()
         try:
             data = json.loads(self.path.read_text())
             if data.get("version") != CHECKPOINT_VERSION:

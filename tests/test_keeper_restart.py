@@ -196,6 +196,29 @@ def test_keeper_survives_the_node_stopping_and_coming_back(restartable: Chain) -
     assert codes == [0]
 
 
+def test_keeper_started_while_the_node_is_down_waits_for_it(restartable: Chain) -> None:
+    # given a node that is down when the keeper starts
+    chain = restartable
+    chain.node.stop()
+    keeper = Keeper(
+        chain.bw, KEEPER, KeeperSettings(poll_interval=0.1, backoff_initial=0.2, backoff_max=0.4)
+    )
+    codes: list[int] = []
+    thread = threading.Thread(target=lambda: codes.append(keeper.run_forever()), daemon=True)
+    thread.start()
+    try:
+        # then it waits rather than exiting
+        wait_for(lambda: keeper.backoff.active, 10, what="the startup backoff")
+        assert thread.is_alive() and keeper.last_result is None
+        # and once the node is up it starts and passes
+        chain.node.start()
+        wait_for(lambda: keeper.last_result is not None, 20, what="the first pass")
+    finally:
+        keeper.stop()
+        thread.join(timeout=30)
+    assert codes == [0]
+
+
 def test_run_from_cli_reports_a_bad_config_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], bw: Bulwark
 ) -> None:
