@@ -105,43 +105,49 @@ class ScreenResult:
 
 
 def screen(index: AccountIndex, snap: MarketSnapshot, buffer: float = 0.02) -> ScreenResult:
-    """Vectorised health of every account with a position; candidates close to or below maintenance."""
-    markets = snap.market_ids
+    """Vectorised health of every account with a position; candidates close to or below maintenance.
+
+    Positions are laid out flat (one entry per account and market held), valued in one pass, and
+    summed per account with ``bincount``."""
+    column = {m: k for k, m in enumerate(snap.market_ids)}
     fresh = set(snap.prices)
     accounts: list[str] = []
-    rows: list[tuple[float, list[tuple[float, float, float]]]] = []
+    margins: list[int] = []
+    rows: list[int] = []
+    cols: list[int] = []
+    sizes: list[int] = []
+    opens: list[int] = []
+    bases: list[int] = []
     stale = 0
     for address, state in index.accounts.items():
-        if not state.positions:
+        held = state.positions
+        if not held:
             continue
-        if not fresh.issuperset(state.positions):
+        if not fresh.issuperset(held):
             stale += 1
             continue
+        row = len(accounts)
         accounts.append(address)
-        rows.append(
-            (
-                float(state.margin),
-                [
-                    (float(p.size), float(p.open_notional), float(p.funding_basis))
-                    if (p := state.positions.get(m)) is not None
-                    else (0.0, 0.0, 0.0)
-                    for m in markets
-                ],
-            )
-        )
+        margins.append(state.margin)
+        for m, p in held.items():
+            rows.append(row)
+            cols.append(column[m])
+            sizes.append(p.size)
+            opens.append(p.open_notional)
+            bases.append(p.funding_basis)
     if not accounts:
         empty = np.zeros(0)
         return ScreenResult([], empty, empty, [], stale)
-    margin = np.array([r[0] for r in rows]) / 1e18
-    pos = np.array([r[1] for r in rows]) / 1e18  # (N, M, 3): size, open notional, funding basis
-    size, open_notional, basis = pos[:, :, 0], pos[:, :, 1], pos[:, :, 2]
-    price = np.array([snap.prices.get(m, 0) for m in markets], dtype=float) / 1e18
-    index_now = np.array([snap.indices.get(m, 0) for m in markets], dtype=float) / 1e18
-    mm_ratio = np.array([snap.configs[m].mm_ratio for m in markets], dtype=float) / 1e18
-    upnl = size * price - open_notional
-    pending = size * index_now - basis
-    equity = margin + (upnl - pending).sum(axis=1)
-    mmr = (np.abs(size) * price * mm_ratio).sum(axis=1)
+    markets = snap.market_ids
+    price = np.array([snap.prices.get(m, 0) for m in markets], dtype=float)[cols] / 1e18
+    index_now = np.array([snap.indices.get(m, 0) for m in markets], dtype=float)[cols] / 1e18
+    mm_ratio = np.array([snap.configs[m].mm_ratio for m in markets], dtype=float)[cols] / 1e18
+    size = np.array(sizes, dtype=float) / 1e18
+    upnl = size * price - np.array(opens, dtype=float) / 1e18
+    pending = size * index_now - np.array(bases, dtype=float) / 1e18
+    n = len(accounts)
+    equity = np.array(margins, dtype=float) / 1e18 + np.bincount(rows, upnl - pending, minlength=n)
+    mmr = np.bincount(rows, np.abs(size) * price * mm_ratio, minlength=n)
     flagged = np.nonzero(equity < mmr * (1.0 + buffer) + 1e-6)[0]
     return ScreenResult(accounts, equity, mmr, [accounts[i] for i in flagged], stale)
 
