@@ -43,20 +43,13 @@ MUST_REACH = (
 _CALLS = re.compile(r"\[PASS\] invariant_\w+\(\) \(runs: (\d+), calls: (\d+), reverts: (\d+)\)")
 
 
-# Open findings (test/foundry/known): each fails until the contracts are fixed.
-KNOWN_ISSUES = {
-    "test_lpDeposit_intoInsolventPool_isRefused": (
-        "contracts/LiquidityPool.sol deposit/maxDeposit: a deposit into a pool whose equity is <= 0 "
-        "mints shares at a near-zero price and the assets fill the deficit"
-    ),
-}
-
-
-def _forge(profile: str, *args: str, timeout: int) -> subprocess.CompletedProcess[str]:
+def _forge(
+    profile: str, *args: str, timeout: int, paths_log: str = ""
+) -> subprocess.CompletedProcess[str]:
     forge = paths.node_bin("forge")
-    env = {**os.environ, "FOUNDRY_PROFILE": profile, "BULWARK_INVARIANT_LOG": PATHS_LOG}
-    log = REPO / PATHS_LOG
-    log.unlink(missing_ok=True)
+    env = {**os.environ, "FOUNDRY_PROFILE": profile, "BULWARK_INVARIANT_LOG": paths_log}
+    if paths_log:
+        (REPO / paths_log).unlink(missing_ok=True)
     # Forge resolves `solc = "tools/solc.js"` against the working directory: run from the root.
     return subprocess.run(
         [str(forge), "test", *args],
@@ -82,44 +75,28 @@ def _invariant_calls(output: str) -> int:
     return sum(int(calls) for _runs, calls, _reverts in found)
 
 
-def _paths_reached() -> Counter[str]:
+def _paths_reached(paths_log: str) -> Counter[str]:
     totals: Counter[str] = Counter()
-    for line in (REPO / PATHS_LOG).read_text().splitlines():
+    for line in (REPO / paths_log).read_text().splitlines():
         totals.update(json.loads(line))
     return totals
 
 
 def test_forge_suite_passes_with_invariants_over_every_entry_point() -> None:
-    proc = _forge("default", "--no-match-contract", "KnownIssuesTest", timeout=900)
+    proc = _forge("default", timeout=900, paths_log=PATHS_LOG)
     output = _require_success(proc)
     assert _invariant_calls(output) >= CI_MIN_CALLS
     assert re.search(r"\d+ tests passed, 0 failed", output), output[-3_000:]
-    reached = _paths_reached()
+    reached = _paths_reached(PATHS_LOG)
     missing = [name for name in MUST_REACH if reached[name] == 0]
     assert not missing, f"the invariant campaign never reached {missing}: {dict(reached)}"
 
 
 @pytest.mark.skipif(os.environ.get("BULWARK_DEEP") != "1", reason="deep run: set BULWARK_DEEP=1")
 def test_forge_deep_invariants_100k_calls() -> None:
-    proc = _forge("deep", "--match-contract", "ConservationInvariantTest", timeout=3_600)
+    log = "out/invariant-paths-deep.jsonl"
+    proc = _forge("deep", "--match-contract", "ConservationInvariantTest", timeout=3_600, paths_log=log)
     output = _require_success(proc)
     assert _invariant_calls(output) >= DEEP_CALLS
-
-
-class KnownIssueStillOpen(AssertionError):
-    """Forge ran the known-issue test and it failed on its assertion."""
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, raises=KnownIssueStillOpen, reason=why))
-        for n, why in KNOWN_ISSUES.items()
-    ],
-)
-def test_forge_known_issue(name: str) -> None:
-    proc = _forge("default", "--match-contract", "KnownIssuesTest", "--match-test", name, timeout=600)
-    output = proc.stdout + proc.stderr
-    if re.search(rf"\[FAIL[^\n]*\] {name}\(", output):
-        raise KnownIssueStillOpen(output[-3_000:])
-    assert f"[PASS] {name}(" in output, f"forge did not run {name}:\n{output[-5_000:]}"
+    reached = _paths_reached(log)
+    assert all(reached[name] > 0 for name in MUST_REACH), dict(reached)

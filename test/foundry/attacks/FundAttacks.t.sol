@@ -140,4 +140,25 @@ contract FundAttacksTest is AttackBase {
         vm.expectRevert(abi.encodeWithSelector(LiquidityPool.PoolSharesLocked.selector, alice, block.timestamp + POOL_COOLDOWN));
         pool.redeem(victimShares, alice, alice);
     }
+
+    /// @notice Attack on LPs: when trader profits exceed the pool's margin its equity is negative and its
+    /// shares are worth nothing; a deposit then would mint at a zero price and fill the deficit for the
+    /// traders. Such a deposit is refused.
+    function test_lpDeposit_intoInsolventPool_refused() public {
+        deployProtocol();
+        seedPool(lp, 100_000 * USDC);
+        fundAccount(alice, 20_000 * USDC);
+        openPosition(alice, ETH, 100e18); // the pool takes 100 ETH short: 300k, its exposure cap
+        setPrice(ETH, 4500); // alice +150k: more than the pool has
+        int256 equity = ch.poolEquityWad();
+        assertLt(equity, int256(0), "pool under water");
+        assertEq(pool.maxDeposit(bob), 0, "maxDeposit says no");
+
+        usdc.mint(bob, 10_000 * USDC);
+        vm.startPrank(bob);
+        usdc.approve(address(pool), 10_000 * USDC);
+        vm.expectRevert(abi.encodeWithSelector(LiquidityPool.PoolInsolvent.selector, equity));
+        pool.deposit(10_000 * USDC, bob);
+        vm.stopPrank();
+    }
 }
