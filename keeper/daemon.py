@@ -616,7 +616,12 @@ class Keeper:
         result = PassResult(head.number)
         for outcome in finished:
             self._note_outcome(outcome, result)
-        self.index.sync(head)
+        sync = self.index.sync(head)
+        for update in sync.price_updates:
+            log.info(
+                "oracle update",
+                extra=kv(market=update.market, answer=update.answer, block=update.block),
+            )
         if self._resync_due:
             self.index.refresh_all(head.number)
             self._resync_due = False

@@ -30,6 +30,7 @@ from typing import Any, cast
 from eth_abi.abi import decode as abi_decode
 from eth_utils.abi import event_abi_to_log_topic
 from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 from web3 import Web3
 
 from keeper import riskmath as rm
@@ -40,6 +41,9 @@ CHECKPOINT_VERSION = 1
 RECENT_SYNC_POINTS = 128
 _ACCOUNT_ARGS = ("account", "keeper")
 _MARKET_EVENTS = frozenset({"MarketListed", "MarketConfigured", "RiskParamsUpdated"})
+ANSWER_UPDATED = keccak(
+    text="AnswerUpdated(int256,uint256,uint256)"
+)  # Chainlink's aggregator event
 
 log = get_logger("index")
 
@@ -184,6 +188,16 @@ class SyncReport:
     refreshed: int = 0
     rewound_to: int | None = None
     markets_changed: bool = False
+    price_updates: list[PriceUpdate] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PriceUpdate:
+    """An ``AnswerUpdated`` of a market's feed (the feed's own decimals)."""
+
+    market: str
+    answer: int
+    block: int
 
 
 class AccountIndex:
@@ -216,6 +230,9 @@ class AccountIndex:
         self.protected: set[str] = set()  # the pool and the fund: never liquidated, never tracked
         self._prepared = False
         self._topics = self._event_topics()
+        self._feeds = {
+            to_checksum_address(m.feed): name for name, m in bw.deployment.markets.items()
+        }
 
     def prepare(self) -> None:
         """Reads the market count and the protected accounts (once; the node must answer)."""
@@ -261,6 +278,12 @@ class AccountIndex:
                 self.mark(to_checksum_address(bytes(topics[spot])[-20:]))
         return name in _MARKET_EVENTS
 
+    def _price_update(self, market: str, entry: Any, report: SyncReport) -> None:
+        topics = entry["topics"]
+        if len(topics) > 1 and bytes(topics[0]) == ANSWER_UPDATED:
+            answer = int.from_bytes(bytes(topics[1]), "big", signed=True)
+            report.price_updates.append(PriceUpdate(market, answer, int(entry["blockNumber"])))
+
     def mark(self, address: str) -> None:
         """Adds an address (if new) and schedules a re-read of its state."""
         address = to_checksum_address(address)
@@ -287,11 +310,14 @@ class AccountIndex:
         w3 = self.bw.w3
         for lo in range(start, head.number + 1, self.log_chunk_blocks):
             hi = min(lo + self.log_chunk_blocks - 1, head.number)
-            entries = w3.eth.get_logs(
-                {"address": self.bw.ch.address, "fromBlock": lo, "toBlock": hi}
-            )
+            addresses = [self.bw.ch.address, *self._feeds]
+            entries = w3.eth.get_logs({"address": addresses, "fromBlock": lo, "toBlock": hi})
             for entry in entries:
-                report.markets_changed |= self._apply(entry)
+                feed = self._feeds.get(to_checksum_address(entry["address"]))
+                if feed is not None:
+                    self._price_update(feed, entry, report)
+                else:
+                    report.markets_changed |= self._apply(entry)
             report.logs += len(entries)
         if report.markets_changed:
             self.market_count = int(

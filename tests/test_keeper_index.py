@@ -69,12 +69,16 @@ def test_restart_resumes_from_the_checkpoint_and_misses_nothing(
 
     # when accounts appear while no keeper runs, and a new index starts from the file
     late = [chain.new_trader(n, 2_000, "resume-late") for n in range(3)]
+    update = chain.set_price("BTC-USD", 61_000)["blockNumber"]
     second = AccountIndex(bw, tmp_path / "cp.json")
     assert second.load() and second.resumed_from == saved_at
     report = second.sync(get_block(bw.w3))
 
     # then it scanned only from the block after the checkpoint, and knows old and new accounts
     assert report.from_block == saved_at + 1 and report.rewound_to is None
+    assert [(u.market, u.answer, u.block) for u in report.price_updates] == [
+        ("BTC-USD", 61_000 * 10**8, update)
+    ]
     assert {early.address, *(t.address for t in late)} <= set(second.accounts)
     assert second.accounts[late[0].address].margin == 2_000 * WAD
     assert second.accounts[early.address].margin == 1_000 * WAD  # re-read at resume
