@@ -308,7 +308,7 @@ class Bulwark:
             if decoded is None:
                 raise
             raise TxReverted(name, decoded) from None
-        params["gas"] = gas or int(estimate * 1.2) + 10_000
+        params["gas"] = gas or int(estimate * 1.25) + 60_000
         params["nonce"] = self.w3.eth.get_transaction_count(signer.address, "pending")
         tx = fn.build_transaction(params)
         signed = signer.sign_transaction(tx)

@@ -228,6 +228,24 @@ def test_liquidate_refusals(protocol: Protocol) -> None:
         tx(p, ch.functions.liquidateFromBatch(who, ETH, p.keeper.address), p.keeper)
 
 
+def test_liquidate_smaller_position_first_reverts(protocol: Protocol) -> None:
+    """Outside bankruptcy the largest position goes first: a keeper may not pick a small one whose
+    close frees less maintenance margin than the reward it collects."""
+    p = protocol
+    p.seed_pool(200_000)
+    who = _open(p, 0, 1_000, 6)  # 18,000 notional in ETH
+    trade_wad(p, p.traders[0], BTC, wad("0.02"))  # 1,200 notional in BTC
+    p.set_price("ETH-USD", 2_860)  # equity falls under MM, still above the reward floor
+    h = view(p, who).health()
+    assert h.liquidatable and h.equity >= risk(p).reward_floor
+    with reverts("LiquidationNotLargestPosition", account=who, marketId=BTC, largerMarketId=ETH):
+        tx(p, p.bw.ch.functions.liquidate(who, BTC), p.keeper)
+    ev, _, _ = _liquidate(p, who, ETH)
+    assert ev["bankrupt"] is False
+    assert position(p, who, BTC).size == wad("0.02")
+    p.assert_conserved()
+
+
 def test_stale_price_blocks_liquidation(protocol: Protocol) -> None:
     p = protocol
     p.seed_pool(100_000)

@@ -169,6 +169,8 @@ interface IClearingHouse {
     error TradePoolExposureCap(uint256 marketId, uint256 exposureWad, uint256 capWad);
     error LiquidationAccountHealthy(address account, int256 equityWad, uint256 maintenanceMarginWad);
     error LiquidationNoPosition(address account, uint256 marketId);
+    /// @notice Outside bankruptcy, the largest position (by notional) is liquidated first.
+    error LiquidationNotLargestPosition(address account, uint256 marketId, uint256 largerMarketId);
     error LiquidationSelf(address account);
     error LiquidationNotImproving(address account, int256 deficitBeforeWad, int256 deficitAfterWad);
     error LiquidationBatchLengthMismatch(uint256 accounts, uint256 markets);
@@ -198,8 +200,9 @@ interface IClearingHouse {
 
     // ---------------------------------------------------------------- liquidation and ADL
 
-    /// @notice Liquidates `account`, which must be below maintenance margin, in `marketId`; a bankrupt
-    /// account (equity below the reward floor) is closed in every market and its shortfall settled.
+    /// @notice Liquidates `account`, which must be below maintenance margin, in `marketId`, which must
+    /// hold its largest position by notional; a bankrupt account (equity below the reward floor) is
+    /// closed in every market and its shortfall settled.
     /// The caller receives the keeper reward as margin.
     function liquidate(address account, uint256 marketId) external;
 

@@ -81,6 +81,7 @@ library LiquidationLogic {
         if (size == 0) revert IClearingHouse.LiquidationNoPosition(account, marketId);
         IClearingHouse.MarketConfig memory cfg = s.configs[marketId];
         uint256 priceWad = px.wad[marketId];
+        _requireLargest(s, px, account, marketId, PositionMath.notional(size, priceWad));
         int256 closeSize = _liquidationSize(s, size, priceWad, cfg, equity, mmr);
 
         _close(s, account, marketId, closeSize, priceWad);
@@ -88,6 +89,24 @@ library LiquidationLogic {
         _pay(s, account, keeper, sp);
         if (closeSize != size) _requireImproved(s, px, account, equity, mmr);
         emit IClearingHouse.Liquidated(account, marketId, keeper, sp.penaltyWad, sp.rewardWad, sp.paddingWad, 0, false);
+    }
+
+    /// @dev A liquidation that is not a bankruptcy closes the account's largest position (by notional)
+    /// first, so the keeper cannot pick a small one that frees less margin than the reward it collects.
+    function _requireLargest(
+        Ledger.Layout storage s,
+        Ledger.Prices memory px,
+        address account,
+        uint256 marketId,
+        uint256 notionalWad
+    ) private view {
+        uint128 open = s.accounts[account].openMarkets;
+        for (uint256 m; open >> m != 0; ++m) {
+            if ((open >> m) & 1 == 0 || m == marketId) continue;
+            if (PositionMath.notional(s.positions[account][m].sizeWad, px.wad[m]) > notionalWad) {
+                revert IClearingHouse.LiquidationNotLargestPosition(account, marketId, m);
+            }
+        }
     }
 
     /// @dev Closes `closeSize` of the position at `priceWad` after settling its funding; the pool takes it.
