@@ -40,10 +40,11 @@ from keeper.logs import get_logger, kv
 CHECKPOINT_VERSION = 1
 RECENT_SYNC_POINTS = 128
 _ACCOUNT_ARGS = ("account", "keeper")
+# Access-control events also name an `account` (the role holder): no margin moves there.
+_NOT_ACCOUNT_EVENTS = ("Role", "DefaultAdmin")
 _MARKET_EVENTS = frozenset({"MarketListed", "MarketConfigured", "RiskParamsUpdated"})
-ANSWER_UPDATED = keccak(
-    text="AnswerUpdated(int256,uint256,uint256)"
-)  # Chainlink's aggregator event
+# Chainlink's aggregator event
+ANSWER_UPDATED = keccak(text="AnswerUpdated(int256,uint256,uint256)")
 
 log = get_logger("index")
 
@@ -261,6 +262,8 @@ class AccountIndex:
                 for n, i in enumerate(indexed)
                 if i["name"] in _ACCOUNT_ARGS and i["type"] == "address"
             ]
+            if str(item["name"]).startswith(_NOT_ACCOUNT_EVENTS):
+                spots = []
             out[bytes(event_abi_to_log_topic(item))] = (item["name"], spots)
         return out
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from test_keeper_support import Chain
 
-from keeper.chain import WAD, Bulwark
+from keeper.chain import WAD, Bulwark, dev_account
 from keeper.index import AccountIndex, get_block
 from keeper.node import AnvilNode
 
@@ -33,6 +33,7 @@ def test_index_tracks_every_account_with_exact_state(
     # then it knows each account, margin and positions as the contract stores them, not the pool or fund
     assert {a.address, b.address, c.address} <= set(index.accounts)
     assert not index.protected & set(index.accounts)
+    assert dev_account(0).address not in index.accounts  # role grants are not margin events
     assert report.new_accounts == len(index.accounts) and report.to_block == head.number
     for t in (a, b, c):
         state = index.accounts[t.address]
