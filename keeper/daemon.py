@@ -405,7 +405,6 @@ class Keeper:
         """Checks the chain, the contracts and the signer; resumes the index; starts /metrics."""
         if self._started:
             return
-        self.index.prepare()
         self.startup_checks()
         self.index.load()
         s = self.settings
@@ -462,6 +461,7 @@ class Keeper:
                 f"keeper {self.signer.address} holds {balance / 1e18:.6f} ETH, needs at least "
                 f"{self.settings.min_eth_balance_wei / 1e18:.6f} ETH for gas"
             )
+        self.index.prepare()
         if self.signer.address in self.index.protected:
             raise BulwarkError(
                 f"{self.signer.address} is the pool or fund account and cannot act as keeper"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
+from eth_account import Account
 from test_keeper_support import Chain, crash_book
 
 from keeper import invariants
-from keeper.chain import Bulwark, dev_account
+from keeper.chain import Bulwark, BulwarkError, dev_account
 from keeper.config import KeeperSettings
 from keeper.daemon import Keeper, PassResult
 from keeper.node import AnvilNode
@@ -123,3 +126,27 @@ def test_nothing_is_liquidated_on_a_stale_price(chain: Chain) -> None:
     addresses = [t.address for t in traders]
     assert fresh.liquidated and {a for a, _ in fresh.liquidated} <= set(addresses)
     assert chain.liquidatable(addresses) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"chain_id": 5}, "the node is on chain 31337 but the deployment is for chain 5"),
+        ({"contracts": "dead"}, "no contract code for ClearingHouse at 0x0000"),
+        ({"signer": "poor"}, "holds 0.000000 ETH, needs at least 0.010000 ETH"),
+    ],
+)
+def test_startup_checks_refuse_a_wrong_chain_missing_code_or_an_unfunded_signer(
+    bw: Bulwark, change: dict[str, object], message: str
+) -> None:
+    deployment = dataclasses.replace(bw.deployment, contracts=dict(bw.deployment.contracts))
+    signer = KEEPER
+    if "chain_id" in change:
+        deployment.chain_id = 5
+    if "contracts" in change:
+        deployment.contracts["ClearingHouse"] = "0x000000000000000000000000000000000000dEaD"
+    if "signer" in change:
+        signer = Account.create()
+    keeper = Keeper(Bulwark(bw.w3, deployment, bw.artifacts), signer, KeeperSettings())
+    with pytest.raises(BulwarkError, match=message):
+        keeper.run_once()
