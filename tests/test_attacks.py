@@ -28,8 +28,8 @@ def _revert_name(exc: pytest.ExceptionInfo[TxReverted]) -> str:
 
 
 def test_mango_style_oracle_spike_drains_at_most_one_window(protocol: Protocol) -> None:
-    """Attack (Mango Markets, Oct 2022): hold both sides of ETH from two accounts, print a +50% price,
-    let the short go bankrupt and cash the long's mirror profit out of the insurance fund.
+    """Attack (Mango Markets, Oct 2022): hold both sides of ETH from two accounts, print a +50%
+    price, let the short go bankrupt and cash the long's mirror profit out of the insurance fund.
     Bounded: the fund pays at most its window cap (half its assets), the rest is bad debt that the
     long's own close pays back first, and nothing is withdrawn while debt is outstanding."""
     p = protocol
@@ -63,8 +63,9 @@ def test_mango_style_oracle_spike_drains_at_most_one_window(protocol: Protocol) 
 
 
 def test_batch_liquidation_griefing_entries_are_skipped(protocol: Protocol) -> None:
-    """Attack: put a healthy account, an unknown market, the pool and a duplicate into a batch so that
-    the one liquidatable account in it escapes. Each bad entry is skipped; the keeper is paid once."""
+    """Attack: put a healthy account, an unknown market, the pool and a duplicate into a batch so
+    that the one liquidatable account in it escapes. Each bad entry is skipped; the keeper is paid
+    once."""
     p = protocol
     victim, healthy = p.traders[2], p.traders[3]
     p.seed_pool(500_000)
@@ -89,7 +90,8 @@ def test_batch_liquidation_griefing_entries_are_skipped(protocol: Protocol) -> N
 
 def test_liquidation_on_stale_price_is_refused(protocol: Protocol) -> None:
     """Attack: liquidate on a price older than the heartbeat (a feed that stopped updating after a
-    crash), when the account may have recovered. Refused; the keeper's confirmation view refuses too."""
+    crash), when the account may have recovered. Refused; the keeper's confirmation view refuses
+    too."""
     p = protocol
     victim = p.traders[4]
     p.seed_pool(500_000)

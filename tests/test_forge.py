@@ -1,9 +1,9 @@
 """The Foundry suite under test/foundry, run by the test command: the conservation invariants over a
 random sequence of every entry point (fixed seed) and the attack tests.
 
-The default profile runs 50 x 200 = 10,000 handler calls. `BULWARK_DEEP=1` also runs the deep profile
-(FOUNDRY_PROFILE=deep, 200 x 500 = 100,000 calls). A failure shows Forge's own output: the broken law,
-the shrunk call sequence and the seed.
+The default profile runs 50 x 200 = 10,000 handler calls. `BULWARK_DEEP=1` also runs the deep
+profile (FOUNDRY_PROFILE=deep, 200 x 500 = 100,000 calls). A failure shows Forge's own output: the
+broken law, the shrunk call sequence and the seed.
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ def _forge(
 def _require_success(proc: subprocess.CompletedProcess[str]) -> str:
     output = proc.stdout + proc.stderr
     if proc.returncode != 0:
-        pytest.fail(f"forge test failed (exit {proc.returncode}):\n{output[-20_000:]}", pytrace=False)
+        tail = output[-20_000:]
+        pytest.fail(f"forge test failed (exit {proc.returncode}):\n{tail}", pytrace=False)
     return output
 
 
@@ -95,7 +96,8 @@ def test_forge_suite_passes_with_invariants_over_every_entry_point() -> None:
 @pytest.mark.skipif(os.environ.get("BULWARK_DEEP") != "1", reason="deep run: set BULWARK_DEEP=1")
 def test_forge_deep_invariants_100k_calls() -> None:
     log = "out/invariant-paths-deep.jsonl"
-    proc = _forge("deep", "--match-contract", "ConservationInvariantTest", timeout=3_600, paths_log=log)
+    contract = "ConservationInvariantTest"
+    proc = _forge("deep", "--match-contract", contract, timeout=3_600, paths_log=log)
     output = _require_success(proc)
     assert _invariant_calls(output) >= DEEP_CALLS
     reached = _paths_reached(log)

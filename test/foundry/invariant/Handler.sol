@@ -174,8 +174,7 @@ contract Handler is AdlChecks {
             address a = traders[(seed % traders.length + k) % traders.length];
             AccountView memory v = _account(a);
             if (!v.liquidatable) continue;
-            if (ch.positionOf(a, m).sizeWad == 0) m = 1 - m;
-            return (a, m);
+            return (a, _largestMarket(a)); // outside bankruptcy the largest position goes first
         }
         return (traders[seed % traders.length], m);
     }
@@ -200,18 +199,25 @@ contract Handler is AdlChecks {
             _checkBystanders(margins, flat, keeper);
             _count("liquidate", true);
         } catch (bytes memory reason) {
-            _liquidationReverted(reason, before[0], ch.positionOf(account, m).sizeWad);
+            _liquidationReverted(reason, before[0], account, m);
             _count("liquidate", false);
         }
     }
 
     /// @dev A liquidatable account with a position in the market and a fresh price must be liquidatable.
-    function _liquidationReverted(bytes memory reason, AccountView memory v, int256 size) internal pure {
+    function _liquidationReverted(bytes memory reason, AccountView memory v, address account, uint256 m)
+        internal
+        view
+    {
         bytes4 s = _sel(reason);
+        int256 size = ch.positionOf(account, m).sizeWad;
         if (s == IClearingHouse.LiquidationAccountHealthy.selector) {
             assertTrue(v.ok && !v.liquidatable, "liveness: a liquidatable account was called healthy");
         } else if (s == IClearingHouse.LiquidationNoPosition.selector) {
             assertTrue(size == 0, "liveness: NoPosition for an open position");
+        } else if (s == IClearingHouse.LiquidationNotLargestPosition.selector) {
+            uint256 other = _abs(ch.positionOf(account, 1 - m).sizeWad) * _feedPrice(1 - m);
+            assertGt(other, _abs(size) * _feedPrice(m), "liveness: NotLargestPosition for the largest");
         } else if (s != IOracleAdapter.OracleStalePrice.selector || v.fresh) {
             _unexpected("liquidate", reason);
         }
@@ -228,8 +234,8 @@ contract Handler is AdlChecks {
         AccountView[] memory before = new AccountView[](n + 1);
         for (uint256 i; i < n; ++i) {
             accounts[i] = traders[i];
-            uint256 m = (keeperSeed >> (8 + i)) & 1;
-            markets[i] = ch.positionOf(traders[i], m).sizeWad != 0 ? m : 1 - m;
+            bool random = (keeperSeed >> (8 + i)) & 7 == 0;
+            markets[i] = random ? (keeperSeed >> (16 + i)) & 1 : _largestMarket(traders[i]);
             before[i] = _account(accounts[i]);
         }
         accounts[n] = traders[keeperSeed % n];

@@ -138,6 +138,15 @@ abstract contract HandlerBase is Test {
         return true;
     }
 
+    /// @dev The market of `account`'s largest position by notional at the feed prices (0 if flat).
+    function _largestMarket(address account) internal view returns (uint256 best) {
+        uint256 bestNotional;
+        for (uint256 m; m < 2; ++m) {
+            uint256 notional = _abs(ch.positionOf(account, m).sizeWad) * _feedPrice(m);
+            if (notional > bestNotional) (best, bestNotional) = (m, notional);
+        }
+    }
+
     // ---------------------------------------------------------------- views that may revert
 
     function _account(address a) internal view returns (AccountView memory v) {
@@ -199,7 +208,7 @@ abstract contract HandlerBase is Test {
 
     function _hex(bytes memory data) internal pure returns (string memory) {
         bytes memory digits = "0123456789abcdef";
-        uint256 n = data.length < 68 ? data.length : 68;
+        uint256 n = data.length < 132 ? data.length : 132;
         bytes memory out = new bytes(2 + 2 * n);
         out[0] = "0";
         out[1] = "x";
