@@ -64,6 +64,7 @@ SIDES = ("Long", "Short")
 BATCH_ENTRY_OVERHEAD = 60_000  # the batch's self-call, its try/catch and the 1/64 it must keep back
 BAD_DEBT_ROUNDS = 6
 LIQUIDATION_ROUNDS = 3
+BAD_DEBT_ACTIONS = frozenset({"coverBadDebt", "autoDeleverage", "socializeBadDebt"})
 
 
 # ---------------------------------------------------------------------------- results
@@ -894,6 +895,11 @@ class Keeper:
         returns the last snapshot."""
         for _ in range(BAD_DEBT_ROUNDS):
             if not self._bad_debt_mine(snap) or self.stopping:
+                break
+            if any(
+                k[0] in BAD_DEBT_ACTIONS for k in self.sender.in_flight() if isinstance(k, tuple)
+            ):
+                log.info("bad debt: an earlier transaction is still pending; waiting for it")
                 break
             acted = False
             for (market, side), debt in sorted(snap.bad_debt.items()):
