@@ -498,14 +498,13 @@ def plot(data: Mapping[str, Any], out: Path) -> dict[str, Path]:
     import matplotlib.pyplot as plt
 
     rows = data["timeline"]
-    hours = [(r["scenario_time"] - rows[0]["scenario_time"]) / 3600 for r in rows]
-    start = "the start" if data["scenario"].get("synthetic") else data["scenario"]["start_utc"]
+    steps = [float(i) for i in range(len(rows))]  # one slot per step: gaps of a day stay readable
     files: dict[str, Path] = {}
     panels = (_price_panel, _fund_panel, _debt_panel, _liquidation_panel)
     fig, axes = plt.subplots(4, 1, figsize=(11, 13), sharex=True)
     for draw, ax in zip(panels, axes, strict=True):
-        draw(ax, hours, rows, data)
-    axes[-1].set_xlabel(f"hours from {start}")
+        draw(ax, steps, rows, data)
+    _time_axis(axes[-1], rows, data)
     fig.suptitle(_title(data), fontsize=12)
     fig.tight_layout()
     files["overview"] = out / "overview.png"
@@ -513,8 +512,8 @@ def plot(data: Mapping[str, Any], out: Path) -> dict[str, Path]:
     plt.close(fig)
     for name, draw in zip(("price", "fund", "bad_debt", "liquidations"), panels, strict=True):
         fig, ax = plt.subplots(figsize=(10, 4.2))
-        draw(ax, hours, rows, data)
-        ax.set_xlabel(f"hours from {start}")
+        draw(ax, steps, rows, data)
+        _time_axis(ax, rows, data)
         fig.tight_layout()
         files[name] = out / f"{name}.png"
         fig.savefig(files[name], dpi=110)
@@ -524,30 +523,51 @@ def plot(data: Mapping[str, Any], out: Path) -> dict[str, Path]:
     return files
 
 
+def _time_axis(ax: Any, rows: Sequence[Mapping[str, Any]], data: Mapping[str, Any]) -> None:
+    """Ticks at evenly spaced steps, labelled with the scenario time elapsed at that step."""
+    from matplotlib.ticker import FixedLocator
+
+    n = len(rows)
+    every = max(1, round(n / 10))
+    ticks = list(range(0, n, every))
+    elapsed = [rows[i]["scenario_time"] - rows[0]["scenario_time"] for i in ticks]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.set_xticklabels([_elapsed(e, long=elapsed[-1] >= 2 * 86_400) for e in elapsed])
+    start = "the start" if data["scenario"].get("synthetic") else data["scenario"]["start_utc"]
+    ax.set_xlabel(f"time from {start} (one slot per step)")
+    ax.set_xlim(-0.5, n)
+
+
+def _elapsed(seconds: int, long: bool) -> str:
+    if long:
+        return f"{seconds // 86_400}d {seconds % 86_400 // 3600:02d}h"
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}"
+
+
 def _title(data: Mapping[str, Any]) -> str:
     s, r = data["scenario"], data["run"]
     return f"{s['title']}: {r['accounts']} accounts, {s['steps']} steps"
 
 
 def _price_panel(
-    ax: Any, hours: list[float], rows: list[dict[str, Any]], data: Mapping[str, Any]
+    ax: Any, x: list[float], rows: list[dict[str, Any]], data: Mapping[str, Any]
 ) -> None:
     for market, p in data["prices"].items():
         series = [100 * r["prices"][market] / p["start"] for r in rows]
         label = f"{market}: {p['start']:,.2f} -> low {p['low']:,.2f} -> {p['end']:,.2f}"
-        ax.plot(hours, series, label=label, linewidth=1.4, drawstyle="steps-post")
+        ax.plot(x, series, label=label, linewidth=1.4, drawstyle="steps-post")
     ax.axhline(100, color="grey", linewidth=0.6, linestyle=":")
     ax.set_ylabel("price (start = 100)")
     ax.set_title("Oracle price")
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     ax.grid(alpha=0.3)
 
 
 def _fund_panel(
-    ax: Any, hours: list[float], rows: list[dict[str, Any]], data: Mapping[str, Any]
+    ax: Any, x: list[float], rows: list[dict[str, Any]], data: Mapping[str, Any]
 ) -> None:
     ax.plot(
-        hours,
+        x,
         [r["fund_assets_usd"] for r in rows],
         label="fund assets",
         color="tab:green",
@@ -555,7 +575,7 @@ def _fund_panel(
         drawstyle="steps-post",
     )
     ax.plot(
-        hours,
+        x,
         [r["fund_available_usd"] for r in rows],
         label="available now (window cap)",
         color="tab:olive",
@@ -563,19 +583,11 @@ def _fund_panel(
         linestyle="--",
         drawstyle="steps-post",
     )
-    exhausted = [r["fund_available_usd"] == 0 for r in rows]
-    if any(exhausted):
-        top = max(r["fund_assets_usd"] for r in rows) or 1
-        ax.fill_between(
-            hours,
-            0,
-            top,
-            where=exhausted,
-            step="post",
-            color="tab:red",
-            alpha=0.12,
-            label="nothing available: ADL may run",
-        )
+    label = "nothing available: ADL may run"
+    for first, last in _runs([r["fund_available_usd"] == 0 for r in rows]):
+        ax.axvspan(x[first], x[last] + 1, color="tab:red", alpha=0.12, linewidth=0, label=label)
+        label = "_"
+    ax.set_ylim(bottom=0)
     ax.set_ylabel("USD")
     ax.set_title("Insurance fund")
     ax.yaxis.set_major_formatter(_dollars())
@@ -584,20 +596,20 @@ def _fund_panel(
 
 
 def _debt_panel(
-    ax: Any, hours: list[float], rows: list[dict[str, Any]], data: Mapping[str, Any]
+    ax: Any, x: list[float], rows: list[dict[str, Any]], data: Mapping[str, Any]
 ) -> None:
     steps = {"drawstyle": "steps-post"}
     ax.bar(
-        hours,
+        x,
         [r["bad_debt_peak_usd"] for r in rows],
-        width=_bar_width(hours),
+        width=_bar_width(x),
         align="edge",
         color="tab:red",
         alpha=0.35,
         label="bad debt at its peak within the step",
     )
     ax.plot(
-        hours,
+        x,
         [r["bad_debt_usd"] for r in rows],
         label="bad debt outstanding after the keeper's pass",
         color="tab:red",
@@ -605,7 +617,7 @@ def _debt_panel(
         **steps,
     )
     ax.plot(
-        hours,
+        x,
         _cumulative(rows, "fund_paid_usd"),
         label="paid by the fund (cumulative)",
         color="tab:green",
@@ -613,7 +625,7 @@ def _debt_panel(
         **steps,
     )
     ax.plot(
-        hours,
+        x,
         _cumulative(rows, "bad_debt_recorded_usd"),
         label="bad debt recorded (cumulative)",
         color="tab:orange",
@@ -622,7 +634,7 @@ def _debt_panel(
         **steps,
     )
     ax.plot(
-        hours,
+        x,
         _cumulative(rows, "adl_haircut_usd"),
         label="ADL haircuts (cumulative)",
         color="tab:purple",
@@ -638,16 +650,14 @@ def _debt_panel(
 
 
 def _liquidation_panel(
-    ax: Any, hours: list[float], rows: list[dict[str, Any]], data: Mapping[str, Any]
+    ax: Any, x: list[float], rows: list[dict[str, Any]], data: Mapping[str, Any]
 ) -> None:
-    width = _bar_width(hours)
+    width = _bar_width(x)
     solvent = [r["liquidations"] - r["bankrupt"] for r in rows]
     bankrupt = [r["bankrupt"] for r in rows]
+    ax.bar(x, solvent, width=width, align="edge", color="tab:blue", label="liquidations (solvent)")
     ax.bar(
-        hours, solvent, width=width, align="edge", color="tab:blue", label="liquidations (solvent)"
-    )
-    ax.bar(
-        hours,
+        x,
         bankrupt,
         width=width,
         align="edge",
@@ -658,7 +668,7 @@ def _liquidation_panel(
     adl = [r["adl_steps"] for r in rows]
     if any(adl):
         ax.bar(
-            hours,
+            x,
             [-a for a in adl],
             width=width,
             align="edge",
@@ -666,7 +676,10 @@ def _liquidation_panel(
             label="ADL steps (below zero)",
         )
         ax.axhline(0, color="black", linewidth=0.6)
+    from matplotlib.ticker import MaxNLocator
+
     ax.margins(y=0.12)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("count per step")
     ax.set_title("Liquidations and ADL")
     ax.legend(loc="best", fontsize=8)
@@ -712,8 +725,21 @@ def _cumulative(rows: Sequence[Mapping[str, Any]], key: str) -> list[float]:
     return out
 
 
-def _bar_width(hours: Sequence[float]) -> float:
-    gaps = [b - a for a, b in itertools.pairwise(hours) if b > a]
+def _runs(flags: Sequence[bool]) -> list[tuple[int, int]]:
+    """(first, last) index of every run of True."""
+    runs: list[tuple[int, int]] = []
+    for i, flag in enumerate(flags):
+        if not flag:
+            continue
+        if runs and runs[-1][1] == i - 1:
+            runs[-1] = (runs[-1][0], i)
+        else:
+            runs.append((i, i))
+    return runs
+
+
+def _bar_width(x: Sequence[float]) -> float:
+    gaps = [b - a for a, b in itertools.pairwise(x) if b > a]
     return 0.8 * min(gaps) if gaps else 0.1
 
 

@@ -740,7 +740,9 @@ def run_from_cli(args: argparse.Namespace) -> int:
         with chain_for(args) as (bw, embedded):
             run = StressRun(bw, cfg, dev_account(0) if embedded else admin_signer(args))
             result = run.run()
+            started = time.monotonic()
             data = report.build(bw, result)
+            data["run"]["wall_seconds"]["report"] = round(time.monotonic() - started, 2)
             files = report.write(data, out)
     except (BulwarkError, ScenarioError) as exc:
         print(f"bulwark stress: error: {exc}", file=sys.stderr)

@@ -8,6 +8,7 @@ assets move by exactly padding minus payouts; the keeper's margin is exactly its
 from __future__ import annotations
 
 import argparse
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from keeper import report
 from keeper.chain import WAD, Bulwark, connect, dev_account
 from keeper.deploy import deploy_all
 from keeper.node import AnvilNode
-from keeper.stress import StressConfig, StressRun, plan_population, run_from_cli
+from keeper.stress import Progress, StressConfig, StressRun, plan_population, run_from_cli
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ACCOUNTS = 30
@@ -213,3 +214,22 @@ def test_cli_unreachable_node_is_one_line(
     )
     assert run_from_cli(args) == 1
     assert "cannot reach the node at http://127.0.0.1:9" in capsys.readouterr().err
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_draws_on_a_terminal_only() -> None:
+    tty = _Terminal()
+    bar = Progress(4, tty, label="gap")
+    bar.update(1, "ETH 2,250")
+    bar.update(4, "ETH 2,310")
+    bar.close()
+    text = tty.getvalue()
+    assert "\rgap [#######.....................] 1/4 ETH 2,250" in text
+    assert "4/4 ETH 2,310" in text and text.endswith("\n")
+    quiet = io.StringIO()
+    Progress(4, quiet).update(2, "x")
+    assert quiet.getvalue() == ""
