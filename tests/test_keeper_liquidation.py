@@ -150,3 +150,24 @@ def test_startup_checks_refuse_a_wrong_chain_missing_code_or_an_unfunded_signer(
     keeper = Keeper(Bulwark(bw.w3, deployment, bw.artifacts), signer, KeeperSettings())
     with pytest.raises(BulwarkError, match=message):
         keeper.run_once()
+
+
+def test_the_largest_position_is_liquidated_first(chain: Chain) -> None:
+    # given an account with a small ETH long and a large BTC long
+    trader = chain.new_trader(0, 2_000, "largest")
+    chain.trade(trader, "ETH-USD", 1)
+    chain.trade(trader, "BTC-USD", 0.5)
+    k = keeper(chain)
+    k.run_once()
+
+    # when BTC falls 5%
+    start = chain.set_price("BTC-USD", 57_000)["blockNumber"]
+    assert chain.liquidatable([trader.address]) == [trader.address]
+    result = k.run_once()
+
+    # then the keeper liquidated the BTC position, the largest by notional, as the contract requires
+    assert result.liquidated and {m for _, m in result.liquidated} == {1}
+    assert [e["args"]["marketId"] for e in chain.events("Liquidated", start)] == [1] * len(
+        result.liquidated
+    )
+    assert chain.events("LiquidationSkipped", start) == [] and result.races_lost == 0
