@@ -1,4 +1,4 @@
-"""`bulwark demo` (= `make demo`): the insurance fund's whole story on an embedded Anvil, in plain words.
+"""`bulwark demo` (= `make demo`): the insurance fund's story on an embedded Anvil, in plain words.
 
 Deploy; an LP seeds the pool and a staker the fund; traders open ETH longs from 2.5x to 18x, ETH
 shorts and BTC positions both ways; ETH slides 10% in four steps (the keeper liquidates the most
@@ -127,13 +127,14 @@ def narrate(data: Mapping[str, Any], files: Mapping[str, Path] | None = None) ->
     lines = [
         "What happened (every number below was read back from the chain):",
         (
-            f"- Bulwark was deployed on a local Anvil chain (id {data['run']['chain_id']}). An LP put "
-            f"{_m(st['pool_seed_usd'])} in the liquidity pool and a staker {_m(st['fund_seed_usd'])} in the "
-            "insurance fund."
+            f"- Bulwark was deployed on a local Anvil chain (id {data['run']['chain_id']}). An LP "
+            f"put {_m(st['pool_seed_usd'])} in the liquidity pool and a staker "
+            f"{_m(st['fund_seed_usd'])} in the insurance fund."
         ),
         (
-            f"- {st['traders']} traders deposited {_m(st['collateral_usd'])} and opened positions at "
-            f"{lev['min']:g}x to {lev['max']:g}x leverage: {st['long_legs']} long, {st['short_legs']} short."
+            f"- {st['traders']} traders deposited {_m(st['collateral_usd'])} and opened positions "
+            f"at {lev['min']:g}x to {lev['max']:g}x leverage: {st['long_legs']} long, "
+            f"{st['short_legs']} short."
         ),
     ]
     start = rows[0]
@@ -172,7 +173,8 @@ def _step_story(row: Mapping[str, Any]) -> list[str]:
         out.append(text + ".")
     if row["shortfall_usd"]:
         paid, recorded = row["fund_paid_usd"], row["bad_debt_recorded_usd"]
-        text = f"  The bankrupt accounts left a shortfall of {_m(row['shortfall_usd'])}: the fund paid {_m(paid)}"
+        shortfall = _m(row["shortfall_usd"])
+        text = f"  The bankrupt accounts left a shortfall of {shortfall}: the fund paid {_m(paid)}"
         if recorded:
             limit = "its window cap (at most half its assets per 24 hours)"
             if row["fund_assets_usd"] == 0:
@@ -205,15 +207,17 @@ def _ending(
     overshoot = int(debt["overshoot_wad"]) / WAD
     lines = [
         (
-            f"- In all: {liq['count']} liquidations, {_m(liq['padding_usd'])} of padding into the fund, "
-            f"{_m(liq['keeper_rewards_usd'])} of keeper rewards; the fund paid {_m(fund['paid_usd'])} of "
-            f"{_m(liq['shortfall_usd'])} in shortfalls and ends with {_m(fund['assets_end_usd'])}."
+            f"- In all: {liq['count']} liquidations, {_m(liq['padding_usd'])} of padding into the "
+            f"fund, {_m(liq['keeper_rewards_usd'])} of keeper rewards; the fund paid "
+            f"{_m(fund['paid_usd'])} of {_m(liq['shortfall_usd'])} in shortfalls and ends with "
+            f"{_m(fund['assets_end_usd'])}."
         ),
     ]
     if adl["steps"]:
         lines.append(
-            f"- ADL: {adl['steps']} steps on {adl['targets']} traders absorbed {_m(adl['haircut_total_usd'])} "
-            f"of bad debt. Overshoot {_m(overshoot)} (haircuts beyond the debt; Hyperliquid's queue "
+            f"- ADL: {adl['steps']} steps on {adl['targets']} traders absorbed "
+            f"{_m(adl['haircut_total_usd'])} of bad debt. Overshoot {_m(overshoot)} (haircuts "
+            "beyond the debt; Hyperliquid's queue "
             f"overshot by $45-52M on 10 October 2025). The largest share borne by one trader was "
             f"{100 * adl['largest_share']:.0f}%, Gini {adl['gini_affected']:.2f} among those hit."
         )
@@ -234,7 +238,8 @@ def _ending(
 
 def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Path]]:
     out = Path(getattr(args, "out", None) or Path("reports") / "demo")
-    with chain_for(args, fresh=True) as (bw, _embedded):
+    # Only an explicit --rpc moves the demo off its own Anvil (BULWARK_RPC is for other commands).
+    with chain_for(args, fresh=True, env=False) as (bw, _embedded):
         admin = dev_account(0)
         result = StressRun(bw, demo_config(), admin, planner=demo_population).run()
         data = report.build(bw, result)
@@ -258,7 +263,7 @@ def run_from_cli(args: argparse.Namespace) -> int:
 
 
 def demo_ok(data: Mapping[str, Any]) -> bool:
-    """The demo's promises: conservation, no bad debt left, no overshoot, and the whole story told."""
+    """The demo's promises: conservation, no bad debt left, no overshoot, the whole story told."""
     chk = data["checks"]
     told = (
         data["fund"]["paid_usd"] > 0

@@ -50,7 +50,7 @@ PLOTS = ("overview", "price", "fund", "bad_debt", "liquidations", "haircuts")
 
 
 def usd(wad: int) -> float:
-    """WAD quote to dollars, to the cent's ten-thousandth (for reading; exact values stay in *_wad)."""
+    """WAD quote to dollars, six decimals, for reading (exact values stay in the *_wad fields)."""
     return round(wad / WAD, 6)
 
 
@@ -321,7 +321,7 @@ def timeline(
 
 
 def _peak_debt(after_wad: int, recorded: Sequence[Event]) -> int:
-    """Outstanding bad debt at its highest in a step: right after a recording (only those raise it)."""
+    """Bad debt at its highest in a step: right after a recording (only those raise it)."""
     return max([after_wad, *(int(e.args["totalBadDebtWad"]) for e in recorded)])
 
 
@@ -329,7 +329,7 @@ def _peak_debt(after_wad: int, recorded: Sequence[Event]) -> int:
 
 
 def build(bw: Bulwark, result: RunResult) -> dict[str, Any]:
-    """Reads the events and the closing views, checks conservation; the report as a JSON-able dict."""
+    """Reads the events and the closing views, checks conservation: the report, JSON-able."""
     pop = result.population
     traders = pop.addresses
     markets = [m for m in bw.market_names()]
@@ -764,63 +764,29 @@ def _money(x: float) -> str:
 
 
 def summary_lines(data: Mapping[str, Any], files: Mapping[str, Path] | None = None) -> list[str]:
-    s, r, st = data["scenario"], data["run"], data["setup"]
-    liq, fund, debt, adl, chk = (
-        data["liquidations"],
-        data["fund"],
-        data["bad_debt"],
-        data["adl"],
-        data["checks"],
-    )
+    """The terminal summary: one line per subject."""
+    s, r = data["scenario"], data["run"]
     step = f"{s['step_seconds']} s" if s["step_seconds"] else "every row"
     lines = [
         (
             f"{s['title']}: {r['accounts']} accounts, {s['steps']} steps ({step}), "
             f"{s['duration_hours']:g} h of prices from {s['start_utc']}"
         ),
-        "  prices      "
-        + "   ".join(
-            f"{m} {p['start']:,.2f} -> low {p['low']:,.2f} ({100 * p['max_drawdown']:+.1f}%) -> {p['end']:,.2f}"
-            for m, p in data["prices"].items()
-        ),
-        (
-            f"  setup       {st['traders']} traders, {_money(st['collateral_usd'])} collateral, leverage "
-            f"{st['leverage']['min']:.1f}x-{st['leverage']['max']:.1f}x (median {st['leverage']['median']:.1f}x); "
-            f"pool {_money(st['pool_equity_usd'])}, fund {_money(st['fund_assets_usd'])}"
-        ),
-        (
-            f"  liquidated  {liq['count']} times ({liq['accounts']} accounts; {liq['partial_closes']} partial, "
-            f"{liq['bankrupt']} bankrupt); keeper rewards {_money(liq['keeper_rewards_usd'])}, "
-            f"padding to the fund {_money(liq['padding_usd'])}"
-        ),
-        (
-            f"  shortfall   {_money(liq['shortfall_usd'])}: the fund paid {_money(fund['paid_usd'])} in "
-            f"{fund['payouts']} payouts, {_money(debt['recorded_usd'])} became bad debt"
-        ),
-        (
-            f"  fund        {_money(fund['assets_start_usd'])} -> min {_money(fund['assets_min_usd'])} -> "
-            f"{_money(fund['assets_end_usd'])}; nothing available during {fund['steps_exhausted']} steps"
-        ),
-        f"  ADL         {adl['steps']} steps on {adl['targets']} traders, haircuts "
-        f"{_money(adl['haircut_total_usd'])}; overshoot {_money(int(debt['overshoot_wad']) / WAD)} "
-        f"(must be zero); largest share {100 * adl['largest_share']:.1f}%, Gini "
-        f"{adl['gini_affected']:.2f} over those hit"
-        + (
-            f", {adl['gini_eligible']:.2f} over {adl['eligible_at_start']} eligible"
-            if adl["gini_eligible"] is not None
-            else ""
-        ),
-        (
-            f"  bad debt    at the end {_money(debt['closing_usd'])} (socialised {_money(debt['socialized_usd'])}, "
-            f"covered later by the fund {_money(debt['covered_by_fund_later_usd'])})"
-        ),
-        (
-            f"  keeper      at most {data['keeper']['liquidatable_left_max']} accounts still liquidatable after a "
-            f"pass; pass median {data['keeper']['pass_seconds_median']:.2f} s"
-        ),
+        "  prices      " + "   ".join(_price_line(m, p) for m, p in data["prices"].items()),
+        "  setup       " + _setup_line(data["setup"]),
+        "  liquidated  " + _liquidation_line(data["liquidations"]),
+        "  shortfall   " + _shortfall_line(data),
+        "  fund        " + _fund_line(data["fund"]),
+        "  ADL         " + _adl_line(data["adl"], data["bad_debt"]),
+        "  bad debt    " + _debt_line(data["bad_debt"]),
+        "  keeper      " + _keeper_line(data["keeper"]),
         "  conservation "
-        + ("holds" if chk["conservation_ok"] else f"BROKEN: {data['conservation']}"),
-        f"  checks      {'all passed' if chk['ok'] else 'FAILED: ' + ', '.join(k for k, v in chk.items() if not v)}",
+        + (
+            "holds"
+            if data["checks"]["conservation_ok"]
+            else "BROKEN: " + json.dumps(data["conservation"])
+        ),
+        "  checks      " + _checks_line(data["checks"]),
         "  time        " + ", ".join(f"{k} {v:.1f} s" for k, v in r["wall_seconds"].items()),
     ]
     if files:
@@ -828,3 +794,74 @@ def summary_lines(data: Mapping[str, Any], files: Mapping[str, Path] | None = No
         names = ", ".join(p.name for k, p in files.items() if k != "json")
         lines.append(f"  report      {files['json']}; plots in {folder}/: {names}")
     return lines
+
+
+def _price_line(market: str, p: Mapping[str, Any]) -> str:
+    change = 100 * p["max_drawdown"]
+    return f"{market} {p['start']:,.2f} -> low {p['low']:,.2f} ({change:+.1f}%) -> {p['end']:,.2f}"
+
+
+def _setup_line(st: Mapping[str, Any]) -> str:
+    lev = st["leverage"]
+    return (
+        f"{st['traders']} traders, {_money(st['collateral_usd'])} collateral, leverage "
+        f"{lev['min']:.1f}x-{lev['max']:.1f}x (median {lev['median']:.1f}x); "
+        f"pool {_money(st['pool_equity_usd'])}, fund {_money(st['fund_assets_usd'])}"
+    )
+
+
+def _liquidation_line(liq: Mapping[str, Any]) -> str:
+    return (
+        f"{liq['count']} times ({liq['accounts']} accounts; {liq['partial_closes']} partial, "
+        f"{liq['bankrupt']} bankrupt); keeper rewards {_money(liq['keeper_rewards_usd'])}, "
+        f"padding to the fund {_money(liq['padding_usd'])}"
+    )
+
+
+def _shortfall_line(data: Mapping[str, Any]) -> str:
+    liq, fund, debt = data["liquidations"], data["fund"], data["bad_debt"]
+    return (
+        f"{_money(liq['shortfall_usd'])}: the fund paid {_money(fund['paid_usd'])} in "
+        f"{fund['payouts']} payouts, {_money(debt['recorded_usd'])} became bad debt"
+    )
+
+
+def _fund_line(fund: Mapping[str, Any]) -> str:
+    return (
+        f"{_money(fund['assets_start_usd'])} -> min {_money(fund['assets_min_usd'])} -> "
+        f"{_money(fund['assets_end_usd'])}; nothing available during "
+        f"{fund['steps_exhausted']} steps"
+    )
+
+
+def _adl_line(adl: Mapping[str, Any], debt: Mapping[str, Any]) -> str:
+    overshoot = _money(int(debt["overshoot_wad"]) / WAD)
+    text = (
+        f"{adl['steps']} steps on {adl['targets']} traders, haircuts "
+        f"{_money(adl['haircut_total_usd'])}; overshoot {overshoot} (must be zero); largest share "
+        f"{100 * adl['largest_share']:.1f}%, Gini {adl['gini_affected']:.2f} over those hit"
+    )
+    if adl["gini_eligible"] is not None:
+        text += f", {adl['gini_eligible']:.2f} over {adl['eligible_at_start']} eligible"
+    if adl["targets_later_bankrupt"]:
+        text += f"; {adl['targets_later_bankrupt']} targets went bankrupt afterwards"
+    return text
+
+
+def _debt_line(debt: Mapping[str, Any]) -> str:
+    return (
+        f"at the end {_money(debt['closing_usd'])} (socialised {_money(debt['socialized_usd'])}, "
+        f"covered later by the fund {_money(debt['covered_by_fund_later_usd'])})"
+    )
+
+
+def _keeper_line(k: Mapping[str, Any]) -> str:
+    return (
+        f"at most {k['liquidatable_left_max']} accounts still liquidatable after a pass; "
+        f"pass median {k['pass_seconds_median']:.2f} s"
+    )
+
+
+def _checks_line(chk: Mapping[str, Any]) -> str:
+    failed = [k for k, v in chk.items() if not v and k != "ok"]
+    return "all passed" if chk["ok"] else "FAILED: " + ", ".join(failed)

@@ -1,4 +1,4 @@
-"""Price paths for `bulwark stress` and `bulwark feed replay`: CSV files of `timestamp,market,price`.
+"""Price paths for `bulwark stress` and `bulwark feed replay`: CSVs of `timestamp,market,price`.
 
 A scenario is a CSV file (one row per market per timestamp, rows in time order) plus, for the ones
 shipped in scenarios/, a name, a description and a default sampling step. Real series are copied

@@ -1,4 +1,4 @@
-"""`bulwark stress SCENARIO`: many accounts through a price path with the keeper running, then a report.
+"""`bulwark stress SCENARIO`: many accounts through a price path with the keeper running; a report.
 
 The run, on a local chain (an embedded Anvil unless `--rpc` is given):
 
@@ -196,8 +196,8 @@ class _Pending:
 
 
 class TxPipe:
-    """Signs transactions locally with tracked nonces, sends them in JSON-RPC batches and checks every
-    receipt at the end; a failed one is replayed to decode its custom error."""
+    """Signs transactions locally with tracked nonces, sends them in JSON-RPC batches and checks
+    every receipt at the end; a failed one is replayed to decode its custom error."""
 
     def __init__(self, bw: Bulwark, chunk: int = SEND_CHUNK) -> None:
         self.bw = bw
@@ -216,7 +216,8 @@ class TxPipe:
 
     def _nonce(self, address: str) -> int:
         if address not in self._nonces:
-            self._nonces[address] = self.bw.w3.eth.get_transaction_count(address, "pending")  # type: ignore[arg-type]
+            w3 = self.bw.w3
+            self._nonces[address] = w3.eth.get_transaction_count(address, "pending")  # type: ignore[arg-type]
         n = self._nonces[address]
         self._nonces[address] = n + 1
         return n
@@ -307,7 +308,8 @@ class Driver(Protocol):
 
 
 def make_keeper(bw: Bulwark, signer: LocalAccount) -> Driver:
-    """The keeper daemon, driven one full pass at a time (liquidations, fund cover, ADL, socialisation)."""
+    """The keeper daemon, driven one full pass at a time: liquidations, fund cover, ADL,
+    socialisation."""
     from keeper.config import KeeperSettings
     from keeper.daemon import Keeper
 
@@ -672,7 +674,8 @@ def call_views(w3: Web3, calls: Sequence[ViewCall], block: int) -> list[Any]:
 
 
 def admin_signer(args: argparse.Namespace) -> LocalAccount:
-    """The admin (feeder and mock-token owner): --keystore, BULWARK_PRIVATE_KEY, --dev-account, or dev 0."""
+    """The admin (feeder and mock-token owner): --keystore, BULWARK_PRIVATE_KEY, --dev-account,
+    else dev account 0."""
     keystore = getattr(args, "keystore", None)
     if keystore:
         return account_from_keystore(keystore)
@@ -684,13 +687,16 @@ def admin_signer(args: argparse.Namespace) -> LocalAccount:
 
 
 @contextmanager
-def chain_for(args: argparse.Namespace, fresh: bool = False) -> Iterator[tuple[Bulwark, bool]]:
-    """A Bulwark client: on `--rpc` (its deployment file, or a fresh deployment with `fresh`), else
-    on a new embedded Anvil with a fresh deployment. The flag says whether the chain is embedded."""
+def chain_for(
+    args: argparse.Namespace, fresh: bool = False, env: bool = True
+) -> Iterator[tuple[Bulwark, bool]]:
+    """A Bulwark client: on `--rpc` or, with `env`, BULWARK_RPC (its deployment file, or a fresh
+    deployment with `fresh`), else on a new embedded Anvil with a fresh deployment. The flag says
+    whether the chain is embedded."""
     from keeper.deploy import deploy_all
     from keeper.node import AnvilNode
 
-    rpc_url = getattr(args, "rpc", None) or os.environ.get("BULWARK_RPC")
+    rpc_url = getattr(args, "rpc", None) or (os.environ.get("BULWARK_RPC") if env else None)
     if rpc_url:
         w3 = connect(rpc_url, timeout=120)
         if w3.eth.chain_id not in LOCAL_CHAIN_IDS:

@@ -1,8 +1,9 @@
 """`bulwark demo` end to end on its own embedded Anvil: the story happens, and the report says so.
 
-Given nothing but the build, when the demo runs, then the keeper liquidated accounts, padding flowed
-into the fund, the fund paid a shortfall and was then exhausted, ADL cleared the rest, bad debt ended
-at zero with no overshoot, conservation holds, and the narration points at the report and plots."""
+Given nothing but the build, when the demo runs, then the keeper liquidated accounts, padding
+flowed into the fund, the fund paid a shortfall and was then exhausted, ADL cleared the rest, bad
+debt ended at zero with no overshoot, conservation holds, and the narration points at the report
+and the plots."""
 
 from __future__ import annotations
 

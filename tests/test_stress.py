@@ -1,9 +1,10 @@
-"""A small stress run on its own Anvil: the report's JSON and PNGs, and its numbers against the chain.
+"""A small stress run on its own Anvil: the report's JSON and PNGs, its numbers against the chain.
 
-Given a fresh deployment, when 30 accounts run through the gap scenario with the keeper daemon making a
-pass after every step, then the report files exist, and every total in them agrees with what the
-chain says independently: the closing views, the raw logs, and identities between them (the fund's
-assets move by exactly padding minus payouts; the keeper's margin is exactly its rewards)."""
+Given a fresh deployment, when 30 accounts run through the gap scenario with the keeper daemon
+making a pass after every step, then the report files exist, and every total in them agrees with
+what the chain says independently: the closing views, the raw logs, and identities between them
+(the fund's assets move by exactly padding minus payouts; the keeper's margin is exactly its
+rewards)."""
 
 from __future__ import annotations
 
