@@ -367,7 +367,12 @@ def build_parser() -> Parser:
     kp.add_argument(
         "--metrics-port", type=_port, metavar="N", help="serve Prometheus metrics on port N"
     )
-    kp.add_argument("--log-format", choices=("plain", "json"), default=None, help="plain or json (default: the config file, then plain)")
+    kp.add_argument(
+        "--log-format",
+        choices=("plain", "json"),
+        default=None,
+        help="plain or json (default: the config file, then plain)",
+    )
 
     sx = add(
         commands,
