@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from conftest import Protocol
 from helpers import (
+    BTC,
     ETH,
     LONG,
     adl_book,
@@ -135,6 +136,43 @@ def test_auto_deleverage_ineligible_targets_revert(protocol: Protocol) -> None:
         tx(p, p.bw.ch.functions.autoDeleverage(ETH, []), p.keeper)
     with reverts("MarketUnknown", marketId=9):
         tx(p, p.bw.ch.functions.autoDeleverage(9, [top]), p.keeper)
+
+
+def test_auto_deleverage_haircut_never_pushes_a_cross_margin_target_below_maintenance(
+    protocol: Protocol,
+) -> None:
+    """A target whose ETH profit carries a losing BTC leg gives up only what keeps it at maintenance
+    margin; the rest of the debt passes to the next target."""
+    p = protocol
+    no_funding(p)
+    p.seed_pool(1_000_000)
+    victim, carried, rich = p.traders[0], p.traders[1], p.traders[2]
+    for trader, usdc in ((victim, 1_000), (carried, 1_000), (rich, 5_000)):
+        p.fund_trader(trader, usdc)
+    trade_wad(p, carried, ETH, wad(-2))
+    trade_wad(p, carried, BTC, wad("0.1"))
+    trade_wad(p, rich, ETH, wad(-3))
+    trade_wad(p, victim, ETH, wad(6))
+    p.set_price("BTC-USD", 51_000)  # the carried account's BTC leg loses 900
+    p.set_price("ETH-USD", 2_700)
+    tx(p, p.bw.ch.functions.liquidate(victim.address, ETH), p.keeper)
+    debt = bad_debt(p, ETH, LONG)
+    before = view(p, carried.address).health()
+    assert debt > 0 and not before.liquidatable
+
+    order = rm.rank_adl(dict(zip(
+        [carried.address, rich.address], _scores(p, [carried.address, rich.address]), strict=True
+    )))  # fmt: skip
+    receipt = tx(p, p.bw.ch.functions.autoDeleverage(ETH, order), p.keeper)
+    steps = {s["account"]: s for s in events(receipt, p.bw.ch, "AutoDeleveraged")}
+    after = view(p, carried.address).health()
+    realized = 600 * WAD  # 2 ETH short from 3,000 to 2,700
+    assert position(p, carried.address).size == 0
+    assert 0 < steps[carried.address]["haircutWad"] < realized
+    assert after.equity == after.mmr  # capped exactly at maintenance margin
+    assert sum(s["haircutWad"] for s in steps.values()) == debt
+    assert bad_debt(p, ETH, LONG) == 0
+    p.assert_conserved()
 
 
 def test_auto_deleverage_while_fund_available_reverts(protocol: Protocol) -> None:

@@ -212,6 +212,7 @@ interface IClearingHouse {
 
     /// @notice Closes profitable `targets` on the side opposite the market's bad debt, in non-increasing
     /// score order, taking haircuts from the profit each close realises until the debt is exactly zero.
+    /// A haircut never exceeds the realised profit, nor what keeps the target at maintenance margin.
     /// Only while bad debt is outstanding and the insurance fund has nothing available.
     function autoDeleverage(uint256 marketId, address[] calldata targets) external returns (uint256 absorbedWad);
 

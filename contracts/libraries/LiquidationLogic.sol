@@ -321,6 +321,7 @@ library LiquidationLogic {
         }
         uint256 priceWad = px.wad[step.marketId];
         haircut = s.changePosition(target, step.marketId, -closeSize, priceWad).positivePart().min(step.debt);
+        haircut = haircut.min(_haircutRoom(s, px, target));
         s.addMargin(target, -haircut.toInt256());
         emit IClearingHouse.AutoDeleveraged(
             target, step.marketId, step.previousScore, closeSize, priceWad, haircut, step.debt - haircut
@@ -336,6 +337,18 @@ library LiquidationLogic {
         uint256 part = Math.mulDiv(size.abs(), debt + 1, uint256(pnl), Math.Rounding.Ceil);
         if (part >= size.abs()) return size;
         return size > 0 ? part.toInt256() : -part.toInt256();
+    }
+
+    /// @dev What a haircut may take from a target after its close without pushing the account below
+    /// maintenance margin: under cross margin the leg's profit may be what carries a losing leg elsewhere,
+    /// and taking it would turn the target into the next bankruptcy.
+    function _haircutRoom(Ledger.Layout storage s, Ledger.Prices memory px, address target)
+        private
+        view
+        returns (uint256)
+    {
+        (int256 equity,, uint256 mmr) = s.health(target, px);
+        return (equity - mmr.toInt256()).positivePart();
     }
 
     /// @dev ADL score of a target's position; reverts unless both its PnL and its equity are positive.
