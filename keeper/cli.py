@@ -157,6 +157,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _whole_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
 def _port(text: str) -> int:
     value = _positive_int(text)
     if value > 65535:
@@ -393,6 +403,15 @@ def build_parser() -> Parser:
     sx.add_argument("--out", metavar="DIR", help="report directory (default reports/<scenario>)")
     sx.add_argument("--speed", type=_positive_decimal, help="divide the path's time spacing by X")
     sx.add_argument("--seed", type=int, help="random seed (default: the same every run)")
+    sx.add_argument(
+        "--step",
+        type=_whole_number,
+        metavar="SECONDS",
+        help="replay one price every SECONDS of the path (0: every row; default: the scenario's)",
+    )
+    sx.add_argument(
+        "--max-steps", type=_positive_int, metavar="N", help="stop after N price steps"
+    )
 
     demo = add(commands, "demo", "the whole story on an embedded Anvil, start to finish", cmd_demo)
     demo.add_argument("--out", metavar="DIR", help="report directory (default reports/demo)")
