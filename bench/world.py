@@ -73,6 +73,11 @@ class FastSender:
         self.pending.append(tx_hash)
         return tx_hash
 
+    def forget(self) -> None:
+        """Drops what was sent and the cached nonces (the caller waits for its receipts itself)."""
+        self.pending.clear()
+        self.nonces.clear()
+
     def wait(self, timeout: float = 300.0) -> list[Any]:
         """Every receipt sent since the last wait; raises if one reverted. Nonces are re-read after,
         so other senders may use the same accounts in between."""
@@ -204,13 +209,17 @@ def world(
     steps_tracing: bool = False,
     extra_args: Sequence[str] = (),
 ) -> Iterator[World]:
-    """A fresh Anvil with the default deployment; stopped on exit."""
+    """A fresh Anvil with the default deployment; stopped on exit. With a block time, the node starts
+    with automine on (deployment and setup take seconds); switch to interval mining with
+    ``evm_setIntervalMining`` before measuring."""
     artifacts = compiler.compile_contracts()
     args = ["--gas-limit", str(gas_limit), *extra_args]
     if steps_tracing:
         args.append("--steps-tracing")
     with AnvilNode(block_time=block_time, extra_args=args) as node:
         w3 = connect(node.rpc_url, timeout=120)
+        if block_time is not None:
+            node.rpc("evm_setAutomine", True)
         admin = dev_account(0)
         deployment = deploy_all(w3, admin)
         bw = Bulwark(w3, deployment, artifacts)
