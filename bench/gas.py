@@ -74,6 +74,7 @@ PROFILED = ("open", "liquidate_full", "batch_1", "batch_10", "adl_1", "liquidate
 class GasBench:
     w: World
     profile: bool = False
+    batch_count: int = max(BATCH_SIZES)
     runs: dict[str, list[int]] = field(default_factory=dict)
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     checks: dict[str, str] = field(default_factory=dict)
@@ -85,7 +86,7 @@ class GasBench:
         self.staker = dev_account(2)
         self.keeper = dev_account(3)
         self.background = [bench_account(i, "background") for i in range(3)]
-        self.batch_accounts = [bench_account(i, "batch") for i in range(max(BATCH_SIZES))]
+        self.batch_accounts = [bench_account(i, "batch") for i in range(self.batch_count)]
         self.actors = [bench_account(i, "actor") for i in range(8)]
         self.labels = {self.keeper.address: "keeper", self.lp.address: "lp"}
         self.labels.update({a.address: f"actor{i}" for i, a in enumerate(self.actors)})
@@ -300,7 +301,8 @@ def run(runs: int = 3, *, profile: bool = True, only: Sequence[str] | None = Non
     if runs < 1:
         raise BenchError("runs must be at least 1")
     with world(steps_tracing=profile) as w:
-        bench = GasBench(w, profile=profile)
+        sizes = [n for n in BATCH_SIZES if only is None or f"batch_{n}" in only]
+        bench = GasBench(w, profile=profile, batch_count=max(sizes, default=1))
         bench.build_base()
         for _ in range(runs):
             for _name, scenario in bench.scenarios(only):
