@@ -57,6 +57,8 @@ class KeeperSettings:
     # ---- sending
     max_batch: int = 40
     """Liquidations per liquidateBatch transaction."""
+    max_rounds_per_pass: int = 8
+    """Rounds of liquidate, then cover/ADL/socialise, on fresh state within one pass."""
     priority_fee_wei: int = 1 * GWEI
     """Tip offered on a first send."""
     base_fee_multiple: int = 2
@@ -139,6 +141,7 @@ def validate(s: KeeperSettings) -> None:
         "rpc_batch_size",
         "confirm_chunk",
         "max_batch",
+        "max_rounds_per_pass",
         "base_fee_multiple",
         "replace_after_blocks",
         "adl_max_targets",

@@ -33,6 +33,22 @@ class KeeperMetrics:
             "Accounts confirmed liquidatable on-chain in the last pass",
             registry=r,
         )
+        self.liquidatable_left = Gauge(
+            "bulwark_keeper_liquidatable_left",
+            "Accounts still confirmed liquidatable when the last pass ended",
+            registry=r,
+        )
+        self.pass_rounds = Histogram(
+            "bulwark_keeper_pass_rounds",
+            "Rounds (liquidate, then settle bad debt) one pass needed",
+            buckets=(1, 2, 3, 4, 6, 8, 12, 16),
+            registry=r,
+        )
+        self.round_limit_hits = Counter(
+            "bulwark_keeper_round_limit_hits",
+            "Passes that stopped at max_rounds_per_pass with work still to do",
+            registry=r,
+        )
         self.candidates = Gauge(
             "bulwark_keeper_screen_candidates",
             "Accounts the vectorised screen flagged in the last pass",
