@@ -62,8 +62,7 @@ log = get_logger()
 EXIT_OK, EXIT_ERROR, EXIT_CIRCUIT_BREAKER = 0, 2, 3
 SIDES = ("Long", "Short")
 BATCH_ENTRY_OVERHEAD = 60_000  # the batch's self-call, its try/catch and the 1/64 it must keep back
-BAD_DEBT_ROUNDS = 6
-LIQUIDATION_ROUNDS = 3
+BAD_DEBT_ROUNDS = 6  # cover/ADL/socialise steps within one round
 BAD_DEBT_ACTIONS = frozenset({"coverBadDebt", "autoDeleverage", "socializeBadDebt"})
 
 
@@ -86,8 +85,10 @@ class PassResult:
 
     block: int
     accounts_tracked: int = 0
-    candidates: int = 0
-    liquidatable: list[str] = field(default_factory=list)
+    candidates: int = 0  # flagged by the pass's first screen
+    liquidatable: list[str] = field(default_factory=list)  # confirmed in any round, first seen first
+    liquidatable_left: list[str] = field(default_factory=list)  # still confirmed when the pass ended
+    rounds: int = 0
     sent: list[tuple[str, int]] = field(default_factory=list)  # (account, market) entries sent
     liquidated: list[tuple[str, int]] = field(default_factory=list)  # Liquidated events of ours
     skipped: list[tuple[str, int, str]] = field(default_factory=list)  # entries the batch skipped
@@ -110,6 +111,8 @@ class PassResult:
             "accounts": self.accounts_tracked,
             "candidates": self.candidates,
             "liquidatable": len(self.liquidatable),
+            "left": len(self.liquidatable_left),
+            "rounds": self.rounds,
             "sent": len(self.sent),
             "liquidated": len(self.liquidated),
             "adl_steps": len(self.adl_steps),
@@ -627,8 +630,7 @@ class Keeper:
             self.index.refresh_all(head.number)
             self._resync_due = False
         snap = read_markets(self.bw, self.index.market_count, head)
-        snap = self._liquidate(snap, result)
-        snap = self._settle_bad_debt(snap, result)
+        snap = self._rounds(snap, result)
         result.accounts_tracked = len(self.index.accounts)
         result.bad_debt_wad = snap.total_bad_debt
         result.duration = time.monotonic() - started
@@ -648,6 +650,8 @@ class Keeper:
         m.accounts_tracked.set(result.accounts_tracked)
         m.candidates.set(result.candidates)
         m.liquidatable.set(len(result.liquidatable))
+        m.liquidatable_left.set(len(result.liquidatable_left))
+        m.pass_rounds.observe(result.rounds)
         m.last_block.set(result.block)
         m.block_lag.set(0)
         m.node_up.set(1)
@@ -664,34 +668,91 @@ class Keeper:
 
     # ------------------------------------------------------------------ liquidation
 
-    def _liquidate(self, snap: MarketSnapshot, result: PassResult) -> MarketSnapshot:
-        """Screen, confirm, send; then re-check the accounts just liquidated (a partial liquidation can
-        leave one still below maintenance) and go again, up to LIQUIDATION_ROUNDS times."""
+    def _rounds(self, snap: MarketSnapshot, result: PassResult) -> MarketSnapshot:
+        """Rounds of liquidate, then cover/ADL/socialise, each on the state the previous one left,
+        until a round does nothing or `max_rounds_per_pass` is reached: a liquidation can leave an
+        account still below maintenance (a partial close, another market's position), and a
+        liquidation or an ADL step changes bad debt and other accounts' margin."""
+        limit = self.settings.max_rounds_per_pass
+        attempted: set[str] = set()  # sent this pass and not liquidated: never sent again
+        for round_ in range(1, limit + 1):
+            if self.stopping:
+                break
+            result.rounds = round_
+            before = self._progress(result)
+            liquidated, left, snap = self._liquidation_round(snap, result, round_, attempted)
+            snap, settled = self._settle_bad_debt(snap, result)
+            if not (liquidated or settled):
+                result.liquidatable_left = left
+                return snap
+            after = self._progress(result)
+            log.info(
+                "round",
+                extra=kv(
+                    round=round_,
+                    liquidated=after[0] - before[0],
+                    adl_steps=after[1] - before[1],
+                    transactions=after[2] - before[2],
+                    bad_debt=snap.total_bad_debt,
+                ),
+            )
+        if self.stopping:
+            return snap
+        result.liquidatable_left = self._still_liquidatable(snap)
+        if result.liquidatable_left or snap.total_bad_debt:
+            self.metrics.round_limit_hits.inc()
+            log.warning(
+                "pass ended at max_rounds_per_pass with work left; the next block goes on",
+                extra=kv(
+                    rounds=result.rounds,
+                    liquidatable=len(result.liquidatable_left),
+                    bad_debt=snap.total_bad_debt,
+                ),
+            )
+        return snap
+
+    @staticmethod
+    def _progress(result: PassResult) -> tuple[int, int, int]:
+        return len(result.liquidated), len(result.adl_steps), len(result.transactions)
+
+    def _still_liquidatable(self, snap: MarketSnapshot) -> list[str]:
+        scr = screen(self.index, snap, self.settings.screen_buffer)
+        healths = confirm(self.bw, scr.candidates, "latest", self.settings.confirm_chunk)
+        return [a for a, h in healths.items() if h.liquidatable]
+
+    def _liquidation_round(
+        self, snap: MarketSnapshot, result: PassResult, round_: int, attempted: set[str]
+    ) -> tuple[bool, list[str], MarketSnapshot]:
+        """Screens every account, confirms the candidates, sends what is liquidatable and waits.
+        Returns whether anything was liquidated, the accounts confirmed liquidatable, and the
+        snapshot (advanced to the new head after liquidations)."""
         s = self.settings
         scr = screen(self.index, snap, s.screen_buffer)
-        result.candidates = len(scr.candidates)
-        if scr.skipped_stale:
-            log.warning(
-                "accounts not screened: a market's price is stale or invalid",
-                extra=kv(accounts=scr.skipped_stale, markets=snap.stale),
-            )
-        candidates = scr.candidates
-        for round_ in range(LIQUIDATION_ROUNDS):
-            healths = confirm(self.bw, candidates, "latest", s.confirm_chunk)
-            liquidatable = [a for a, h in healths.items() if h.liquidatable]
-            if round_ == 0:
-                result.liquidatable = liquidatable
-                for gone in set(self.first_seen) - set(liquidatable):
-                    del self.first_seen[gone]
-            entries = self._choose_entries(liquidatable, healths, snap, result)
-            if not entries or self.stopping:
-                break
-            done = self._send_entries(entries, snap, result)
-            if not done:
-                break
-            _, snap = self._advance()
-            candidates = sorted(done)
-        return snap
+        if round_ == 1:
+            result.candidates = len(scr.candidates)
+            if scr.skipped_stale:
+                log.warning(
+                    "accounts not screened: a market's price is stale or invalid",
+                    extra=kv(accounts=scr.skipped_stale, markets=snap.stale),
+                )
+        healths = confirm(self.bw, scr.candidates, "latest", s.confirm_chunk)
+        liquidatable = [a for a, h in healths.items() if h.liquidatable]
+        seen = set(result.liquidatable)
+        result.liquidatable += [a for a in liquidatable if a not in seen]
+        if round_ == 1:
+            for gone in set(self.first_seen) - set(liquidatable):
+                del self.first_seen[gone]
+        todo = [a for a in liquidatable if a not in attempted]
+        entries = self._choose_entries(todo, healths, snap, result)
+        if not entries or self.stopping:
+            return False, liquidatable, snap
+        sent_before = len(result.sent)
+        done = self._send_entries(entries, snap, result)
+        attempted |= {a for a, _ in result.sent[sent_before:]} - done
+        if not done:
+            return False, liquidatable, snap
+        _, snap = self._advance()
+        return True, liquidatable, snap
 
     def _send_entries(
         self, entries: list[tuple[str, int]], snap: MarketSnapshot, result: PassResult
@@ -726,7 +787,8 @@ class Keeper:
             if s.keeper_count > 1 and shard_of(account, s.keeper_count) != s.keeper_index:
                 first = self.first_seen.setdefault(account, snap.block.number)
                 if snap.block.number - first < s.backup_delay_blocks:
-                    result.deferred.append(account)
+                    if account not in result.deferred:
+                        result.deferred.append(account)
                     continue
                 log.info("backing up another keeper", extra=kv(account=account, since_block=first))
             state = self.index.accounts.get(account)
@@ -889,10 +951,13 @@ class Keeper:
 
     # ------------------------------------------------------------------ bad debt
 
-    def _settle_bad_debt(self, snap: MarketSnapshot, result: PassResult) -> MarketSnapshot:
+    def _settle_bad_debt(
+        self, snap: MarketSnapshot, result: PassResult
+    ) -> tuple[MarketSnapshot, bool]:
         """Cover from the fund while it has something available; else ADL in score order; else, after
         the grace period with no target left, socialise. Repeats on fresh state until nothing changes;
-        returns the last snapshot."""
+        returns the last snapshot and whether any transaction succeeded."""
+        settled = False
         for _ in range(BAD_DEBT_ROUNDS):
             if not self._bad_debt_mine(snap) or self.stopping:
                 break
@@ -906,8 +971,9 @@ class Keeper:
                 acted |= self._settle_side(snap, market, side, debt, result)
             if not acted:
                 break
+            settled = True
             _, snap = self._advance()
-        return snap
+        return snap, settled
 
     def _bad_debt_mine(self, snap: MarketSnapshot) -> bool:
         """Bad debt is outstanding and this keeper should act: keeper 0 at once, the others as
