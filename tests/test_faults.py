@@ -260,6 +260,43 @@ def test_node_killed_mid_batch_restarts_from_older_state_and_the_keeper_finishes
         node.stop()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="keeper/daemon.py Lifecycle._poll hands a block to a pass only when its number is above "
+    "the last one handled: after the node came back on an older state (a shorter chain), no pass "
+    "runs until the chain grows past the old head, and liquidatable accounts wait",
+)
+def test_a_node_back_on_a_shorter_chain_is_served_at_its_next_block(book: Book) -> None:
+    chain, traders = book.chain, book.traders
+    keeper = Keeper(chain.bw, KEEPER, settings())
+    keeper.run_once()
+    chain.rpc("evm_setAutomine", False)
+    with Running(keeper):
+        wait_for(lambda: keeper.last_result is not None, 20, what="the first pass")
+        # given a keeper that followed the chain five blocks further than the node will remember
+        saved = chain.rpc("evm_snapshot")
+        top = chain.w3.eth.block_number + 5
+        for _ in range(5):
+            chain.rpc("evm_mine")
+        wait_for(
+            lambda: keeper.last_result is not None and keeper.last_result.block == top,
+            10,
+            what="the keeper at the old head",
+        )
+        # when the node comes back on the older state and the next block holds a price fall
+        assert chain.rpc("evm_revert", saved) is True
+        update, doomed = crash_pending(chain, traders)
+        assert update + 2 < top
+        chain.interval_mining(1)
+        wait_for(lambda: not chain.liquidatable(traders), 20, what="liquidations")
+        wait_for(lambda: keeper.sender.pending == {}, 10, what="nothing in flight")
+    chain.automine()
+    # then it liquidated within two blocks, without waiting for the chain to pass the old head
+    assert_none_missed_none_twice(chain, traders, doomed, update)
+    blocks = {e["blockNumber"] for e in chain.events("Liquidated", update)}
+    assert max(blocks) <= update + 2, (update, top, blocks)
+
+
 # ---------------------------------------------------------------------------- b. reorg
 
 
