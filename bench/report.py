@@ -44,8 +44,8 @@ def gas_md(r: Mapping[str, Any]) -> str:
         "### Gas per operation",
         "",
         _measured(r),
-        f"_Median of {r['runs']} runs on Anvil with the real deployment; each transaction alone in a block "
-        "12 s after the previous one. GMX v1 Vault figures are quoted as published, not measured here._",
+        f"_Median of {r['runs']} runs on Anvil with the real deployment (gas is deterministic: the runs "
+        "agree). " + " ".join(r.get("notes", [])) + "_",
         "",
         "| operation | gas | target | | GMX v1 (quoted) |",
         "| --- | ---: | ---: | --- | ---: |",
