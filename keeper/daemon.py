@@ -86,8 +86,8 @@ class PassResult:
     block: int
     accounts_tracked: int = 0
     candidates: int = 0  # flagged by the pass's first screen
-    liquidatable: list[str] = field(default_factory=list)  # confirmed in any round, first seen first
-    liquidatable_left: list[str] = field(default_factory=list)  # still confirmed when the pass ended
+    liquidatable: list[str] = field(default_factory=list)  # confirmed in any round
+    liquidatable_left: list[str] = field(default_factory=list)  # still so when the pass ended
     rounds: int = 0
     sent: list[tuple[str, int]] = field(default_factory=list)  # (account, market) entries sent
     liquidated: list[tuple[str, int]] = field(default_factory=list)  # Liquidated events of ours
@@ -785,8 +785,9 @@ class Keeper:
             if account in busy or account == self.signer.address:
                 continue
             if s.keeper_count > 1 and shard_of(account, s.keeper_count) != s.keeper_index:
-                first = self.first_seen.setdefault(account, snap.block.number)
-                if snap.block.number - first < s.backup_delay_blocks:
+                # the delay counts from pass to pass: blocks of this pass's own rounds do not count
+                first = self.first_seen.setdefault(account, result.block)
+                if result.block - first < s.backup_delay_blocks:
                     if account not in result.deferred:
                         result.deferred.append(account)
                     continue

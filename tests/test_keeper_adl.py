@@ -149,3 +149,90 @@ def test_a_backup_keeper_leaves_bad_debt_to_keeper_zero_for_a_while(chain: Chain
     late = backup.run_once()
     assert [s.account for s in late.adl_steps] == [trader_key(0, "cover-short").address]
     assert late.bad_debt_wad == first.bad_debt_wad - late.adl_steps[0].haircut
+
+
+def crash_in_waves(chain: Chain) -> dict[str, list[str]]:
+    """A book that one crash (ETH and BTC -10%) leaves needing several rounds of keeper work.
+
+    - bankrupt: 18x ETH longs, deep below zero: bad debt the fund (only fees, capped) cannot pay.
+    - waves: 1 BTC long each at equity ~0.52 x maintenance after the crash, so a partial liquidation
+      (half) leaves it still below maintenance, the second partial too, and the third closes the rest.
+    - hedged: ETH shorts carrying a BTC long (cross margin): the first ADL targets, whose haircuts
+      stop at their maintenance margin.
+    - shorts: plain ETH shorts, 150 USD of profit each; the debt needs about a dozen ADL steps."""
+    book: dict[str, list[str]] = {"bankrupt": bankrupt_longs(chain, 2)}
+    waves = [chain.new_trader(i, 6_732, "waves") for i in range(2)]
+    for t in waves:
+        chain.trade(t, "BTC-USD", 1)
+    hedged = [chain.new_trader(i, 700, "hedged") for i in range(2)]
+    for t in hedged:
+        chain.trade(t, "ETH-USD", -0.5)
+        chain.trade(t, "BTC-USD", 0.1)
+    shorts = [chain.new_trader(i, 600, "waves-short") for i in range(12)]
+    for t in shorts:
+        chain.trade(t, "ETH-USD", -0.5)
+    book["waves"] = [t.address for t in waves]
+    book["hedged"] = [t.address for t in hedged]
+    book["shorts"] = [t.address for t in shorts]
+    return book
+
+
+def test_one_pass_works_in_rounds_until_nothing_is_liquidatable_and_no_bad_debt_is_left(
+    chain: Chain,
+) -> None:
+    # given the book, a keeper that has seen it, and a crash; one ADL target per transaction
+    book = crash_in_waves(chain)
+    everyone = [a for group in book.values() for a in group]
+    settings = KeeperSettings(adl_max_targets=1)
+    Keeper(chain.bw, KEEPER, settings).run_once()
+    chain.set_price("ETH-USD", 2700)
+    start = chain.set_price("BTC-USD", 54_000)["blockNumber"]
+    assert set(chain.liquidatable(everyone)) == set(book["bankrupt"] + book["waves"])
+    crashed = chain.rpc("evm_snapshot")
+
+    # when a keeper allowed a single round makes its pass, then work is left for later passes
+    single = Keeper(chain.bw, KEEPER, settings.replace(max_rounds_per_pass=1))
+    short = single.run_once()
+    assert short.rounds == 1 and single.metrics.round_limit_hits._value.get() == 1
+    left = set(short.liquidatable_left)
+    assert set(book["waves"]) <= left <= set(book["waves"] + book["hedged"])
+    assert left == set(chain.liquidatable(everyone))
+    assert short.bad_debt_wad > 0 and chain.bw.ch.functions.totalBadDebtWad().call() > 0
+    chain.rpc("evm_revert", crashed)
+
+    # when the keeper makes one pass with the default bound
+    k = Keeper(chain.bw, KEEPER, settings)
+    result = k.run_once()
+
+    # then nothing is liquidatable and no bad debt is left, after several rounds
+    assert chain.liquidatable(everyone) == [] and result.liquidatable_left == []
+    assert chain.bw.ch.functions.totalBadDebtWad().call() == 0 and result.bad_debt_wad == 0
+    assert 4 <= result.rounds <= settings.max_rounds_per_pass
+    assert k.metrics.round_limit_hits._value.get() == 0
+    # each account of the waves went through three liquidations, each in a later block
+    liquidations = chain.events("Liquidated", start)
+    for account in book["waves"]:
+        blocks = [e["blockNumber"] for e in liquidations if e["args"]["account"] == account]
+        assert len(blocks) == 3 and blocks == sorted(set(blocks))
+    assert sorted(e["args"]["account"] for e in liquidations if e["args"]["bankrupt"]) == sorted(
+        book["bankrupt"]
+    )
+    # every entry sent was liquidated: nothing skipped, nothing sent twice for the same state
+    assert chain.events("LiquidationSkipped", start) == [] and result.skipped == []
+    assert sorted(result.sent) == sorted(result.liquidated)
+    assert len(result.liquidated) == len(liquidations)
+    # ADL took the hedged accounts first, capped at their maintenance margin, then the shorts
+    steps = chain.events("AutoDeleveraged", start)
+    assert [s.account for s in result.adl_steps] == [s["args"]["account"] for s in steps]
+    assert {s["args"]["account"] for s in steps[:2]} == set(book["hedged"])
+    assert len(steps) > settings.adl_max_targets * 6  # more than one round's worth of ADL steps
+    # a hedged account left at its maintenance margin may slip below it as BTC funding accrues
+    # (a second passing between blocks): the next round liquidates it, never before its ADL step
+    for account in book["hedged"]:
+        adl_block = next(s["blockNumber"] for s in steps if s["args"]["account"] == account)
+        later = [e for e in liquidations if e["args"]["account"] == account]
+        assert all(e["blockNumber"] > adl_block and not e["args"]["bankrupt"] for e in later)
+    others = set(book["bankrupt"] + book["waves"] + book["hedged"])
+    assert {e["args"]["account"] for e in liquidations} <= others
+    report = invariants.check(chain.bw)
+    assert report.ok, report.as_dict()
