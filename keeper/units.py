@@ -8,7 +8,7 @@ never a float, and an amount finer than the unit allows is refused rather than r
 from __future__ import annotations
 
 import re
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
+from decimal import ROUND_HALF_EVEN, Decimal, DecimalException, localcontext
 
 from keeper.chain import WAD, BulwarkError
 
@@ -16,7 +16,21 @@ WAD_DECIMALS = 18
 
 # A generous context: 120 significant digits hold any uint256 with 18 decimals and more.
 _PRECISION = 120
-_NUMBER = re.compile(r"[+-]?(\d[\d_]*(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+# ASCII digits only: Python's \d (and Decimal) would also take Arabic-Indic or full-width digits.
+_NUMBER = re.compile(r"[+-]?(\d[\d_]*(\.\d*)?|\.\d+)([eE][+-]?\d+)?", re.ASCII)
+# No amount, size or price sent on-chain comes anywhere near this (int256's maximum).
+MAX_UNITS = 2**255 - 1
+_SHOWN = 40
+
+
+def _shown(text: object) -> str:
+    """Text for an error message, shortened if someone pasted thousands of digits."""
+    s = str(text)
+    return s if len(s) <= _SHOWN else f"{s[: _SHOWN - 3]}..."
+
+
+def _significant_digits(value: Decimal) -> int:
+    return len("".join(str(d) for d in value.as_tuple().digits).strip("0"))
 
 
 class UnitError(BulwarkError):
@@ -28,13 +42,13 @@ def parse_decimal(text: str, what: str = "value") -> Decimal:
     cleaned = text.strip()
     if not _NUMBER.fullmatch(cleaned) or "__" in cleaned or cleaned.endswith("_"):
         hint = " (leave out thousands separators)" if "," in cleaned else ""
-        raise UnitError(f"{what} {text!r} is not a number{hint}")
+        raise UnitError(f"{what} {_shown(repr(text))} is not a number{hint}")
     with localcontext() as ctx:
         ctx.prec = _PRECISION
         try:
             value = Decimal(cleaned.replace("_", ""))
-        except InvalidOperation:
-            raise UnitError(f"{what} {text!r} is not a number") from None
+        except DecimalException:  # an exponent beyond what Decimal holds
+            raise UnitError(f"{what} {_shown(cleaned)} is out of range") from None
     if not value.is_finite():
         raise UnitError(f"{what} {text!r} is not a finite number")
     return value
@@ -44,14 +58,22 @@ def decimal_to_units(
     value: Decimal, decimals: int, what: str = "value", *, unit: str = "", exact: bool = True
 ) -> int:
     """``value`` scaled by ``10**decimals``; with ``exact``, finer precision is an error."""
+    if _significant_digits(value) > _PRECISION:  # scaling would round it silently
+        raise UnitError(f"{what} {_shown(value)} has more digits than any amount needs")
     with localcontext() as ctx:
         ctx.prec = _PRECISION
-        scaled = value.scaleb(decimals)
-        whole = scaled.to_integral_value(rounding=ROUND_HALF_EVEN)
+        try:
+            scaled = value.scaleb(decimals)
+            whole = scaled.to_integral_value(rounding=ROUND_HALF_EVEN)
+        except DecimalException:
+            raise UnitError(f"{what} {_shown(value)} is too large") from None
+    if whole.copy_abs() > MAX_UNITS:
+        raise UnitError(f"{what} {_shown(value)} is too large")
     if exact and whole != scaled:
         unit_text = f" {unit}" if unit else ""
         raise UnitError(
-            f"{what} {value.normalize():f}{unit_text} has more than {decimals} decimal places"
+            f"{what} {_shown(f'{value.normalize():f}')}{unit_text} has more than {decimals} "
+            "decimal places"
         )
     return int(whole)
 
@@ -73,12 +95,12 @@ def parse_units(
     """
     value = parse_decimal(text, what)
     if value < 0 and not allow_negative:
-        raise UnitError(f"{what} must not be negative, got {text.strip()}")
+        raise UnitError(f"{what} must not be negative, got {_shown(text.strip())}")
     if value == 0 and not allow_zero:
         raise UnitError(f"{what} must not be zero")
     units = decimal_to_units(value, decimals, what, unit=unit, exact=exact)
     if units == 0 and not allow_zero:
-        raise UnitError(f"{what} {text.strip()} rounds to zero")
+        raise UnitError(f"{what} {_shown(text.strip())} rounds to zero")
     return units
 
 
