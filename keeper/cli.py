@@ -509,15 +509,17 @@ class Context:
         w3 = self.web3()
         chain_id = w3.eth.chain_id
         path = self.deployment_path(chain_id)
-        deployment = Deployment.load(path)
+        deployment = load_deployment(path)
         if deployment.chain_id != chain_id:
             raise BulwarkError(
                 f"deployment file {path} is for chain {deployment.chain_id}, but the node at "
                 f"{self.rpc_url()} is chain {chain_id}"
             )
-        self._bw = Bulwark(w3, deployment, load_artifacts())
-        status.require_code(self._bw)
-        return self._bw
+        bw = Bulwark(w3, deployment, load_artifacts())
+        status.require_code(bw)
+        check_collateral(bw, path)
+        self._bw = bw
+        return bw
 
     def is_local(self) -> bool:
         return self.web3().eth.chain_id in LOCAL_CHAIN_IDS
@@ -562,6 +564,8 @@ class Context:
 
     def _dev_index(self, text: str) -> int:
         try:
+            if not text.isascii():
+                raise ValueError
             index = int(text)
         except ValueError:
             raise UsageError(
@@ -578,6 +582,35 @@ class Context:
         if self.node is not None:
             self.node.stop()
             self.node = None
+
+
+def load_deployment(path: Path) -> Deployment:
+    """The deployment file; numbers JSON allows but no field can hold (``1e400`` reads as infinity)
+    and nesting too deep to parse are malformed too."""
+    try:
+        return Deployment.load(path)
+    except (OverflowError, RecursionError) as exc:
+        raise BulwarkError(
+            f"deployment file {path} is malformed: {type(exc).__name__} {exc}"
+        ) from None
+
+
+def check_collateral(bw: Bulwark, path: Path) -> None:
+    """Every amount is scaled by the deployment's collateral decimals: they must be the token's."""
+    token = bw.token.address
+    try:
+        decimals = int(bw.token.functions.decimals().call())
+    except Exception as exc:
+        if _is_connection_error(exc):
+            raise
+        raise BulwarkError(
+            f"deployment file {path}: Collateral {token} does not answer decimals() like an ERC-20"
+        ) from None
+    if decimals != bw.deployment.collateral_decimals:
+        raise BulwarkError(
+            f"deployment file {path} says the collateral has {bw.deployment.collateral_decimals} "
+            f"decimals, but the token at {token} has {decimals}"
+        )
 
 
 def load_artifacts() -> dict[str, Any]:
@@ -1340,9 +1373,12 @@ def cmd_fund_unstake(ctx: Context) -> int:
 
 def cmd_fund_claim(ctx: Context) -> int:
     bw = ctx.bulwark()
+    text = ctx.args.request_id.strip()
     try:
-        request_id = int(ctx.args.request_id)
-        if request_id < 0:
+        if not (text.isascii() and text.isdigit()):
+            raise ValueError
+        request_id = int(text)
+        if request_id > MAX_UINT:
             raise ValueError
     except ValueError:
         raise UsageError(
