@@ -155,8 +155,9 @@ def crash_in_waves(chain: Chain) -> dict[str, list[str]]:
     """A book that one crash (ETH and BTC -10%) leaves needing several rounds of keeper work.
 
     - bankrupt: 18x ETH longs, deep below zero: bad debt the fund (only fees, capped) cannot pay.
-    - waves: 1 BTC long each at equity ~0.52 x maintenance after the crash, so a partial liquidation
-      (half) leaves it still below maintenance, the second partial too, and the third closes the rest.
+    - waves: 1 BTC long each at equity ~0.52 x maintenance after the crash, so a partial
+      liquidation (half) leaves it still below maintenance, the second partial too, and the third
+      closes the rest.
     - hedged: ETH shorts carrying a BTC long (cross margin): the first ADL targets, whose haircuts
       stop at their maintenance margin.
     - shorts: plain ETH shorts, 150 USD of profit each; the debt needs about a dozen ADL steps."""
