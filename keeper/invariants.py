@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from eth_abi.abi import encode as abi_encode
 from eth_utils.abi import (
@@ -25,7 +25,7 @@ from eth_utils.abi import (
 from eth_utils.address import to_checksum_address
 
 from keeper.chain import Bulwark
-from keeper.index import Calls, get_block, rpc, rpc_batch
+from keeper.index import Calls, NodeError, get_block, rpc_batch
 
 # Events whose indexed `account` (or `keeper`) may hold margin afterwards.
 _ACCOUNT_EVENTS = (
@@ -77,20 +77,17 @@ def known_accounts(
     """Every address that ever received margin, from the clearing house's events."""
     start = bw.deployment.deploy_block if from_block is None else from_block
     spots = {"0x" + topic.hex(): spot for topic, spot in _account_topics(bw).items()}
-    logs = rpc(
-        bw.w3,
-        "eth_getLogs",
-        [
-            {
-                "address": bw.ch.address,
-                "fromBlock": hex(start),
-                "toBlock": hex(to_block) if isinstance(to_block, int) else to_block,
-                "topics": [list(spots)],
-            }
-        ],
-    )
+    query = {
+        "address": bw.ch.address,
+        "fromBlock": hex(start),
+        "toBlock": hex(to_block) if isinstance(to_block, int) else to_block,
+        "topics": [list(spots)],
+    }
+    reply = cast(Any, bw.w3.provider).make_request("eth_getLogs", [query])
+    if "error" in reply or not isinstance(reply.get("result"), list):
+        raise NodeError(f"eth_getLogs for the account events failed: {reply.get('error')}")
     raw: set[str] = set()
-    for entry in logs or []:
+    for entry in reply["result"]:
         topics = entry["topics"]
         spot = spots.get(topics[0])
         if spot is not None and spot < len(topics):
