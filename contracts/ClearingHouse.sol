@@ -79,7 +79,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
         if (marketId >= MAX_MARKETS) revert MarketLimitReached(MAX_MARKETS);
         ParamBounds.checkMarket(config);
         _s.configs.push(config);
-        _s.states.push(MarketState(0, 0, 0, 0, 0, 0, uint64(block.timestamp)));
+        _s.states.push(Ledger.MarketStore(0, 0, 0, 0, 0, 0, uint64(block.timestamp)));
         _s.names.push(name);
         _s.idPlusOne[key] = marketId + 1;
         emit MarketListed(marketId, name, config);
@@ -174,7 +174,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
             if (equity < 0) revert TradeWouldBankrupt(account, equity);
         } else {
             _checkOpenInterest(marketId, newSize > 0);
-            if (_s.states[marketId].sumSizeWad.abs() > skewBefore.abs()) _checkPoolExposure(px, 0);
+            if (int256(_s.states[marketId].sumSizeWad).abs() > skewBefore.abs()) _checkPoolExposure(px, 0);
             (int256 equity, uint256 imr,) = _s.health(account, px);
             if (equity < imr.toInt256()) revert TradeMarginInsufficient(account, equity, imr);
         }
@@ -327,7 +327,16 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
     }
 
     function marketState(uint256 marketId) external view returns (MarketState memory) {
-        return _s.states[marketId];
+        Ledger.MarketStore storage st = _s.states[marketId];
+        return MarketState(
+            st.cumFundingWad,
+            st.sumSizeWad,
+            st.sumOpenNotionalWad,
+            st.sumFundingBasisWad,
+            st.longOpenInterestWad,
+            st.shortOpenInterestWad,
+            st.lastFundingAt
+        );
     }
 
     function marketName(uint256 marketId) external view returns (string memory) {
@@ -394,7 +403,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
     }
 
     function _checkOpenInterest(uint256 marketId, bool long) internal view {
-        MarketState storage st = _s.states[marketId];
+        Ledger.MarketStore storage st = _s.states[marketId];
         uint256 oi = long ? st.longOpenInterestWad : st.shortOpenInterestWad;
         uint256 cap = _s.configs[marketId].maxOpenInterestWad;
         if (oi > cap) revert TradeOpenInterestCap(marketId, oi, cap);

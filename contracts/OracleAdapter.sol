@@ -44,9 +44,10 @@ contract OracleAdapter is IOracleAdapter, AccessControlDefaultAdminRules {
             primary,
             primaryHeartbeat,
             _checkDecimals(primary),
+            secondaryDecimals,
+            address(secondary) != address(0),
             secondary,
             secondaryHeartbeat,
-            secondaryDecimals,
             maxDeviationWad
         );
         emit FeedConfigured(
@@ -63,11 +64,13 @@ contract OracleAdapter is IOracleAdapter, AccessControlDefaultAdminRules {
 
     /// @inheritdoc IOracleAdapter
     function priceWad(uint256 marketId) external view returns (uint256 price) {
-        FeedConfig memory f = _feeds[marketId];
-        if (address(f.primary) == address(0)) revert OracleFeedMissing(marketId);
-        if (address(sequencerFeed) != address(0)) OracleLib.checkSequencer(sequencerFeed, sequencerGracePeriod);
-        price = OracleLib.readWad(f.primary, f.primaryHeartbeat, f.primaryDecimals);
-        if (address(f.secondary) != address(0)) {
+        FeedConfig storage f = _feeds[marketId]; // read field by field: the second slot only if needed
+        AggregatorV3Interface primary = f.primary;
+        if (address(primary) == address(0)) revert OracleFeedMissing(marketId);
+        AggregatorV3Interface sequencer = sequencerFeed;
+        if (address(sequencer) != address(0)) OracleLib.checkSequencer(sequencer, sequencerGracePeriod);
+        price = OracleLib.readWad(primary, f.primaryHeartbeat, f.primaryDecimals);
+        if (f.hasSecondary) {
             uint256 second = OracleLib.readWad(f.secondary, f.secondaryHeartbeat, f.secondaryDecimals);
             OracleLib.checkDeviation(price, second, f.maxDeviationWad);
         }

@@ -35,7 +35,7 @@ MARKET_BOUNDS = [
     ("partial_fraction", 9 * WAD // 10 + 1, "partialFraction", WAD // 10, 9 * WAD // 10),
     ("max_funding_rate_per_day", WAD // 10 + 1, "maxFundingRatePerDay", 0, WAD // 10),
     ("skew_scale", 10**15 - 1, "skewScale", 10**15, 10**36),
-    ("max_open_interest", 0, "maxOpenInterest", 1, 2**120 - 1),
+    ("max_open_interest", 0, "maxOpenInterest", 1, 2**96 - 1),
     ("min_partial_notional", 10**9 * WAD + 1, "minPartialNotional", 0, 10**9 * WAD),
 ]
 

@@ -8,9 +8,13 @@ import {AggregatorV3Interface} from "./AggregatorV3Interface.sol";
 /// no older than its heartbeat, normalised from the feed's decimals to WAD, optionally checked against a
 /// secondary feed, and refused while an L2 sequencer is down or within its grace period after restart.
 interface IOracleAdapter {
-    /// @notice Feeds of one market.
+    /// @notice Feeds of one market, laid out in two storage slots: everything a read without a
+    /// secondary feed needs sits in the first.
     /// @param primary Chainlink-compatible feed that sets the price.
     /// @param primaryHeartbeat Maximum age of the primary answer, in seconds.
+    /// @param primaryDecimals Decimals of the primary answer, read from the feed when configured.
+    /// @param secondaryDecimals Decimals of the secondary answer.
+    /// @param hasSecondary Whether a secondary feed is set (kept beside the primary to save a read).
     /// @param secondary Optional second feed (zero address: none).
     /// @param secondaryHeartbeat Maximum age of the secondary answer, in seconds.
     /// @param maxDeviationWad Largest relative gap between the two answers (WAD, 1e18 = 100%).
@@ -18,9 +22,10 @@ interface IOracleAdapter {
         AggregatorV3Interface primary;
         uint32 primaryHeartbeat;
         uint8 primaryDecimals;
+        uint8 secondaryDecimals;
+        bool hasSecondary;
         AggregatorV3Interface secondary;
         uint32 secondaryHeartbeat;
-        uint8 secondaryDecimals;
         uint64 maxDeviationWad;
     }
 

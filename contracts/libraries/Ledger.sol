@@ -25,6 +25,17 @@ library Ledger {
         uint128 openMarkets; // bit i set: a position is open in market i
     }
 
+    /// @notice A market's running sums, packed in three slots (IClearingHouse.MarketState is their view).
+    struct MarketStore {
+        int128 cumFundingWad;
+        int128 sumFundingBasisWad;
+        int128 sumSizeWad;
+        int128 sumOpenNotionalWad;
+        uint96 longOpenInterestWad;
+        uint96 shortOpenInterestWad;
+        uint64 lastFundingAt;
+    }
+
     struct Layout {
         address pool;
         bool reduceOnly;
@@ -33,7 +44,7 @@ library Ledger {
         uint256 totalBadDebtWad;
         IClearingHouse.RiskParams risk;
         IClearingHouse.MarketConfig[] configs;
-        IClearingHouse.MarketState[] states;
+        MarketStore[] states;
         string[] names;
         mapping(bytes32 nameHash => uint256 idPlusOne) idPlusOne;
         mapping(address account => Account) accounts;
@@ -91,15 +102,15 @@ library Ledger {
         (realized, openNotionalAfter) = PositionMath.fill(size, p.openNotionalWad, delta, priceWad);
         moveMargin(s, s.pool, account, realized);
 
-        IClearingHouse.MarketState storage st = s.states[marketId];
+        MarketStore storage st = s.states[marketId];
         int256 basisAfter = PositionMath.fundingBasis(newSize, st.cumFundingWad);
-        st.sumSizeWad += delta;
-        st.sumOpenNotionalWad += openNotionalAfter - p.openNotionalWad;
-        st.sumFundingBasisWad += basisAfter - p.fundingBasisWad;
+        st.sumSizeWad = (st.sumSizeWad + delta).toInt128();
+        st.sumOpenNotionalWad = (st.sumOpenNotionalWad + openNotionalAfter - p.openNotionalWad).toInt128();
+        st.sumFundingBasisWad = (st.sumFundingBasisWad + basisAfter - p.fundingBasisWad).toInt128();
         st.longOpenInterestWad =
-            (uint256(st.longOpenInterestWad) + newSize.positivePart() - size.positivePart()).toUint128();
+            (uint256(st.longOpenInterestWad) + newSize.positivePart() - size.positivePart()).toUint96();
         st.shortOpenInterestWad =
-            (uint256(st.shortOpenInterestWad) + (-newSize).positivePart() - (-size).positivePart()).toUint128();
+            (uint256(st.shortOpenInterestWad) + (-newSize).positivePart() - (-size).positivePart()).toUint96();
 
         p.sizeWad = newSize.toInt128();
         p.openNotionalWad = openNotionalAfter.toInt128();
@@ -116,24 +127,24 @@ library Ledger {
         IClearingHouse.Position storage p = s.positions[account][marketId];
         int256 size = p.sizeWad;
         if (size == 0) return 0;
-        IClearingHouse.MarketState storage st = s.states[marketId];
+        MarketStore storage st = s.states[marketId];
         int256 basis = PositionMath.fundingBasis(size, st.cumFundingWad);
         owed = basis - p.fundingBasisWad;
         if (owed == 0) return 0;
-        st.sumFundingBasisWad += owed;
+        st.sumFundingBasisWad = (st.sumFundingBasisWad + owed).toInt128();
         p.fundingBasisWad = basis;
         moveMargin(s, account, s.pool, owed);
     }
 
     function accrueFunding(Layout storage s, uint256 marketId, uint256 priceWad) internal {
-        IClearingHouse.MarketState storage st = s.states[marketId];
+        MarketStore storage st = s.states[marketId];
         if (st.lastFundingAt == block.timestamp) return;
-        st.cumFundingWad = fundingIndexNow(s, marketId, priceWad);
+        st.cumFundingWad = fundingIndexNow(s, marketId, priceWad).toInt128();
         st.lastFundingAt = uint64(block.timestamp);
     }
 
     function fundingIndexNow(Layout storage s, uint256 marketId, uint256 priceWad) internal view returns (int256) {
-        IClearingHouse.MarketState storage st = s.states[marketId];
+        MarketStore storage st = s.states[marketId];
         IClearingHouse.MarketConfig storage cfg = s.configs[marketId];
         int256 rate = FundingMath.ratePerDayWad(st.sumSizeWad, cfg.skewScaleWad, cfg.maxFundingRatePerDayWad);
         return st.cumFundingWad + FundingMath.indexDeltaWad(rate, block.timestamp - st.lastFundingAt, priceWad);
@@ -177,7 +188,7 @@ library Ledger {
         equity = s.accounts[s.pool].marginWad;
         uint256 n = s.states.length;
         for (uint256 m; m < n; ++m) {
-            IClearingHouse.MarketState storage st = s.states[m];
+            MarketStore storage st = s.states[m];
             if (st.sumSizeWad == 0 && st.sumOpenNotionalWad == 0 && st.sumFundingBasisWad == 0) continue;
             uint256 priceWad = price(px, m);
             int256 tradersPnl = PositionMath.unrealizedPnl(st.sumSizeWad, st.sumOpenNotionalWad, priceWad);

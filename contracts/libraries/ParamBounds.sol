@@ -15,7 +15,7 @@ library ParamBounds {
         check("partialFraction", c.partialFractionWad, WAD / 10, (WAD * 9) / 10);
         check("maxFundingRatePerDay", c.maxFundingRatePerDayWad, 0, WAD / 10);
         check("skewScale", c.skewScaleWad, 1e15, 1e36);
-        check("maxOpenInterest", c.maxOpenInterestWad, 1, type(uint120).max);
+        check("maxOpenInterest", c.maxOpenInterestWad, 1, type(uint96).max);
         check("minPartialNotional", c.minPartialNotionalWad, 0, 1e9 * WAD);
     }
 

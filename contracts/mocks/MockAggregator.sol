@@ -2,6 +2,7 @@
 pragma solidity ^0.8.24;
 
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 
 import {AggregatorV3Interface} from "../interfaces/AggregatorV3Interface.sol";
 
@@ -11,7 +12,7 @@ contract MockAggregator is AggregatorV3Interface, AccessControl {
     bytes32 public constant FEEDER_ROLE = keccak256("FEEDER_ROLE");
 
     struct Round {
-        int256 answer;
+        int128 answer;
         uint64 startedAt;
         uint64 updatedAt;
     }
@@ -66,7 +67,7 @@ contract MockAggregator is AggregatorV3Interface, AccessControl {
 
     function _record(int256 answer, uint256 startedAt, uint256 updatedAt) internal {
         uint80 id = ++latestRound;
-        _rounds[id] = Round(answer, uint64(startedAt), uint64(updatedAt));
+        _rounds[id] = Round(SafeCast.toInt128(answer), uint64(startedAt), uint64(updatedAt));
         emit NewRound(id, msg.sender, startedAt);
         emit AnswerUpdated(answer, id, updatedAt);
     }
