@@ -42,7 +42,7 @@ from keeper import paths
 from keeper import riskmath as rm
 from keeper.chain import Bulwark, BulwarkError, DecodedError
 from keeper.config import KeeperSettings, load_settings
-from keeper.index import AccountIndex, BlockRef, get_block, rpc_batch
+from keeper.index import AccountIndex, BlockRef, SyncReport, get_block, rpc_batch
 from keeper.logs import get_logger, kv, setup_logging
 from keeper.metrics import HealthState, KeeperMetrics, MetricsServer, wad_to_float
 from keeper.screening import (
@@ -195,13 +195,13 @@ class Lifecycle:
 
     def __init__(
         self,
-        block_number: Callable[[], int],
+        head: Callable[[], tuple[int, str]],
         poll_interval: float,
         stop: threading.Event,
         guard: Callable[[str, Callable[[], Any]], Any],
         dropped: Callable[[int], Any] | None = None,
     ) -> None:
-        self._block_number = block_number
+        self._head = head
         self._dropped = dropped
         self._poll_interval = poll_interval
         self._stop = stop
@@ -210,7 +210,7 @@ class Lifecycle:
         self._shutdown: list[Callable[[], Any]] = []
         self._on_block: Callable[[int], Any] | None = None
         self._every: list[tuple[float, Callable[[], Any]]] = []
-        self._handled = -1  # the last block handed to a pass
+        self._handled: tuple[int, str] | None = None  # the last head handed to a pass
         self._busy = threading.Lock()
 
     def on_startup(self, fn: Callable[[], Any]) -> None:
@@ -273,7 +273,7 @@ class Lifecycle:
             for fn in self._shutdown:
                 try:
                     fn()
-                except Exception as exc:  # noqa: BLE001 - shutdown goes on
+                except Exception as exc:  # shutdown goes on
                     log.error(
                         "shutdown step failed", extra=kv(error=f"{type(exc).__name__}: {exc}")
                     )
@@ -282,15 +282,19 @@ class Lifecycle:
     def _poll(self, worker: concurrent.futures.Executor) -> None:
         """Cheap and never blocking: hands the newest block to the pass worker if it is idle. Blocks
         that arrive while a pass runs are not queued: the next pass takes the newest and counts the
-        ones in between as dropped (its log scan still covers them)."""
-        number = self._guard("poll", self._block_number)
-        if number is None or self._on_block is None or number <= self._handled:
+        ones in between as dropped (its log scan still covers them). A head is new when its number
+        or its hash differs from the last one handled: a node back on a shorter chain, or a reorg
+        at the same height, is served at once, not when the chain grows past the old head."""
+        head = self._guard("poll", self._head)
+        if head is None or self._on_block is None or head == self._handled:
             return
         if not self._busy.acquire(blocking=False):
             return
-        if self._handled >= 0 and number > self._handled + 1 and self._dropped is not None:
-            self._dropped(number - self._handled - 1)
-        self._handled = number
+        number = head[0]
+        last = self._handled[0] if self._handled is not None else None
+        if last is not None and number > last + 1 and self._dropped is not None:
+            self._dropped(number - last - 1)
+        self._handled = head
         worker.submit(self._run_pass, self._on_block, number)
 
     def _run_pass(self, on_block: Callable[[int], Any], number: int) -> None:
@@ -383,7 +387,7 @@ class Keeper:
         """The daemon; returns the exit code (0 after a signal, 3 when the circuit breaker tripped)."""
         s = self.settings
         with Lifecycle(
-            self._block_number,
+            self._head,
             s.poll_interval,
             self._stop,
             self._guard,
@@ -491,8 +495,17 @@ class Keeper:
 
     # ------------------------------------------------------------------ jobs
 
-    def _block_number(self) -> int:
-        return int(self.bw.w3.eth.block_number)
+    def _head(self) -> tuple[int, str]:
+        head = get_block(self.bw.w3)
+        return head.number, head.hash
+
+    def _sync(self, head: BlockRef) -> SyncReport:
+        """Brings the index to `head`; after a rewind the sender's nonces are re-read from the node
+        (a reorg may have undone a mined transaction of ours, leaving a hole)."""
+        report = self.index.sync(head)
+        if report.rewound_to is not None:
+            self.sender.rewound()
+        return report
 
     def on_block(self, number: int) -> PassResult | None:
         """A new block: one full pass, unless one is already running (then this block is dropped)."""
@@ -511,7 +524,7 @@ class Keeper:
             return
         try:
             head = get_block(self.bw.w3)
-            self.index.sync(head)
+            self._sync(head)
             count = self.index.refresh_all(head.number)
             log.info("resync", extra=kv(block=head.number, accounts=count))
         finally:
@@ -526,7 +539,7 @@ class Keeper:
             return
         try:
             result = PassResult(head.number)
-            self.index.sync(head)
+            self._sync(head)
             self._settle_bad_debt(snap, result)
         finally:
             self._work.release()
@@ -556,7 +569,7 @@ class Keeper:
             value = fn()
             if self.backoff.active:
                 self._node_back()
-        except Exception as exc:  # noqa: BLE001 - a job must never take the daemon down
+        except Exception as exc:  # a job must never take the daemon down
             self._job_failed(name, exc)
             return None
         if name == "on_block" and value is not None:
@@ -620,7 +633,7 @@ class Keeper:
         result = PassResult(head.number)
         for outcome in finished:
             self._note_outcome(outcome, result)
-        sync = self.index.sync(head)
+        sync = self._sync(head)
         for update in sync.price_updates:
             log.info(
                 "oracle update",
@@ -640,7 +653,7 @@ class Keeper:
     def _advance(self) -> tuple[BlockRef, MarketSnapshot]:
         """After own transactions: bring the index and the market snapshot to the new head."""
         head = get_block(self.bw.w3)
-        self.index.sync(head)
+        self._sync(head)
         return head, read_markets(self.bw, self.index.market_count, head)
 
     def _record_pass(self, result: PassResult, snap: MarketSnapshot) -> None:

@@ -95,9 +95,10 @@ class NonceManager:
         self._next: int | None = None
         self._lock = threading.Lock()
 
-    def reserve(self) -> int:
+    def reserve(self, reseed: bool = False) -> int:
+        """The next nonce; `reseed` (or no count yet) asks the node for its pending count first."""
         with self._lock:
-            if self._next is None:
+            if self._next is None or reseed:
                 count = rpc(self.bw.w3, "eth_getTransactionCount", [self.address, "pending"])
                 self._next = int(count, 16)
             nonce = self._next
@@ -267,7 +268,11 @@ class TxSender:
             "maxPriorityFeePerGas": fees.priority_fee,
         }
         for attempt in range(2):
-            nonce = self.nonces.reserve()
+            # With nothing in flight the node's pending count is the truth: a reorg may have undone
+            # a mined transaction of ours, or another process may have used nonces of this key.
+            with self._lock:
+                idle = not self.pending
+            nonce = self.nonces.reserve(reseed=idle)
             tx["nonce"] = nonce
             try:
                 raw, tx_hash = self._broadcast(tx)
@@ -317,6 +322,11 @@ class TxSender:
         raw = bytes(signed.raw_transaction)
         tx_hash = self.bw.w3.eth.send_raw_transaction(raw)
         return raw, "0x" + bytes(tx_hash).hex()
+
+    def rewound(self) -> None:
+        """The chain was reorganised under us: mined transactions of ours may be gone, so the next
+        nonce comes from the node's pending count again."""
+        self.nonces.reset()
 
     # ------------------------------------------------------------------ waiting and replacing
 
@@ -403,7 +413,7 @@ class TxSender:
         tx = dict(pending.tx, maxFeePerGas=fees.max_fee, maxPriorityFeePerGas=fees.priority_fee)
         try:
             raw, tx_hash = self._broadcast(tx)
-        except Exception as exc:  # noqa: BLE001 - the node refused it: keep waiting, retry later
+        except Exception as exc:  # the node refused it: keep waiting, retry later
             log.warning(
                 "replacement refused",
                 extra=kv(action=pending.action, nonce=pending.nonce, error=str(exc)[:200]),

@@ -260,12 +260,6 @@ def test_node_killed_mid_batch_restarts_from_older_state_and_the_keeper_finishes
         node.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="keeper/daemon.py Lifecycle._poll hands a block to a pass only when its number is above "
-    "the last one handled: after the node came back on an older state (a shorter chain), no pass "
-    "runs until the chain grows past the old head, and liquidatable accounts wait",
-)
 def test_a_node_back_on_a_shorter_chain_is_served_at_its_next_block(book: Book) -> None:
     chain, traders = book.chain, book.traders
     keeper = Keeper(chain.bw, KEEPER, settings())
@@ -300,18 +294,10 @@ def test_a_node_back_on_a_shorter_chain_is_served_at_its_next_block(book: Book) 
 # ---------------------------------------------------------------------------- b. reorg
 
 
-NONCE_GAP_AFTER_REORG = pytest.mark.xfail(
-    strict=True,
-    reason="the sender's local nonce counter stays ahead of the chain after a reorg undid the "
-    "keeper's mined batch: the batch sent again waits in the node's queue behind a nonce hole "
-    "(keeper/daemon.py: a rewind reported by the index sync should reset sender.nonces)",
-)
-
-
 @pytest.mark.parametrize(
     "replayed",
     [
-        pytest.param(False, id="dropped", marks=NONCE_GAP_AFTER_REORG),
+        pytest.param(False, id="dropped"),
         pytest.param(True, id="replayed"),
     ],
 )

@@ -129,3 +129,31 @@ def test_a_reverting_call_is_not_sent_and_takes_no_nonce(bw: Bulwark) -> None:
         sender.pending == {} and bw.w3.eth.get_transaction_count(KEEPER.address, "pending") == count
     )
     assert sender.nonces.reserve() == count  # the local manager did not move either
+
+
+def test_a_counter_ahead_of_the_chain_with_nothing_in_flight_is_reseeded(
+    bw: Bulwark, no_mining: AnvilNode
+) -> None:
+    # given a local counter two ahead of the node (transactions of ours that a reorg undid)
+    sender = TxSender(bw, KEEPER, Eip1559Strategy(), replace_after_seconds=60)
+    count = bw.w3.eth.get_transaction_count(KEEPER.address, "pending")
+    sender.nonces.reserve()
+    sender.nonces.reserve()
+
+    # when it sends with nothing in flight, then the nonce is the node's pending count, no hole
+    first = sender.send(bw.token.functions.approve(bw.ch.address, 1), action="approve")
+    assert first.nonce == count
+    # and while that one is in flight the next nonce is counted locally, back to back
+    second = sender.send(bw.token.functions.approve(bw.ch.address, 2), action="approve")
+    assert second.nonce == count + 1
+    assert set(pooled(no_mining, KEEPER.address)) == {count, count + 1}
+    no_mining.rpc("evm_mine")
+    assert all(o is not None and o.ok for o in (sender.check(first), sender.check(second)))
+
+
+def test_a_rewind_forgets_the_local_count(bw: Bulwark) -> None:
+    sender = TxSender(bw, KEEPER, Eip1559Strategy())
+    count = bw.w3.eth.get_transaction_count(KEEPER.address, "pending")
+    assert sender.nonces.reserve() == count and sender.nonces.reserve() == count + 1
+    sender.rewound()
+    assert sender.nonces.reserve() == count
