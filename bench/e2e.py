@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import Row, fmt_s
-from bench.world import BenchError, World, bench_account, receipt_when_mined, wad, world
+from bench.world import BenchError, World, bench_account, wad, world
 
 ACCOUNTS = 1_000
 BLOCK_TIME = 2
@@ -63,8 +63,8 @@ def _settings(kind: str) -> Any:
 SETTINGS_NOTES = {
     "default": "keeper, KeeperSettings() defaults (max_batch 40, gas margin 30%)",
     "tuned": "keeper, KeeperSettings(max_batch=400, gas_margin_bps=1000)",
-    "reference": "bench reference driver (not the keeper): healthsOf, batches sized to the block, "
-    "gas from eth_estimateGas checked by eth_call returning every entry, no fee bumps",
+    "reference": "bench reference driver (not the keeper): healthsOf, batches of half a block from "
+    "separate wallets, gas from eth_estimateGas checked by eth_call returning every entry",
 }
 KINDS = ("default", "tuned", "reference")
 
@@ -161,11 +161,12 @@ def liquidate_after_drop(w: World, accounts: Sequence[str], kind: str, replay: i
     start_block = w.w3.eth.block_number
     while w.w3.eth.block_number == start_block:  # start right after a block, as a feeder would
         time.sleep(0.01)
+    rebroadcasts_before = w.sender.rebroadcasts
     answer = w.bw.feeds["ETH-USD"].functions.latestAnswer().call()
     update_fn = w.bw.feeds["ETH-USD"].functions.updateAnswer(int(answer * (1 - DROP)))
     tx_hash = w.sender.send(update_fn, w.admin, 100_000 + replay)  # a distinct hash per replay
+    update = w.sender.receipt(tx_hash, time.monotonic() + 60)
     w.sender.forget()
-    update = receipt_when_mined(w.w3, tx_hash, time.monotonic() + 30)
     seen_at = time.monotonic()
     u_block = int(update["blockNumber"])
     liquidatable_at_update = _liquidatable(w, accounts)
@@ -185,7 +186,9 @@ def liquidate_after_drop(w: World, accounts: Sequence[str], kind: str, replay: i
                 break
             _wait_next_block(w, result.block)
         finished_at = time.monotonic()
-    figures = _figures(w, accounts, actor.signer.address, u_block, liquidatable_at_update)
+    senders = actor.senders if kind == "reference" else {actor.signer.address}
+    figures = _figures(w, accounts, senders, u_block, liquidatable_at_update)
+    figures["node_lost_txs_rebroadcast"] = w.sender.rebroadcasts - rebroadcasts_before
     keep = ("liquidating", "mined", "replaced with higher fees", "dropped", "transaction failed",
             "batch entry skipped", "batch simulation reverted")  # fmt: skip
     return {
@@ -199,13 +202,21 @@ def liquidate_after_drop(w: World, accounts: Sequence[str], kind: str, replay: i
 
 
 class ReferenceDriver:
-    """What the chain allows: every liquidatable account in batches that fill blocks, sent at once."""
+    """What the chain allows: every liquidatable account in batches that fill blocks, sent at once,
+    each batch from its own hot wallet (no batch waits on another's nonce)."""
+
+    WALLETS = 8
 
     def __init__(self, w: World, accounts: Sequence[str], replay: int) -> None:
         self.w = w
         self.accounts = list(accounts)
-        self.signer = bench_account(replay, "e2e-driver")
-        w.give_ether([self.signer])
+        self.wallets = [bench_account(replay * 100 + i, "e2e-driver") for i in range(self.WALLETS)]
+        self.signer = self.wallets[0]
+        w.give_ether(self.wallets)
+
+    @property
+    def senders(self) -> set[str]:
+        return {a.address for a in self.wallets}
 
     def liquidatable(self) -> list[str]:
         out: list[str] = []
@@ -234,14 +245,16 @@ class ReferenceDriver:
         ch = self.w.bw.ch.functions
         probe = todo[: min(len(todo), 100)]
         per_entry = self.fit_gas(ch.liquidateBatch(probe, [0] * len(probe)), len(probe)) / len(probe)
-        size = max(1, int(GAS_LIMIT * 0.95 / (per_entry * 1.05)))
-        for i in range(0, len(todo), size):
+        # A block takes a transaction while its gas limit fits in what is left, so two batches of just
+        # under half a block each fill a block; one of 60% would leave 40% of every block empty.
+        size = max(1, int(GAS_LIMIT * 0.48 / (per_entry * 1.05)))
+        for n, i in enumerate(range(0, len(todo), size)):
             chunk = todo[i : i + size]
             fn = ch.liquidateBatch(chunk, [0] * len(chunk))
-            self.w.sender.send(fn, self.signer, self.fit_gas(fn, len(chunk)))
-        sent = len(todo)
-        self.w.sender.wait(timeout=120)
-        return {"liquidatable": len(todo), "sent": sent, "batch_size": size,
+            self.w.sender.send(fn, self.wallets[n % len(self.wallets)], self.fit_gas(fn, len(chunk)))
+        receipts = self.w.sender.wait(timeout=120, allow_revert=True)
+        failed = sum(1 for r in receipts if r["status"] != 1)
+        return {"liquidatable": len(todo), "sent": len(todo), "batch_size": size, "failed_txs": failed,
                 "seconds": time.monotonic() - started}  # fmt: skip
 
 
@@ -251,12 +264,24 @@ def _wait_next_block(w: World, block: int) -> None:
         time.sleep(0.05)
 
 
-def _figures(w: World, accounts: Sequence[str], keeper: str, u_block: int,
+def _replay_failure(w: World, tx: Any, block: int, gas_used: int) -> str:
+    """A failed transaction replayed on its block's parent state (an approximation of its position)."""
+    call = {"from": tx["from"], "to": tx["to"], "data": tx["input"], "gas": tx["gas"]}
+    try:
+        w.w3.eth.call(call, block - 1)  # type: ignore[arg-type]
+    except Exception as exc:  # noqa: BLE001 - the decoded reason is the point
+        decoded = w.bw.errors.from_exception(exc)
+        return f"block {block}, gas used {gas_used:,} of {tx['gas']:,}: {decoded or exc}"
+    return f"block {block}, gas used {gas_used:,} of {tx['gas']:,}: passes on the parent state"
+
+
+def _figures(w: World, accounts: Sequence[str], senders: set[str], u_block: int,
              liquidatable_at_update: int) -> dict[str, Any]:  # fmt: skip
     """Every transaction the keeper got mined after the update, found by scanning the blocks."""
     from web3.logs import DISCARD
 
-    liquidated = skipped = txs = failed = 0
+    liquidated = skipped = txs = failed = gas_limits = 0
+    reasons: list[str] = []
     blocks_with_liquidations: set[int] = set()
     gas_total = 0
     gas_by_block: dict[int, int] = {}
@@ -264,11 +289,14 @@ def _figures(w: World, accounts: Sequence[str], keeper: str, u_block: int,
         block = w.w3.eth.get_block(number, full_transactions=True)
         gas_by_block[number] = int(block["gasUsed"])
         for tx in block["transactions"]:
-            if tx["from"] != keeper:  # type: ignore[index]
+            if tx["from"] not in senders:  # type: ignore[index]
                 continue
             r = w.w3.eth.get_transaction_receipt(tx["hash"])  # type: ignore[index]
             txs += 1
-            failed += r["status"] != 1
+            gas_limits += int(tx["gas"])  # type: ignore[index]
+            if r["status"] != 1:
+                failed += 1
+                reasons.append(_replay_failure(w, tx, number, int(r["gasUsed"])))
             events = w.bw.ch.events.Liquidated().process_receipt(r, errors=DISCARD)
             skipped += len(w.bw.ch.events.LiquidationSkipped().process_receipt(r, errors=DISCARD))
             if events:
@@ -290,7 +318,10 @@ def _figures(w: World, accounts: Sequence[str], keeper: str, u_block: int,
         "left_liquidatable": _liquidatable(w, accounts),
         "transactions": txs,
         "transactions_failed": failed,
+        "failures": reasons,
         "liquidation_gas_total": gas_total,
+        "gas_limit_total": gas_limits,
+        "gas_used_over_limit": round(gas_total / max(gas_limits, 1), 3),
         "gas_per_liquidation": gas_total // max(liquidated, 1),
         "update_block": u_block,
         "last_liquidation_block": last,
@@ -319,6 +350,7 @@ def run(runs: int = 1, accounts: int = ACCOUNTS, kinds: Sequence[str] = KINDS) -
                 results[kind].append(liquidate_after_drop(w, traders, kind, replay))
                 replay += 1
                 w.rpc("evm_setAutomine", True)
+                w.rpc("anvil_dropAllTransactions")  # the pool outlives evm_revert
                 w.revert(snap)
     summary = {k: _median_run(v) for k, v in results.items()}
     return {

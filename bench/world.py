@@ -50,6 +50,8 @@ class FastSender:
     nonces: dict[str, int] = field(default_factory=dict)
     pending: list[bytes] = field(default_factory=list)
     chain_id: int = 0
+    raw: dict[bytes, bytes] = field(default_factory=dict)
+    rebroadcasts: int = 0
 
     def send(self, fn: Any, signer: LocalAccount, gas: int) -> bytes:
         nonce = self.nonces.get(signer.address)
@@ -69,28 +71,58 @@ class FastSender:
         )
         signed = signer.sign_transaction(tx)
         tx_hash = bytes(self.w3.eth.send_raw_transaction(signed.raw_transaction))
+        self.raw[tx_hash] = bytes(signed.raw_transaction)
         self.nonces[signer.address] = nonce + 1
         self.pending.append(tx_hash)
         return tx_hash
+
+    def receipt(self, tx_hash: bytes, deadline: float) -> Any:
+        """Waits for the receipt; a transaction the node lost (neither pending nor mined) is broadcast
+        again, and counted. Anvil 1.7.1's interval miner drops a sender's later-nonce transactions now
+        and then when one of them does not fit in the block it builds."""
+        while True:
+            try:
+                return receipt_when_mined(self.w3, tx_hash, min(deadline, time.monotonic() + 2.5))
+            except BenchError:
+                if time.monotonic() > deadline:
+                    raise
+            if _known(self.w3, tx_hash):
+                continue
+            self.rebroadcasts += 1
+            try:
+                self.w3.eth.send_raw_transaction(self.raw[tx_hash])
+            except Exception:  # noqa: BLE001 - mined meanwhile, or its nonce taken: the next look tells
+                continue
 
     def forget(self) -> None:
         """Drops what was sent and the cached nonces (the caller waits for its receipts itself)."""
         self.pending.clear()
         self.nonces.clear()
+        self.raw.clear()
 
-    def wait(self, timeout: float = 300.0) -> list[Any]:
-        """Every receipt sent since the last wait; raises if one reverted. Nonces are re-read after,
-        so other senders may use the same accounts in between."""
+    def wait(self, timeout: float = 300.0, *, allow_revert: bool = False) -> list[Any]:
+        """Every receipt sent since the last wait; raises if one reverted (unless `allow_revert`).
+        Nonces are re-read after, so other senders may use the same accounts in between."""
         hashes, self.pending = self.pending, []
         self.nonces.clear()
         receipts = []
         deadline = time.monotonic() + timeout
         for tx_hash in hashes:
-            receipt = receipt_when_mined(self.w3, tx_hash, deadline)
-            if receipt["status"] != 1:
+            receipt = self.receipt(tx_hash, deadline)
+            if receipt["status"] != 1 and not allow_revert:
                 raise BenchError(f"setup transaction {tx_hash.hex()} reverted (gas {receipt['gasUsed']})")
             receipts.append(receipt)
+        for tx_hash in hashes:
+            self.raw.pop(tx_hash, None)
         return receipts
+
+
+def _known(w3: Web3, tx_hash: bytes) -> bool:
+    try:
+        w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
+    except TransactionNotFound:
+        return False
+    return True
 
 
 def receipt_when_mined(w3: Web3, tx_hash: bytes, deadline: float) -> Any:
@@ -101,7 +133,8 @@ def receipt_when_mined(w3: Web3, tx_hash: bytes, deadline: float) -> Any:
         except TransactionNotFound:
             pass
         if time.monotonic() > deadline:
-            raise BenchError(f"transaction 0x{tx_hash.hex()} not mined in time")
+            pool = w3.provider.make_request("txpool_status", [])  # type: ignore[arg-type]
+            raise BenchError(f"transaction 0x{tx_hash.hex()} not mined in time (pool: {pool.get('result')})")
         time.sleep(0.02)
 
 
