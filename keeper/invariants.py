@@ -6,8 +6,8 @@
    funding bases equal the market's running sums (so uPnL and pending funding sum to zero).
 
 Used by the tests after every step, by `bulwark status` and by the stress report. Every read is
-pinned to one block and sent in JSON-RPC batches (the keeper's ``rpc_batch``): one ``marginOf`` per
-account and one ``positionOf`` per trader and market, a few hundred calls a request.
+pinned to one block and sent in JSON-RPC batches (the keeper's ``rpc_batch`` and ``Calls``): one
+``marginOf`` per account and one ``positionOf`` per trader and market, a few hundred calls a request.
 """
 
 from __future__ import annotations
@@ -16,12 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from eth_abi.abi import encode as abi_encode
-from eth_utils.abi import (
-    event_abi_to_log_topic,
-    function_abi_to_4byte_selector,
-    get_abi_input_types,
-)
+from eth_utils.abi import event_abi_to_log_topic
 from eth_utils.address import to_checksum_address
 
 from keeper.chain import Bulwark
@@ -35,34 +30,12 @@ _ACCOUNT_EVENTS = (
 )
 
 
-class _Calls(Calls):
-    """:class:`keeper.index.Calls` with requests encoded by eth_abi under a cached selector:
-    web3's ``encode_abi`` validates the contract's whole ABI on every call (about a millisecond
-    each), which would dominate a check of a thousand positions."""
-
-    def __init__(self, contract: Any) -> None:
-        super().__init__(contract)
-        self._inputs: dict[str, tuple[str, list[str]]] = {
-            item["name"]: (
-                "0x" + function_abi_to_4byte_selector(item).hex(),
-                get_abi_input_types(item),
-            )
-            for item in contract.abi
-            if item.get("type") == "function"
-        }
-
-    def request(self, fn: str, args: Any, block: int | str) -> tuple[str, list[Any]]:
-        selector, types = self._inputs[fn]
-        data = selector + abi_encode(types, list(args)).hex()
-        tag = hex(block) if isinstance(block, int) else block
-        return "eth_call", [{"to": self.contract.address, "data": data}, tag]
-
-
 def _account_topics(bw: Bulwark) -> dict[bytes, int]:
     """topic0 of each event in _ACCOUNT_EVENTS -> the topic position of its account argument."""
     wanted = dict(_ACCOUNT_EVENTS)
     out: dict[bytes, int] = {}
-    for item in bw.ch.abi:
+    abi: list[Any] = list(bw.ch.abi)
+    for item in abi:
         name = item.get("name")
         if item.get("type") != "event" or name not in wanted:
             continue
@@ -128,7 +101,7 @@ def check(
     """Checks conservation over `accounts` (default: every account found in the events) at
     `block` (a tag is resolved to its number first, so every read sees the same state)."""
     number = block if isinstance(block, int) else get_block(bw.w3, block).number
-    ch, token = _Calls(bw.ch), _Calls(bw.token)
+    ch, token = Calls(bw.ch), Calls(bw.token)
     head = rpc_batch(
         bw.w3,
         [

@@ -30,11 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-from eth_abi import decode as abi_decode
-from eth_abi import encode as abi_encode
+from eth_abi.abi import decode as abi_decode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_utils import function_signature_to_4byte_selector, keccak
+from eth_utils.abi import function_signature_to_4byte_selector
+from eth_utils.crypto import keccak
 from web3 import Web3
 
 from keeper import scenarios
@@ -49,6 +49,7 @@ from keeper.chain import (
     connect,
     dev_account,
 )
+from keeper.index import RpcFailure, call_data, eth_call, rpc_batch
 from keeper.scenarios import PricePath, ScenarioError
 
 MAX_UINT = 2**256 - 1
@@ -656,16 +657,21 @@ class ViewCall:
 
 def call_views(w3: Web3, calls: Sequence[ViewCall], block: int) -> list[Any]:
     """Many eth_calls in one JSON-RPC batch at `block`, encoded and decoded with eth_abi directly
-    (web3's contract layer is slow for arrays of hundreds of addresses)."""
-    requests = []
-    for c in calls:
-        data = function_signature_to_4byte_selector(c.signature) + abi_encode(c.arg_types, c.args)
-        requests.append(("eth_call", [{"to": c.to, "data": "0x" + data.hex()}, hex(block)]))
+    (web3's contract layer is slow for arrays of hundreds of addresses), through the keeper's one
+    batching helper (:func:`keeper.index.rpc_batch`)."""
+    requests = [
+        eth_call(
+            c.to,
+            call_data(function_signature_to_4byte_selector(c.signature), c.arg_types, c.args),
+            block,
+        )
+        for c in calls
+    ]
     out = []
-    for c, reply in zip(calls, _batch(w3, requests), strict=True):
-        if "error" in reply:
-            raise StressError(f"{c.signature} failed: {reply['error'].get('message')}")
-        (value,) = abi_decode([c.out_type], bytes.fromhex(reply["result"][2:]))
+    for c, reply in zip(calls, rpc_batch(w3, requests), strict=True):
+        if isinstance(reply, RpcFailure):
+            raise StressError(f"{c.signature} failed: {reply.message}")
+        (value,) = abi_decode([c.out_type], bytes.fromhex(str(reply)[2:]))
         out.append(value)
     return out
 

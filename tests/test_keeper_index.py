@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from test_keeper_support import Chain
 
-from keeper.chain import WAD, Bulwark, dev_account
-from keeper.index import AccountIndex, get_block
+from keeper.chain import WAD, Bulwark, BulwarkError, dev_account
+from keeper.index import AccountIndex, Calls, get_block, rpc_batch
 from keeper.node import AnvilNode
 
 
@@ -136,3 +137,31 @@ def test_a_checkpoint_of_another_deployment_is_ignored(bw: Bulwark, tmp_path: Pa
     assert index.load() is False and index.block is None
     file.write_text("{ not json")
     assert index.load() is False
+
+
+def test_calls_encode_as_web3_does_and_decode_what_the_node_answers(bw: Bulwark) -> None:
+    # given calls with scalars, arrays of addresses and a tuple answer
+    calls = Calls(bw.ch)
+    a, b = dev_account(1).address, dev_account(2).address
+    cases = [
+        ("marginOf", [a]),
+        ("positionOf", [a, 1]),
+        ("healthsOf", [[a, b]]),
+        ("liquidateBatch", [[a, b], [0, 1]]),
+        ("badDebtOf", [0, 1]),
+    ]
+    # then the calldata is byte for byte web3's, and the answers decode as web3's calls do
+    for fn, args in cases:
+        assert calls.data(fn, args) == bw.ch.encode_abi(fn, args), fn
+    head = get_block(bw.w3).number
+    replies = rpc_batch(bw.w3, [calls.request(fn, args, head) for fn, args in cases[:3]])
+    assert calls.decode("marginOf", replies[0]) == bw.ch.functions.marginOf(a).call()
+    assert tuple(calls.decode("positionOf", replies[1])) == tuple(
+        bw.ch.functions.positionOf(a, 1).call()
+    )
+    assert [tuple(h) for h in calls.decode("healthsOf", replies[2])] == [
+        tuple(h) for h in bw.ch.functions.healthsOf([a, b]).call()
+    ]
+    # and a name the contract does not have is a clear error
+    with pytest.raises(BulwarkError, match="noSuchView is not a function"):
+        calls.data("noSuchView", [])
