@@ -29,6 +29,14 @@ def _shown(text: object) -> str:
     return s if len(s) <= _SHOWN else f"{s[: _SHOWN - 3]}..."
 
 
+def _plain(value: Decimal) -> str:
+    """``0.0000001`` rather than ``1E-7``, unless that would take more than a line (``1e-99999``
+    written out is a hundred thousand characters)."""
+    if value.is_finite() and abs(value.adjusted()) <= _SHOWN:
+        return _shown(f"{value.normalize():f}")
+    return _shown(value)
+
+
 def _significant_digits(value: Decimal) -> int:
     return len("".join(str(d) for d in value.as_tuple().digits).strip("0"))
 
@@ -72,7 +80,7 @@ def decimal_to_units(
     if exact and whole != scaled:
         unit_text = f" {unit}" if unit else ""
         raise UnitError(
-            f"{what} {_shown(f'{value.normalize():f}')}{unit_text} has more than {decimals} "
+            f"{what} {_plain(value)}{unit_text} has more than {decimals} "
             "decimal places"
         )
     return int(whole)
