@@ -22,7 +22,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, DecimalException
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -103,11 +103,24 @@ def split_global_options(argv: Sequence[str]) -> tuple[dict[str, Any], list[str]
         elif token in GLOBAL_SWITCHES:
             found[GLOBAL_SWITCHES[token]] = True
         elif _NEGATIVE_NUMBER.fullmatch(token):
-            rest.append(format(Decimal(token.replace("_", "")), "f"))
+            rest.append(_plain_negative(token))
         else:
             rest.append(token)
         i += 1
     return found, rest
+
+
+def _plain_negative(token: str) -> str:
+    """``-1e3`` as ``-1000``, which argparse takes for a value; an exponent so large that the
+    digits would not fit on a screen is refused here (no amount, size or price comes near it)."""
+    try:
+        value = Decimal(token.replace("_", ""))
+    except DecimalException:
+        value = Decimal("-Infinity")
+    if not value.is_finite() or abs(value.adjusted()) > 100:
+        shown = token if len(token) <= 40 else f"{token[:37]}..."
+        raise UsageError(f"bulwark: the number {shown} is out of range")
+    return format(value, "f")
 
 
 def _global_parent() -> argparse.ArgumentParser:
@@ -517,6 +530,7 @@ class Context:
             )
         bw = Bulwark(w3, deployment, load_artifacts())
         status.require_code(bw)
+        check_code(bw, path)
         check_collateral(bw, path)
         self._bw = bw
         return bw
@@ -593,6 +607,21 @@ def load_deployment(path: Path) -> Deployment:
         raise BulwarkError(
             f"deployment file {path} is malformed: {type(exc).__name__} {exc}"
         ) from None
+
+
+def check_code(bw: Bulwark, path: Path) -> None:
+    """Every contract and feed the deployment file names has code on this chain (one batch)."""
+    d = bw.deployment
+    named = {**d.contracts, **{f"feed {n}": m.feed for n, m in d.markets.items()}}
+    with bw.w3.batch_requests() as batch:
+        for address in named.values():
+            batch.add(bw.w3.eth.get_code(to_checksum_address(address)))
+        codes = batch.execute()
+    missing = [f"{n} at {a}" for (n, a), code in zip(named.items(), codes, strict=True) if not code]
+    if missing:
+        raise BulwarkError(
+            f"deployment file {path}: no contract code for {', '.join(missing)} on this chain"
+        )
 
 
 def check_collateral(bw: Bulwark, path: Path) -> None:
