@@ -13,36 +13,24 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import toolvenv
 
 from keeper import paths
 
 REPO = Path(__file__).resolve().parents[1]
 TRIAGE = REPO / "docs" / "slither-triage.json"
 SLITHER_VERSION = "0.11.6"
-SLITHER_VENV = REPO / ".venv" / "slither"
 REPORT = REPO / "cache" / "slither" / "report.json"
 
 
 def _slither() -> Path:
-    override = os.environ.get("BULWARK_SLITHER")
-    if override:
-        return Path(override)
-    exe = SLITHER_VENV / "bin" / "slither"
-    if not exe.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(SLITHER_VENV)], check=True, timeout=300)
-        pip = subprocess.run(
-            [str(SLITHER_VENV / "bin" / "pip"), "install", "-qq", "--disable-pip-version-check",
-             f"slither-analyzer=={SLITHER_VERSION}"],
-            capture_output=True, text=True, timeout=900, check=False,
-        )  # fmt: skip
-        if pip.returncode != 0:
-            pytest.fail(f"could not install slither-analyzer from PyPI:\n{pip.stderr[-3_000:]}")
-    return exe
+    return toolvenv.tool(
+        "slither", f"slither-analyzer=={SLITHER_VERSION}", "slither", "BULWARK_SLITHER"
+    )
 
 
 def _where(description: str) -> str:
