@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 from eth_abi.abi import decode as abi_decode
 from eth_abi.abi import encode as abi_encode
 from eth_utils.abi import event_abi_to_log_topic, function_abi_to_4byte_selector
@@ -39,6 +40,7 @@ from keeper.chain import Bulwark, BulwarkError
 from keeper.logs import get_logger, kv
 
 CHECKPOINT_VERSION = 1
+_WAD = 10**18
 RECENT_SYNC_POINTS = 128
 _ACCOUNT_ARGS = ("account", "keeper")
 # Access-control events also name an `account` (the role holder): no margin moves there.
@@ -224,6 +226,103 @@ class AccountState:
         return not self.positions
 
 
+class ScreenArrays:
+    """Float64 copies (quote units) of every tracked account's state, kept resident for the screen.
+
+    One row per account, one column per market: ``size`` and ``abs_size`` per (row, market), and
+    per row ``base = margin - sum(open notional) + sum(funding basis)``, the part of equity that no
+    price or funding index moves. Then, for prices p and funding indices x,
+
+        equity = base + size @ (p - x)        maintenance = abs_size @ (p x mmRatio)
+
+    one vectorised pass with no Python loop. Rows are written when an account is re-read from the
+    chain (:meth:`update`), never rebuilt per tick; they are never removed (addresses are never
+    forgotten; a flat account's row is zero and holds nothing)."""
+
+    def __init__(self, markets: int = 0, capacity: int = 1_024) -> None:
+        self.rows: dict[str, int] = {}
+        self.addresses: list[str] = []
+        self.markets = markets
+        self.base = np.zeros(capacity)
+        self.size = np.zeros((capacity, markets))
+        self.abs_size = np.zeros((capacity, markets))
+        self.holds = np.zeros(capacity, dtype=bool)  # the account has a position somewhere
+        self.names = np.empty(capacity, dtype=object)  # the address of each row, for fancy indexing
+
+    @classmethod
+    def from_states(cls, states: Mapping[str, AccountState]) -> ScreenArrays:
+        arrays = cls(capacity=max(1_024, len(states)))
+        arrays.update(states)
+        return arrays
+
+    @property
+    def count(self) -> int:
+        return len(self.addresses)
+
+    def nbytes(self) -> int:
+        arrays = (self.base, self.size, self.abs_size, self.holds, self.names)
+        return sum(int(a.nbytes) for a in arrays)
+
+    def accounts_at(self, rows: np.ndarray) -> list[str]:
+        """The addresses of `rows` (one fancy index over the resident names, no loop)."""
+        names: list[str] = self.names[rows].tolist()
+        return names
+
+    def update(self, states: Mapping[str, AccountState]) -> None:
+        """Writes the rows of `states` (new accounts get a row; their markets a column)."""
+        if not states:
+            return
+        width = 1 + max((m for st in states.values() for m in st.positions), default=-1)
+        self._reserve(self.count + len(states), max(width, self.markets))
+        rows = np.fromiter((self._row(a) for a in states), dtype=np.intp, count=len(states))
+        cells: list[int] = []
+        sizes: list[float] = []
+        base: list[float] = []
+        for k, st in enumerate(states.values()):
+            fixed = st.margin
+            for m, p in st.positions.items():
+                cells.append(int(rows[k]) * self.markets + m)
+                sizes.append(p.size / _WAD)  # int / int: the nearest float, exactly rounded
+                fixed += p.funding_basis - p.open_notional
+            base.append(fixed / _WAD)
+        self.base[rows] = base
+        self.size[rows] = 0.0
+        flat_size = self.size.reshape(-1)
+        flat_size[cells] = sizes
+        self.abs_size[rows] = np.abs(self.size[rows])
+        self.holds[rows] = (self.size[rows] != 0).any(axis=1)
+
+    def _row(self, address: str) -> int:
+        row = self.rows.get(address)
+        if row is None:
+            row = self.rows[address] = len(self.addresses)
+            self.addresses.append(address)
+            self.names[row] = address
+        return row
+
+    def _reserve(self, rows: int, markets: int) -> None:
+        """Room for `rows` rows and `markets` columns (capacity doubles, so growth is amortised)."""
+        capacity = self.base.shape[0]
+        if rows <= capacity and markets <= self.markets:
+            return
+        new_capacity = max(capacity, 1)
+        while new_capacity < rows:
+            new_capacity *= 2
+        n = self.count
+        old = (self.base, self.size, self.abs_size, self.holds, self.names)
+        self.base = np.zeros(new_capacity)
+        self.size = np.zeros((new_capacity, markets))
+        self.abs_size = np.zeros((new_capacity, markets))
+        self.holds = np.zeros(new_capacity, dtype=bool)
+        self.names = np.empty(new_capacity, dtype=object)
+        self.base[:n] = old[0][:n]
+        self.size[:n, : self.markets] = old[1][:n]
+        self.abs_size[:n, : self.markets] = old[2][:n]
+        self.holds[:n] = old[3][:n]
+        self.names[:n] = old[4][:n]
+        self.markets = markets
+
+
 @dataclass
 class SyncReport:
     from_block: int
@@ -263,6 +362,7 @@ class AccountIndex:
         self.rpc_batch_size = rpc_batch_size
         self.checkpoint_interval = checkpoint_interval
         self.accounts: dict[str, AccountState] = {}
+        self.arrays = ScreenArrays()  # float copies of `accounts` for the screen, row per account
         self.block: int | None = None  # last block fully processed
         self.block_hash: str | None = None
         self.recent: deque[tuple[int, str]] = deque(maxlen=RECENT_SYNC_POINTS)
@@ -436,6 +536,7 @@ class AccountIndex:
             requests += [self.calls.request("positionOf", [a, m], block) for m in range(m_count)]
         replies = rpc_batch(self.bw.w3, requests, self.rpc_batch_size)
         width = 1 + m_count
+        fresh: dict[str, AccountState] = {}
         for k, a in enumerate(targets):
             row = replies[k * width : (k + 1) * width]
             margin = int(self.calls.decode("marginOf", row[0]))
@@ -444,8 +545,14 @@ class AccountIndex:
                 p = rm.Position.from_tuple(self.calls.decode("positionOf", row[1 + m]))
                 if p.size != 0:
                     positions[m] = p
-            self.accounts[a] = AccountState(margin, positions)
+            fresh[a] = AccountState(margin, positions)
+        self.store(fresh)
         return len(targets)
+
+    def store(self, states: Mapping[str, AccountState]) -> None:
+        """Sets accounts' state: the exact integers and the screen's resident float rows alike."""
+        self.accounts.update(states)
+        self.arrays.update(states)
 
     def refresh_all(self, block: int) -> int:
         return self.refresh(list(self.accounts), block)

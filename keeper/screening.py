@@ -1,7 +1,7 @@
 """Which accounts to act on: a vectorised screen, on-chain confirmation, ADL ranking, sharding.
 
 The screen computes every tracked account's equity and maintenance margin in one numpy pass over
-float64 copies of the index (floats are fine here: they only choose whom to ask about). Accounts with
+float64 arrays the index keeps resident (floats are fine here: they only choose whom to ask about). Accounts with
 ``equity < (1 + buffer) x maintenance margin`` are confirmed with one ``healthsOf`` call per chunk,
 and only what the chain confirms is acted on. ADL targets are ranked with the exact integer score of
 :mod:`keeper.riskmath`, the contract's own arithmetic, and confirmed with ``adlScoresOf``.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,15 @@ from eth_utils.crypto import keccak
 
 from keeper import riskmath as rm
 from keeper.chain import Bulwark
-from keeper.index import AccountIndex, BlockRef, CallFailed, Calls, RpcFailure, rpc_batch
+from keeper.index import (
+    AccountIndex,
+    BlockRef,
+    CallFailed,
+    Calls,
+    RpcFailure,
+    ScreenArrays,
+    rpc_batch,
+)
 
 LONG, SHORT = 0, 1  # IClearingHouse.Side
 
@@ -97,59 +106,74 @@ def read_markets(bw: Bulwark, market_count: int, block: BlockRef) -> MarketSnaps
 
 @dataclass
 class ScreenResult:
-    accounts: list[str]  # every account with a position that could be screened
-    equity: np.ndarray  # float, quote units
-    mmr: np.ndarray
-    candidates: list[str]
+    """The screen of one tick over every row of the resident arrays: float equity and maintenance
+    margin (quote units), which rows were screened (they hold a position and every market they hold
+    has a fresh price), and the candidates to confirm on-chain."""
+
+    arrays: ScreenArrays  # the rows screened (their addresses)
+    screened: np.ndarray  # bool per row
+    equity_all: np.ndarray  # per row (meaningful where screened)
+    mmr_all: np.ndarray
+    flagged: np.ndarray  # rows screened and close to or below maintenance
     skipped_stale: int = 0  # accounts holding a market whose price is stale
 
+    @property
+    def rows(self) -> np.ndarray:
+        return np.flatnonzero(self.screened)
 
-def screen(index: AccountIndex, snap: MarketSnapshot, buffer: float = 0.02) -> ScreenResult:
+    @property
+    def accounts(self) -> list[str]:
+        """Every account screened, in row order (aligned with :attr:`equity` and :attr:`mmr`)."""
+        return self.arrays.accounts_at(self.rows)
+
+    @property
+    def equity(self) -> np.ndarray:
+        values: np.ndarray = self.equity_all[self.screened]
+        return values
+
+    @property
+    def mmr(self) -> np.ndarray:
+        values: np.ndarray = self.mmr_all[self.screened]
+        return values
+
+    @cached_property
+    def candidates(self) -> list[str]:
+        return self.arrays.accounts_at(self.flagged)
+
+
+def screen(index: Any, snap: MarketSnapshot, buffer: float = 0.02) -> ScreenResult:
     """Vectorised health of every account with a position; candidates close to or below maintenance.
 
-    Positions are laid out flat (one entry per account and market held), valued in one pass, and
-    summed per account with ``bincount``."""
-    column = {m: k for k, m in enumerate(snap.market_ids)}
-    fresh = set(snap.prices)
-    accounts: list[str] = []
-    margins: list[int] = []
-    rows: list[int] = []
-    cols: list[int] = []
-    sizes: list[int] = []
-    opens: list[int] = []
-    bases: list[int] = []
-    stale = 0
-    for address, state in index.accounts.items():
-        held = state.positions
-        if not held:
-            continue
-        if not fresh.issuperset(held):
-            stale += 1
-            continue
-        row = len(accounts)
-        accounts.append(address)
-        margins.append(state.margin)
-        for m, p in held.items():
-            rows.append(row)
-            cols.append(column[m])
-            sizes.append(p.size)
-            opens.append(p.open_notional)
-            bases.append(p.funding_basis)
-    if not accounts:
-        empty = np.zeros(0)
-        return ScreenResult([], empty, empty, [], stale)
-    markets = snap.market_ids
-    price = np.array([snap.prices.get(m, 0) for m in markets], dtype=float)[cols] / 1e18
-    index_now = np.array([snap.indices.get(m, 0) for m in markets], dtype=float)[cols] / 1e18
-    mm_ratio = np.array([snap.configs[m].mm_ratio for m in markets], dtype=float)[cols] / 1e18
-    size = np.array(sizes, dtype=float) / 1e18
-    upnl = size * price - np.array(opens, dtype=float) / 1e18
-    pending = size * index_now - np.array(bases, dtype=float) / 1e18
-    n = len(accounts)
-    equity = np.array(margins, dtype=float) / 1e18 + np.bincount(rows, upnl - pending, minlength=n)
-    mmr = np.bincount(rows, np.abs(size) * price * mm_ratio, minlength=n)
-    flagged = np.nonzero(equity < mmr * (1.0 + buffer) + 1e-6)[0]
-    return ScreenResult(accounts, equity, mmr, [accounts[i] for i in flagged], stale)
+    Reads the index's resident float arrays (:class:`keeper.index.ScreenArrays`, written when an
+    account is re-read, not per tick). An object with only ``accounts`` (exact states) gets its
+    arrays built here, which costs a Python loop over every position."""
+    arrays = getattr(index, "arrays", None)
+    if not isinstance(arrays, ScreenArrays):
+        arrays = ScreenArrays.from_states(index.accounts)
+    return screen_arrays(arrays, snap, buffer)
+
+
+def screen_arrays(arrays: ScreenArrays, snap: MarketSnapshot, buffer: float) -> ScreenResult:
+    """``equity = base + size @ (price - index)`` and ``mmr = |size| @ (price x mmRatio)`` for
+    every row at once, then ``equity < (1 + buffer) x mmr``; no Python loop over accounts."""
+    n, markets = arrays.count, range(arrays.markets)
+    fresh = np.array([m in snap.prices for m in markets], dtype=bool)
+    price = np.array([snap.prices.get(m, 0) for m in markets], dtype=float) / 1e18
+    index_now = np.array([snap.indices.get(m, 0) for m in markets], dtype=float) / 1e18
+    mm_ratio = np.array(
+        [snap.configs[m].mm_ratio if m in snap.configs else 0 for m in markets], dtype=float
+    )
+    size = arrays.size[:n]
+    screened = arrays.holds[:n]
+    skipped = 0
+    if not fresh.all():
+        stale_held = (size[:, ~fresh] != 0).any(axis=1)
+        skipped = int(np.count_nonzero(stale_held))
+        screened = screened & ~stale_held
+    equity = arrays.base[:n] + size @ (price - index_now)
+    mmr = arrays.abs_size[:n] @ (price * mm_ratio / 1e18)
+    flagged = np.flatnonzero(screened & (equity < mmr * (1.0 + buffer) + 1e-6))
+    return ScreenResult(arrays, screened, equity, mmr, flagged, skipped)
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_keeper_support import Chain
 
+from keeper import riskmath as rm
 from keeper.chain import WAD, Bulwark, BulwarkError, dev_account
-from keeper.index import AccountIndex, Calls, get_block, rpc_batch
+from keeper.index import AccountIndex, AccountState, Calls, ScreenArrays, get_block, rpc_batch
 from keeper.node import AnvilNode
 
 
@@ -52,6 +54,13 @@ def test_index_tracks_every_account_with_exact_state(
                 )
     assert set(index.accounts[b.address].positions) == {0, 1} and index.accounts[c.address].flat
     assert index.accounts[a.address].positions[0].size == 3 * WAD // 2
+    # and the screen's resident float rows say the same as the exact state
+    rows = index.arrays.rows
+    assert index.arrays.size[rows[a.address]].tolist()[:2] == [1.5, 0.0]
+    assert index.arrays.holds[rows[b.address]] and not index.arrays.holds[rows[c.address]]
+    st = index.accounts[b.address]
+    fixed = st.margin + sum(p.funding_basis - p.open_notional for p in st.positions.values())
+    assert index.arrays.base[rows[b.address]] == fixed / WAD
     data = json.loads((tmp_path / "cp.json").read_text())
     assert data["block"] == head.number and data["hash"] == head.hash
     assert set(data["accounts"]) == set(index.accounts)
@@ -165,3 +174,33 @@ def test_calls_encode_as_web3_does_and_decode_what_the_node_answers(bw: Bulwark)
     # and a name the contract does not have is a clear error
     with pytest.raises(BulwarkError, match="noSuchView is not a function"):
         calls.data("noSuchView", [])
+
+
+def test_resident_screen_arrays_follow_every_update_and_grow() -> None:
+    # given two accounts in market 0, written once
+    arrays = ScreenArrays(capacity=1)
+    a, b, c = (dev_account(n).address for n in (1, 2, 3))
+    pos = rm.Position(2 * WAD, 6_000 * WAD, 10 * WAD)
+    arrays.update({a: AccountState(1_000 * WAD, {0: pos}), b: AccountState(5 * WAD, {})})
+    assert arrays.count == 2 and arrays.markets == 1
+    assert arrays.base[0] == 1_000 - 6_000 + 10 and arrays.size[0, 0] == 2.0
+    assert arrays.holds[:2].tolist() == [True, False]
+
+    # when a re-read moves `a` to market 2 only and a new account appears (rows and columns grow)
+    short = rm.Position(-WAD // 2, -1_500 * WAD, 0)
+    arrays.update({a: AccountState(900 * WAD, {2: short}), c: AccountState(WAD, {0: pos})})
+
+    # then `a`'s old market is cleared, the new column holds its size, the rest is unchanged
+    assert arrays.count == 3 and arrays.markets == 3 and arrays.base.shape[0] >= 3
+    assert arrays.size[0].tolist() == [0.0, 0.0, -0.5] and arrays.abs_size[0, 2] == 0.5
+    assert arrays.base[0] == 900 + 1_500 and arrays.base[1] == 5.0
+    assert arrays.accounts_at(np.flatnonzero(arrays.holds[:3])) == [a, c]
+    fresh = ScreenArrays.from_states(
+        {
+            a: AccountState(900 * WAD, {2: short}),
+            b: AccountState(5 * WAD, {}),
+            c: AccountState(WAD, {0: pos}),
+        }
+    )
+    for name in ("base", "size", "abs_size", "holds"):
+        assert np.array_equal(getattr(arrays, name)[:3], getattr(fresh, name)[:3]), name
