@@ -21,13 +21,21 @@ BENCHES = ("gas", "screening", "e2e", "compile")
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    p.add_argument("names", nargs="*", metavar="NAME", help=f"any of {', '.join(BENCHES)} (default: all)")
+    p.add_argument(
+        "names", nargs="*", metavar="NAME", help=f"any of {', '.join(BENCHES)} (default: all)"
+    )
     p.add_argument("--runs", type=int, default=3, help="repetitions per figure (default 3)")
-    p.add_argument("--e2e-runs", type=int, default=1, help="end-to-end replays per driver (default 1)")
-    p.add_argument("--e2e-accounts", type=int, default=e2e.ACCOUNTS, help="accounts in the end-to-end run")
+    p.add_argument(
+        "--e2e-runs", type=int, default=1, help="end-to-end replays per driver (default 1)"
+    )
+    p.add_argument(
+        "--e2e-accounts", type=int, default=e2e.ACCOUNTS, help="accounts in the end-to-end run"
+    )
     p.add_argument("--suite", action="store_true", help="also time the full test suite (slow)")
     p.add_argument("--no-profile", action="store_true", help="skip the gas profile (step traces)")
-    p.add_argument("--out", type=Path, default=None, help="results directory (default bench/results)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="results directory (default bench/results)"
+    )
     p.add_argument("--no-markdown", action="store_true", help="do not rewrite bench/RESULTS.md")
     return p
 
@@ -51,7 +59,10 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)  # fmt: skip
         return 2
     if args.runs < 1 or args.e2e_runs < 1 or args.e2e_accounts < 1:
-        print("python -m bench: --runs, --e2e-runs and --e2e-accounts must be at least 1", file=sys.stderr)
+        print(
+            "python -m bench: --runs, --e2e-runs and --e2e-accounts must be at least 1",
+            file=sys.stderr,
+        )
         return 2
     rows: list[Row] = []
     for name in names:
@@ -61,7 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         result = run()
         result["wall_seconds"] = time.monotonic() - started
         path = write_result(name, result, args.out)
-        print(f"bench: {name} done in {result['wall_seconds']:.0f} s -> {path}", file=sys.stderr, flush=True)
+        print(
+            f"bench: {name} done in {result['wall_seconds']:.0f} s -> {path}",
+            file=sys.stderr,
+            flush=True,
+        )
         rows += to_rows(result)
     if not args.no_markdown and (args.out is None or args.out == RESULTS_DIR):
         report.write(args.out)

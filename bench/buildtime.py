@@ -66,8 +66,12 @@ def collect_tests() -> dict[str, Any]:
     out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
                          capture_output=True, text=True, check=False, cwd=paths.project_root())  # fmt: skip
     wall = time.perf_counter() - start
-    found = re.search(r"(\d+) tests? collected", out.stdout) or re.search(r"collected (\d+) item", out.stdout)
-    count = int(found.group(1)) if found else sum(1 for line in out.stdout.splitlines() if "::" in line)
+    found = re.search(r"(\d+) tests? collected", out.stdout) or re.search(
+        r"collected (\d+) item", out.stdout
+    )
+    count = (
+        int(found.group(1)) if found else sum(1 for line in out.stdout.splitlines() if "::" in line)
+    )
     return {"tests": count, "seconds": wall, "exit_code": out.returncode}
 
 
@@ -101,7 +105,11 @@ def run(runs: int = 3, suite: bool = False) -> dict[str, Any]:
 
 def rows(result: dict[str, Any]) -> list[Row]:
     section = "Build and test times"
-    cold, cached, tests = result["cold_compile"], result["cached_compile"], result["tests_collected"]
+    cold, cached, tests = (
+        result["cold_compile"],
+        result["cached_compile"],
+        result["tests_collected"],
+    )
     out = [
         Row(section, f"cold compile, {cold['artifacts']} artifacts (fresh interpreter)",
             f"{fmt_s(cold['seconds'])} ({fmt_s(cold['process_seconds'])} with start-up)"),
@@ -113,10 +121,20 @@ def rows(result: dict[str, Any]) -> list[Row]:
     if "ClearingHouse" in sizes:
         limit = result["code_size_limit"]
         size = sizes["ClearingHouse"]
-        out.append(Row(section, "ClearingHouse deployed size", f"{size:,} bytes", f"<= {limit:,}", size <= limit))
+        out.append(
+            Row(
+                section,
+                "ClearingHouse deployed size",
+                f"{size:,} bytes",
+                f"<= {limit:,}",
+                size <= limit,
+            )
+        )
     suite = result.get("suite")
     if suite:
-        out.append(Row(section, "pytest -q (full suite)", f"{fmt_s(suite['seconds'])}: {suite['summary']}"))
+        out.append(
+            Row(section, "pytest -q (full suite)", f"{fmt_s(suite['seconds'])}: {suite['summary']}")
+        )
     else:
         out.append(Row(section, "pytest -q (full suite)", "not run (pass --suite)"))
     return out

@@ -70,7 +70,8 @@ def _npm_version(package: str) -> str:
 def machine() -> dict[str, Any]:
     """The machine and toolchain a figure was measured on."""
     try:
-        anvil = _first_line([str(paths.node_bin("anvil")), "--version"]).removeprefix("anvil ")
+        anvil = _first_line([str(paths.node_bin("anvil")), "--version"])
+        anvil = anvil.removeprefix("anvil").strip().removeprefix("Version:").strip()
     except paths.ToolchainMissingError:
         anvil = "missing"
     return {
@@ -91,7 +92,8 @@ def machine_line(m: dict[str, Any] | None = None) -> str:
     m = m or machine()
     return (
         f"{m['cpu_model']}, {m['cores']} cores, {m['memory_mb'] // 1024} GiB; Python {m['python']}, "
-        f"node {m['node']}, anvil {m['anvil']}, solc {m['solc']}, numpy {m['numpy']}"
+        f"node {m['node']}, anvil {str(m['anvil']).removeprefix('Version: ')}, solc {m['solc']}, "
+        f"numpy {m['numpy']}"
     )
 
 
@@ -165,7 +167,9 @@ class Row:
         return "" if self.met is None else ("met" if self.met else "MISSED")
 
 
-def markdown_table(rows: Sequence[Row], headers: Sequence[str] = ("", "measured", "target", "")) -> str:
+def markdown_table(
+    rows: Sequence[Row], headers: Sequence[str] = ("", "measured", "target", "")
+) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
     for r in rows:
         lines.append(f"| {r.item} | {r.value} | {r.target} | {r.verdict} |")

@@ -48,7 +48,7 @@ def book(n: int, price: float, seed: int = 5) -> Book:
     notional = rng.uniform(3_000, 30_000, n)
     leverage = np.where(rng.random(n) < 0.8, rng.uniform(6, 19, n), rng.uniform(4.85, 4.95, n))
     sizes = [wad(round(x / price, 6)) for x in notional]
-    margins = [int(math.ceil(x / lev)) for x, lev in zip(notional, leverage, strict=True)]
+    margins = [math.ceil(x / lev) for x, lev in zip(notional, leverage, strict=True)]
     return Book(sizes, margins)
 
 
@@ -105,8 +105,11 @@ class KeeperLog(logging.Handler):
         lines = []
         for at, message, fields in self.records:
             if message in keep:
-                detail = ", ".join(f"{k}={fields[k]}" for k in ("entries", "block", "gas_used", "nonce",
-                                                                  "reason", "error") if k in fields)
+                detail = ", ".join(
+                    f"{k}={fields[k]}"
+                    for k in ("entries", "block", "gas_used", "nonce", "reason", "error")
+                    if k in fields
+                )
                 lines.append(f"+{at - since:6.2f}s {message} {detail}".rstrip())
         return lines
 
@@ -151,9 +154,13 @@ def _keeper(w: World, kind: str, replay: int) -> Any:
     return Keeper(w.bw, signer, _settings(kind))
 
 
-def liquidate_after_drop(w: World, accounts: Sequence[str], kind: str, replay: int = 0) -> dict[str, Any]:
+def liquidate_after_drop(
+    w: World, accounts: Sequence[str], kind: str, replay: int = 0
+) -> dict[str, Any]:
     """From a synced keeper and interval mining: the update, then passes until nothing is left."""
-    actor: Any = ReferenceDriver(w, accounts, replay) if kind == "reference" else _keeper(w, kind, replay)
+    actor: Any = (
+        ReferenceDriver(w, accounts, replay) if kind == "reference" else _keeper(w, kind, replay)
+    )
     if kind != "reference" and actor.run_once().sent:  # the daemon was running and synced before
         raise BenchError("the keeper found work before the price update")
     w.rpc("evm_setIntervalMining", BLOCK_TIME)
@@ -181,7 +188,9 @@ def liquidate_after_drop(w: World, accounts: Sequence[str], kind: str, replay: i
                     break
                 continue
             result = actor.run_once()
-            passes.append({**result.summary(), "skipped": len(result.skipped), "errors": result.errors[:3]})
+            passes.append(
+                {**result.summary(), "skipped": len(result.skipped), "errors": result.errors[:3]}
+            )
             if not result.liquidatable and not result.sent:
                 break
             _wait_next_block(w, result.block)
@@ -244,14 +253,18 @@ class ReferenceDriver:
             return {"liquidatable": 0, "sent": 0, "seconds": time.monotonic() - started}
         ch = self.w.bw.ch.functions
         probe = todo[: min(len(todo), 100)]
-        per_entry = self.fit_gas(ch.liquidateBatch(probe, [0] * len(probe)), len(probe)) / len(probe)
+        per_entry = self.fit_gas(ch.liquidateBatch(probe, [0] * len(probe)), len(probe)) / len(
+            probe
+        )
         # A block takes a transaction while its gas limit fits in what is left, so two batches of just
         # under half a block each fill a block; one of 60% would leave 40% of every block empty.
         size = max(1, int(GAS_LIMIT * 0.48 / (per_entry * 1.05)))
         for n, i in enumerate(range(0, len(todo), size)):
             chunk = todo[i : i + size]
             fn = ch.liquidateBatch(chunk, [0] * len(chunk))
-            self.w.sender.send(fn, self.wallets[n % len(self.wallets)], self.fit_gas(fn, len(chunk)))
+            self.w.sender.send(
+                fn, self.wallets[n % len(self.wallets)], self.fit_gas(fn, len(chunk))
+            )
         receipts = self.w.sender.wait(timeout=120, allow_revert=True)
         failed = sum(1 for r in receipts if r["status"] != 1)
         return {"liquidatable": len(todo), "sent": len(todo), "batch_size": size, "failed_txs": failed,
@@ -269,7 +282,7 @@ def _replay_failure(w: World, tx: Any, block: int, gas_used: int) -> str:
     call = {"from": tx["from"], "to": tx["to"], "data": tx["input"], "gas": tx["gas"]}
     try:
         w.w3.eth.call(call, block - 1)  # type: ignore[arg-type]
-    except Exception as exc:  # noqa: BLE001 - the decoded reason is the point
+    except Exception as exc:
         decoded = w.bw.errors.from_exception(exc)
         return f"block {block}, gas used {gas_used:,} of {tx['gas']:,}: {decoded or exc}"
     return f"block {block}, gas used {gas_used:,} of {tx['gas']:,}: passes on the parent state"
@@ -355,8 +368,8 @@ def run(runs: int = 1, accounts: int = ACCOUNTS, kinds: Sequence[str] = KINDS) -
     summary = {k: _median_run(v) for k, v in results.items()}
     return {
         "runs": runs,
-        "runs_note": "one replay per configuration by default: each takes about a minute of setup "
-        "and chain time; pass --e2e-runs for more",
+        "runs_note": "the default is one replay per driver, as each takes about a minute of setup "
+        "and chain time; --e2e-runs N for more",
         "node": f"anvil --block-time {BLOCK_TIME} --gas-limit {GAS_LIMIT}",
         "price_drop": DROP,
         "setup_seconds": setup_seconds,

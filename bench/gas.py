@@ -15,6 +15,7 @@ gas attributed (see bench.profile).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,7 +68,15 @@ OPS: tuple[Op, ...] = (
     Op("lp_withdraw", "LP withdraw"),
 )
 OPS_BY_KEY = {op.key: op for op in OPS}
-PROFILED = ("open", "increase", "close", "liquidate_full", "liquidate_shortfall", "batch_10", "adl_1")
+PROFILED = (
+    "open",
+    "increase",
+    "close",
+    "liquidate_full",
+    "liquidate_shortfall",
+    "batch_10",
+    "adl_1",
+)
 
 
 @dataclass
@@ -101,13 +110,15 @@ class GasBench:
         w.stake(self.staker, 100_000)
         w.fund_accounts(self.background, [100_000] * len(self.background))
         w.fund_accounts(self.batch_accounts, [1_600] * len(self.batch_accounts))
-        w.give_ether(self.actors + [self.keeper])
+        w.give_ether([*self.actors, self.keeper])
         # The keeper has been paid before, as any working keeper has: its first reward ever would
         # also create its margin slot (17,100 more gas, once).
         w.fund_accounts([self.keeper], [100])
         w.mint(w.admin.address, 10_000_000)
         for a in self.actors:
-            w.sender.send(self.bw.token.functions.transfer(a.address, 1_000_000 * USDC), w.admin, 80_000)
+            w.sender.send(
+                self.bw.token.functions.transfer(a.address, 1_000_000 * USDC), w.admin, 80_000
+            )
         w.sender.wait()
         for a in self.actors:
             for spender in (self.bw.ch, self.bw.pool, self.bw.fund):
@@ -148,7 +159,9 @@ class GasBench:
         tx = w3.eth.get_transaction(tx_hash)
         selectors = gas_profile.selectors_from_artifacts(self.bw.artifacts)
         names = self.w.code_names()
-        result = gas_profile.analyze(trace, tx, int(receipt["gasUsed"]), names, selectors, self.labels)
+        result = gas_profile.analyze(
+            trace, tx, int(receipt["gasUsed"]), names, selectors, self.labels
+        )
         return result.as_dict()
 
     def check(self, key: str, ok: bool, what: str) -> None:
@@ -159,7 +172,9 @@ class GasBench:
     def trade(self, key: str | None, who: LocalAccount, market: str, size: int) -> Any:
         price = self.w.price_wad(market)
         limit = price * 105 // 100 if size > 0 else price * 95 // 100
-        return self.send(key, self.bw.ch.functions.trade(self.bw.market_id(market), size, limit), who)
+        return self.send(
+            key, self.bw.ch.functions.trade(self.bw.market_id(market), size, limit), who
+        )
 
     def deposit(self, key: str | None, who: LocalAccount, usdc: int) -> Any:
         return self.send(key, self.bw.ch.functions.deposit(who.address, usdc * USDC), who)
@@ -170,7 +185,9 @@ class GasBench:
         return list(getattr(self.bw.ch.events, name)().process_receipt(receipt, errors=DISCARD))
 
     def size_of(self, who: LocalAccount, market: str = "ETH-USD") -> int:
-        return int(self.bw.ch.functions.positionOf(who.address, self.bw.market_id(market)).call()[0])
+        return int(
+            self.bw.ch.functions.positionOf(who.address, self.bw.market_id(market)).call()[0]
+        )
 
     # ------------------------------------------------------------------ scenarios
 
@@ -180,7 +197,9 @@ class GasBench:
         self.deposit("deposit_topup", a, 1_000)
         self.send("withdraw", self.bw.ch.functions.withdraw(1_000 * USDC, a.address), a)
         margin = self.bw.ch.functions.marginOf(a.address).call()
-        self.check("vault", margin == 10_000 * WAD, "10,000 margin left after deposits and a withdrawal")
+        self.check(
+            "vault", margin == 10_000 * WAD, "10,000 margin left after deposits and a withdrawal"
+        )
 
     def trading(self) -> None:
         a = self.actors[0]
@@ -205,7 +224,11 @@ class GasBench:
         r = self._liquidation("liquidate_partial", 2900, 1_600, 10)
         (ev,) = self.events(r, "Liquidated")
         left = self.size_of(self.actors[0])
-        self.check("liquidate_partial", 0 < left < wad(10) and not ev.args.bankrupt, "half closed, not bankrupt")
+        self.check(
+            "liquidate_partial",
+            0 < left < wad(10) and not ev.args.bankrupt,
+            "half closed, not bankrupt",
+        )
 
     def liquidate_full(self) -> None:
         r = self._liquidation("liquidate_full", 2860, 1_600, 10)
@@ -233,7 +256,11 @@ class GasBench:
         (settled,) = self.events(r, "ShortfallSettled")
         available = self.bw.fund.functions.availableWad().call()
         ok = settled.args.badDebtWad > 0 and available == 0
-        self.check("liquidate_bad_debt", ok, "fund paid its window cap, the rest is bad debt; fund exhausted")
+        self.check(
+            "liquidate_bad_debt",
+            ok,
+            "fund paid its window cap, the rest is bad debt; fund exhausted",
+        )
 
     def adl(self) -> None:
         self._bad_debt_state(None)
@@ -243,10 +270,16 @@ class GasBench:
         snap = self.w.snapshot()
         r = self.send("adl_1", self.bw.ch.functions.autoDeleverage(0, ranked[:1]), self.keeper)
         steps = self.events(r, "AutoDeleveraged")
-        self.check("adl_1", len(steps) == 1 and steps[0].args.haircutWad > 0, "one target closed, haircut taken")
+        self.check(
+            "adl_1",
+            len(steps) == 1 and steps[0].args.haircutWad > 0,
+            "one target closed, haircut taken",
+        )
         self.w.revert(snap)
         r = self.send("adl_3", self.bw.ch.functions.autoDeleverage(0, ranked[:3]), self.keeper)
-        self.check("adl_3", len(self.events(r, "AutoDeleveraged")) == 3, "three targets deleveraged")
+        self.check(
+            "adl_3", len(self.events(r, "AutoDeleveraged")) == 3, "three targets deleveraged"
+        )
 
     def batch(self, n: int) -> None:
         self.w.set_price("ETH-USD", 2860)
@@ -278,7 +311,11 @@ class GasBench:
         self.w.refresh_prices()
         shares = p.balanceOf(a.address).call()
         self.send("lp_withdraw", p.redeem(shares // 2, a.address, a.address), a)
-        self.check("pool", p.balanceOf(a.address).call() == shares - shares // 2, "half the shares redeemed")
+        self.check(
+            "pool",
+            p.balanceOf(a.address).call() == shares - shares // 2,
+            "half the shares redeemed",
+        )
 
     def scenarios(self, only: Sequence[str] | None = None) -> list[tuple[str, Callable[[], None]]]:
         every: list[tuple[str, Callable[[], None]]] = [
@@ -299,7 +336,9 @@ class GasBench:
 # ---------------------------------------------------------------------------- running and reporting
 
 
-def run(runs: int = 3, *, profile: bool = True, only: Sequence[str] | None = None) -> dict[str, Any]:
+def run(
+    runs: int = 3, *, profile: bool = True, only: Sequence[str] | None = None
+) -> dict[str, Any]:
     """Measures every operation `runs` times; returns the JSON-ready results."""
     if runs < 1:
         raise BenchError("runs must be at least 1")
@@ -359,7 +398,7 @@ def batch_figures(ops: dict[str, Any]) -> dict[str, Any]:
     measured = [n for n in BATCH_SIZES if f"batch_{n}" in ops]
     for n in measured:
         out[f"per_account_{n}"] = int(ops[f"batch_{n}"]["gas_median"] / n)
-    for lo, hi in zip(measured, measured[1:], strict=False):
+    for lo, hi in itertools.pairwise(measured):
         out[f"marginal_{lo}_to_{hi}"] = _marginal(ops, f"batch_{lo}", f"batch_{hi}", hi - lo)
     marginals = [v for k, v in out.items() if k.startswith("marginal_")]
     if marginals:
@@ -373,7 +412,9 @@ def rows(result: dict[str, Any]) -> list[Row]:
     section = "Gas per operation (Anvil, real deployment)"
     out: list[Row] = []
     for op in result["ops"].values():
-        quoted = f" (GMX v1 quoted: {op['gmx_v1_quoted'] // 1000}k)" if op.get("gmx_v1_quoted") else ""
+        quoted = (
+            f" (GMX v1 quoted: {op['gmx_v1_quoted'] // 1000}k)" if op.get("gmx_v1_quoted") else ""
+        )
         target = f"<= {fmt_gas(op['target'])}" if op["target"] else ""
         out.append(Row(section, op["label"] + quoted, fmt_gas(op["gas_median"]), target, op["met"]))
     batch = result.get("batch", {})

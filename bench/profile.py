@@ -123,7 +123,9 @@ def _innermost(funcs: Sequence[tuple[int, int, str]], start: int, end: int) -> s
     return best[1] if best else None
 
 
-def _pc_functions(code_hex: str, source_map: str, funcs: Mapping[int, Sequence[Any]]) -> dict[int, str]:
+def _pc_functions(
+    code_hex: str, source_map: str, funcs: Mapping[int, Sequence[Any]]
+) -> dict[int, str]:
     pcs = _instruction_offsets(code_hex)
     result: dict[int, str] = {}
     s = length = file_id = -1
@@ -156,7 +158,9 @@ def code_infos() -> dict[str, CodeInfo]:
             deployed = c.get("evm", {}).get("deployedBytecode", {})
             built = artifacts.get(name, {}).get("deployedBytecode", "")[2:]
             if deployed.get("object") and deployed.get("object") == built:
-                info.pc_function = _pc_functions(deployed["object"], deployed.get("sourceMap", ""), funcs)
+                info.pc_function = _pc_functions(
+                    deployed["object"], deployed.get("sourceMap", ""), funcs
+                )
             infos[name] = info
     return infos
 
@@ -174,7 +178,9 @@ class _Derived:
 class SlotNamer:
     """Names storage slots of one contract from its layout and the KECCAK256 preimages of a trace."""
 
-    def __init__(self, info: CodeInfo | None, preimages: Mapping[int, bytes], names: Mapping[str, str]):
+    def __init__(
+        self, info: CodeInfo | None, preimages: Mapping[int, bytes], names: Mapping[str, str]
+    ):
         self.info = info
         self.preimages = preimages
         self.sorted_hashes = sorted(preimages)
@@ -218,10 +224,14 @@ class SlotNamer:
             return self._descend("", None, int(node.base))
         parent, off = node.base
         if node.kind == "map":
-            label, type_id = self._entity(parent) if off == 0 else self._descend(*self._entity(parent), off)
+            label, type_id = (
+                self._entity(parent) if off == 0 else self._descend(*self._entity(parent), off)
+            )
             mapping = self.info.types[type_id]
             return f"{label}[{self._key(node.key, mapping.get('key', ''))}]", mapping["value"]
-        label, type_id = self._entity(parent) if off == 0 else self._descend(*self._entity(parent), off)
+        label, type_id = (
+            self._entity(parent) if off == 0 else self._descend(*self._entity(parent), off)
+        )
         return label, type_id  # the array itself; elements are resolved by the offset in _label
 
     def _label(self, node: _Derived, offset: int) -> str:
@@ -382,12 +392,18 @@ class _Analyzer:
         target = "0x" + f"{_word(stack, 1):040x}"[-40:]
         args = 3 if op in ("CALL", "CALLCODE") else 2
         offset, size = _word(stack, args), _word(stack, args + 1)
-        selector = _memory_bytes(step.get("memory") or [], offset, min(size, 4)) if size >= 4 else b""
+        selector = (
+            _memory_bytes(step.get("memory") or [], offset, min(size, 4)) if size >= 4 else b""
+        )
         callee = self.contract(target)
-        fn = self.selectors.get(callee, {}).get(selector, "0x" + selector.hex() if selector else "()")
+        fn = self.selectors.get(callee, {}).get(
+            selector, "0x" + selector.hex() if selector else "()"
+        )
         return target, f"{op} {callee}.{fn}"
 
-    def record_call(self, frame: _Frame, step: Mapping[str, Any], key: str, inclusive: int, overhead: int) -> None:
+    def record_call(
+        self, frame: _Frame, step: Mapping[str, Any], key: str, inclusive: int, overhead: int
+    ) -> None:
         entry = self.calls.setdefault(key, {"count": 0, "inclusive_gas": 0, "call_overhead_gas": 0})
         entry["count"] += 1
         entry["inclusive_gas"] += inclusive
@@ -433,7 +449,9 @@ def analyze(
             done = frames.pop()
             assert done.call_step is not None
             inclusive = int(done.call_step["gas"]) - int(nxt["gas"])
-            a.record_call(frames[-1], done.call_step, done.call_key, inclusive, inclusive - done.total)
+            a.record_call(
+                frames[-1], done.call_step, done.call_key, inclusive, inclusive - done.total
+            )
             frames[-1].total += done.total
     data = tx.get("input", b"")
     intrinsic = _intrinsic(bytes(data) if not isinstance(data, str) else bytes.fromhex(data[2:]))
@@ -458,14 +476,17 @@ def _storage_summary(a: _Analyzer, labels: Mapping[str, str]) -> list[dict[str, 
             namers[storage] = namer
         label = namer.name(slot)
         row = rows.setdefault(
-            (contract, label), {"contract": contract, "slot": label, "sload": 0, "sstore": 0, "gas": 0}
+            (contract, label),
+            {"contract": contract, "slot": label, "sload": 0, "sstore": 0, "gas": 0},
         )
         row["sload" if op == "SLOAD" else "sstore"] += 1
         row["gas"] += cost
     return sorted(rows.values(), key=lambda r: -int(r["gas"]))
 
 
-def selectors_from_artifacts(artifacts: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[bytes, str]]:
+def selectors_from_artifacts(
+    artifacts: Mapping[str, Mapping[str, Any]],
+) -> dict[str, dict[bytes, str]]:
     out: dict[str, dict[bytes, str]] = {}
     for name, art in artifacts.items():
         ids = art.get("methodIdentifiers") or {}

@@ -53,16 +53,22 @@ def gas_md(r: Mapping[str, Any]) -> str:
     for op in r["ops"].values():
         target = fmt_gas(op["target"]) if op["target"] else ""
         gmx = fmt_gas(op["gmx_v1_quoted"]) if op.get("gmx_v1_quoted") else ""
-        lines.append(f"| {op['label']} | {fmt_gas(op['gas_median'])} | {target} | {_status(op['met'])} | {gmx} |")
+        lines.append(
+            f"| {op['label']} | {fmt_gas(op['gas_median'])} | {target} | {_status(op['met'])} | {gmx} |"
+        )
     b = r.get("batch", {})
     if "marginal" in b:
         lines.append(f"| liquidateBatch, marginal per account (10 to 50) | {fmt_gas(b['marginal'])} | "
                      f"{fmt_gas(b['marginal_target'])} | {_status(b['marginal_met'])} | |")  # fmt: skip
     for n in (1, 10, 50):
         if f"per_account_{n}" in b:
-            lines.append(f"| liquidateBatch of {n}, per account | {fmt_gas(b[f'per_account_{n}'])} | | | |")
+            lines.append(
+                f"| liquidateBatch of {n}, per account | {fmt_gas(b[f'per_account_{n}'])} | | | |"
+            )
     if r.get("adl_marginal_per_target") is not None:
-        lines.append(f"| autoDeleverage, marginal per target | {fmt_gas(r['adl_marginal_per_target'])} | | | |")
+        lines.append(
+            f"| autoDeleverage, marginal per target | {fmt_gas(r['adl_marginal_per_target'])} | | | |"
+        )
     return "\n".join(lines)
 
 
@@ -94,19 +100,25 @@ def e2e_md(r: Mapping[str, Any]) -> str:
         "### End to end: 1,000 accounts, a -20% update, liquidated",
         "",
         _measured(r),
-        f"_`{r['node']}`; {r['runs']} replay per driver from one setup ({r['runs_note']}). Blocks count "
-        "from the block with the update to the block with the last liquidation; the floor is ceil(gas of "
-        "all liquidations / 30M)._",
+        f"_`{r['node']}`; {r['runs']} replay(s) per driver from one setup, the median shown "
+        f"({r['runs_note']}). Blocks count from the block with the update to the block with the last "
+        "liquidation; the floor is ceil(gas used by all liquidations / 30M); gas limit use is gas used / "
+        "gas limit of the liquidation transactions._",
         "",
-        "| driver | liquidated | txs | gas used | floor + 1 | blocks | chain s | wall s | |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| driver | liquidated | txs | gas used | gas limit use | floor + 1 | blocks | chain s | wall s | |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
-    for c in r["configs"].values():
+    short = {"default": "keeper, default settings", "tuned": "keeper, larger batches",
+             "reference": "reference driver (not the keeper)"}  # fmt: skip
+    for kind, c in r["configs"].items():
+        use = f"{c['gas_used_over_limit']:.0%}" if "gas_used_over_limit" in c else ""
         lines.append(
-            f"| {c['driver']} | {c['liquidations_mined']:,} | {c['transactions']} | "
-            f"{fmt_gas(c['liquidation_gas_total'])} | {c['blocks_target']} | {c['blocks']} | "
+            f"| {short.get(kind, kind)} | {c['liquidations_mined']:,} | {c['transactions']} | "
+            f"{fmt_gas(c['liquidation_gas_total'])} | {use} | {c['blocks_target']} | {c['blocks']} | "
             f"{c['chain_seconds']} | {c['wall_seconds']:.1f} | {_status(c['met'])} |"
         )
+    lines.append("")
+    lines += [f"- {short.get(kind, kind)}: {c['driver']}" for kind, c in r["configs"].items()]
     return "\n".join(lines)
 
 
@@ -128,7 +140,11 @@ def build_md(r: Mapping[str, Any]) -> str:
         f"({cached['fresh_interpreter_seconds']:.2f} s in a fresh interpreter) |",
         f"| `pytest --collect-only` | {tests['tests']} tests, {tests['seconds']:.2f} s |",
         "| `pytest -q` (full suite) | "
-        + (f"{suite['seconds']:.1f} s ({suite['summary']}) |" if suite else "not measured (`--suite`) |"),
+        + (
+            f"{suite['seconds']:.1f} s ({suite['summary']}) |"
+            if suite
+            else "not measured (`--suite`) |"
+        ),
         "",
         f"Deployed sizes (bytes, limit {r['code_size_limit']:,}): {big}.",
     ]
@@ -138,7 +154,9 @@ def build_md(r: Mapping[str, Any]) -> str:
 def profile_md(r: Mapping[str, Any]) -> str:
     profiles = r.get("profiles") or {}
     if not profiles:
-        return "_No profile in the last gas run (run `python -m bench gas` without `--no-profile`)._"
+        return (
+            "_No profile in the last gas run (run `python -m bench gas` without `--no-profile`)._"
+        )
     lines = [
         "Attributed from Anvil's step trace (`debug_traceTransaction`, `--steps-tracing`) by bench/profile.py:"
         " each step's cost goes to the contract whose code ran, the Solidity function of the instruction "
@@ -149,20 +167,37 @@ def profile_md(r: Mapping[str, Any]) -> str:
     for key, p in profiles.items():
         label = r["ops"].get(key, {}).get("label", key)
         lines += ["", f"#### {label}: {fmt_gas(p['gas_used'])} gas", ""]
-        lines.append(f"Intrinsic (21,000 + calldata) {fmt_gas(p['intrinsic'])}; refund {fmt_gas(p['refund'])}.")
+        lines.append(
+            f"Intrinsic (21,000 + calldata) {fmt_gas(p['intrinsic'])}; refund {fmt_gas(p['refund'])}."
+        )
         lines += ["", "| by opcode class | gas | count |", "| --- | ---: | ---: |"]
-        lines += [f"| {k} | {fmt_gas(v)} | {p['class_counts'].get(k, '')} |" for k, v in p["by_class"].items()]
+        lines += [
+            f"| {k} | {fmt_gas(v)} | {p['class_counts'].get(k, '')} |"
+            for k, v in p["by_class"].items()
+        ]
         lines += ["", "| by contract (own code) | gas |", "| --- | ---: |"]
         lines += [f"| {k} | {fmt_gas(v)} |" for k, v in p["by_contract"].items() if v]
-        lines += ["", "| external calls | count | gas incl. callee | call overhead |", "| --- | ---: | ---: | ---: |"]
+        lines += [
+            "",
+            "| external calls | count | gas incl. callee | call overhead |",
+            "| --- | ---: | ---: | ---: |",
+        ]
         for k, v in sorted(p["calls"].items(), key=lambda kv: -kv[1]["inclusive_gas"]):
-            lines.append(f"| {k} | {v['count']} | {fmt_gas(v['inclusive_gas'])} | {fmt_gas(v['call_overhead_gas'])} |")
+            lines.append(
+                f"| {k} | {v['count']} | {fmt_gas(v['inclusive_gas'])} | {fmt_gas(v['call_overhead_gas'])} |"
+            )
         top = list(p["by_function"].items())[:10]
         lines += ["", "| by function (top 10) | gas |", "| --- | ---: |"]
         lines += [f"| {k} | {fmt_gas(v)} |" for k, v in top]
-        lines += ["", "| storage slot (top 12) | SLOAD | SSTORE | gas |", "| --- | ---: | ---: | ---: |"]
+        lines += [
+            "",
+            "| storage slot (top 12) | SLOAD | SSTORE | gas |",
+            "| --- | ---: | ---: | ---: |",
+        ]
         for s in p["storage"][:12]:
-            lines.append(f"| {s['contract']}: `{s['slot']}` | {s['sload']} | {s['sstore']} | {fmt_gas(s['gas'])} |")
+            lines.append(
+                f"| {s['contract']}: `{s['slot']}` | {s['sload']} | {s['sstore']} | {fmt_gas(s['gas'])} |"
+            )
     return "\n".join(lines)
 
 

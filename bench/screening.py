@@ -123,7 +123,9 @@ def _keeper_inputs(book: Book, prices: Array, markets: Markets) -> tuple[Any, An
         }
         accounts[f"0x{i:040x}"] = AccountState(int(book.margin[i] * w), positions)
     m = len(prices)
-    config = rm.MarketConfig(*(int(x) for x in (0.05e18, 0.025e18, 5e14, 1e16, 5e17, 3e15, 1e22, 1e23, 1e22)))
+    config = rm.MarketConfig(
+        *(int(x) for x in (0.05e18, 0.025e18, 5e14, 1e16, 5e17, 3e15, 1e22, 1e23, 1e22))
+    )
     risk = rm.RiskParams(int(0.2e18), int(3e18), int(0.2e18), 86_400, int(5e18), int(1e21))
     snap = MarketSnapshot(
         block=BlockRef(1, "0x0", 0, 0),
@@ -257,7 +259,9 @@ def rows(result: dict[str, Any]) -> list[Row]:
     section = "Keeper screening per price tick"
     out = []
     for c in result["cases"]:
-        name = "keeper.screening.screen" if c["kernel"] == "keeper" else "numpy core, arrays resident"
+        name = (
+            "keeper.screening.screen" if c["kernel"] == "keeper" else "numpy core, arrays resident"
+        )
         item = f"{name}: {c['accounts']:,} accounts x {c['markets']} markets"
         value = f"{fmt_ms(c['seconds_median'])}, {c['peak_rss_mb']:.0f} MB peak RSS"
         target = "< 50 ms, < 300 MB" if c["target_seconds"] else ""

@@ -91,7 +91,7 @@ class FastSender:
             self.rebroadcasts += 1
             try:
                 self.w3.eth.send_raw_transaction(self.raw[tx_hash])
-            except Exception:  # noqa: BLE001 - mined meanwhile, or its nonce taken: the next look tells
+            except Exception:
                 continue
 
     def forget(self) -> None:
@@ -110,7 +110,9 @@ class FastSender:
         for tx_hash in hashes:
             receipt = self.receipt(tx_hash, deadline)
             if receipt["status"] != 1 and not allow_revert:
-                raise BenchError(f"setup transaction {tx_hash.hex()} reverted (gas {receipt['gasUsed']})")
+                raise BenchError(
+                    f"setup transaction {tx_hash.hex()} reverted (gas {receipt['gasUsed']})"
+                )
             receipts.append(receipt)
         for tx_hash in hashes:
             self.raw.pop(tx_hash, None)
@@ -134,7 +136,9 @@ def receipt_when_mined(w3: Web3, tx_hash: bytes, deadline: float) -> Any:
             pass
         if time.monotonic() > deadline:
             pool = w3.provider.make_request("txpool_status", [])  # type: ignore[arg-type]
-            raise BenchError(f"transaction 0x{tx_hash.hex()} not mined in time (pool: {pool.get('result')})")
+            raise BenchError(
+                f"transaction 0x{tx_hash.hex()} not mined in time (pool: {pool.get('result')})"
+            )
         time.sleep(0.02)
 
 
@@ -183,7 +187,7 @@ class World:
             self.rpc("anvil_setBalance", a.address, hex(amount))
 
     def set_price(self, market: str, price: float) -> Any:
-        answer = int(round(price * 10**FEED_DECIMALS))
+        answer = round(price * 10**FEED_DECIMALS)
         return self.bw.send(self.bw.feeds[market].functions.updateAnswer(answer), self.admin)
 
     def refresh_prices(self) -> None:
@@ -214,7 +218,9 @@ class World:
                 self.sender.send(fn, self.admin, gas=120_000)
         self.sender.wait()
 
-    def open_positions(self, orders: Sequence[tuple[LocalAccount, str, int]], gas: int = 400_000) -> None:
+    def open_positions(
+        self, orders: Sequence[tuple[LocalAccount, str, int]], gas: int = 400_000
+    ) -> None:
         """Sends every (account, market, size in WAD) trade at once at a 5% slippage limit."""
         prices = {m: self.price_wad(m) for m in {market for _, market, _ in orders}}
         for account, market, size in orders:

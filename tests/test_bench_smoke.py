@@ -19,7 +19,7 @@ if str(ROOT) not in sys.path:  # bench/ is run from the checkout, not installed
 
 
 def to_wad(x: float) -> int:
-    return int(round(x * WAD))
+    return round(x * WAD)
 
 
 def test_bench_modules_import() -> None:
@@ -54,7 +54,11 @@ def test_gas_profile_accounts_for_every_unit_of_gas(gas_result: dict) -> None:
     for key in ("open", "liquidate_full"):
         p = gas_result["profiles"][key]
         execution = sum(p["by_class"].values())
-        assert p["intrinsic"] + execution - p["refund"] == p["gas_used"] == gas_result["ops"][key]["gas_median"]
+        assert (
+            p["intrinsic"] + execution - p["refund"]
+            == p["gas_used"]
+            == gas_result["ops"][key]["gas_median"]
+        )
         assert sum(p["by_contract"].values()) == execution == sum(p["by_function"].values())
         assert p["by_contract"]["ClearingHouse"] > 0
         assert any("OracleAdapter.priceWad" in k for k in p["calls"])
