@@ -198,7 +198,8 @@ def fmt_gas(gas: float) -> str:
 
 
 def fmt_ms(seconds: float) -> str:
-    return f"{seconds * 1000:,.1f} ms"
+    ms = seconds * 1000
+    return f"{ms:,.2f} ms" if ms < 10 else f"{ms:,.1f} ms"
 
 
 def fmt_s(seconds: float) -> str:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from bench.common import BENCH_DIR, fmt_gas, machine_line, read_result
+from bench.common import BENCH_DIR, fmt_gas, fmt_ms, machine_line, read_result
 
 RESULTS_MD = BENCH_DIR / "RESULTS.md"
 SECTIONS = ("tables", "profile")
@@ -88,7 +88,7 @@ def screening_md(r: Mapping[str, Any]) -> str:
         target = "< 50 ms, < 300 MB" if c["target_seconds"] else ""
         lines.append(
             f"| {names.get(c['kernel'], c['kernel'])} | {c['accounts']:,} x {c['markets']} | "
-            f"{c['seconds_median'] * 1000:,.1f} ms | {c['seconds_p95'] * 1000:,.1f} ms | "
+            f"{fmt_ms(c['seconds_median'])} | {fmt_ms(c['seconds_p95'])} | "
             f"{c['peak_rss_mb']:,.0f} MB | {target} | {_status(c['met'])} |"
         )
     lines += ["", *(f"- {names.get(k, k)}: {v}" for k, v in r.get("kernels", {}).items())]

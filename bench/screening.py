@@ -12,8 +12,8 @@ That is the contract's Ledger.health; the floats only pick candidates, which the
 the exact on-chain view (healthsOf) before it liquidates anything.
 
 Two kernels are timed: the keeper's own (keeper.screening.screen, given an index of the same synthetic
-accounts as the keeper holds them) and this module's :func:`screen`, the same numpy pass over arrays
-kept resident, which shows what a tick costs once the index keeps float arrays up to date.
+accounts held as AccountIndex holds them) and this module's :func:`screen`, an element-wise pass over
+resident arrays, kept as an independent baseline.
 
 Each size runs in a child process, so its peak resident memory is its own.
 """
@@ -24,7 +24,6 @@ import json
 import subprocess
 import sys
 import time
-import tracemalloc
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,24 +101,32 @@ def keeper_kernel_available() -> bool:
     return hasattr(keeper_screening, "screen")
 
 
+def _keeper_has_arrays() -> bool:
+    try:
+        from keeper import index as keeper_index
+    except ImportError:
+        return False
+    return hasattr(keeper_index, "ScreenArrays")
+
+
 def _keeper_inputs(book: Book, prices: Array, markets: Markets) -> tuple[Any, Any]:
-    """The same accounts as the keeper holds them: an index of AccountState with WAD integers, and a
-    MarketSnapshot; `screen` reads only ``index.accounts``."""
+    """The same accounts as the keeper's AccountIndex holds them (exact AccountState with WAD integers
+    and, when the keeper keeps them, its resident ScreenArrays, written once as the index does when it
+    reads accounts), and a MarketSnapshot; `screen` reads ``index.arrays`` or ``index.accounts``."""
     from types import SimpleNamespace
 
+    from keeper import index as keeper_index
     from keeper import riskmath as rm
     from keeper.index import AccountState, BlockRef
     from keeper.screening import MarketSnapshot
 
     w = 10**18
     accounts: dict[str, AccountState] = {}
-    size = (book.size * w).astype(object)
-    notional = (book.open_notional * w).astype(object)
-    basis = (book.funding_basis * w).astype(object)
     for i in range(book.accounts):
+        size, notional, basis = book.size[i], book.open_notional[i], book.funding_basis[i]
         positions = {
-            int(m): rm.Position(int(size[i, m]), int(notional[i, m]), int(basis[i, m]))
-            for m in np.flatnonzero(book.size[i])
+            int(m): rm.Position(int(size[m] * w), int(notional[m] * w), int(basis[m] * w))
+            for m in np.flatnonzero(size)
         }
         accounts[f"0x{i:040x}"] = AccountState(int(book.margin[i] * w), positions)
     m = len(prices)
@@ -135,7 +142,11 @@ def _keeper_inputs(book: Book, prices: Array, markets: Markets) -> tuple[Any, An
         risk=risk,
     )
     del markets
-    return SimpleNamespace(accounts=accounts), snap
+    index = SimpleNamespace(accounts=accounts)
+    screen_arrays = getattr(keeper_index, "ScreenArrays", None)
+    if screen_arrays is not None:
+        index.arrays = screen_arrays.from_states(accounts)
+    return index, snap
 
 
 def _tick_keeper(index: Any, snap: Any, prices: Array, indices: Array) -> int:
@@ -152,7 +163,7 @@ def measure(n: int, m: int, ticks: int = TICKS, kernel: str = "core") -> dict[st
 
     kernel "core": :func:`screen` over arrays kept resident; "keeper": keeper.screening.screen, which
     rebuilds its arrays from the account index on every call."""
-    tracemalloc.start()
+    rss_before = peak_rss_mb()
     book, prices, markets = synthetic_book(n, m)
     indices = np.zeros(m)
     if kernel == "keeper":
@@ -176,8 +187,6 @@ def measure(n: int, m: int, ticks: int = TICKS, kernel: str = "core") -> dict[st
         start = time.perf_counter()
         flagged_counts.append(tick(prices, indices))
         times.append(time.perf_counter() - start)
-    _, traced_peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
     ordered = sorted(times)
     return {
         "accounts": n,
@@ -188,7 +197,7 @@ def measure(n: int, m: int, ticks: int = TICKS, kernel: str = "core") -> dict[st
         "seconds_p95": ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))],
         "seconds_min": ordered[0],
         "flagged_median": int(median(flagged_counts)),
-        "traced_peak_mb": traced_peak / 2**20,
+        "rss_before_mb": rss_before,
         "peak_rss_mb": peak_rss_mb(),
     }
 
@@ -244,10 +253,13 @@ def run(runs: int = 3, sizes: tuple[int, ...] = SIZES) -> dict[str, Any]:
     return {
         "runs": runs,
         "kernels": {
-            "keeper": "keeper.screening.screen(index, snapshot): builds float arrays from the account "
-            "index (dicts of WAD integers) on every call, then one numpy pass",
-            "core": "bench.screening.screen: the same numpy pass over float arrays kept resident "
-            "(what a per-tick screen costs when the index keeps its arrays up to date on events)",
+            "keeper": "keeper.screening.screen(index, snapshot) over an index holding the accounts as "
+            "AccountIndex does (exact states, plus its resident ScreenArrays when keeper.index has "
+            "them: "
+            + ("yes" if _keeper_has_arrays() else "no, so the arrays are built per call")
+            + ")",
+            "core": "bench.screening.screen: an element-wise numpy pass over resident arrays of margin, "
+            "size, open notional and funding basis, kept as an independent baseline",
         },
         "keeper_screening_present": keeper_kernel_available(),
         "baseline_rss_mb": baseline_rss_mb(),

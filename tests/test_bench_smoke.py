@@ -102,6 +102,6 @@ def test_report_renders_tables_from_results(tmp_path: Path) -> None:
     report.write(tmp_path, md)
     text = md.read_text()
     assert "kept text" in text and "<!-- bench:tables:begin -->" in text
-    assert "| numpy core, arrays resident | 100,000 x 2 | 4.0 ms |" in text
+    assert "| numpy core, arrays resident | 100,000 x 2 | 4.00 ms |" in text
     report.write(tmp_path, md)  # idempotent: the generated part is replaced, not appended
     assert md.read_text() == text
