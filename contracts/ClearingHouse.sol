@@ -198,10 +198,14 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
             revert LiquidationBatchLengthMismatch(accounts.length, marketIds.length);
         }
         for (uint256 i; i < accounts.length; ++i) {
+            uint256 gasBefore = gasleft();
             // A self-call gives each entry its own revert scope, so one failure skips only itself.
             try this.liquidateFromBatch(accounts[i], marketIds[i], msg.sender) {
                 ++liquidated;
             } catch (bytes memory reason) {
+                // An entry that ran out of gas fails the batch instead of being skipped, so a gas
+                // estimate (or a sender) cannot settle on a limit at which every entry is skipped.
+                if (reason.length == 0 && gasleft() < gasBefore / 63) revert LiquidationBatchOutOfGas(i);
                 emit LiquidationSkipped(accounts[i], marketIds[i], reason);
             }
         }

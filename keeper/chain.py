@@ -287,10 +287,18 @@ class Bulwark:
     def market_names(self) -> list[str]:
         return sorted(self.deployment.markets, key=lambda n: self.deployment.markets[n].id)
 
-    def call(self, fn: Any, *, block: int | str = "latest", action: str | None = None) -> Any:
-        """Calls a view, turning a revert into :class:`TxReverted` with the decoded error."""
+    def call(
+        self,
+        fn: Any,
+        *,
+        block: int | str = "latest",
+        action: str | None = None,
+        call_params: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Calls a function without sending it, turning a revert into :class:`TxReverted` with the
+        decoded error; `call_params` may set the sender and gas."""
         try:
-            return fn.call(block_identifier=block)
+            return fn.call(dict(call_params or {}), block_identifier=block)
         except Exception as exc:
             decoded = self.errors.from_exception(exc)
             if decoded is None:

@@ -27,8 +27,10 @@ from helpers import (
     wad,
 )
 
+from web3.exceptions import Web3RPCError
+
 from keeper import riskmath as rm
-from keeper.chain import WAD
+from keeper.chain import WAD, TxReverted
 
 
 def _liquidate(p: Protocol, who: str, market: int = ETH) -> tuple[dict, rm.Health, int]:  # type: ignore[type-arg]
@@ -285,6 +287,30 @@ def test_batch_skips_a_healthy_account_and_liquidates_the_rest(protocol: Protoco
         and position(p, c).size == 0
         and position(p, healthy).size == wad(1)
     )
+    p.assert_conserved()
+
+
+def test_batch_entry_out_of_gas_fails_the_batch_instead_of_skipping(protocol: Protocol) -> None:
+    """With too little gas every entry would fail inside its try/catch and be skipped; a gas estimate
+    would then settle on a limit that liquidates nobody. An entry out of gas reverts the batch."""
+    p = protocol
+    p.seed_pool(200_000)
+    a = _open(p, 0, 400, 2)
+    c = _open(p, 2, 420, 2)
+    p.set_price("ETH-USD", 2_850)
+    fn = p.bw.ch.functions.liquidateBatch([a, c], [ETH, ETH])
+    sender = {"from": p.keeper.address}
+    estimate = fn.estimate_gas(sender)
+    assert fn.call({**sender, "gas": estimate}) == 2  # the estimate liquidates every entry
+    for gas in range(estimate, 50_000, -5_000):  # below the estimate: all or nothing, never a skip
+        try:
+            assert p.bw.call(fn, call_params={**sender, "gas": gas}) == 2
+        except TxReverted as exc:  # an entry ran out
+            assert exc.error.name == "LiquidationBatchOutOfGas"
+        except Web3RPCError as exc:  # the batch itself ran out
+            assert "OutOfGas" in str(exc)
+    receipt = tx(p, fn, p.keeper)
+    assert [e["account"] for e in events(receipt, p.bw.ch, "Liquidated")] == [a, c]
     p.assert_conserved()
 
 

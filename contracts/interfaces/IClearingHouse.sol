@@ -175,6 +175,8 @@ interface IClearingHouse {
     error LiquidationNotImproving(address account, int256 deficitBeforeWad, int256 deficitAfterWad);
     error LiquidationBatchLengthMismatch(uint256 accounts, uint256 markets);
     error LiquidationOnlySelfCall(address caller);
+    /// @notice Entry `index` of a batch ran out of gas: the batch needs a higher gas limit.
+    error LiquidationBatchOutOfGas(uint256 index);
     error AdlNotRequired(uint256 badDebtWad, uint256 fundAvailableWad);
     error AdlNoTargets();
     error AdlTargetIneligible(address target, int256 sizeWad, int256 pnlWad, int256 equityWad);
