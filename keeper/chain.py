@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eth_abi import decode as abi_decode
+from eth_abi.abi import decode as abi_decode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils.abi import function_signature_to_4byte_selector
@@ -57,7 +57,11 @@ class DecodedError:
 
     def __str__(self) -> str:
         if not self.args:
-            return f"{self.name}()" if self.name != "unknown" else f"unknown error {self.raw or '(no data)'}"
+            return (
+                f"{self.name}()"
+                if self.name != "unknown"
+                else f"unknown error {self.raw or '(no data)'}"
+            )
         inner = ", ".join(f"{k}={_fmt_arg(v)}" for k, v in self.args.items())
         return f"{self.name}({inner})"
 
@@ -88,8 +92,16 @@ class ErrorDecoder:
 
     def __init__(self, abis: Iterable[list[dict[str, Any]]]) -> None:
         self._errors: dict[bytes, tuple[str, list[str], list[str]]] = {
-            function_signature_to_4byte_selector("Error(string)"): ("Error", ["string"], ["message"]),
-            function_signature_to_4byte_selector("Panic(uint256)"): ("Panic", ["uint256"], ["code"]),
+            function_signature_to_4byte_selector("Error(string)"): (
+                "Error",
+                ["string"],
+                ["message"],
+            ),
+            function_signature_to_4byte_selector("Panic(uint256)"): (
+                "Panic",
+                ["uint256"],
+                ["code"],
+            ),
         }
         for abi in abis:
             for item in abi:
@@ -97,7 +109,9 @@ class ErrorDecoder:
                     continue
                 types = [_abi_type(i) for i in item["inputs"]]
                 names = [i["name"] or f"arg{n}" for n, i in enumerate(item["inputs"])]
-                selector = function_signature_to_4byte_selector(f"{item['name']}({','.join(types)})")
+                selector = function_signature_to_4byte_selector(
+                    f"{item['name']}({','.join(types)})"
+                )
                 self._errors[selector] = (item["name"], types, names)
 
     @classmethod
@@ -161,7 +175,9 @@ def dev_account(index: int) -> LocalAccount:
     """Anvil's dev account `index` (its well-known test mnemonic; never holds real money)."""
     if not 0 <= index < 100:
         raise BulwarkError(f"--dev-account must be between 0 and 99, got {index}")
-    acct: LocalAccount = Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
+    acct: LocalAccount = Account.from_mnemonic(
+        ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}"
+    )
     return acct
 
 
@@ -173,7 +189,9 @@ def account_from_key(key: str) -> LocalAccount:
     return acct
 
 
-def account_from_keystore(path: str | os.PathLike[str], password: str | None = None) -> LocalAccount:
+def account_from_keystore(
+    path: str | os.PathLike[str], password: str | None = None
+) -> LocalAccount:
     """Decrypts a keystore file; the password comes from BULWARK_KEYSTORE_PASSWORD if not given."""
     file = Path(path)
     if not file.is_file():
@@ -229,8 +247,16 @@ class Deployment:
                 str(name): MarketInfo(int(m["id"]), to_checksum_address(m["feed"]))
                 for name, m in dict(data["markets"]).items()
             }
-            contracts = {str(k): to_checksum_address(v) for k, v in dict(data["contracts"]).items()}
-            for required in ("Collateral", "OracleAdapter", "ClearingHouse", "LiquidityPool", "InsuranceFund"):
+            contracts: dict[str, str] = {
+                str(k): to_checksum_address(v) for k, v in dict(data["contracts"]).items()
+            }
+            for required in (
+                "Collateral",
+                "OracleAdapter",
+                "ClearingHouse",
+                "LiquidityPool",
+                "InsuranceFund",
+            ):
                 if required not in contracts:
                     raise KeyError(f"contracts.{required}")
             return cls(
@@ -242,7 +268,9 @@ class Deployment:
                 local=bool(data.get("local", False)),
             )
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise BulwarkError(f"deployment file {file} is malformed: {type(exc).__name__} {exc}") from None
+            raise BulwarkError(
+                f"deployment file {file} is malformed: {type(exc).__name__} {exc}"
+            ) from None
 
 
 # ---------------------------------------------------------------------------- the client
@@ -260,7 +288,9 @@ def connect(rpc_url: str, timeout: float = 10.0) -> Web3:
 class Bulwark:
     """A deployment bound to a node: contract handles, calls and transactions with decoded errors."""
 
-    def __init__(self, w3: Web3, deployment: Deployment, artifacts: Mapping[str, Any] | None = None):
+    def __init__(
+        self, w3: Web3, deployment: Deployment, artifacts: Mapping[str, Any] | None = None
+    ):
         self.w3 = w3
         self.deployment = deployment
         self.artifacts = dict(artifacts if artifacts is not None else compiler.load_artifacts())
@@ -271,11 +301,15 @@ class Bulwark:
         self.ch = self.contract("ClearingHouse", c["ClearingHouse"])
         self.pool = self.contract("LiquidityPool", c["LiquidityPool"])
         self.fund = self.contract("InsuranceFund", c["InsuranceFund"])
-        self.feeds = {name: self.contract("MockAggregator", m.feed) for name, m in deployment.markets.items()}
-        self.token_scale = 10 ** (18 - deployment.collateral_decimals)
+        self.feeds = {
+            name: self.contract("MockAggregator", m.feed) for name, m in deployment.markets.items()
+        }
+        self.token_scale: int = 10 ** (18 - deployment.collateral_decimals)
 
     def contract(self, name: str, address: str) -> Contract:
-        return self.w3.eth.contract(address=to_checksum_address(address), abi=self.artifacts[name]["abi"])
+        return self.w3.eth.contract(
+            address=to_checksum_address(address), abi=self.artifacts[name]["abi"]
+        )
 
     def market_id(self, name: str) -> int:
         market = self.deployment.markets.get(name.upper())
@@ -334,7 +368,9 @@ class Bulwark:
             self.w3.eth.call(call, block_identifier=block)  # type: ignore[arg-type]
         except Exception as exc:
             return self.errors.from_exception(exc) or DecodedError("unknown", raw=str(exc))
-        return DecodedError("unknown", raw="transaction failed but the replay succeeded (out of gas?)")
+        return DecodedError(
+            "unknown", raw="transaction failed but the replay succeeded (out of gas?)"
+        )
 
     def to_tokens(self, amount_wad: int) -> int:
         return amount_wad // self.token_scale

@@ -13,6 +13,7 @@ Run ``python -m keeper.compiler [--force]`` to compile and print the deployed si
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import hashlib
@@ -154,10 +155,8 @@ def _run_solc(root: Path, sources: dict[str, Path]) -> dict[str, Any]:
         "settings": settings,
     }
     allow = [root]
-    try:
+    with contextlib.suppress(paths.ToolchainMissingError):
         allow.append(paths.toolchain_file("node_modules", root))
-    except paths.ToolchainMissingError:
-        pass
     try:
         output: dict[str, Any] = solcx.compile_standard(
             standard_input, base_path=root, allow_paths=allow, solc_binary=solc

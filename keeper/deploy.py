@@ -105,7 +105,9 @@ class Deployer:
         return to_checksum_address(address)
 
     def transact(self, name: str, address: str, method: str, *args: Any) -> Any:
-        contract = self.w3.eth.contract(address=to_checksum_address(address), abi=self.artifacts[name]["abi"])
+        contract = self.w3.eth.contract(
+            address=to_checksum_address(address), abi=self.artifacts[name]["abi"]
+        )
         return self._send(getattr(contract.functions, method)(*args), f"{name}.{method}")
 
     def _send(self, fn: Any, action: str) -> Any:
@@ -129,7 +131,9 @@ class Deployer:
         return receipt
 
 
-def link(bytecode: str, link_references: Mapping[str, Mapping[str, Any]], libraries: Mapping[str, str]) -> str:
+def link(
+    bytecode: str, link_references: Mapping[str, Mapping[str, Any]], libraries: Mapping[str, str]
+) -> str:
     """Writes library addresses into the placeholders solc left in `bytecode`."""
     code = bytecode[2:] if bytecode.startswith("0x") else bytecode
     for _source, libs in link_references.items():
@@ -190,7 +194,11 @@ def deploy_all(
         admin,
     )
     d.transact("ClearingHouse", ch, "linkAccounts", pool, fund)
-    for contract, address in (("ClearingHouse", ch), ("LiquidityPool", pool), ("InsuranceFund", fund)):
+    for contract, address in (
+        ("ClearingHouse", ch),
+        ("LiquidityPool", pool),
+        ("InsuranceFund", fund),
+    ):
         d.transact(contract, address, "grantRole", role("RISK_ADMIN_ROLE"), admin)
     d.transact("ClearingHouse", ch, "grantRole", role("GUARDIAN_ROLE"), admin)
 
@@ -199,7 +207,9 @@ def deploy_all(
         feed = (feeds or {}).get(m.name)
         if feed is None:
             answer = _to_units(m.initial_price, FEED_DECIMALS)
-            feed = d.deploy("MockAggregator", FEED_DECIMALS, m.name.replace("-", " / "), answer, admin)
+            feed = d.deploy(
+                "MockAggregator", FEED_DECIMALS, m.name.replace("-", " / "), answer, admin
+            )
         zero = "0x0000000000000000000000000000000000000000"
         d.transact("OracleAdapter", oracle, "setFeed", market_id, feed, m.heartbeat, zero, 0, 0)
         d.transact("ClearingHouse", ch, "listMarket", m.name, m.config_tuple())
@@ -207,7 +217,9 @@ def deploy_all(
 
     if mint_dev_accounts if mint_dev_accounts is not None else (local and collateral is None):
         for i in range(DEV_ACCOUNTS):
-            d.transact("MockUSDC", token, "mint", dev_account(i).address, DEV_MINT_TOKENS * 10**decimals)
+            d.transact(
+                "MockUSDC", token, "mint", dev_account(i).address, DEV_MINT_TOKENS * 10**decimals
+            )
 
     return Deployment(
         chain_id=chain_id,

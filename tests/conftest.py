@@ -83,14 +83,14 @@ class Protocol:
         self.bw.send(self.bw.fund.functions.deposit(usdc * USDC, who.address), who)
 
     def set_price(self, market: str, price: float | int) -> None:
-        answer = int(round(price * 10**8))
+        answer = round(price * 10**8)
         self.bw.send(self.bw.feeds[market].functions.updateAnswer(answer), self.admin)
 
     def price_wad(self, market: str) -> int:
         return int(self.bw.oracle.functions.priceWad(self.bw.market_id(market)).call())
 
     def trade(self, trader: LocalAccount, market: str, size: float, slippage: float = 0.05) -> Any:
-        size_wad = int(round(size * WAD))
+        size_wad = round(size * WAD)
         price = self.price_wad(market)
         limit = price * (1 + slippage) if size_wad > 0 else price * (1 - slippage)
         fn = self.bw.ch.functions.trade(self.bw.market_id(market), size_wad, int(limit))

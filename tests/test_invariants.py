@@ -74,9 +74,10 @@ def test_an_honest_book_is_conserved(book: Protocol) -> None:
     pool, fund = book.bw.pool.address, book.bw.fund.address
     margins += [book.bw.ch.functions.marginOf(a).call() for a in {pool, fund} - known]
     assert report.margin_sum_wad == sum(margins) > 0
-    assert report.token_balance_wad == book.bw.token.functions.balanceOf(
-        book.bw.ch.address
-    ).call() * book.bw.token_scale
+    assert (
+        report.token_balance_wad
+        == book.bw.token.functions.balanceOf(book.bw.ch.address).call() * book.bw.token_scale
+    )
 
 
 def test_tokens_minted_to_the_vault_break_conservation(book: Protocol) -> None:

@@ -26,7 +26,6 @@ from helpers import (
     view,
     wad,
 )
-
 from web3.exceptions import Web3RPCError
 
 from keeper import riskmath as rm

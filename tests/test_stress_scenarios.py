@@ -145,7 +145,7 @@ def test_bad_file_names_file_and_line(tmp_path: Path, text: str, message: str) -
 
 
 def test_unknown_name_and_missing_file_say_so(tmp_path: Path) -> None:
-    with pytest.raises(ScenarioError, match="unknown scenario 'nope'.*black-thursday"):
+    with pytest.raises(ScenarioError, match=r"unknown scenario 'nope'.*black-thursday"):
         scenarios.find("nope")
     with pytest.raises(ScenarioError, match="scenario file not found"):
         scenarios.find(str(tmp_path / "missing.csv"))

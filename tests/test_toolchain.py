@@ -446,7 +446,7 @@ def test_duplicate_contract_names_are_rejected(project: Path) -> None:
     (project / "contracts" / "other").mkdir()
     (project / "contracts" / "other" / "Counter.sol").write_text(COUNTER_SOL)
 
-    with pytest.raises(compiler.CompileError, match="Counter.*defined in both"):
+    with pytest.raises(compiler.CompileError, match=r"Counter.*defined in both"):
         compiler.compile_contracts(root=project)
 
 
