@@ -56,12 +56,26 @@ from keeper.screening import (
     screen,
     shard_of,
 )
-from keeper.sender import Eip1559Strategy, GasStrategy, PendingTx, SendOutcome, Simulation, TxSender
+from keeper.sender import (
+    Call,
+    Eip1559Strategy,
+    GasStrategy,
+    PendingTx,
+    SendOutcome,
+    Simulation,
+    TxSender,
+)
 
 log = get_logger()
 EXIT_OK, EXIT_ERROR, EXIT_CIRCUIT_BREAKER = 0, 2, 3
 SIDES = ("Long", "Short")
-BATCH_ENTRY_OVERHEAD = 60_000  # the batch's self-call, its try/catch and the 1/64 it must keep back
+BPS = 10_000
+PROBE_ENTRIES = 32  # entries of the batch whose eth_estimateGas gives the gas per entry
+BATCH_PREDICT_BPS = 1_000  # a batch's predicted limit: the probe's gas per entry + 10%
+BATCH_FIXED_GAS = 30_000  # plus the transaction's own overhead
+BATCH_GAS_STEPS = 6  # at most this many 15% raises of a batch whose eth_call fell short
+BATCH_HEADROOM_BPS = 300  # sent with 3% above the verified limit: state moves before inclusion
+BATCH_BLOCK_SHARE = 4  # a batch takes at most a quarter of the block gas limit
 BAD_DEBT_ROUNDS = 6  # cover/ADL/socialise steps within one round
 BAD_DEBT_ACTIONS = frozenset({"coverBadDebt", "autoDeleverage", "socializeBadDebt"})
 
@@ -770,16 +784,17 @@ class Keeper:
     def _send_entries(
         self, entries: list[tuple[str, int]], snap: MarketSnapshot, result: PassResult
     ) -> set[str]:
-        """Simulates, batches, sends and waits; returns the accounts liquidated."""
+        """Simulates each entry, sizes the batches to the block, sends them all back to back with
+        consecutive nonces, then waits once for them all; returns the accounts liquidated."""
         before = len(result.liquidated)
-        passing = self._simulate_entries(entries, result)
+        passing = self._simulate_entries(entries, snap.block, result)
         sent: list[PendingTx] = []
-        for chunk, gas in self._batches(passing, snap.block):
-            pending = self._send_batch(chunk, gas, snap.block, result)
-            if pending is not None:
-                sent.append(pending)
-        for pending in sent:
-            self._note_outcome(self.sender.wait(pending, self.settings.receipt_timeout), result)
+        for chunk, gas, would in self._fit_batches(passing, snap.block, result):
+            if self.stopping:
+                break
+            sent.append(self._send_batch(chunk, gas, would, snap.block, result))
+        for outcome in self.sender.wait_all(sent, self.settings.receipt_timeout):
+            self._note_outcome(outcome, result)
         return {a for a, _ in result.liquidated[before:]}
 
     def _choose_entries(
@@ -817,12 +832,14 @@ class Keeper:
         return entries
 
     def _simulate_entries(
-        self, entries: list[tuple[str, int]], result: PassResult
-    ) -> list[tuple[str, int, int]]:
-        """Each entry simulated alone as ``liquidate``: (account, market, gas) of those that would pass."""
-        fns = [self.bw.ch.functions.liquidate(a, m) for a, m in entries]
+        self, entries: list[tuple[str, int]], head: BlockRef, result: PassResult
+    ) -> list[tuple[str, int]]:
+        """Each entry simulated alone (an eth_call of ``liquidate``, all in one batch): those that
+        would pass. One that would revert is a lost race (or nothing left to do): logged, dropped."""
+        calls = [self._call("liquidate", [a, m]) for a, m in entries]
+        outcomes = self.sender.call_many(calls, after=head)
         passing = []
-        for (account, market), outcome in zip(entries, self.sender.estimate_many(fns), strict=True):
+        for (account, market), outcome in zip(entries, outcomes, strict=True):
             if isinstance(outcome, DecodedError):
                 result.races_lost += 1
                 self.metrics.races_lost.inc()
@@ -831,48 +848,101 @@ class Keeper:
                     extra=kv(account=account, market=market, error=str(outcome)),
                 )
             else:
-                passing.append((account, market, outcome))
+                passing.append((account, market))
         return passing
 
-    def _batches(self, passing: list[tuple[str, int, int]], head: BlockRef):  # type: ignore[no-untyped-def]
-        """Chunks of at most `max_batch` entries and under 80% of the block gas limit, with gas limits."""
-        budget = head.gas_limit * 8 // 10
-        chunk: list[tuple[str, int]] = []
-        gas = 0
-        for account, market, estimate in passing:
-            need = self.sender.with_margin(estimate) + BATCH_ENTRY_OVERHEAD
-            if chunk and (len(chunk) >= self.settings.max_batch or gas + need > budget):
-                yield chunk, gas + 50_000
-                chunk, gas = [], 0
-            chunk.append((account, market))
-            gas += need
-        if chunk:
-            yield chunk, gas + 50_000
+    def _call(self, fn: str, args: list[Any]) -> Call:
+        return Call(self.bw.ch.address, self.index.calls.data(fn, args))
+
+    def _batch_call(self, chunk: list[tuple[str, int]]) -> Call:
+        return self._call("liquidateBatch", [[a for a, _ in chunk], [m for _, m in chunk]])
+
+    def _fit_batches(
+        self, passing: list[tuple[str, int]], head: BlockRef, result: PassResult
+    ) -> list[tuple[list[tuple[str, int]], int, int]]:
+        """Batches sized to the block, each with a gas limit at which an eth_call of it liquidates
+        every entry it can: (entries, gas limit, entries that would succeed).
+
+        The batch runs each entry in a try/catch self-call, so a batch short of gas does not revert:
+        it skips the entries it cannot pay for, and eth_estimateGas of the batch can stop at such a
+        limit. So one eth_estimateGas of a probe gives the gas per entry, each batch's limit is
+        predicted from it, and an eth_call at that limit must return the count that the block's
+        whole gas limit gets; a batch that falls short gets more gas until it does. A batch is at
+        most `max_batch` entries and a quarter of the block gas limit: several share a block, and
+        the gas the last one reserves beyond what it uses (refunds, headroom) wastes little."""
+        if not passing:
+            return []
+        block_gas = head.gas_limit
+        probe = passing[: min(PROBE_ENTRIES, self.settings.max_batch)]
+        estimate = self.sender.estimate_many([self._batch_call(probe)])[0]
+        if isinstance(estimate, DecodedError):
+            self._batch_lost(len(passing), "the batch simulation failed", result, str(estimate))
+            return []
+        per_entry = estimate * (BPS + BATCH_PREDICT_BPS) / BPS / len(probe)
+        size = max(1, min(self.settings.max_batch, int(block_gas // BATCH_BLOCK_SHARE / per_entry)))
+        chunks = [passing[i : i + size] for i in range(0, len(passing), size)]
+        gases = [min(block_gas, int(per_entry * len(c)) + BATCH_FIXED_GAS) for c in chunks]
+        wants = [len(c) for c in chunks]
+        counts = self._batch_counts(chunks, gases, head)
+        short = [k for k, c in enumerate(counts) if c < wants[k]]
+        if short:  # what each would do with the whole block, then more gas until it does that
+            full = self._batch_counts([chunks[k] for k in short], [block_gas] * len(short), head)
+            for k, got in zip(short, full, strict=True):
+                wants[k] = got
+            for _ in range(BATCH_GAS_STEPS):
+                short = [k for k in short if counts[k] < wants[k] and gases[k] < block_gas]
+                if not short:
+                    break
+                for k in short:
+                    gases[k] = min(block_gas, gases[k] * 115 // 100)
+                again = self._batch_counts(
+                    [chunks[k] for k in short], [gases[k] for k in short], head
+                )
+                for k, got in zip(short, again, strict=True):
+                    counts[k] = got
+        log.debug(
+            "batches fitted",
+            extra=kv(
+                entries=len(passing),
+                probe_gas=estimate,
+                batches=len(chunks),
+                gas=gases,
+                would=counts,
+                possible=wants,
+            ),
+        )
+        fitted = []
+        for chunk, gas, count, want in zip(chunks, gases, counts, wants, strict=True):
+            if want == 0:
+                self._batch_lost(len(chunk), "the batch would liquidate nothing", result)
+                continue
+            if count < want:
+                gas = block_gas
+            fitted.append((chunk, min(block_gas, gas * (BPS + BATCH_HEADROOM_BPS) // BPS), want))
+        return fitted
+
+    def _batch_counts(
+        self, chunks: list[list[tuple[str, int]]], gases: list[int], head: BlockRef
+    ) -> list[int]:
+        """How many entries each batch would liquidate with its gas limit (eth_call, one batch)."""
+        replies = self.sender.call_many([self._batch_call(c) for c in chunks], gases, head)
+        return [0 if isinstance(r, DecodedError) else int(r, 16) for r in replies]
+
+    def _batch_lost(
+        self, entries: int, why: str, result: PassResult, error: str | None = None
+    ) -> None:
+        result.races_lost += entries
+        self.metrics.races_lost.inc(entries)
+        log.info(f"not sending: {why}", extra=kv(entries=entries, error=error))
 
     def _send_batch(
-        self, chunk: list[tuple[str, int]], gas: int, head: BlockRef, result: PassResult
-    ) -> PendingTx | None:
+        self, chunk: list[tuple[str, int]], gas: int, would: int, head: BlockRef, result: PassResult
+    ) -> PendingTx:
         accounts, markets = [a for a, _ in chunk], [m for _, m in chunk]
-        fn = self.bw.ch.functions.liquidateBatch(accounts, markets)
-        try:
-            would = int(fn.call({"from": self.signer.address, "gas": gas}))
-        except Exception as exc:
-            decoded = self.bw.errors.from_exception(exc)
-            if decoded is None:
-                raise
-            log.warning(
-                "batch simulation reverted", extra=kv(entries=len(chunk), error=str(decoded))
-            )
-            return None
-        if would == 0:
-            result.races_lost += len(chunk)
-            self.metrics.races_lost.inc(len(chunk))
-            log.info("not sending: the batch would liquidate nothing", extra=kv(entries=len(chunk)))
-            return None
-        if self.stopping:
-            return None
         keys = [("liquidate", a, m) for a, m in chunk]
-        pending = self.sender.send(fn, action="liquidateBatch", gas=gas, keys=keys, head=head)
+        pending = self.sender.send(
+            self._batch_call(chunk), action="liquidateBatch", gas=gas, keys=keys, head=head
+        )
         result.sent += chunk
         result.transactions.append(pending.hashes[0])
         self.metrics.liquidations_sent.inc(len(chunk))
@@ -880,8 +950,10 @@ class Keeper:
             "liquidating",
             extra=kv(
                 tx=pending.hashes[0],
+                nonce=pending.nonce,
                 entries=len(chunk),
                 would_succeed=would,
+                gas=gas,
                 accounts=accounts,
                 markets=markets,
             ),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -120,6 +120,21 @@ class NonceManager:
 # ---------------------------------------------------------------------------- transactions
 
 
+@dataclass(frozen=True)
+class Call:
+    """A contract call already encoded (by :class:`keeper.index.Calls`): target and calldata."""
+
+    to: str
+    data: str
+
+
+def as_call(fn: Any) -> Call:
+    """A :class:`Call` from a web3 contract function (or a Call, unchanged)."""
+    if isinstance(fn, Call):
+        return fn
+    return Call(str(fn.address), str(fn._encode_transaction_data()))
+
+
 @dataclass
 class PendingTx:
     action: str
@@ -161,6 +176,11 @@ class Simulation(Exception):
 
 
 _NONCE_ERRORS = ("nonce too low", "already known", "nonce too high", "invalid nonce")
+_INVALID_PARAMS = -32602
+
+
+def _refused_params(reply: Any) -> bool:
+    return isinstance(reply, RpcFailure) and reply.code == _INVALID_PARAMS and not reply.data
 
 
 class TxSender:
@@ -190,6 +210,7 @@ class TxSender:
         self.poll_interval = poll_interval
         self.drop_grace = drop_grace
         self.pending: dict[int, PendingTx] = {}  # nonce -> transaction
+        self._block_overrides = True  # the node takes eth_call's block overrides (until refused)
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ in flight
@@ -202,6 +223,11 @@ class TxSender:
 
     def estimate(self, fn: Any, action: str) -> int:
         """Simulates with eth_estimateGas from the signer; a revert raises :class:`Simulation`."""
+        if isinstance(fn, Call):
+            (outcome,) = self.estimate_many([fn])
+            if isinstance(outcome, DecodedError):
+                raise Simulation(action, outcome)
+            return outcome
         try:
             return int(fn.estimate_gas({"from": self.signer.address}))
         except Exception as exc:
@@ -210,23 +236,51 @@ class TxSender:
                 raise
             raise Simulation(action, decoded) from None
 
-    def estimate_many(self, fns: list[Any]) -> list[int | DecodedError]:
-        """Simulates many calls independently in one batch: gas, or the decoded revert."""
-        reqs = [
-            (
-                "eth_estimateGas",
-                [
-                    {
-                        "from": self.signer.address,
-                        "to": fn.address,
-                        "data": fn._encode_transaction_data(),
-                    }
-                ],
-            )
-            for fn in fns
-        ]
-        out: list[int | DecodedError] = []
-        for reply in rpc_batch(self.bw.w3, reqs):
+    def estimate_many(self, calls: Sequence[Any]) -> list[int | DecodedError]:
+        """eth_estimateGas of many calls, independently, in one batch: gas, or the decoded revert."""
+        replies = self._simulate("eth_estimateGas", calls, None, None)
+        return [r if isinstance(r, DecodedError) else int(r, 16) for r in replies]
+
+    def call_many(
+        self,
+        calls: Sequence[Any],
+        gas: Sequence[int] | None = None,
+        after: BlockRef | None = None,
+    ) -> list[str | DecodedError]:
+        """eth_call of many calls (each with its gas limit, if given) in one batch: the raw answer,
+        or the decoded revert. One execution each, where eth_estimateGas runs a search of many.
+
+        They run on the pending state (our own transactions in the pool included) and, given the
+        head `after`, at a time one second past it, as a transaction sent now will: work that
+        depends on time passing (funding accrues, a settlement writes) costs gas that a call in
+        the head's own second would not see."""
+        return self._simulate("eth_call", calls, gas, after)
+
+    def _simulate(
+        self,
+        method: str,
+        calls: Sequence[Any],
+        gas: Sequence[int] | None,
+        after: BlockRef | None,
+    ) -> list[str | DecodedError]:
+        reqs: list[tuple[str, list[Any]]] = []
+        overrides = self._block_overrides and after is not None and method == "eth_call"
+        for n, fn in enumerate(calls):
+            call = as_call(fn)
+            tx: dict[str, Any] = {"from": self.signer.address, "to": call.to, "data": call.data}
+            if gas is not None:
+                tx["gas"] = hex(gas[n])
+            params: list[Any] = [tx, "pending"]
+            if overrides and after is not None:
+                params += [{}, {"number": hex(after.number + 1), "time": hex(after.timestamp + 1)}]
+            reqs.append((method, params))
+        replies = rpc_batch(self.bw.w3, reqs)
+        if overrides and replies and all(_refused_params(r) for r in replies):
+            log.warning("the node refuses block overrides in eth_call; simulating without them")
+            self._block_overrides = False
+            return self._simulate(method, calls, gas, None)
+        out: list[str | DecodedError] = []
+        for reply in replies:
             if isinstance(reply, RpcFailure):
                 out.append(
                     self.bw.errors.decode(reply.data)
@@ -234,7 +288,7 @@ class TxSender:
                     else DecodedError("Error", {"message": reply.message})
                 )
             else:
-                out.append(int(reply, 16))
+                out.append(str(reply))
         return out
 
     def with_margin(self, gas: int) -> int:
@@ -256,12 +310,12 @@ class TxSender:
             gas = self.with_margin(self.estimate(fn, action))
         head = head or get_block(self.bw.w3)
         fees = self.gas.initial(head.base_fee)
-        data = fn._encode_transaction_data()
+        call = as_call(fn)
         tx: dict[str, Any] = {
             "type": 2,
             "chainId": self.bw.deployment.chain_id,
-            "to": fn.address,
-            "data": data,
+            "to": call.to,
+            "data": call.data,
             "value": 0,
             "gas": gas,
             "maxFeePerGas": fees.max_fee,
@@ -346,6 +400,33 @@ class TxSender:
                 )
                 return SendOutcome(pending)
             time.sleep(self.poll_interval)
+
+    def wait_all(self, pendings: Sequence[PendingTx], timeout: float) -> list[SendOutcome]:
+        """Waits for every one of `pendings` (sent back to back) against one deadline; the outcomes
+        in the same order (those still pending at the deadline stay tracked as in flight)."""
+        deadline = time.monotonic() + timeout
+        done: dict[int, SendOutcome] = {}
+        waiting = list(pendings)
+        while waiting:
+            waiting = [p for p in waiting if not self._settle(p, done)]
+            if not waiting:
+                break
+            if time.monotonic() >= deadline:
+                for p in waiting:
+                    log.warning(
+                        "still pending after the timeout; tracking it as in flight",
+                        extra=kv(action=p.action, nonce=p.nonce, tx=p.hashes[-1]),
+                    )
+                    done[id(p)] = SendOutcome(p)
+                break
+            time.sleep(self.poll_interval)
+        return [done[id(p)] for p in pendings]
+
+    def _settle(self, pending: PendingTx, done: dict[int, SendOutcome]) -> bool:
+        outcome = self.check(pending)
+        if outcome is not None:
+            done[id(pending)] = outcome
+        return outcome is not None
 
     def poll(self) -> list[SendOutcome]:
         """Checks every transaction in flight (replacing lingering ones); returns those that finished."""

@@ -8,11 +8,11 @@ import pytest
 from eth_account import Account
 from test_keeper_support import Chain, crash_book
 
-from keeper import invariants
+from keeper import daemon, invariants
 from keeper.chain import Bulwark, BulwarkError, dev_account
 from keeper.config import KeeperSettings
 from keeper.daemon import Keeper, PassResult
-from keeper.node import AnvilNode
+from keeper.node import AnvilError, AnvilNode
 
 KEEPER = dev_account(3)
 RIVAL = dev_account(5)
@@ -171,3 +171,72 @@ def test_the_largest_position_is_liquidated_first(chain: Chain) -> None:
         result.liquidated
     )
     assert chain.events("LiquidationSkipped", start) == [] and result.races_lost == 0
+
+
+def test_a_round_sends_its_batches_back_to_back_and_they_share_a_block(chain: Chain) -> None:
+    # given eight accounts liquidatable at once, batches of at most three, a node not mining
+    traders = crash_book(chain, 8, salt="backtoback", margin=500, smallest=2.0, largest=3.0)
+    addresses = [t.address for t in traders]
+    k = keeper(chain, max_batch=3, receipt_timeout=0.5, replace_after_seconds=60.0)
+    k.run_once()
+    update_block = chain.set_price("ETH-USD", 2650)["blockNumber"]
+    doomed = chain.liquidatable(addresses)
+    assert len(doomed) > 6
+    nonce = chain.w3.eth.get_transaction_count(KEEPER.address)
+    chain.rpc("evm_setAutomine", False)
+    try:
+        # when one pass runs
+        first = k.run_once()
+        # then every batch went out without waiting for the one before, with consecutive nonces
+        pending = sorted(k.sender.pending.values(), key=lambda p: p.nonce)
+        assert [p.nonce for p in pending] == list(range(nonce, nonce + len(pending)))
+        assert len(pending) == -(-len(doomed) // 3) and {a for a, _ in first.sent} == set(doomed)
+        gas_limit = chain.w3.eth.get_block("latest")["gasLimit"]
+        assert all(len(p.keys) <= 3 and p.tx["gas"] <= gas_limit // 4 for p in pending)
+        chain.rpc("evm_mine")
+    finally:
+        chain.rpc("evm_setAutomine", True)
+    # and one block took them all, each liquidating every entry within its gas limit
+    second = k.run_once()
+    assert k.sender.pending == {} and second.sent == []
+    assert sorted(a for a, _ in second.liquidated) == sorted(doomed)
+    blocks = {e["blockNumber"] for e in chain.events("Liquidated", update_block)}
+    assert len(blocks) == 1 and chain.events("LiquidationSkipped", update_block) == []
+    for p in pending:
+        receipt = chain.w3.eth.get_transaction_receipt(p.hashes[-1])
+        assert receipt["status"] == 1 and receipt["gasUsed"] < p.tx["gas"]
+
+
+def test_a_batch_predicted_short_of_gas_gets_more_until_every_entry_fits(
+    chain: Chain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a prediction of 70% of the gas a batch needs (the batch would skip entries, not revert)
+    monkeypatch.setattr(daemon, "BATCH_PREDICT_BPS", -3_000)
+    monkeypatch.setattr(daemon, "BATCH_HEADROOM_BPS", 0)
+    traders = crash_book(chain, 6, salt="shortgas", margin=500, smallest=2.0, largest=3.0)
+    k = keeper(chain)
+    k.run_once()
+    start = chain.set_price("ETH-USD", 2650)["blockNumber"]
+    doomed = chain.liquidatable([t.address for t in traders])
+
+    # when the keeper fits the batch, then the eth_call check raised its gas until all would pass
+    result = PassResult(0)
+    (fitted,) = k._fit_batches([(a, 0) for a in doomed], k._advance()[1].block, result)
+    chunk, gas, would = fitted
+    assert would == len(doomed) == len(chunk) and gas < daemon.BATCH_FIXED_GAS * 100
+    call = k._batch_call(chunk)
+    tx = {"from": KEEPER.address, "to": call.to, "data": call.data}
+
+    def liquidated_with(limit: int) -> int:
+        try:
+            return int(chain.rpc("eth_call", {**tx, "gas": hex(limit)}, "latest"), 16)
+        except AnvilError:  # out of gas outside the entries' try/catch
+            return 0
+
+    assert liquidated_with(gas) == len(doomed) and liquidated_with(gas * 2 // 3) < len(doomed)
+    (probe,) = k.sender.estimate_many([call])
+    assert isinstance(probe, int) and gas > probe * 7 // 10 + daemon.BATCH_FIXED_GAS  # raised
+    # and a pass sends it so: every entry liquidated, none skipped
+    done = k.run_once()
+    assert {a for a, _ in done.liquidated} == set(doomed)
+    assert chain.events("LiquidationSkipped", start) == []
