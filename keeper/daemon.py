@@ -94,6 +94,17 @@ class AdlStep:
 
 
 @dataclass
+class Batch:
+    """One liquidateBatch transaction in the making: its entries, its gas limit, how many entries an
+    eth_call at that limit liquidates, and how many it should."""
+
+    entries: list[tuple[str, int]]
+    gas: int
+    want: int
+    count: int = 0
+
+
+@dataclass
 class PassResult:
     """What one full pass saw and did."""
 
@@ -789,10 +800,10 @@ class Keeper:
         before = len(result.liquidated)
         passing = self._simulate_entries(entries, snap.block, result)
         sent: list[PendingTx] = []
-        for chunk, gas, would in self._fit_batches(passing, snap.block, result):
+        for batch in self._fit_batches(passing, snap.block, result):
             if self.stopping:
                 break
-            sent.append(self._send_batch(chunk, gas, would, snap.block, result))
+            sent.append(self._send_batch(batch, snap.block, result))
         for outcome in self.sender.wait_all(sent, self.settings.receipt_timeout):
             self._note_outcome(outcome, result)
         return {a for a, _ in result.liquidated[before:]}
@@ -859,74 +870,81 @@ class Keeper:
 
     def _fit_batches(
         self, passing: list[tuple[str, int]], head: BlockRef, result: PassResult
-    ) -> list[tuple[list[tuple[str, int]], int, int]]:
+    ) -> list[Batch]:
         """Batches sized to the block, each with a gas limit at which an eth_call of it liquidates
-        every entry it can: (entries, gas limit, entries that would succeed).
+        every entry it can.
 
         The batch runs each entry in a try/catch self-call, so a batch short of gas does not revert:
         it skips the entries it cannot pay for, and eth_estimateGas of the batch can stop at such a
         limit. So one eth_estimateGas of a probe gives the gas per entry, each batch's limit is
-        predicted from it, and an eth_call at that limit must return the count that the block's
-        whole gas limit gets; a batch that falls short gets more gas until it does. A batch is at
-        most `max_batch` entries and a quarter of the block gas limit: several share a block, and
-        the gas the last one reserves beyond what it uses (refunds, headroom) wastes little."""
+        predicted from it, and an eth_call at that limit must return its count; a batch that
+        falls short gets more gas until it returns what the block's whole gas limit would get. A
+        batch is at most `max_batch` entries and a quarter of the block gas limit: several share a
+        block, and the gas the last one reserves beyond what it uses (refunds, headroom) wastes
+        little."""
+        batches = self._plan_batches(passing, head, result)
+        self._check_batches(batches, head)
+        fitted = []
+        for batch in batches:
+            if batch.want == 0:
+                self._batch_lost(len(batch.entries), "the batch would liquidate nothing", result)
+                continue
+            gas = batch.gas if batch.count >= batch.want else head.gas_limit
+            batch.gas = min(head.gas_limit, gas * (BPS + BATCH_HEADROOM_BPS) // BPS)
+            fitted.append(batch)
+        return fitted
+
+    def _plan_batches(
+        self, passing: list[tuple[str, int]], head: BlockRef, result: PassResult
+    ) -> list[Batch]:
+        """Chunks and predicted gas limits, from one eth_estimateGas of a probe batch."""
         if not passing:
             return []
-        block_gas = head.gas_limit
         probe = passing[: min(PROBE_ENTRIES, self.settings.max_batch)]
         estimate = self.sender.estimate_many([self._batch_call(probe)])[0]
         if isinstance(estimate, DecodedError):
             self._batch_lost(len(passing), "the batch simulation failed", result, str(estimate))
             return []
         per_entry = estimate * (BPS + BATCH_PREDICT_BPS) / BPS / len(probe)
-        size = max(1, min(self.settings.max_batch, int(block_gas // BATCH_BLOCK_SHARE / per_entry)))
+        share = head.gas_limit // BATCH_BLOCK_SHARE
+        size = max(1, min(self.settings.max_batch, int(share / per_entry)))
         chunks = [passing[i : i + size] for i in range(0, len(passing), size)]
-        gases = [min(block_gas, int(per_entry * len(c)) + BATCH_FIXED_GAS) for c in chunks]
-        wants = [len(c) for c in chunks]
-        counts = self._batch_counts(chunks, gases, head)
-        short = [k for k, c in enumerate(counts) if c < wants[k]]
-        if short:  # what each would do with the whole block, then more gas until it does that
-            full = self._batch_counts([chunks[k] for k in short], [block_gas] * len(short), head)
-            for k, got in zip(short, full, strict=True):
-                wants[k] = got
-            for _ in range(BATCH_GAS_STEPS):
-                short = [k for k in short if counts[k] < wants[k] and gases[k] < block_gas]
-                if not short:
-                    break
-                for k in short:
-                    gases[k] = min(block_gas, gases[k] * 115 // 100)
-                again = self._batch_counts(
-                    [chunks[k] for k in short], [gases[k] for k in short], head
-                )
-                for k, got in zip(short, again, strict=True):
-                    counts[k] = got
-        log.debug(
-            "batches fitted",
-            extra=kv(
-                entries=len(passing),
-                probe_gas=estimate,
-                batches=len(chunks),
-                gas=gases,
-                would=counts,
-                possible=wants,
-            ),
-        )
-        fitted = []
-        for chunk, gas, count, want in zip(chunks, gases, counts, wants, strict=True):
-            if want == 0:
-                self._batch_lost(len(chunk), "the batch would liquidate nothing", result)
-                continue
-            if count < want:
-                gas = block_gas
-            fitted.append((chunk, min(block_gas, gas * (BPS + BATCH_HEADROOM_BPS) // BPS), want))
-        return fitted
+        return [
+            Batch(c, min(head.gas_limit, int(per_entry * len(c)) + BATCH_FIXED_GAS), len(c))
+            for c in chunks
+        ]
 
-    def _batch_counts(
-        self, chunks: list[list[tuple[str, int]]], gases: list[int], head: BlockRef
-    ) -> list[int]:
+    def _check_batches(self, batches: list[Batch], head: BlockRef) -> None:
+        """An eth_call of each batch at its limit; one short of its count learns what the whole
+        block's gas would liquidate, then gets 15% more gas at a time until it does that."""
+        self._count(batches, head)
+        short = [b for b in batches if b.count < b.want]
+        if not short:
+            return
+        predicted = [(b.gas, b.count) for b in short]
+        for b in short:
+            b.gas = head.gas_limit
+        self._count(short, head)
+        for b, (gas, count) in zip(short, predicted, strict=True):
+            b.want, b.gas, b.count = b.count, gas, count
+        for _ in range(BATCH_GAS_STEPS):
+            short = [b for b in short if b.count < b.want and b.gas < head.gas_limit]
+            if not short:
+                break
+            for b in short:
+                b.gas = min(head.gas_limit, b.gas * 115 // 100)
+            self._count(short, head)
+        log.debug(
+            "batches raised",
+            extra=kv(gas=[b.gas for b in batches], would=[b.count for b in batches]),
+        )
+
+    def _count(self, batches: list[Batch], head: BlockRef) -> None:
         """How many entries each batch would liquidate with its gas limit (eth_call, one batch)."""
-        replies = self.sender.call_many([self._batch_call(c) for c in chunks], gases, head)
-        return [0 if isinstance(r, DecodedError) else int(r, 16) for r in replies]
+        calls = [self._batch_call(b.entries) for b in batches]
+        replies = self.sender.call_many(calls, [b.gas for b in batches], head)
+        for b, reply in zip(batches, replies, strict=True):
+            b.count = 0 if isinstance(reply, DecodedError) else int(reply, 16)
 
     def _batch_lost(
         self, entries: int, why: str, result: PassResult, error: str | None = None
@@ -935,9 +953,8 @@ class Keeper:
         self.metrics.races_lost.inc(entries)
         log.info(f"not sending: {why}", extra=kv(entries=entries, error=error))
 
-    def _send_batch(
-        self, chunk: list[tuple[str, int]], gas: int, would: int, head: BlockRef, result: PassResult
-    ) -> PendingTx:
+    def _send_batch(self, batch: Batch, head: BlockRef, result: PassResult) -> PendingTx:
+        chunk, gas = batch.entries, batch.gas
         accounts, markets = [a for a, _ in chunk], [m for _, m in chunk]
         keys = [("liquidate", a, m) for a, m in chunk]
         pending = self.sender.send(
@@ -952,7 +969,7 @@ class Keeper:
                 tx=pending.hashes[0],
                 nonce=pending.nonce,
                 entries=len(chunk),
-                would_succeed=would,
+                would_succeed=batch.want,
                 gas=gas,
                 accounts=accounts,
                 markets=markets,

@@ -222,8 +222,9 @@ def test_a_batch_predicted_short_of_gas_gets_more_until_every_entry_fits(
     # when the keeper fits the batch, then the eth_call check raised its gas until all would pass
     result = PassResult(0)
     (fitted,) = k._fit_batches([(a, 0) for a in doomed], k._advance()[1].block, result)
-    chunk, gas, would = fitted
-    assert would == len(doomed) == len(chunk) and gas < daemon.BATCH_FIXED_GAS * 100
+    chunk, gas = fitted.entries, fitted.gas
+    assert fitted.want == fitted.count == len(doomed) == len(chunk)
+    assert gas < daemon.BATCH_FIXED_GAS * 100
     call = k._batch_call(chunk)
     tx = {"from": KEEPER.address, "to": call.to, "data": call.data}
 
