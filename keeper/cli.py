@@ -422,9 +422,7 @@ def build_parser() -> Parser:
         metavar="SECONDS",
         help="replay one price every SECONDS of the path (0: every row; default: the scenario's)",
     )
-    sx.add_argument(
-        "--max-steps", type=_positive_int, metavar="N", help="stop after N price steps"
-    )
+    sx.add_argument("--max-steps", type=_positive_int, metavar="N", help="stop after N price steps")
 
     demo = add(commands, "demo", "the whole story on an embedded Anvil, start to finish", cmd_demo)
     demo.add_argument("--out", metavar="DIR", help="report directory (default reports/demo)")

@@ -80,8 +80,7 @@ def decimal_to_units(
     if exact and whole != scaled:
         unit_text = f" {unit}" if unit else ""
         raise UnitError(
-            f"{what} {_plain(value)}{unit_text} has more than {decimals} "
-            "decimal places"
+            f"{what} {_plain(value)}{unit_text} has more than {decimals} decimal places"
         )
     return int(whole)
 

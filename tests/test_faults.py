@@ -428,9 +428,7 @@ def test_rpc_faults_back_off_recover_and_finish(book: Book, case: FaultCase) -> 
 
 def test_a_stuck_batch_is_replaced_by_the_daemon_and_mined_once(book: Book) -> None:
     chain, traders = book.chain, book.traders
-    keeper = Keeper(
-        chain.bw, KEEPER, settings(replace_after_seconds=0.4, receipt_timeout=30.0)
-    )
+    keeper = Keeper(chain.bw, KEEPER, settings(replace_after_seconds=0.4, receipt_timeout=30.0))
     keeper.run_once()
     first_nonce = nonce_of(chain)
     chain.rpc("evm_setAutomine", False)
