@@ -874,14 +874,14 @@ class Keeper:
         """Batches sized to the block, each with a gas limit at which an eth_call of it liquidates
         every entry it can.
 
-        The batch runs each entry in a try/catch self-call, so a batch short of gas does not revert:
-        it skips the entries it cannot pay for, and eth_estimateGas of the batch can stop at such a
-        limit. So one eth_estimateGas of a probe gives the gas per entry, each batch's limit is
-        predicted from it, and an eth_call at that limit must return its count; a batch that
-        falls short gets more gas until it returns what the block's whole gas limit would get. A
-        batch is at most `max_batch` entries and a quarter of the block gas limit: several share a
-        block, and the gas the last one reserves beyond what it uses (refunds, headroom) wastes
-        little."""
+        One eth_estimateGas of a probe batch gives the gas per entry and each batch's limit is
+        predicted from it; an eth_call at that limit must then return the batch's count. Each entry
+        runs in a try/catch self-call: one that fails for its own reason is skipped (the count is
+        lower at any gas), one that runs out of gas reverts the batch (LiquidationBatchOutOfGas).
+        So a batch that falls short learns what the block's whole gas limit would liquidate, and
+        gets more gas until it does that. A batch is at most `max_batch` entries and a quarter of
+        the block gas limit: several share a block, and the gas the last one reserves beyond what
+        it uses (refunds, headroom) wastes little."""
         batches = self._plan_batches(passing, head, result)
         self._check_batches(batches, head)
         fitted = []

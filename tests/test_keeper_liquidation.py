@@ -210,7 +210,7 @@ def test_a_round_sends_its_batches_back_to_back_and_they_share_a_block(chain: Ch
 def test_a_batch_predicted_short_of_gas_gets_more_until_every_entry_fits(
     chain: Chain, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # given a prediction of 70% of the gas a batch needs (the batch would skip entries, not revert)
+    # given a prediction of 70% of the gas a batch needs (at that limit the batch runs out of gas)
     monkeypatch.setattr(daemon, "BATCH_PREDICT_BPS", -3_000)
     monkeypatch.setattr(daemon, "BATCH_HEADROOM_BPS", 0)
     traders = crash_book(chain, 6, salt="shortgas", margin=500, smallest=2.0, largest=3.0)
@@ -231,7 +231,7 @@ def test_a_batch_predicted_short_of_gas_gets_more_until_every_entry_fits(
     def liquidated_with(limit: int) -> int:
         try:
             return int(chain.rpc("eth_call", {**tx, "gas": hex(limit)}, "latest"), 16)
-        except AnvilError:  # out of gas outside the entries' try/catch
+        except AnvilError:  # LiquidationBatchOutOfGas, or out of gas outside the entries
             return 0
 
     assert liquidated_with(gas) == len(doomed) and liquidated_with(gas * 2 // 3) < len(doomed)
