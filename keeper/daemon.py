@@ -512,6 +512,8 @@ class Keeper:
         )
 
     def shutdown(self) -> None:
+        if not self._started:  # the startup checks refused: nothing ran, nothing to save or report
+            return
         self.index.maybe_save(force=True)
         if self._server is not None:
             self._server.stop()

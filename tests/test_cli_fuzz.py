@@ -419,12 +419,6 @@ def test_a_deployment_file_that_lies_is_refused_before_any_amount_is_scaled(
     assert before.code == 0 and runner(account).out == before.out  # nothing was deposited
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="keeper/daemon.py: Keeper.shutdown runs (and logs 'keeper stopped ... exit_code=0') "
-    "even when the startup checks refused to start, so a refused `bulwark keeper` prints a "
-    "misleading second line before its error",
-)
 def test_a_keeper_that_cannot_start_says_so_in_one_line(runner: Runner) -> None:
     chain = ["--rpc", runner.rpc, "--deployment", str(runner.deployment)]
     outcome = runner(["keeper", "--once", "--dev-account", "10", *chain])  # no ETH for gas
