@@ -61,7 +61,7 @@ def _settings(kind: str) -> Any:
 
 
 SETTINGS_NOTES = {
-    "default": "keeper, KeeperSettings() defaults (max_batch 40, gas margin 30%)",
+    "default": "keeper, KeeperSettings() defaults (max_batch 40)",
     "tuned": "keeper, KeeperSettings(max_batch=400, gas_margin_bps=1000)",
     "reference": "bench reference driver (not the keeper): healthsOf, batches of half a block from "
     "separate wallets, gas from eth_estimateGas checked by eth_call returning every entry",

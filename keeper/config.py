@@ -56,7 +56,8 @@ class KeeperSettings:
     """Accounts per healthsOf call."""
     # ---- sending
     max_batch: int = 40
-    """Liquidations per liquidateBatch transaction."""
+    """Most liquidations per liquidateBatch transaction (a batch also stays within a quarter of the
+    block gas limit)."""
     max_rounds_per_pass: int = 8
     """Rounds of liquidate, then cover/ADL/socialise, on fresh state within one pass."""
     priority_fee_wei: int = 1 * GWEI
@@ -74,7 +75,8 @@ class KeeperSettings:
     receipt_timeout: float = 60.0
     """Seconds a pass waits for its transactions; afterwards they stay tracked as in flight."""
     gas_margin_bps: int = 5_000
-    """Gas limit = simulated gas x (1 + margin)."""
+    """Gas limit = simulated gas x (1 + margin) for ADL, cover and socialise. Liquidation batches are
+    sized by an eth_call that must liquidate every entry at the limit, plus 3%."""
     min_eth_balance_wei: int = 10**16
     """The signer needs at least this much ETH at startup (0.01 ETH)."""
     # ---- ADL and bad debt
