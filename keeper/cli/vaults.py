@@ -1,0 +1,285 @@
+"""`bulwark pool ...` and `bulwark fund ...`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from web3.types import TxReceipt
+
+from keeper import status, units
+from keeper.chain import Bulwark, BulwarkError
+from keeper.cli.args import EXIT_OK, MAX_UINT, UsageError
+from keeper.cli.context import (
+    Context,
+    chain_now,
+    ensure_allowance,
+    parse_address,
+    parse_amount,
+    require_wallet_balance,
+    send,
+    token_info,
+)
+from keeper.cli.render import duration, events, tokens, tokens_exact, tx_info, wad, wad_exact, when
+
+# ---------------------------------------------------------------------------- pool
+
+
+def cmd_pool_deposit(ctx: Context) -> int:
+    bw = ctx.bulwark()
+    amount = parse_amount(bw, ctx.args.amount)
+    signer = ctx.signer()
+    require_wallet_balance(bw, signer, amount)
+    ensure_allowance(bw, signer, bw.pool.address, amount)
+    receipt = send(
+        bw, bw.pool.functions.deposit(amount, signer.address), signer, action="pool deposit"
+    )
+    shares = sum(int(e["shares"]) for e in events(bw.pool.events.Deposit, receipt))
+    return _report_pool(ctx, bw, signer.address, "deposited", amount, shares, receipt)
+
+
+def cmd_pool_withdraw(ctx: Context) -> int:
+    bw = ctx.bulwark()
+    signer = ctx.signer()
+    p = bw.pool.functions
+    locked_until = int(bw.call(p.lockedUntil(signer.address)))
+    now = chain_now(bw)
+    if locked_until > now:
+        raise BulwarkError(
+            f"pool shares of {signer.address} are locked after a deposit, until "
+            f"{when(locked_until, now)}"
+        )
+    bad_debt = int(bw.call(bw.ch.functions.totalBadDebtWad()))
+    if bad_debt:
+        raise BulwarkError(f"withdrawals wait while bad debt is outstanding ({wad(bad_debt)})")
+    most = int(bw.call(p.maxWithdraw(signer.address)))
+    if ctx.args.amount.strip().lower() == "max":
+        amount = most
+        if amount == 0:
+            raise BulwarkError(f"{signer.address} has nothing to withdraw from the pool")
+    else:
+        amount = parse_amount(bw, ctx.args.amount)
+        if amount > most:
+            raise BulwarkError(
+                f"{signer.address} can withdraw at most {tokens(bw, most)} from the pool"
+            )
+    receipt = send(
+        bw, p.withdraw(amount, signer.address, signer.address), signer, action="pool withdraw"
+    )
+    shares = sum(int(e["shares"]) for e in events(bw.pool.events.Withdraw, receipt))
+    return _report_pool(ctx, bw, signer.address, "withdrew", amount, shares, receipt)
+
+
+def _report_pool(
+    ctx: Context, bw: Bulwark, address: str, verb: str, amount: int, shares: int, receipt: TxReceipt
+) -> int:
+    p = bw.pool.functions
+    decimals = int(bw.call(p.decimals()))
+    balance, locked_until = int(bw.call(p.balanceOf(address))), int(bw.call(p.lockedUntil(address)))
+    value = int(bw.call(p.convertToAssets(balance)))
+    _, symbol = token_info(bw)
+    now = chain_now(bw)
+    data = {
+        "account": address,
+        verb: tokens_exact(bw, amount),
+        "shares": units.format_units(shares, decimals),
+        "shares_held": units.format_units(balance, decimals),
+        "value": tokens_exact(bw, value),
+        "locked_until": locked_until,
+        **tx_info(receipt),
+    }
+    lines = [
+        f"{verb} {tokens(bw, amount)} {symbol} ({units.format_units(shares, decimals)} "
+        f"LP shares); you hold {units.format_units(balance, decimals)} shares "
+        f"worth {tokens(bw, value)} {symbol}"
+    ]
+    if locked_until > now:
+        lines.append(f"  shares locked until {when(locked_until, now)}")
+    ctx.report(data, lines)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------- insurance fund
+
+
+def cmd_fund_stake(ctx: Context) -> int:
+    bw = ctx.bulwark()
+    amount = parse_amount(bw, ctx.args.amount)
+    signer = ctx.signer()
+    room = int(bw.call(bw.fund.functions.maxDeposit(signer.address)))
+    if amount > room:
+        raise BulwarkError(f"the fund takes at most {tokens(bw, room)} more before its cap")
+    require_wallet_balance(bw, signer, amount)
+    ensure_allowance(bw, signer, bw.fund.address, amount)
+    receipt = send(
+        bw, bw.fund.functions.deposit(amount, signer.address), signer, action="fund stake"
+    )
+    shares = sum(int(e["shares"]) for e in events(bw.fund.events.Deposit, receipt))
+    decimals = int(bw.call(bw.fund.functions.decimals()))
+    _, symbol = token_info(bw)
+    ctx.report(
+        {
+            "account": signer.address,
+            "staked": tokens_exact(bw, amount),
+            "shares": units.format_units(shares, decimals),
+            **tx_info(receipt),
+        },
+        [
+            f"staked {tokens(bw, amount)} {symbol} for {units.format_units(shares, decimals)} "
+            "fund shares; unstaking takes a request, then a claim after the cooldown"
+        ],
+    )
+    return EXIT_OK
+
+
+def cmd_fund_unstake(ctx: Context) -> int:
+    bw = ctx.bulwark()
+    signer = ctx.signer()
+    f = bw.fund.functions
+    decimals = int(bw.call(f.decimals()))
+    held = int(bw.call(f.balanceOf(signer.address)))
+    if ctx.args.shares.strip().lower() == "all":
+        shares = held
+        if shares == 0:
+            raise BulwarkError(f"{signer.address} holds no fund shares")
+    else:
+        shares = units.parse_units(ctx.args.shares, decimals, "SHARES", unit="shares")
+        if shares > held:
+            raise BulwarkError(
+                f"{signer.address} holds {units.format_units(held, decimals, group=True)} "
+                "fund shares, fewer than that"
+            )
+    receipt = send(bw, f.requestUnstake(shares), signer, action="unstake request")
+    req = events(bw.fund.events.UnstakeRequested, receipt)[-1]
+    _, symbol = token_info(bw)
+    now = chain_now(bw)
+    ctx.report(
+        {
+            "account": signer.address,
+            "request_id": int(req["requestId"]),
+            "shares": units.format_units(shares, decimals),
+            "value": tokens_exact(bw, int(req["assets"])),
+            "ready_at": int(req["readyAt"]),
+            **tx_info(receipt),
+        },
+        [
+            f"unstake request #{req['requestId']}: {units.format_units(shares, decimals)} "
+            f"shares worth {tokens(bw, int(req['assets']))} {symbol} now",
+            f"  claim from {when(int(req['readyAt']), now)}: "
+            f"`bulwark fund claim {req['requestId']}`; it pays the lower of that value and the "
+            "value then",
+        ],
+    )
+    return EXIT_OK
+
+
+def cmd_fund_claim(ctx: Context) -> int:
+    bw = ctx.bulwark()
+    text = ctx.args.request_id.strip()
+    try:
+        if not (text.isascii() and text.isdigit()):
+            raise ValueError
+        request_id = int(text)
+        if request_id > MAX_UINT:
+            raise ValueError
+    except ValueError:
+        raise UsageError(
+            f"bulwark fund claim: ID must be a request number, got {ctx.args.request_id!r}"
+        ) from None
+    signer = ctx.signer()
+    owner, ready_at, _shares, _assets = bw.call(bw.fund.functions.unstakeRequest(request_id))
+    if int(str(owner), 16) == 0:
+        raise BulwarkError(
+            f"no open unstake request #{request_id} (never made, or already claimed)"
+        )
+    now = chain_now(bw)
+    if ready_at > now:
+        raise BulwarkError(
+            f"request #{request_id} is in its cooldown until {when(int(ready_at), now)}"
+        )
+    receipt = send(bw, bw.fund.functions.claim(request_id), signer, action="claim")
+    claimed = events(bw.fund.events.UnstakeClaimed, receipt)[-1]
+    _, symbol = token_info(bw)
+    ctx.report(
+        {
+            "account": signer.address,
+            "request_id": request_id,
+            "paid": tokens_exact(bw, int(claimed["assets"])),
+            "forfeited": tokens_exact(bw, int(claimed["forfeited"])),
+            **tx_info(receipt),
+        },
+        [
+            f"claimed request #{request_id}: paid {tokens(bw, int(claimed['assets']))} {symbol}"
+            + (
+                f", {tokens(bw, int(claimed['forfeited']))} left to the remaining stakers"
+                if claimed["forfeited"]
+                else ""
+            )
+        ],
+    )
+    return EXIT_OK
+
+
+def cmd_fund_status(ctx: Context) -> int:
+    bw = ctx.bulwark()
+    holder = None
+    if ctx.args.address:
+        holder = parse_address(ctx.args.address)
+    elif ctx.has_signer():
+        holder = ctx.signer().address
+    v = status.fund(bw, holder)
+    _, symbol = token_info(bw)
+    now = chain_now(bw)
+    sd = v.share_decimals
+    data: dict[str, Any] = {
+        "assets": wad_exact(v.assets),
+        "available": wad_exact(v.available),
+        "window_remaining": wad_exact(v.window_remaining),
+        "window_ends_at": v.window_ends_at,
+        "window_cap_ratio": wad_exact(v.window_cap_ratio),
+        "cap": tokens_exact(bw, v.cap_tokens),
+        "cooldown_seconds": v.cooldown,
+        "total_shares": units.format_units(v.total_shares, sd),
+    }
+    window = (
+        f"ends {when(v.window_ends_at, now)}"
+        if v.window_ends_at > now
+        else "a new window opens with the next payout"
+    )
+    lines = [
+        f"insurance fund {bw.fund.address}",
+        f"  assets {wad(v.assets)}   available now {wad(v.available)}   "
+        f"cap {tokens(bw, v.cap_tokens)} {symbol}",
+        f"  payout window: {wad(v.window_remaining)} left of "
+        f"{units.format_percent(v.window_cap_ratio)} of assets per window ({window})",
+        f"  unstaking cooldown {duration(v.cooldown)}; "
+        f"shares {units.format_units(v.total_shares, sd)}",
+    ]
+    if holder:
+        data["holder"] = {
+            "address": holder,
+            "shares": units.format_units(v.holder_shares, sd),
+            "value": tokens_exact(bw, v.holder_value_tokens),
+            "requests": [
+                {
+                    "id": r.request_id,
+                    "shares": units.format_units(r.shares, sd),
+                    "value_at_request": tokens_exact(bw, r.assets_at_request),
+                    "value_now": tokens_exact(bw, r.value_now),
+                    "claimable": tokens_exact(bw, r.claimable),
+                    "ready_at": r.ready_at,
+                    "ready": r.ready_at <= now,
+                }
+                for r in v.requests
+            ],
+        }
+        lines.append(
+            f"  {holder}: {units.format_units(v.holder_shares, sd)} shares worth "
+            f"{tokens(bw, v.holder_value_tokens)} {symbol}"
+        )
+        for r in v.requests:
+            ready = "claimable now" if r.ready_at <= now else f"claimable {when(r.ready_at, now)}"
+            lines.append(
+                f"    request #{r.request_id}: {tokens(bw, r.claimable)} {symbol} ({ready})"
+            )
+    ctx.report(data, lines)
+    return EXIT_OK
