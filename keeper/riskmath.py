@@ -265,7 +265,8 @@ def index_delta(rate: int, elapsed: int, price: int) -> int:
 def funding_index_now(state: MarketState, config: MarketConfig, price: int, now: int) -> int:
     """Ledger.fundingIndexNow: the cumulative index including what accrued since the last update."""
     rate = rate_per_day(state.sum_size, config.skew_scale, config.max_funding_rate_per_day)
-    return state.cum_funding + index_delta(rate, _uint(now - state.last_funding_at), price)
+    elapsed = max(now - state.last_funding_at, 0)  # a time before the last accrual accrues nothing
+    return state.cum_funding + index_delta(rate, elapsed, price)
 
 
 def pending_funding(position: Position, index: int) -> int:

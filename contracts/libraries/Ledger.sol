@@ -147,7 +147,9 @@ library Ledger {
         MarketStore storage st = s.states[marketId];
         IClearingHouse.MarketConfig storage cfg = s.configs[marketId];
         int256 rate = FundingMath.ratePerDayWad(st.sumSizeWad, cfg.skewScaleWad, cfg.maxFundingRatePerDayWad);
-        return st.cumFundingWad + FundingMath.indexDeltaWad(rate, block.timestamp - st.lastFundingAt, priceWad);
+        // A call simulated at a time before the last accrual (a node's pending block) accrues nothing.
+        uint256 elapsed = block.timestamp > st.lastFundingAt ? block.timestamp - st.lastFundingAt : 0;
+        return st.cumFundingWad + FundingMath.indexDeltaWad(rate, elapsed, priceWad);
     }
 
     // ---------------------------------------------------------------- health
