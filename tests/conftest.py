@@ -20,6 +20,21 @@ MAX_UINT = 2**256 - 1
 USDC = 10**6
 
 
+CLI_ENV = (
+    "BULWARK_RPC",
+    "BULWARK_DEPLOYMENT",
+    "BULWARK_PRIVATE_KEY",
+    "BULWARK_DEBUG",
+    "BULWARK_KEYSTORE_PASSWORD",
+)
+
+
+def clear_cli_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unsets the variables the CLI reads, so a test sees only the flags it passes."""
+    for name in CLI_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(scope="session")
 def artifacts() -> dict[str, Any]:
     return compiler.compile_contracts()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Protocol
+from conftest import Protocol, clear_cli_env
 
 from keeper import cli
 from keeper.chain import WAD, Bulwark, Deployment, dev_account
@@ -62,14 +62,7 @@ class Cli:
 def run(
     bw: Bulwark, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Cli]:
-    for name in (
-        "BULWARK_RPC",
-        "BULWARK_DEPLOYMENT",
-        "BULWARK_PRIVATE_KEY",
-        "BULWARK_DEBUG",
-        "BULWARK_KEYSTORE_PASSWORD",
-    ):
-        monkeypatch.delenv(name, raising=False)
+    clear_cli_env(monkeypatch)
     path = bw.deployment.save(tmp_path / "deployment.json")
     rpc = bw.w3.provider.endpoint_uri  # type: ignore[attr-defined]
     yield Cli(str(rpc), path, capsys)

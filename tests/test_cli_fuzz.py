@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import clear_cli_env
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -87,14 +88,7 @@ def assert_clean(o: Outcome) -> None:
 def runner(
     bw: Bulwark, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Runner]:
-    for name in (
-        "BULWARK_RPC",
-        "BULWARK_DEPLOYMENT",
-        "BULWARK_PRIVATE_KEY",
-        "BULWARK_DEBUG",
-        "BULWARK_KEYSTORE_PASSWORD",
-    ):
-        monkeypatch.delenv(name, raising=False)
+    clear_cli_env(monkeypatch)
     monkeypatch.setenv("BULWARK_KEEPER_CHECKPOINT_FILE", str(tmp_path / "keeper.json"))
     path = bw.deployment.save(tmp_path / "deployment.json")
     yield Runner(str(bw.w3.provider.endpoint_uri), path, capsys)  # type: ignore[attr-defined]
