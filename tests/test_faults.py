@@ -13,9 +13,11 @@ so one liquidation per account is exactly right.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
+import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -31,6 +33,7 @@ from keeper.chain import Bulwark, connect, dev_account
 from keeper.config import KeeperSettings
 from keeper.daemon import Keeper
 from keeper.deploy import deploy_all
+from keeper.logs import LOGGER_NAME, PlainFormatter
 from keeper.node import AnvilNode
 
 KEEPER = dev_account(3)
@@ -70,6 +73,23 @@ def book(shared: Book) -> Iterator[Book]:
         # the node's fee market is not part of a snapshot: the next block pays what the last did
         base_fee = chain.rpc("eth_getBlockByNumber", "latest", False)["baseFeePerGas"]
         chain.rpc("anvil_setNextBlockBaseFeePerGas", base_fee)
+
+
+@pytest.fixture(autouse=True)
+def keeper_log() -> Iterator[None]:
+    """The keeper's log lines with their fields (decoded errors, hashes, nonces) on stderr, which
+    pytest shows with a failing test."""
+    logger = logging.getLogger(LOGGER_NAME)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(PlainFormatter())
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def open_book(chain: Chain, salt: str) -> list[Any]:
@@ -121,6 +141,15 @@ class Running:
 # ---------------------------------------------------------------------------- the three checks
 
 
+def liquidatable(chain: Chain, accounts: list[str]) -> list[str]:
+    """The accounts liquidatable at the head, read at its number (a call at "latest" while Anvil
+    mines on an interval now and then panics in the funding accrual, with a block time below the
+    market's last accrual)."""
+    number = chain.w3.eth.block_number
+    healths = chain.bw.ch.functions.healthsOf(list(accounts)).call(block_identifier=number)
+    return [a for a, h in zip(accounts, healths, strict=True) if h[3]]
+
+
 def liquidations(chain: Chain, since: int) -> Counter[tuple[str, int]]:
     """(account, market) -> Liquidated events on the canonical chain since block `since`."""
     return Counter(
@@ -136,7 +165,7 @@ def assert_none_missed_none_twice(
     assert set(doomed) <= {a for a, _ in done}, f"missed: {set(doomed) - {a for a, _ in done}}"
     twice = {k: n for k, n in done.items() if n > 1}
     assert not twice, f"liquidated more than once: {twice}"
-    assert chain.liquidatable(traders) == []
+    assert liquidatable(chain, traders) == []
     return done
 
 
@@ -245,7 +274,7 @@ def test_node_killed_mid_batch_restarts_from_older_state_and_the_keeper_finishes
             chain.interval_mining(1)
 
             # then the keeper rewinds its index, drops the lost transaction, and liquidates again
-            wait_for(lambda: not chain.liquidatable(traders), 30, what="liquidations")
+            wait_for(lambda: not liquidatable(chain, traders), 30, what="liquidations")
             wait_for(lambda: keeper.sender.pending == {}, 10, what="nothing in flight")
         assert running.code == 0 and keeper.breaker.failures == 0
         chain.automine()
@@ -282,7 +311,7 @@ def test_a_node_back_on_a_shorter_chain_is_served_at_its_next_block(book: Book) 
         update, doomed = crash_pending(chain, traders)
         assert update + 2 < top
         chain.interval_mining(1)
-        wait_for(lambda: not chain.liquidatable(traders), 20, what="liquidations")
+        wait_for(lambda: not liquidatable(chain, traders), 20, what="liquidations")
         wait_for(lambda: keeper.sender.pending == {}, 10, what="nothing in flight")
     chain.automine()
     # then it liquidated within two blocks, without waiting for the chain to pass the old head
@@ -314,7 +343,7 @@ def test_reorg_of_the_liquidation_blocks_is_noticed_and_liquidated_once(
     first = keeper.run_once()
     assert {a for a, _ in first.liquidated} == set(doomed)
     head = chain.w3.eth.block_number
-    assert head > update and chain.liquidatable(traders) == []
+    assert head > update and liquidatable(chain, traders) == []
     (batch,) = first.transactions
     raw = chain.rpc("eth_getRawTransactionByHash", batch)
 
@@ -326,7 +355,7 @@ def test_reorg_of_the_liquidation_blocks_is_noticed_and_liquidated_once(
         assert len(liquidations(chain, update)) == len(doomed)
     else:
         assert liquidations(chain, update) == Counter()
-        assert set(chain.liquidatable(traders)) == set(doomed)
+        assert set(liquidatable(chain, traders)) == set(doomed)
         assert chain.w3.eth.get_transaction_count(KEEPER.address) == first_nonce
 
     # then the next pass notices the hash mismatch, rewinds, and liquidates what is left, once
@@ -411,7 +440,7 @@ def test_rpc_faults_back_off_recover_and_finish(book: Book, case: FaultCase) -> 
             chain.interval_mining(1)
             # then every fault is served, and the keeper recovers and liquidates
             wait_for(lambda: proxy.pending_faults() == 0, 30, what="the faults to be served")
-            wait_for(lambda: not chain.liquidatable(traders), 30, what="liquidations")
+            wait_for(lambda: not liquidatable(chain, traders), 30, what="liquidations")
             wait_for(lambda: keeper.sender.pending == {}, 15, what="nothing in flight")
             assert running.thread.is_alive() and not keeper.health.halted
         assert running.code == 0
@@ -445,7 +474,7 @@ def test_a_stuck_batch_is_replaced_by_the_daemon_and_mined_once(book: Book) -> N
         assert list(ours) == [str(stuck.nonce)] and ours[str(stuck.nonce)]["hash"] in stuck.hashes
         # then once blocks come again, one version is mined, once
         chain.interval_mining(1)
-        wait_for(lambda: not chain.liquidatable(traders), 30, what="liquidations")
+        wait_for(lambda: not liquidatable(chain, traders), 30, what="liquidations")
         wait_for(lambda: keeper.sender.pending == {}, 10, what="nothing in flight")
     chain.automine()
     first, last = stuck.hashes[0], stuck.hashes[-1]
@@ -477,7 +506,7 @@ def test_a_batch_priced_out_by_a_base_fee_spike_is_sent_again_with_the_same_nonc
         chain.rpc("anvil_setNextBlockBaseFeePerGas", hex(100 * GWEI))
         chain.interval_mining(1)
         # then the keeper finds it gone, and sends the work again, with fees for the new base fee
-        wait_for(lambda: not chain.liquidatable(traders), 30, what="liquidations")
+        wait_for(lambda: not liquidatable(chain, traders), 30, what="liquidations")
         wait_for(lambda: keeper.sender.pending == {}, 10, what="nothing in flight")
     chain.automine()
     assert_none_missed_none_twice(chain, traders, doomed, update)
@@ -529,7 +558,7 @@ def test_nonces_taken_by_another_sender_are_survived_through_the_daemon(book: Bo
         chain.rpc("evm_mine")
         chain.interval_mining(1)
         # then the keeper drops its transaction, re-screens, and liquidates with the next nonce
-        wait_for(lambda: not chain.liquidatable(traders), 30, what="liquidations")
+        wait_for(lambda: not liquidatable(chain, traders), 30, what="liquidations")
         wait_for(lambda: keeper.sender.pending == {}, 10, what="nothing in flight")
     chain.automine()
     assert running.code == 0 and keeper.breaker.failures == 0
