@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from conftest import USDC, Protocol
+from web3.logs import DISCARD
 
 from keeper.chain import WAD
 
@@ -15,10 +16,14 @@ def test_trade_open_close_roundtrip_conserves(protocol: Protocol) -> None:
     p.trade(trader, "ETH-USD", 2)
     p.assert_conserved()
     p.set_price("ETH-USD", 3300)
-    p.trade(trader, "ETH-USD", -2)
+    close = p.trade(trader, "ETH-USD", -2)
     p.assert_conserved()
+    (fill,) = p.bw.ch.events.PositionChanged().process_receipt(close, errors=DISCARD)
+    assert fill["args"]["realizedPnlWad"] == 600 * WAD
+    # Funding accrues for however many seconds lay between the two blocks: the close settles it.
+    funding = fill["args"]["fundingPaidWad"]
     margin = p.bw.ch.functions.marginOf(trader.address).call()
-    # +600 profit, minus fees 0.05% of 6000 and of 6600 notional
-    assert margin == 10_000 * WAD + 600 * WAD - 3 * WAD - 33 * WAD // 10
+    # +600 profit, minus fees 0.05% of 6000 and of 6600 notional, minus the funding settled
+    assert margin == 10_000 * WAD + 600 * WAD - 3 * WAD - 33 * WAD // 10 - funding
     p.bw.send(p.bw.ch.functions.withdraw(10_000 * USDC, trader.address), trader)
     p.assert_conserved()
