@@ -16,7 +16,7 @@ ANVIL := node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 VENV_STAMP := $(VENV)/.stamp
 NODE_STAMP := node_modules/.stamp
 
-.PHONY: bootstrap test demo bench compile node clean distclean
+.PHONY: bootstrap test demo bench compile abi node clean distclean
 
 bootstrap: $(VENV_STAMP) $(NODE_STAMP)
 
@@ -51,6 +51,11 @@ bench: bootstrap
 
 compile: bootstrap
 	$(PY) -m keeper.compiler
+
+# The ABIs the package ships (keeper/abi.json), rewritten from a fresh build; commit them with
+# every change to a contract's interface (tests/test_install.py fails until they match).
+abi: bootstrap
+	$(PY) -m keeper.compiler --abis
 
 node: bootstrap
 	$(ANVIL) --port $(PORT)

@@ -9,6 +9,10 @@ OpenZeppelin is compiled in but not written out. Artifacts are keyed by contract
 contracts with the same name in different files are an error.
 
 Run ``python -m keeper.compiler [--force]`` to compile and print the deployed sizes.
+
+The package also ships every contract's ABI (``keeper/abi.json``), so that an installed keeper or
+CLI talks to a deployment without the repository, Node or a compiler. ``python -m keeper.compiler
+--abis`` rewrites that file from a fresh build; a test fails when it differs from the build.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ OUTPUT_SELECTION = (
 CODE_SIZE_LIMIT = 24_576
 
 HASH_FILE = ".source-hash"
+PACKAGED_ABIS = Path(__file__).resolve().parent / "abi.json"
 _LOCK_FILE = ".lock"
 
 Artifact = dict[str, Any]
@@ -271,8 +276,39 @@ def load_artifact(name: str, *, root: Path | None = None) -> Artifact:
 
 
 def load_artifacts(*, root: Path | None = None) -> dict[str, Artifact]:
-    """Every artifact in build/contracts, keyed by contract name."""
-    return _load_dir(_build_dir(_root(root)))
+    """Every artifact in build/contracts, keyed by contract name; outside a project with a build,
+    the ABIs shipped with the package (no bytecode: enough to call and decode, not to deploy)."""
+    built = _load_dir(_build_dir(_root(root)))
+    return built or packaged_artifacts()
+
+
+def has_sources(root: Path | None = None) -> bool:
+    """Whether ``root`` (default: the project root) holds Solidity sources to compile."""
+    base = _root(root)
+    return (base / "contracts").is_dir() and bool(source_files(base))
+
+
+def packaged_artifacts() -> dict[str, Artifact]:
+    """The ABIs shipped in the package, as artifacts without bytecode, keyed by contract name."""
+    abis: dict[str, Any] = json.loads(PACKAGED_ABIS.read_text())
+    return {name: {"contractName": name, "abi": abi} for name, abi in abis.items()}
+
+
+def abis_of(artifacts: dict[str, Artifact]) -> dict[str, Any]:
+    """Name -> ABI for every artifact that has one (libraries without external functions have none)."""
+    return {name: a["abi"] for name, a in sorted(artifacts.items()) if a["abi"]}
+
+
+def write_packaged_abis(artifacts: dict[str, Artifact]) -> Path:
+    """Writes ``keeper/abi.json`` from ``artifacts``: one contract a line, so a diff names it."""
+    lines = [
+        f"{json.dumps(name)}: {json.dumps(abi, sort_keys=True)}"
+        for name, abi in abis_of(artifacts).items()
+    ]
+    tmp = PACKAGED_ABIS.with_name(PACKAGED_ABIS.name + ".tmp")
+    tmp.write_text("{\n" + ",\n".join(lines) + "\n}\n")
+    os.replace(tmp, PACKAGED_ABIS)
+    return PACKAGED_ABIS
 
 
 def deployed_size(artifact: Artifact) -> int:
@@ -286,13 +322,16 @@ def contract_sizes(*, root: Path | None = None) -> dict[str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Compile (``--force`` to ignore the cache) and print deployed sizes against the limit."""
+    """Compile (``--force`` to ignore the cache) and print deployed sizes against the limit;
+    ``--abis`` also rewrites the ABIs shipped with the package."""
     args = sys.argv[1:] if argv is None else argv
     try:
         artifacts = compile_contracts(force="--force" in args)
     except CompileError as exc:
         print(exc, file=sys.stderr)
         return 1
+    if "--abis" in args:
+        print(f"wrote {write_packaged_abis(artifacts)}")
     too_big = 0
     for name, artifact in sorted(artifacts.items()):
         size = deployed_size(artifact)

@@ -213,7 +213,10 @@ def check_collateral(bw: Bulwark, path: Path) -> None:
 
 
 def load_artifacts() -> dict[str, Any]:
-    """Build artifacts, compiling first when the sources changed (a cached build costs ~1 ms)."""
+    """Build artifacts, compiling first when the sources changed (a cached build costs ~1 ms); with
+    no sources to compile (an installed package run outside a checkout), the ABIs it ships."""
+    if not compiler.has_sources():
+        return compiler.packaged_artifacts()
     try:
         return compiler.compile_contracts()
     except compiler.CompileError as exc:
