@@ -22,16 +22,16 @@ from typing import Any
 
 import pytest
 from conftest import USDC, Protocol, clear_cli_env
+from playwright import sync_api as playwright_sync
+from playwright.sync_api import expect
 from web3 import Web3
+from web3.logs import DISCARD
 
 from keeper import cli, paths, status
 from keeper.chain import WAD, Bulwark, Deployment, TxReverted, dev_account
 from keeper.cli import render
 from keeper.cli.web import PageServer, start_page
 from keeper.node import AnvilNode
-
-playwright_sync = pytest.importorskip("playwright.sync_api")
-expect = playwright_sync.expect
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -306,6 +306,12 @@ def test_connect_adds_the_chain_and_a_wrong_chain_shows_a_switch_prompt(
         }
     ]
 
+    # The guardian's reduce-only switch shows as a banner.
+    bw.send(bw.ch.functions.setReduceOnly(True), protocol.admin)
+    expect(page.tab.get_by_test_id("reduce-only")).to_be_visible(timeout=TIMEOUT_MS)
+    bw.send(bw.ch.functions.setReduceOnly(False), protocol.admin)
+    expect(page.tab.get_by_test_id("reduce-only")).to_have_count(0, timeout=TIMEOUT_MS)
+
     # The wallet moves to another chain: the prompt comes back and actions are off.
     page.tab.evaluate("window.__wallet.setChain('0x1')")
     expect(banner).to_be_visible()
@@ -405,7 +411,7 @@ def test_a_crash_shows_the_liquidation_and_the_funds_payout(
     receipt = bw.send(bw.ch.functions.liquidate(page.address, 0), protocol.keeper)
     settled = [
         dict(e["args"])
-        for e in bw.ch.events.ShortfallSettled().process_receipt(receipt)
+        for e in bw.ch.events.ShortfallSettled().process_receipt(receipt, errors=DISCARD)
         if e["args"]["account"] == page.address
     ]
     assert settled and settled[0]["coveredWad"] > 0
@@ -455,6 +461,23 @@ def test_an_lp_deposit_is_locked_and_a_withdrawal_shows_why(
     assert info.value.error.name == "PoolSharesLocked"
     assert shown == render.revert_message(info.value, 6)
     page.shot("pool-locked")
+
+    # Past the lock, `max` withdraws what the pool says it pays, rounded down to token units.
+    now = int(bw.w3.eth.get_block("latest")["timestamp"])
+    bw.w3.provider.make_request("evm_increaseTime", [until - now + 1])  # type: ignore[arg-type]
+    bw.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    most = int(bw.pool.functions.maxWithdraw(page.address).call())
+    assert most > 0
+    page.expect_value(page.stat("pool-max-withdraw"), most)
+    expect(page.stat("pool-lock")).to_have_text("unlocked")
+    page.tab.locator(".max[data-max='pool-withdraw']").click()
+    assert page.tab.locator("#pool-withdraw-amount").input_value() == render.units.format_units(
+        most, 6
+    )
+    wallet_before = int(bw.token.functions.balanceOf(page.address).call())
+    page.tab.locator("#pool-withdraw-submit").click()
+    page.expect_confirmed("pool withdraw")
+    assert int(bw.token.functions.balanceOf(page.address).call()) == wallet_before + most
 
 
 def test_stake_request_wait_and_claim(open_page: Any, protocol: Protocol) -> None:
