@@ -534,6 +534,7 @@ def test_too_much_leverage_shows_the_clis_plain_message(open_page: Any, protocol
     assert info.value.error.name == "TradeMarginInsufficient"
     assert shown == render.revert_message(info.value, 6)
     assert "deposit more" in shown
+    expect(page.tab.get_by_test_id("trade-status")).to_have_text("failed " + shown)
     assert int(bw.ch.functions.positionOf(trader.address, 0).call()[0]) == 0
     page.shot("revert")
 

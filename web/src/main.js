@@ -235,11 +235,15 @@ function note(text) {
   addTx("wallet", "note", text);
 }
 
+// The card whose form started the current action: its last transaction is shown under it too.
+const CARDS = { trade: "trade", deposit: "margin", withdraw: "margin", pool: "pool", fund: "fund", unstake: "fund", claim: "fund" };
+
 function addTx(action, stateName, text) {
   const list = $("txs");
   if (list.querySelector(".muted")) list.innerHTML = "";
   const li = document.createElement("li");
   li.id = `tx-${++app.txSeq}`;
+  li.dataset.card = app.activeCard || "";
   list.prepend(li);
   setTx(li, action, stateName, text);
   return li;
@@ -249,8 +253,14 @@ function setTx(li, action, stateName, text) {
   li.className = `tx ${stateName}`;
   li.dataset.action = action;
   li.dataset.state = stateName;
-  const label = { pending: "pending", confirmed: "confirmed", failed: "failed", wallet: "confirm in wallet", note: "" }[stateName];
-  li.innerHTML = `<span class="state">${label}</span> <span class="what">${esc(action)}</span> <span class="msg" data-testid="tx-message">${esc(text)}</span>`;
+  const label = { pending: "pending", confirmed: "confirmed", failed: "failed", wallet: "wallet", note: "note" }[stateName];
+  const what = text.startsWith(action) ? "" : `<span class="what">${esc(action)}</span> `;
+  li.innerHTML = `<span class="state">${label}</span> ${what}<span class="msg" data-testid="tx-message">${esc(text)}</span>`;
+  const status = li.dataset.card && $(`${li.dataset.card}-status`);
+  if (status) {
+    status.className = `status tx ${stateName}`;
+    status.innerHTML = li.innerHTML;
+  }
 }
 
 /** The plain one-line reason of a failed call, in the command line's words. */
@@ -314,6 +324,7 @@ function amountOf(input, what) {
 }
 
 async function guarded(action, fn) {
+  app.activeCard = CARDS[action.split(" ")[0]] || "";
   try {
     await fn();
   } catch (error) {
@@ -656,7 +667,13 @@ function renderTradePreview() {
       const n = (size * market.priceWad) / WAD;
       rows.push(["Notional", wad(n)]);
       rows.push(["Fee", wad((n * market.config.takerFeeWad) / WAD)]);
-      rows.push(["Initial margin", wad((n * market.config.imRatioWad) / WAD)]);
+      const im = (n * market.config.imRatioWad) / WAD;
+      rows.push(["Initial margin", wad(im)]);
+      const acct = app.snap.account;
+      if (acct && acct.freeMargin !== undefined && !reduces) {
+        const short = im > acct.freeMargin;
+        rows.push(["Your free margin", `<span class="${short ? "bad" : ""}">${wad(acct.freeMargin, 2, { down: true })}</span>`]);
+      }
     }
     rows.push(["Max leverage", `${wad((WAD * WAD) / market.config.imRatioWad, 0)}x`]);
   }
