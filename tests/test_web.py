@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import signal
 import subprocess
@@ -208,7 +209,7 @@ def open_page(
     contexts: list[Any] = []
     outside: list[str] = []
 
-    def make(account: int = TRADER, on_chain: bool = False) -> Page:
+    def make(account: int = TRADER, on_chain: bool = False, extra_script: str = "") -> Page:
         context = browser.new_context(viewport={"width": 1440, "height": 1000})
         contexts.append(context)
         chain_id = hex(protocol.bw.w3.eth.chain_id)
@@ -219,6 +220,8 @@ def open_page(
         }
         context.add_init_script(f"window.__walletConfig = {json.dumps(wallet)};")
         context.add_init_script(WALLET_JS)
+        if extra_script:
+            context.add_init_script(extra_script)
         tab = context.new_page()
         tab.set_default_timeout(TIMEOUT_MS)
         requests: list[str] = []
@@ -321,6 +324,38 @@ def test_connect_adds_the_chain_and_a_wrong_chain_shows_a_switch_prompt(
     page.tab.get_by_test_id("switch-chain").click()
     page.tab.evaluate(f"window.__wallet.setAccount('{other}')")
     expect(page.tab.get_by_test_id("account-address")).to_have_attribute("title", other)
+
+
+# A second wallet, announced through EIP-6963 too, whose user refuses every request.
+REFUSING_WALLET_JS = """
+(() => {
+  const provider = {
+    async request() { throw Object.assign(new Error("User rejected the request."), { code: 4001 }); },
+    on() {}, removeListener() {},
+  };
+  const info = Object.freeze({ uuid: "9b1c7e52-7f3e-4c8e-a1a4-2f5e0d9c8b77", name: "Other Wallet",
+    icon: "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'/%3E", rdns: "org.example.other" });
+  const announce = () =>
+    window.dispatchEvent(new CustomEvent("eip6963:announceProvider", { detail: Object.freeze({ info, provider }) }));
+  window.addEventListener("eip6963:requestProvider", announce);
+  announce();
+})();
+"""
+
+
+def test_several_wallets_are_offered_by_name_and_a_refusal_is_plain(open_page: Any) -> None:
+    page = open_page(on_chain=True, extra_script=REFUSING_WALLET_JS)
+    page.tab.get_by_test_id("connect").click()
+    choice = page.tab.locator("#wallet-choice button")
+    expect(choice).to_have_count(2)
+    expect(choice).to_have_text(["Test Wallet", "Other Wallet"])
+    choice.nth(1).click()
+    expect(page.tab.locator("#txs li").first).to_have_text("note wallet: cancelled in the wallet")
+    expect(page.tab.get_by_test_id("account-address")).to_have_count(0)
+    page.tab.get_by_test_id("connect").click()
+    page.tab.locator("#wallet-choice button", has_text="Test Wallet").click()
+    expect(page.tab.get_by_test_id("account-address")).to_have_attribute("title", page.address)
+    expect(page.tab.get_by_test_id("wrong-chain")).to_have_count(0)
 
 
 def test_deposit_open_long_and_see_the_liquidation_price(
@@ -541,6 +576,66 @@ def test_too_much_leverage_shows_the_clis_plain_message(open_page: Any, protocol
     # An amount finer than the token's units is refused before the wallet is asked.
     page.submit("deposit-form", "deposit-amount", "1.0000001")
     assert "more than 6 decimal places" in page.expect_failed("deposit")
+
+
+def test_the_pages_arithmetic_matches_the_clis(open_page: Any) -> None:
+    """Differential: the page's formatting and liquidation price against keeper.units and
+    keeper.status on the same random integers, ties of half-even rounding included."""
+    page = open_page()
+    rng = random.Random(14)
+    formats: list[dict[str, Any]] = []
+    for _ in range(600):
+        decimals = rng.choice([0, 2, 6, 8, 18])
+        places = rng.choice([None, 0, 2, 4, 6])
+        value = rng.choice([0, 1, -1, rng.randint(-(10**9), 10**9), rng.randint(-(10**40), 10**40)])
+        if places is not None and places < decimals and rng.random() < 0.4:
+            step = 10 ** (decimals - places)
+            value = rng.randint(-(10**6), 10**6) * step + step // 2  # an exact tie
+        formats.append(
+            {
+                "v": str(value),
+                "d": decimals,
+                "p": places,
+                "g": rng.random() < 0.5,
+                "s": rng.random() < 0.5,
+            }
+        )
+    shown = page.tab.evaluate(
+        "cases => cases.map(c => window.bulwarkMath.formatUnits(BigInt(c.v), c.d, c.p, "
+        "{ group: c.g, sign: c.s }))",
+        formats,
+    )
+    expected = [
+        render.units.format_units(int(c["v"]), c["d"], c["p"], group=c["g"], sign=c["s"])
+        for c in formats
+    ]
+    assert shown == expected
+
+    prices: list[dict[str, str]] = []
+    for _ in range(400):
+        prices.append(
+            {
+                "size": str(rng.choice([1, -1]) * rng.randint(1, 10**24)),
+                "price": str(rng.randint(1, 10**23)),
+                "equity": str(rng.randint(-(10**24), 10**25)),
+                "mm": str(rng.randint(0, 10**24)),
+                "ratio": str(rng.randint(0, WAD // 10)),
+            }
+        )
+    js = page.tab.evaluate(
+        "cases => cases.map(c => { const r = window.bulwarkMath.liquidationPrice(BigInt(c.size), "
+        "BigInt(c.price), BigInt(c.equity), BigInt(c.mm), BigInt(c.ratio)); "
+        "return r === null ? null : r.toString(); })",
+        prices,
+    )
+    py = [
+        status.liquidation_price(
+            int(c["size"]), int(c["price"]), int(c["equity"]), int(c["mm"]), int(c["ratio"])
+        )
+        for c in prices
+    ]
+    assert [None if v is None else int(v) for v in js] == py
+    assert sum(v is not None for v in py) > 100
 
 
 # ---------------------------------------------------------------------------- the commands

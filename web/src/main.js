@@ -3,7 +3,7 @@
 import { createPublicClient, createWalletClient, custom, defineChain, getAddress, http, numberToHex, BaseError, ContractFunctionRevertedError } from "viem";
 import { WAD, formatUnits, wad, percent, parseUnits, when, duration, relative, short } from "./format.js";
 import { decodeRevert, revertMessage } from "./errors.js";
-import { Reader } from "./chain.js";
+import { Reader, liquidationPrice } from "./chain.js";
 
 const $ = (id) => document.getElementById(id);
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
@@ -679,6 +679,9 @@ function renderTradePreview() {
   }
   $("trade-preview").innerHTML = rows.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join("");
 }
+
+// The page's exact arithmetic, for the browser console and the differential test in tests/test_web.py.
+window.bulwarkMath = Object.freeze({ formatUnits, parseUnits, liquidationPrice });
 
 start().catch((error) => {
   document.body.dataset.ready = "error";
