@@ -401,6 +401,16 @@ def test_deposit_open_long_and_see_the_liquidation_price(
     ).to_have_count(1)
     page.shot("position")
 
+    # In profit, the long enters the ADL queue: first of one, five lights, as `bulwark account`.
+    protocol.set_price("ETH-USD", 3100)
+    page.wait_block(bw.w3.eth.block_number)
+    (pos,) = status.account(bw, page.address).positions
+    assert pos.adl.rank == 1 and pos.adl.lights == 5
+    page.expect_value(row.locator("td.adl"), 5)
+    expect(row.locator("td.adl")).to_contain_text("1 of 1")
+    page.expect_value(row.locator("td.upnl"), pos.upnl)
+    page.expect_value(row.locator("td.liq"), pos.liquidation_price or 0)
+
     # Reduce by half with the other side, then close from the position's row.
     page.tab.locator("#side-short").click()
     expect(page.tab.locator("#trade-submit")).to_contain_text("reduces your long")

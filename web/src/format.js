@@ -49,7 +49,7 @@ export const wad = (value, places = 2, opts = {}) =>
 export const percent = (ratioWad, places = 2) => formatUnits(BigInt(ratioWad) * 100n, 18, places) + "%";
 
 /** Text to an integer with `decimals` decimals; finer precision than that is refused, never rounded. */
-export function parseUnits(text, decimals, what = "amount", unit = "", { allowNegative = false } = {}) {
+export function parseUnits(text, decimals, what = "amount", unit = "", { allowNegative = false, allowZero = false } = {}) {
   const cleaned = String(text).trim().replace(/_/g, "");
   if (!/^[+-]?(\d+(\.\d*)?|\.\d+)$/.test(cleaned)) {
     const hint = cleaned.includes(",") ? " (leave out thousands separators)" : "";
@@ -64,7 +64,7 @@ export function parseUnits(text, decimals, what = "amount", unit = "", { allowNe
   }
   const value = BigInt(whole || "0") * 10n ** BigInt(decimals) + BigInt((trimmed || "0").padEnd(decimals, "0").slice(0, decimals) || "0");
   if (negative && value !== 0n && !allowNegative) throw new Error(`${what} must not be negative`);
-  if (value === 0n) throw new Error(`${what} must not be zero`);
+  if (value === 0n && !allowZero) throw new Error(`${what} must not be zero`);
   return negative ? -value : value;
 }
 

@@ -413,7 +413,7 @@ function fillMax(which) {
 }
 
 function acceptablePrice(price, buy, slippageText) {
-  const pct = parseUnits(slippageText, 16, "slippage", "%", {});
+  const pct = parseUnits(slippageText, 16, "slippage", "%", { allowZero: true });
   if (pct >= 100n * 10n ** 16n) throw new Error("slippage must be a percentage from 0 to under 100");
   return buy ? price + (price * pct + WAD - 1n) / WAD : price - (price * pct) / WAD;
 }
