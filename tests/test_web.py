@@ -208,6 +208,7 @@ def open_page(
 ) -> Iterator[Any]:
     contexts: list[Any] = []
     outside: list[str] = []
+    errors: list[str] = []
 
     def make(account: int = TRADER, on_chain: bool = False, extra_script: str = "") -> Page:
         context = browser.new_context(viewport={"width": 1440, "height": 1000})
@@ -232,6 +233,8 @@ def open_page(
                 outside.append(request.url)
 
         tab.on("request", seen)
+        tab.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
+        tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         tab.goto(page_server.url)
         expect(tab.locator("body")).to_have_attribute("data-ready", "true", timeout=TIMEOUT_MS)
         return Page(tab, protocol, account, requests)
@@ -240,6 +243,7 @@ def open_page(
     for context in contexts:
         context.close()
     assert not outside, f"the page reached outside this machine: {outside}"
+    assert not errors, f"errors in the page's console: {errors}"
 
 
 def seed_pool(p: Protocol, usdc: int = 1_000_000) -> None:
