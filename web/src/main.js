@@ -675,6 +675,7 @@ function renderTradePreview() {
         rows.push(["Your free margin", `<span class="${short ? "bad" : ""}">${wad(acct.freeMargin, 2, { down: true })}</span>`]);
       }
     }
+    if (market.room !== undefined) rows.push(["Pool room in this market", wad(market.room)]);
     rows.push(["Max leverage", `${wad((WAD * WAD) / market.config.imRatioWad, 0)}x`]);
   }
   $("trade-preview").innerHTML = rows.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join("");
