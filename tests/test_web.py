@@ -148,6 +148,7 @@ class Page:
         self.p = p
         self.address = dev_account(account).address
         self.requests = requests
+        self.mark = 0
 
     # -- reading
 
@@ -177,11 +178,24 @@ class Page:
         expect(self.tab.get_by_test_id("wrong-chain")).to_have_count(0, timeout=TIMEOUT_MS)
         expect(self.stat("wallet")).to_have_attribute("data-value", re.compile(r"\d+"))
 
+    def act(self, locator: Any) -> None:
+        """Clicks what starts a transaction; `last_tx` then waits for one started after it."""
+        self.mark = int(self.tab.evaluate("document.querySelectorAll('#txs li.tx').length"))
+        locator.click()
+
     def submit(self, form: str, field: str, text: str) -> None:
         self.tab.locator(f"#{field}").fill(text)
-        self.tab.locator(f"#{form} button[type=submit]").click()
+        self.act(self.tab.locator(f"#{form} button[type=submit]"))
 
     def last_tx(self, action: str) -> Any:
+        self.tab.wait_for_function(
+            """([mark, action]) => {
+                const all = [...document.querySelectorAll('#txs li.tx')];
+                return all.slice(0, all.length - mark).some((li) => li.dataset.action === action);
+            }""",
+            arg=[self.mark, action],
+            timeout=TIMEOUT_MS,
+        )
         return self.tab.locator(f"#txs li[data-action='{action}']").first
 
     def expect_confirmed(self, action: str) -> None:
@@ -421,7 +435,7 @@ def test_deposit_open_long_and_see_the_liquidation_price(
     page.submit("trade-form", "trade-size", "1.25")
     page.expect_confirmed("trade ETH-USD")
     page.expect_value(row.locator("td.size"), 5 * WAD // 4)
-    row.locator("button[data-close]").click()
+    page.act(row.locator("button[data-close]"))
     expect(page.tab.get_by_test_id("no-positions")).to_be_visible(timeout=TIMEOUT_MS)
     assert int(bw.ch.functions.positionOf(page.address, 0).call()[0]) == 0
 
@@ -432,7 +446,7 @@ def test_deposit_open_long_and_see_the_liquidation_price(
     assert page.tab.locator("#withdraw-amount").input_value() == render.units.format_units(
         free // bw.token_scale, 6
     )
-    page.tab.locator("#withdraw-submit").click()
+    page.act(page.tab.locator("#withdraw-submit"))
     page.expect_confirmed("withdraw")
     withdrawn = free // bw.token_scale * bw.token_scale
     assert int(bw.ch.functions.marginOf(page.address).call()) == before - withdrawn
@@ -524,7 +538,7 @@ def test_an_lp_deposit_is_locked_and_a_withdrawal_shows_why(
         most, 6
     )
     wallet_before = int(bw.token.functions.balanceOf(page.address).call())
-    page.tab.locator("#pool-withdraw-submit").click()
+    page.act(page.tab.locator("#pool-withdraw-submit"))
     page.expect_confirmed("pool withdraw")
     assert int(bw.token.functions.balanceOf(page.address).call()) == wallet_before + most
 
@@ -539,7 +553,7 @@ def test_stake_request_wait_and_claim(open_page: Any, protocol: Protocol) -> Non
     page.expect_value(page.stat("fund-shares"), shares)
 
     page.tab.locator(".max[data-max='unstake']").click()
-    page.tab.locator("#unstake-submit").click()
+    page.act(page.tab.locator("#unstake-submit"))
     page.expect_confirmed("unstake request")
     request = page.tab.locator("tr[data-request='0']")
     owner, ready_at, req_shares, at_request = bw.fund.functions.unstakeRequest(0).call()
@@ -554,7 +568,7 @@ def test_stake_request_wait_and_claim(open_page: Any, protocol: Protocol) -> Non
     bw.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
     expect(request.get_by_test_id("ready")).to_have_text("now", timeout=TIMEOUT_MS)
     wallet_before = int(bw.token.functions.balanceOf(page.address).call())
-    request.locator("button[data-claim]").click()
+    page.act(request.locator("button[data-claim]"))
     page.expect_confirmed("claim")
     paid = int(bw.token.functions.balanceOf(page.address).call()) - wallet_before
     assert paid == pays
@@ -650,6 +664,34 @@ def test_the_pages_arithmetic_matches_the_clis(open_page: Any) -> None:
     ]
     assert [None if v is None else int(v) for v in js] == py
     assert sum(v is not None for v in py) > 100
+
+
+def test_a_stale_feed_is_shown_and_a_fresh_price_clears_it(
+    open_page: Any, protocol: Protocol, anvil: AnvilNode, deployment_file: Path
+) -> None:
+    bw = protocol.bw
+    seed_pool(protocol)
+    protocol.fund_trader(dev_account(TRADER), 1000)
+    page = open_page(on_chain=True)
+    page.tab.get_by_test_id("connect").click()
+    expect(page.tab.get_by_test_id("stale-ETH-USD")).to_have_count(0)
+    protocol.warp(2 * 3600)  # past the one-hour heartbeat; mines a block
+    banner = page.tab.get_by_test_id("stale-ETH-USD")
+    expect(banner).to_contain_text("older than its heartbeat (1h 0m)")
+    expect(banner).to_contain_text("bulwark feed set ETH-USD PRICE")
+
+    page.submit("trade-form", "trade-size", "1")
+    shown = page.expect_failed("trade ETH-USD")
+    with pytest.raises(TxReverted) as info:
+        bw.call(bw.oracle.functions.priceWad(0), action="price of ETH-USD")
+    assert info.value.error.name == "OracleStalePrice"
+    assert shown == "trade ETH-USD: " + render.revert_message(info.value, 6)
+    page.shot("stale")
+
+    cli_run(anvil, deployment_file, "feed", "set", "ETH-USD", "3000", "--dev-account", "0")
+    expect(banner).to_have_count(0)
+    page.submit("trade-form", "trade-size", "1")
+    page.expect_confirmed("trade ETH-USD")
 
 
 # ---------------------------------------------------------------------------- the commands

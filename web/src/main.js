@@ -119,9 +119,11 @@ async function connect(wallet) {
 }
 
 async function useWallet(wallet, accounts) {
-  if (app.wallet && app.wallet.provider !== wallet.provider && app.wallet.provider.removeListener) {
-    app.wallet.provider.removeListener("accountsChanged", onAccounts);
-    app.wallet.provider.removeListener("chainChanged", onChain);
+  for (const w of [app.wallet, wallet]) {
+    if (w && w.provider.removeListener) {
+      w.provider.removeListener("accountsChanged", onAccounts);
+      w.provider.removeListener("chainChanged", onChain);
+    }
   }
   app.wallet = wallet;
   app.account = accounts && accounts.length ? getAddress(accounts[0]) : null;
@@ -420,7 +422,7 @@ function acceptablePrice(price, buy, slippageText) {
 
 async function trade(market, size) {
   const price = await app.pub.readContract({ ...app.contracts.oracle, functionName: "priceWad", args: [BigInt(market.id)] }).catch((error) => {
-    throw new Error(failure(`price of ${market.name}`, error).replace(/^price of \S+: /, ""));
+    throw new Error(failure(`price of ${market.name}`, error));
   });
   const limit = acceptablePrice(price, size > 0n, $("trade-slippage").value);
   return send(`trade ${market.name}`, app.contracts.ch, "trade", [BigInt(market.id), size, limit]);
