@@ -212,9 +212,8 @@ def start_page(
 def cmd_web(ctx: Context) -> int:
     from keeper.cli.node import _stop_on_sigterm
 
-    bw = ctx.bulwark()
-    rpc_url = ctx.rpc_url()
-    assert rpc_url is not None  # ctx.bulwark() needs one
+    bw = ctx.bulwark()  # needs --rpc or $BULWARK_RPC, and says so
+    rpc_url = ctx.rpc_url() or ""
     server = start_page(bw, rpc_url, ctx.args.port, ctx.note)
     ctx.report(
         {"url": server.url, "chain_id": bw.deployment.chain_id, "rpc_url": rpc_url},
