@@ -490,7 +490,7 @@ function renderBanners(p) {
 }
 
 function renderMarkets(p) {
-  const head = `<thead><tr><th>Market</th><th>Price</th><th>Age</th><th>Funding / day</th><th>OI long</th><th>OI short</th><th>Pool exposure</th><th>Room</th><th>Bad debt long / short</th></tr></thead>`;
+  const head = `<thead><tr><th>Market</th><th>Price</th><th>Age</th><th title="positive: longs pay shorts; negative: shorts pay longs">Funding / day</th><th>OI long</th><th>OI short</th><th>Pool exposure</th><th>Room</th><th>Bad debt long / short</th></tr></thead>`;
   const rows = p.markets.map((m) => {
     const base = m.name.split("-")[0];
     const price = m.priceWad !== null ? num(m.priceWad, wad(m.priceWad)) : `<td class="num bad">unavailable</td>`;
