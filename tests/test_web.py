@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -31,7 +32,7 @@ from web3.logs import DISCARD
 from keeper import cli, paths, status
 from keeper.chain import WAD, Bulwark, Deployment, TxReverted, dev_account
 from keeper.cli import render
-from keeper.cli.web import PageServer, start_page
+from keeper.cli.web import PageServer, page_config, start_page, web_dir
 from keeper.node import AnvilNode
 
 CHROMIUM = "/usr/bin/chromium"
@@ -748,6 +749,39 @@ def test_bulwark_web_serves_the_page_and_the_deployments_config(
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=20)
     assert proc.returncode == 0
+
+
+def test_a_node_that_went_away_is_shown_on_the_page(
+    browser: Any, bw: Bulwark, anvil: AnvilNode
+) -> None:
+    config = page_config(bw, anvil.rpc_url, bw.artifacts)
+    dead = "http://127.0.0.1:1"
+    server = PageServer(0, web_dir(), {**config, "rpcUrl": dead})
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    context = browser.new_context()
+    try:
+        tab = context.new_page()
+        tab.goto(server.url)
+        expect(tab.get_by_test_id("node-error")).to_contain_text(
+            f"cannot read Bulwark from {dead}", timeout=TIMEOUT_MS
+        )
+        expect(tab.get_by_test_id("connect")).to_have_text("No wallet found")
+    finally:
+        context.close()
+        server.shutdown()
+        server.server_close()
+
+
+def test_bulwark_web_without_a_node_says_so_in_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clear_cli_env(monkeypatch)
+    assert cli.main(["web", "--port", "0"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs a running node" in err[0]
+    assert cli.main(["web", "--port", "0", "--rpc", "http://127.0.0.1:1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["bulwark: error: cannot reach the node at http://127.0.0.1:1: ConnectionError"]
 
 
 def test_bulwark_node_deploy_web_starts_chain_and_page(tmp_path: Path) -> None:

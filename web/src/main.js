@@ -70,8 +70,8 @@ async function start() {
 }
 
 function showNodeError(error) {
-  $("chain-info").innerHTML = `<span class="bad">node unreachable at ${esc(app.cfg.rpcUrl)}</span>`;
-  $("chain-info").title = String(error && error.shortMessage ? error.shortMessage : error);
+  const reason = (error && (error.shortMessage || error.message)) || String(error);
+  $("chain-info").innerHTML = `<span class="bad" data-testid="node-error">cannot read Bulwark from ${esc(app.cfg.rpcUrl)}: ${esc(reason.split("\n")[0])}</span>`;
 }
 
 // ---------------------------------------------------------------------------- wallets
@@ -454,7 +454,6 @@ async function refresh() {
     } while (app.again);
   } catch (error) {
     showNodeError(error);
-    console.error(error);
   } finally {
     app.refreshing = false;
   }
