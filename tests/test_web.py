@@ -24,12 +24,14 @@ from typing import Any
 
 import pytest
 from conftest import USDC, Protocol, clear_cli_env
+from helpers import adl_book
 from playwright import sync_api as playwright_sync
 from playwright.sync_api import expect
 from web3 import Web3
 from web3.logs import DISCARD
 
 from keeper import cli, paths, status
+from keeper import riskmath as rm
 from keeper.chain import WAD, Bulwark, Deployment, TxReverted, dev_account
 from keeper.cli import render
 from keeper.cli.web import PageServer, page_config, start_page, web_dir
@@ -493,6 +495,42 @@ def test_a_crash_shows_the_liquidation_and_the_funds_payout(
     expect(page.tab.get_by_test_id("no-positions")).to_be_visible()
     page.expect_value(page.stat("margin"), int(bw.ch.functions.marginOf(page.address).call()))
     page.shot("liquidated")
+
+
+def test_bad_debt_the_adl_queue_and_a_haircut_are_shown(open_page: Any, protocol: Protocol) -> None:
+    bw = protocol.bw
+    book = adl_book(protocol)  # dev account 4 went bankrupt long; 5, 6 and 7 hold profitable shorts
+    first = book.shorts[0]  # 2 ETH short on 500 USDC: the highest score
+    page = open_page(account=OTHER, on_chain=True)
+    assert page.address == first.address
+    page.tab.get_by_test_id("connect").click()
+    expect(page.tab.get_by_test_id("bad-debt")).to_contain_text(fmt(book.debt))
+    debt_cell = page.tab.locator("#markets tr[data-market='ETH-USD'] td.num").last
+    page.expect_value(debt_cell, book.debt)
+    view = status.account(bw, first.address)
+    (pos,) = view.positions
+    assert pos.adl.rank == 1 and pos.adl.queue_length == 3
+    row = page.tab.locator("tr[data-position='ETH-USD']")
+    page.expect_value(row.locator("td.adl"), pos.adl.lights)
+    expect(row.locator("td.adl")).to_contain_text("1 of 3")
+    page.shot("adl-queue")
+
+    addrs = [t.address for t in book.shorts]
+    scores = bw.ch.functions.adlScoresOf(0, addrs).call()
+    order = rm.rank_adl(dict(zip(addrs, [int(x) for x in scores], strict=True)))
+    receipt = bw.send(bw.ch.functions.autoDeleverage(0, order), protocol.keeper)
+    steps = [
+        dict(e["args"])
+        for e in bw.ch.events.AutoDeleveraged().process_receipt(receipt, errors=DISCARD)
+        if e["args"]["account"] == first.address
+    ]
+    assert len(steps) == 1
+    history = page.tab.get_by_test_id("history")
+    expect(history.locator("li[data-event='AutoDeleveraged']")).to_contain_text(
+        f"haircut {fmt(steps[0]['haircutWad'])}"
+    )
+    expect(page.tab.get_by_test_id("bad-debt")).to_have_count(0)
+    page.expect_value(page.stat("margin"), int(bw.ch.functions.marginOf(first.address).call()))
 
 
 def test_an_lp_deposit_is_locked_and_a_withdrawal_shows_why(
