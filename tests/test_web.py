@@ -49,6 +49,7 @@ CHROMIUM_ARGS = [
 ]
 SHOTS = paths.project_root() / "web-screenshots"
 TIMEOUT_MS = 60_000  # a loaded machine: every expectation polls up to this
+expect.set_options(timeout=TIMEOUT_MS)
 TRADER, OTHER = 4, 5
 
 # The injected wallet: EIP-1193 over the page's fetch to Anvil, announced through EIP-6963.
