@@ -299,7 +299,14 @@ async function send(action, contract, functionName, args) {
     li.dataset.hash = hash;
     const receipt = await app.pub.waitForTransactionReceipt({ hash, pollingInterval: 500 });
     if (receipt.status !== "success") {
-      setTx(li, action, "failed", `reverted in block ${receipt.blockNumber}`);
+      // Replayed as a call at its block to recover the reason, as the command line does.
+      let reason = `${action} reverted in block ${receipt.blockNumber} (the replay succeeded: out of gas?)`;
+      try {
+        await app.pub.simulateContract({ ...call, blockNumber: receipt.blockNumber });
+      } catch (replayError) {
+        reason = failure(action, replayError);
+      }
+      setTx(li, action, "failed", reason);
       return null;
     }
     setTx(li, action, "confirmed", `in block ${receipt.blockNumber}`);
