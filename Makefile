@@ -15,10 +15,13 @@ ANVIL := node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 
 VENV_STAMP := $(VENV)/.stamp
 NODE_STAMP := node_modules/.stamp
+WEB_BUNDLE := web/dist/app.js
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: bootstrap test demo bench compile abi node clean distclean
+.PHONY: bootstrap test demo bench compile abi node web clean distclean
 
-bootstrap: $(VENV_STAMP) $(NODE_STAMP)
+bootstrap: $(VENV_STAMP) $(NODE_STAMP) $(WEB_BUNDLE)
 
 $(VENV_STAMP): pyproject.toml
 	@test -x $(PY) || { echo "creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
@@ -40,7 +43,21 @@ $(NODE_STAMP): package.json package-lock.json
 	fi
 	@touch $@
 
-test: bootstrap
+# The trading page's script: web/src bundled by esbuild (package.json's build:web) when it changed.
+$(WEB_BUNDLE): $(wildcard web/src/*.js) $(NODE_STAMP)
+	@echo "bundling the page's script into $@ (esbuild)"
+	@$(NPM) run --silent build:web
+
+web: $(WEB_BUNDLE)
+
+# Debian's Chromium for the page's tests (tests/test_web.py); Playwright drives it and downloads
+# no browser of its own.
+$(CHROMIUM):
+	@echo "installing chromium (apt-get)"
+	@$(SUDO) apt-get update -qq
+	@DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null
+
+test: bootstrap $(CHROMIUM)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: bootstrap
@@ -61,7 +78,7 @@ node: bootstrap
 	$(ANVIL) --port $(PORT)
 
 clean:
-	rm -rf build out cache .pytest_cache .hypothesis
+	rm -rf build out cache .pytest_cache .hypothesis web/dist web-screenshots
 
 distclean: clean
 	rm -rf $(VENV) node_modules

@@ -59,6 +59,7 @@ from keeper.cli.vaults import (
     cmd_pool_deposit,
     cmd_pool_withdraw,
 )
+from keeper.cli.web import DEFAULT_WEB_PORT, cmd_web
 
 __all__ = [
     "EXIT_ERROR",
@@ -119,6 +120,14 @@ def build_parser() -> Parser:
         type=_positive_decimal,
         metavar="SECONDS",
         help="mine a block every SECONDS (default: one block per transaction)",
+    )
+    node.add_argument(
+        "--web",
+        nargs="?",
+        const=DEFAULT_WEB_PORT,
+        type=_node_port,
+        metavar="PORT",
+        help=f"also serve the trading page (default port {DEFAULT_WEB_PORT}; see `bulwark web`)",
     )
 
     comp = add(
@@ -298,6 +307,19 @@ def build_parser() -> Parser:
         help="replay one price every SECONDS of the path (0: every row; default: the scenario's)",
     )
     sx.add_argument("--max-steps", type=_positive_int, metavar="N", help="stop after N price steps")
+
+    web = add(
+        commands,
+        "web",
+        "serve the trading page for wallet users on 127.0.0.1 (Ctrl-C stops it)",
+        cmd_web,
+    )
+    web.add_argument(
+        "--port",
+        type=_node_port,
+        default=DEFAULT_WEB_PORT,
+        help=f"port (default {DEFAULT_WEB_PORT}; 0 picks a free one)",
+    )
 
     demo = add(commands, "demo", "the whole story on an embedded Anvil, start to finish", cmd_demo)
     demo.add_argument("--out", metavar="DIR", help="report directory (default reports/demo)")

@@ -9,7 +9,7 @@ from typing import Any
 from keeper import chain, compiler, paths
 from keeper.chain import BulwarkError
 from keeper.cli.args import ENV_RPC, EXIT_OK, UsageError
-from keeper.cli.context import Context, load_artifacts, parse_address
+from keeper.cli.context import Context, load_artifacts, load_deployment, parse_address
 from keeper.cli.render import table
 
 # ---------------------------------------------------------------------------- node, compile, deploy
@@ -54,6 +54,9 @@ def cmd_node(ctx: Context) -> int:
     for i in range(10):
         acct = chain.dev_account(i)
         lines.append(f"    {i}  {acct.address}  0x{bytes(acct.key).hex()}")
+    if a.web is not None:
+        info["web_url"] = _serve_page(ctx, w3, node.rpc_url, a.web)
+        lines.append(f"  trading page: {info['web_url']} (open it in a browser with a wallet)")
     lines.append("Ctrl-C stops the node.")
     ctx.report(info, lines)
     _stop_on_sigterm()
@@ -66,6 +69,17 @@ def cmd_node(ctx: Context) -> int:
         return EXIT_OK
     ctx.node = None
     raise BulwarkError(f"Anvil exited by itself with code {code}")
+
+
+def _serve_page(ctx: Context, w3: Any, rpc_url: str, port: int) -> str:
+    """Serves the trading page for this node's deployment (`bulwark web`) from a daemon thread."""
+    from keeper.cli.web import start_page
+
+    path = ctx.deployment_path(w3.eth.chain_id)
+    if not path.is_file():
+        raise BulwarkError(f"--web needs a deployment: add --deploy (no deployment file {path})")
+    bw = chain.Bulwark(w3, load_deployment(path), load_artifacts())
+    return start_page(bw, rpc_url, port, ctx.note).url
 
 
 def _anvil_reason(exc: BaseException) -> str:

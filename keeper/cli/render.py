@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sys
 from collections.abc import Sequence
+from importlib import resources
 from typing import Any
 
 from eth_utils.address import is_address, to_checksum_address
@@ -96,32 +98,14 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "
 
 # ---------------------------------------------------------------------------- error messages
 
-_TIME_ARGS = {"readyAt", "until", "updatedAt", "socializableAt", "startedAt"}
+# The plain words for errors live in keeper/errors.json, which the page (web/) reads too.
+_WORDS: dict[str, Any] = json.loads(resources.files("keeper").joinpath("errors.json").read_text())
 
 
-_HINTS = {
-    "TradeMarginInsufficient": "deposit more (`bulwark trade deposit`) or trade a smaller size",
-    "TradeWouldBankrupt": "the fee would leave the account bankrupt: deposit more first",
-    "TradeSlippage": "the oracle price is beyond your bound: widen --slippage or the price bound",
-    "TradeReduceOnly": "the guardian paused the protocol to reduce-only: only closing works",
-    "TradeOpenInterestCap": "the market is at its open-interest cap: trade smaller",
-    "TradePoolExposureCap": "the pool cannot take more of this side: trade smaller or add to it",
-    "OracleStalePrice": "the feed is older than its heartbeat; on a local chain publish a fresh "
-    "price with `bulwark feed set MARKET PRICE`",
-    "OracleInvalidPrice": "the feed's answer is not a positive price",
-    "VaultBadDebtOutstanding": "withdrawals wait until bad debt is covered, deleveraged or shared",
-    "VaultInsufficientMargin": "see `bulwark account` for your free margin",
-    "VaultBelowInitialMargin": "open positions need that margin: see `bulwark account`",
-    "VaultPoolExposure": "the pool's open exposure needs that margin",
-    "ERC20InsufficientBalance": "the wallet holds too little of the token",
-    "ERC20InsufficientAllowance": "approve the contract to spend the token first",
-    "AccessControlUnauthorizedAccount": "this signer lacks the role; on a local chain the deployer "
-    "(--dev-account 0) holds every role",
-    "PoolSharesLocked": "LP shares stay locked for the pool's cooldown after each deposit",
-    "FundCooldownActive": "claim once the cooldown has passed",
-    "FundNotRequestOwner": "only the account that asked to unstake can claim",
-    "LiquidationAccountHealthy": "the account is above maintenance margin",
-}
+_TIME_ARGS: set[str] = set(_WORDS["time_args"])
+
+
+_HINTS: dict[str, str] = _WORDS["hints"]
 
 
 def describe_error(error: DecodedError, token_decimals: int = 6) -> str:
