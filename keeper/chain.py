@@ -11,6 +11,7 @@ import json
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -75,15 +76,12 @@ def _fmt_arg(value: Any) -> str:
     return str(value)
 
 
-_PANIC_CODES = {
-    0x01: "assertion failed",
-    0x11: "arithmetic overflow or underflow",
-    0x12: "division by zero",
-    0x21: "invalid enum value",
-    0x31: "pop on empty array",
-    0x32: "array index out of bounds",
-    0x41: "out of memory",
-    0x51: "call to a zero-initialised function",
+# Solidity's panic codes in plain words; keeper/errors.json holds them for the CLI and the page alike.
+_PANIC_CODES: dict[int, str] = {
+    int(code, 16): words
+    for code, words in json.loads(resources.files("keeper").joinpath("errors.json").read_text())[
+        "panic_codes"
+    ].items()
 }
 
 
