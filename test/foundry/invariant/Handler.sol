@@ -286,34 +286,67 @@ contract Handler is AdlChecks {
         _count("requestUnstake", true);
     }
 
-    /// @notice Invariant 7: a claim pays min(value at request, value now); none while bad debt is outstanding.
+    /// @notice Invariant 7: a claim pays min(value at request, value now plus the losses paid since its
+    /// cooldown ended), exactly what `claimable` said; only inside its claim window; none while bad debt is
+    /// outstanding. A request past its window lapses instead (stale claims).
     function claim(uint256 requestSeed) external {
         if (_requests.length == 0) return;
         uint256 k = requestSeed % _requests.length;
         Request memory r = _requests[k];
         IInsuranceFund.UnstakeRequest memory u = fund.unstakeRequest(r.id);
+        uint256 endsAt = uint256(u.readyAt) + u.claimWindow;
         uint256 valueNow = fund.convertToAssets(u.shares);
+        uint256 owed = fund.claimable(r.id);
         uint256 debt = ch.totalBadDebtWad();
         uint256 balanceBefore = usdc.balanceOf(r.owner);
         vm.prank(r.owner);
         try fund.claim(r.id) returns (uint256 paid) {
             assertGe(block.timestamp, u.readyAt, "claimed inside the cooldown");
+            assertLt(block.timestamp, endsAt, "claimed after the claim window");
             assertLe(paid, u.assetsAtRequest, "claim above the value at request");
-            assertLe(paid, valueNow, "claim above the value now");
-            assertEq(paid, valueNow < u.assetsAtRequest ? valueNow : u.assetsAtRequest, "claim != min");
+            assertGe(paid, valueNow < u.assetsAtRequest ? valueNow : u.assetsAtRequest, "claim below min");
+            assertEq(paid, owed, "claim != claimable");
             if (paid != 0) assertEq(debt, 0, "fund claim paid while bad debt is outstanding");
             assertEq(usdc.balanceOf(r.owner) - balanceBefore, paid, "claim tokens");
             ghostTokensOut += paid;
-            _requests[k] = _requests[_requests.length - 1];
-            _requests.pop();
+            _dropRequest(k);
             _count("claim", true);
         } catch (bytes memory reason) {
             bytes4 s = _sel(reason);
             if (s == IInsuranceFund.FundCooldownActive.selector) assertLt(block.timestamp, u.readyAt, "cooldown");
+            else if (s == IInsuranceFund.FundClaimWindowPassed.selector) assertGe(block.timestamp, endsAt, "window");
             else if (s == IClearingHouse.VaultBadDebtOutstanding.selector) assertGt(debt, 0, "bad debt revert");
             else _unexpected("claim", reason);
             _count("claim", false);
         }
+    }
+
+    /// @notice Anyone lapses a request whose claim window passed: the shares go back to the owner.
+    function lapse(uint256 requestSeed, uint256 callerSeed) external {
+        if (_requests.length == 0) return;
+        uint256 k = requestSeed % _requests.length;
+        Request memory r = _requests[k];
+        IInsuranceFund.UnstakeRequest memory u = fund.unstakeRequest(r.id);
+        uint256 endsAt = uint256(u.readyAt) + u.claimWindow;
+        uint256 held = fund.balanceOf(r.owner);
+        uint256 reserved = fund.reservedAssets();
+        vm.prank(_pick(keepers, callerSeed));
+        try fund.lapse(r.id) {
+            assertGe(block.timestamp, endsAt, "lapsed inside the claim window");
+            assertEq(fund.balanceOf(r.owner), held + u.shares, "lapsed shares not returned");
+            assertEq(fund.reservedAssets(), reserved - u.assetsAtRequest, "reserve not released");
+            _dropRequest(k);
+            _count("lapse", true);
+        } catch (bytes memory reason) {
+            if (_sel(reason) != IInsuranceFund.FundClaimWindowOpen.selector) _unexpected("lapse", reason);
+            assertLt(block.timestamp, endsAt, "window open");
+            _count("lapse", false);
+        }
+    }
+
+    function _dropRequest(uint256 k) internal {
+        _requests[k] = _requests[_requests.length - 1];
+        _requests.pop();
     }
 
     function donate(uint256 actorSeed, uint256 amountSeed) external {
