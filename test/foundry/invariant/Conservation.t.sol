@@ -44,7 +44,7 @@ contract ConservationInvariantTest is Fixture {
         _open(4, BTC, -3e18);
 
         targetContract(address(handler));
-        bytes4[] memory selectors = new bytes4[](17);
+        bytes4[] memory selectors = new bytes4[](18);
         selectors[0] = handler.deposit.selector;
         selectors[1] = handler.withdraw.selector;
         selectors[2] = handler.trade.selector;
@@ -62,6 +62,7 @@ contract ConservationInvariantTest is Fixture {
         selectors[14] = handler.socializeBadDebt.selector;
         selectors[15] = handler.autoDeleverage.selector;
         selectors[16] = handler.lapse.selector;
+        selectors[17] = handler.lpExitAtMax.selector;
         targetSelector(FuzzSelector(address(handler), selectors));
     }
 
@@ -162,7 +163,7 @@ contract ConservationInvariantTest is Fixture {
     /// BULWARK_INVARIANT_LOG names a file under out/, appended to it as one line of JSON, so the test
     /// command can check that the campaign reached every path it claims to check.
     function afterInvariant() public {
-        bytes32[16] memory names = [
+        bytes32[17] memory names = [
             bytes32("trade"),
             "liquidate",
             "liquidateBatch",
@@ -178,7 +179,8 @@ contract ConservationInvariantTest is Fixture {
             "lpWithdraw",
             "stake",
             "gap",
-            "lapse"
+            "lapse",
+            "lpExitAtMax"
         ];
         string memory line = "{";
         for (uint256 i; i < names.length; ++i) {

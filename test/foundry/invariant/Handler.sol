@@ -6,6 +6,7 @@ import {ERC4626} from "@openzeppelin/contracts/token/ERC20/extensions/ERC4626.so
 import {ClearingHouse} from "../../../contracts/ClearingHouse.sol";
 import {InsuranceFund} from "../../../contracts/InsuranceFund.sol";
 import {LiquidityPool} from "../../../contracts/LiquidityPool.sol";
+import {ILiquidityPool} from "../../../contracts/interfaces/ILiquidityPool.sol";
 import {IClearingHouse} from "../../../contracts/interfaces/IClearingHouse.sol";
 import {IInsuranceFund} from "../../../contracts/interfaces/IInsuranceFund.sol";
 import {IOracleAdapter} from "../../../contracts/interfaces/IOracleAdapter.sol";
@@ -382,7 +383,7 @@ contract Handler is AdlChecks {
         } catch (bytes memory reason) {
             bytes4 s = _sel(reason);
             bool allowed = s == IOracleAdapter.OracleStalePrice.selector
-                || (s == LiquidityPool.PoolInsolvent.selector && equity < 0);
+                || (s == ILiquidityPool.PoolInsolvent.selector && equity < 0);
             if (!allowed) _unexpected("lpDeposit", reason);
             _count("lpDeposit", false);
         }
@@ -400,6 +401,7 @@ contract Handler is AdlChecks {
         uint256 amount = bound(amountSeed, 1, assets);
         uint256 debt = ch.totalBadDebtWad();
         uint256 lockedUntil = pool.lockedUntil(a);
+        int256 equity = ch.poolEquityWad();
         vm.prank(a);
         try pool.withdraw(amount, a, a) {
             assertEq(debt, 0, "LP withdrawal while bad debt is outstanding");
@@ -408,15 +410,37 @@ contract Handler is AdlChecks {
             _count("lpWithdraw", true);
         } catch (bytes memory reason) {
             bytes4 s = _sel(reason);
-            bool allowed = (s == ERC4626.ERC4626ExceededMaxWithdraw.selector
-                    && (debt != 0 || block.timestamp < lockedUntil))
-                || (s == LiquidityPool.PoolSharesLocked.selector && block.timestamp < lockedUntil)
+            bool allowed = (s == ILiquidityPool.PoolSharesLocked.selector && block.timestamp < lockedUntil)
                 || (s == IClearingHouse.VaultBadDebtOutstanding.selector && debt != 0)
+                || (s == ILiquidityPool.PoolInsolvent.selector && equity < 0)
                 || s == IClearingHouse.VaultPoolExposure.selector
-                || s == IClearingHouse.VaultInsufficientMargin.selector
-                || s == IOracleAdapter.OracleStalePrice.selector;
+                || s == IClearingHouse.VaultInsufficientMargin.selector;
             if (!allowed) _unexpected("lpWithdraw", reason);
             _count("lpWithdraw", false);
         }
+    }
+
+    /// @notice Exits at the maximum: `maxRedeem` (or `maxWithdraw`) never reverts, a call at it succeeds
+    /// and pays what the preview said, at a price never above min(equity, margin) per share.
+    function lpExitAtMax(uint256 actorSeed, bool byShares) external {
+        address a = _pick(lps, actorSeed);
+        uint256 most = byShares ? pool.maxRedeem(a) : pool.maxWithdraw(a);
+        if (most == 0) return;
+        uint256 preview = byShares ? pool.previewRedeem(most) : pool.previewWithdraw(most);
+        int256 equity = ch.poolEquityWad();
+        int256 poolMargin = ch.marginOf(address(pool));
+        uint256 supply = pool.totalSupply();
+        uint256 balanceBefore = usdc.balanceOf(a);
+        uint256 sharesBefore = pool.balanceOf(a);
+        vm.prank(a);
+        uint256 result = byShares ? pool.redeem(most, a, a) : pool.withdraw(most, a, a); // must not revert
+        assertEq(result, preview, "exit at max differs from its preview");
+        uint256 paid = usdc.balanceOf(a) - balanceBefore;
+        uint256 burned = sharesBefore - pool.balanceOf(a);
+        assertEq(paid, byShares ? result : most, "exit tokens");
+        uint256 exitValue = _pos(equity < poolMargin ? equity : poolMargin);
+        assertLe(paid * SCALE * (supply + 1e6), (exitValue + SCALE) * burned, "exit above min(equity, margin)");
+        ghostTokensOut += paid;
+        _count("lpExitAtMax", true);
     }
 }
