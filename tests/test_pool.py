@@ -167,3 +167,73 @@ def test_deposit_into_an_insolvent_pool_reverts(protocol: Protocol) -> None:
     p.set_price("ETH-USD", 3_000)  # solvent again: deposits reopen
     tx(p, p.bw.pool.functions.deposit(1_000 * USDC, p.staker.address), p.staker)
     p.assert_conserved()
+
+
+def test_exit_is_priced_at_the_lower_of_equity_and_margin(protocol: Protocol) -> None:
+    p = protocol
+    p.seed_pool(100_000)
+    pool = p.bw.pool
+    t = p.traders[0]
+    p.fund_trader(t, 10_000)
+    trade_wad(p, t, ETH, wad(20))  # fee 30: 24 to the pool
+    p.warp(_cooldown(p))
+    p.refresh_prices()
+    p.set_price("ETH-USD", 2_700)  # the trader is down 6,000: the pool's equity is above its margin
+    equity = int(p.bw.ch.functions.poolEquityWad().call())
+    pool_margin = margin(p, pool.address)
+    assert equity > pool_margin == 100_024 * WAD
+    assert pool.functions.exitAssets().call() == pool_margin // 10**12
+    shares = int(pool.functions.balanceOf(p.lp.address).call())
+    at_equity = int(pool.functions.convertToAssets(shares).call())
+    at_exit = int(pool.functions.previewRedeem(shares).call())
+    assert at_exit < at_equity
+    assert abs(at_exit - 100_024 * USDC) <= 1  # the margin, not the uncollected 6,000
+    half = shares // 2  # the rest backs the open exposure
+    paid = int(pool.functions.previewRedeem(half).call())
+    assert abs(paid - at_exit // 2) <= 1
+    before = p.bw.token.functions.balanceOf(p.lp.address).call()
+    receipt = tx(p, pool.functions.redeem(half, p.lp.address, p.lp.address), p.lp)
+    assert events(receipt, pool, "Withdraw")[0]["assets"] == paid
+    assert p.bw.token.functions.balanceOf(p.lp.address).call() == before + paid
+    p.assert_conserved()
+
+
+def test_max_withdraw_is_exact_at_the_exposure_cap(protocol: Protocol) -> None:
+    p = protocol
+    p.seed_pool(100_000)
+    pool = p.bw.pool
+    t = p.traders[0]
+    p.fund_trader(t, 30_000)
+    trade_wad(p, t, ETH, wad(90))  # 270,000 of exposure against a cap of 3 x equity
+    p.warp(_cooldown(p))
+    p.refresh_prices()
+    most = int(pool.functions.maxWithdraw(p.lp.address).call())
+    assert (
+        0
+        < most
+        < int(pool.functions.previewRedeem(pool.functions.balanceOf(p.lp.address).call()).call())
+    )
+    with reverts("VaultPoolExposure", marketId=ETH):
+        tx(p, pool.functions.withdraw(most + 1, p.lp.address, p.lp.address), p.lp)
+    tx(p, pool.functions.withdraw(most, p.lp.address, p.lp.address), p.lp)
+    # at the cap now: only the funding accrued since (a few micro-units) could leave
+    assert pool.functions.maxWithdraw(p.lp.address).call() < USDC // 1_000
+    p.assert_conserved()
+
+
+def test_max_views_return_zero_on_a_stale_feed(protocol: Protocol) -> None:
+    p = protocol
+    p.seed_pool(10_000)
+    t = p.traders[0]
+    p.fund_trader(t, 1_000)
+    trade_wad(p, t, ETH, wad(1))
+    p.warp(_cooldown(p))  # the feeds are now older than their heartbeat
+    pool = p.bw.pool
+    with reverts("OracleStalePrice"):
+        p.bw.call(pool.functions.totalAssets())
+    assert pool.functions.maxDeposit(p.staker.address).call() == 0
+    assert pool.functions.maxMint(p.staker.address).call() == 0
+    assert pool.functions.maxWithdraw(p.lp.address).call() == 0
+    assert pool.functions.maxRedeem(p.lp.address).call() == 0
+    p.refresh_prices()
+    assert pool.functions.maxRedeem(p.lp.address).call() > 0

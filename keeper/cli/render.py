@@ -96,7 +96,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "
 
 # ---------------------------------------------------------------------------- error messages
 
-_TIME_ARGS = {"readyAt", "until", "updatedAt", "socializableAt", "startedAt"}
+_TIME_ARGS = {"readyAt", "until", "updatedAt", "socializableAt", "startedAt", "endedAt", "endsAt"}
 
 
 _HINTS = {
@@ -120,6 +120,10 @@ _HINTS = {
     "PoolSharesLocked": "LP shares stay locked for the pool's cooldown after each deposit",
     "FundCooldownActive": "claim once the cooldown has passed",
     "FundNotRequestOwner": "only the account that asked to unstake can claim",
+    "FundClaimWindowPassed": "the request lapsed: `bulwark fund lapse ID` stakes its shares again",
+    "FundClaimWindowOpen": "the request can still be claimed: it lapses only after its window",
+    "PoolInsolvent": "the pool's equity is negative: deposits and exits wait until it recovers",
+    "PoolRedeemsNothing": "those shares are worth less than one token unit at the exit price",
     "LiquidationAccountHealthy": "the account is above maintenance margin",
 }
 
