@@ -44,7 +44,7 @@ contract ConservationInvariantTest is Fixture {
         _open(4, BTC, -3e18);
 
         targetContract(address(handler));
-        bytes4[] memory selectors = new bytes4[](18);
+        bytes4[] memory selectors = new bytes4[](19);
         selectors[0] = handler.deposit.selector;
         selectors[1] = handler.withdraw.selector;
         selectors[2] = handler.trade.selector;
@@ -63,6 +63,7 @@ contract ConservationInvariantTest is Fixture {
         selectors[15] = handler.autoDeleverage.selector;
         selectors[16] = handler.lapse.selector;
         selectors[17] = handler.lpExitAtMax.selector;
+        selectors[18] = handler.staleClaim.selector;
         targetSelector(FuzzSelector(address(handler), selectors));
     }
 

@@ -345,6 +345,26 @@ contract Handler is AdlChecks {
         }
     }
 
+    /// @notice A stale claim: time runs to (or past) a request's window end, prices are republished,
+    /// the owner tries to claim (refused) and a keeper lapses it.
+    function staleClaim(uint256 requestSeed, uint256 lateSeed) external {
+        if (_requests.length == 0) return;
+        Request memory r = _requests[requestSeed % _requests.length];
+        IInsuranceFund.UnstakeRequest memory u = fund.unstakeRequest(r.id);
+        uint256 endsAt = uint256(u.readyAt) + u.claimWindow;
+        if (block.timestamp < endsAt) vm.warp(endsAt + bound(lateSeed, 0, 1 days));
+        feeds[0].updateAnswer(feeds[0].latestAnswer());
+        feeds[1].updateAnswer(feeds[1].latestAnswer());
+        vm.prank(r.owner);
+        try fund.claim(r.id) {
+            fail("a claim past its window succeeded");
+        } catch (bytes memory reason) {
+            if (_sel(reason) != IInsuranceFund.FundClaimWindowPassed.selector) _unexpected("staleClaim", reason);
+        }
+        _count("staleClaim", true);
+        this.lapse(requestSeed, lateSeed);
+    }
+
     function _dropRequest(uint256 k) internal {
         _requests[k] = _requests[_requests.length - 1];
         _requests.pop();
