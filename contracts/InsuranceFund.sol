@@ -239,6 +239,8 @@ contract InsuranceFund is IInsuranceFund, ERC4626, AccessControlDefaultAdminRule
 
     /// @inheritdoc IInsuranceFund
     function freeAssetsWad() public view returns (uint256) {
+        // Every open request holds escrowed shares: none escrowed, nothing reserved.
+        if (balanceOf(address(this)) == 0) return assetsWad();
         uint256 windowEnd = uint256(windowStart) + windowDuration;
         uint256 horizon = block.timestamp < windowEnd ? windowEnd : block.timestamp + windowDuration;
         uint256 due = (_reserveByReadyAt.upperLookupRecent(uint48(horizon)) - _releasedAssets) * _tokenScale;

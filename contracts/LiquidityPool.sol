@@ -136,8 +136,8 @@ contract LiquidityPool is ILiquidityPool, ERC4626, AccessControlDefaultAdminRule
     /// refusal names its reason (`VaultPoolExposure`, `VaultInsufficientMargin`).
     function withdraw(uint256 assets, address receiver, address owner) public override nonReentrant returns (uint256) {
         if (assets == 0) return 0;
-        _requireExitOpen(owner);
-        uint256 shares = previewWithdraw(assets);
+        uint256 exitValue = _exitAssets(_requireExitOpen(owner));
+        uint256 shares = Math.mulDiv(assets, totalSupply() + 10 ** _decimalsOffset(), exitValue + 1, Math.Rounding.Ceil);
         if (shares > balanceOf(owner)) revert ERC4626ExceededMaxWithdraw(owner, assets, maxWithdraw(owner));
         _withdraw(_msgSender(), receiver, owner, assets, shares);
         return shares;
@@ -145,9 +145,9 @@ contract LiquidityPool is ILiquidityPool, ERC4626, AccessControlDefaultAdminRule
 
     function redeem(uint256 shares, address receiver, address owner) public override nonReentrant returns (uint256) {
         if (shares == 0) return 0;
-        _requireExitOpen(owner);
+        int256 equity = _requireExitOpen(owner);
         if (shares > balanceOf(owner)) revert ERC4626ExceededMaxRedeem(owner, shares, maxRedeem(owner));
-        uint256 assets = previewRedeem(shares);
+        uint256 assets = _toAssetsAtExit(shares, _exitAssets(equity));
         if (assets == 0) revert PoolRedeemsNothing(shares);
         _withdraw(_msgSender(), receiver, owner, assets, shares);
         return assets;
@@ -243,17 +243,18 @@ contract LiquidityPool is ILiquidityPool, ERC4626, AccessControlDefaultAdminRule
     }
 
     /// @dev With negative equity the share price is zero and new assets would fill the deficit.
-    function _requireSolvent() internal view {
-        int256 equity = clearingHouse.poolEquityWad();
+    function _requireSolvent() internal view returns (int256 equity) {
+        equity = clearingHouse.poolEquityWad();
         if (equity < 0) revert PoolInsolvent(equity);
     }
 
-    /// @dev Names the reason an exit is closed, instead of the generic ERC-4626 maximum error.
-    function _requireExitOpen(address owner) internal view {
+    /// @dev Names the reason an exit is closed, instead of the generic ERC-4626 maximum error; returns
+    /// the pool's equity.
+    function _requireExitOpen(address owner) internal view returns (int256) {
         if (block.timestamp < lockedUntil[owner]) revert PoolSharesLocked(owner, lockedUntil[owner]);
         uint256 debt = clearingHouse.totalBadDebtWad();
         if (debt != 0) revert IClearingHouse.VaultBadDebtOutstanding(debt);
-        _requireSolvent();
+        return _requireSolvent();
     }
 
     function _setCooldown(uint32 cooldown_) internal {
