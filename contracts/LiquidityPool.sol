@@ -226,7 +226,7 @@ contract LiquidityPool is ILiquidityPool, ERC4626, AccessControlDefaultAdminRule
         IOracleAdapter oracle = IOracleSource(address(clearingHouse)).oracle();
         uint256 k = clearingHouse.riskParams().poolExposureMultipleWad;
         uint256 n = clearingHouse.marketCount();
-        uint256 needed;
+        uint256 needed = 0; // the equity the largest exposure needs
         for (uint256 m; m < n; ++m) {
             int256 skew = clearingHouse.marketState(m).sumSizeWad;
             if (skew == 0) continue;
