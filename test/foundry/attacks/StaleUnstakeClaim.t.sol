@@ -26,6 +26,12 @@ contract StaleUnstakeClaimTest is AttackBase {
 
     /// @dev Both stake 10,000; `staker` asks to leave; the cooldown passes; bob's short goes bankrupt.
     function _scene() internal returns (uint256 requestId) {
+        requestId = _sceneBeforeTheMove();
+        setPrice(ETH, 3600); // bob: 10,955 - 18,000 = -7,045, bankrupt
+        assertLt(equityOf(bob), int256(0), "bob bankrupt");
+    }
+
+    function _sceneBeforeTheMove() internal returns (uint256 requestId) {
         stake(staker, 10_000 * USDC);
         stake(stayer, 10_000 * USDC);
         uint256 shares = fund.balanceOf(staker);
@@ -35,8 +41,6 @@ contract StaleUnstakeClaimTest is AttackBase {
         refreshPrices();
         fundAccount(bob, 11_000 * USDC);
         openPosition(bob, ETH, -30e18); // fee 45, of which 9 reach the fund
-        setPrice(ETH, 3600); // bob: 10,955 - 18,000 = -7,045, bankrupt
-        assertLt(equityOf(bob), int256(0), "bob bankrupt");
     }
 
     /// @dev Bad debt left by the liquidation is socialised after its grace period, the same in both orders.
@@ -84,6 +88,31 @@ contract StaleUnstakeClaimTest is AttackBase {
         assertGe(attack.stayerValue + 1, honest.stayerValue, "the staker who stayed lost more");
         assertLe(attack.badDebtWad, honest.badDebtWad, "the early claim left more bad debt");
         assertConserved(actors());
+    }
+
+    /// @notice The informed claim (in the bankruptcy block) leaves everyone where a claim made before the
+    /// price moved would have: nothing about the coming loss is worth knowing.
+    function test_claim_informedOrNot_samePayoutAndSameStayer() public {
+        uint256 id = _sceneBeforeTheMove();
+        uint256 snap = vm.snapshotState();
+        vm.prank(staker);
+        fund.claim(id); // uninformed: before the price moves
+        setPrice(ETH, 3600);
+        liquidateAs(keeper, bob, ETH);
+        Outcome memory early = _outcome();
+        early.badDebtWad = ch.totalBadDebtWad();
+
+        vm.revertToState(snap);
+        setPrice(ETH, 3600);
+        vm.prank(staker);
+        fund.claim(id); // informed: the bankruptcy is visible
+        liquidateAs(keeper, bob, ETH);
+        Outcome memory informed = _outcome();
+        informed.badDebtWad = ch.totalBadDebtWad();
+
+        assertEq(informed.claimerTokens, early.claimerTokens, "knowing the loss paid more");
+        assertEq(informed.stayerValue, early.stayerValue, "knowing the loss cost the stayer");
+        assertEq(informed.badDebtWad, early.badDebtWad, "knowing the loss left more bad debt");
     }
 
     /// @notice A matured request does not back the fund's promise: available and the window cap are
