@@ -352,6 +352,9 @@ def test_cli_fund_claim_explains_a_lapsed_request(
     assert status["claim_window_seconds"] == int(p.bw.fund.functions.claimWindow().call())
     assert status["holder"]["requests"][0]["state"] == "cooldown"
     assert status["holder"]["requests"][0]["claim_until"] == ev["claimUntil"]
+    code, out, _ = run("fund", "status", p.staker.address)
+    assert code == 0 and "then a claim window of 7d 0h" in out
+    assert f"request #{rid}: " in out and "claimable from" in out
     p.warp(ev["claimUntil"] - ev["readyAt"] + _cooldown(p))
     code, out, err = run("fund", "claim", str(rid), "--dev-account", "2")
     assert code != 0 and out == ""

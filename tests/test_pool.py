@@ -3,7 +3,12 @@ outstanding bad debt, pool equity is the exact mirror of the traders, and a dona
 
 from __future__ import annotations
 
-from conftest import MAX_UINT, USDC, Protocol
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import MAX_UINT, USDC, Protocol, clear_cli_env
 from helpers import (
     ETH,
     adl_book,
@@ -15,6 +20,7 @@ from helpers import (
     wad,
 )
 
+from keeper import cli
 from keeper import riskmath as rm
 from keeper.chain import WAD
 
@@ -237,3 +243,30 @@ def test_max_views_return_zero_on_a_stale_feed(protocol: Protocol) -> None:
     assert pool.functions.maxRedeem(p.lp.address).call() == 0
     p.refresh_prices()
     assert pool.functions.maxRedeem(p.lp.address).call() > 0
+
+
+def test_cli_pool_withdraw_reports_the_exit_value(
+    protocol: Protocol, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    p = protocol
+    clear_cli_env(monkeypatch)
+    deployment = p.bw.deployment.save(tmp_path / "deployment.json")
+    rpc = str(p.bw.w3.provider.endpoint_uri)  # type: ignore[attr-defined]
+    p.seed_pool(100_000)
+    t = p.traders[0]
+    p.fund_trader(t, 10_000)
+    trade_wad(p, t, ETH, wad(20))
+    p.warp(_cooldown(p))
+    p.refresh_prices()
+    p.set_price("ETH-USD", 2_700)  # the trader is down 6,000: equity above margin
+    argv = ["pool", "withdraw", "1000", "--dev-account", "1", "--rpc", rpc]
+    code = cli.main([*argv, "--deployment", str(deployment), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["withdrew"] == "1000"
+    assert float(data["exit_value"]) < float(data["value"])
+    code = cli.main(["pool", "withdraw", "1000000", *argv[3:], "--deployment", str(deployment)])
+    out, err = capsys.readouterr()
+    assert code != 0 and out == "" and len(err.strip().splitlines()) == 1
+    assert "can withdraw at most" in err
