@@ -396,7 +396,10 @@ contract Handler is AdlChecks {
         vm.prank(a);
         try pool.deposit(amount, a) returns (uint256 shares) {
             assertGe(equity, int256(0), "LP deposit into a pool under water");
-            assertApproxEq(pool.convertToAssets(shares), amount, amount / 10_000 + 1, "LP deposit lost value");
+            // Minting rounds down by less than one share: worth more than dust once LPs who left at
+            // min(equity, margin) left unrealised gains behind a small supply.
+            uint256 oneShare = pool.convertToAssets(1) + 1;
+            assertApproxEq(pool.convertToAssets(shares), amount, amount / 10_000 + oneShare, "LP deposit lost value");
             ghostTokensIn += amount;
             assertEq(pool.lockedUntil(a), block.timestamp + pool.cooldown(), "deposit lock");
             _count("lpDeposit", true);
