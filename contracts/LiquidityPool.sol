@@ -107,13 +107,10 @@ contract LiquidityPool is ILiquidityPool, ERC4626, AccessControlDefaultAdminRule
     function maxRedeem(address owner) public view override returns (uint256) {
         (bool open, uint256 exitValue, uint256 limit) = _exitLimits(owner);
         if (!open) return 0;
-        uint256 shares = balanceOf(owner);
+        // the largest s with floor(s x (exitValue + 1) / supply) <= limit
         uint256 supply = totalSupply() + 10 ** _decimalsOffset();
-        if (limit != type(uint256).max) {
-            // the largest s with floor(s x (exitValue + 1) / supply) <= limit
-            uint256 most = Math.mulDiv(limit + 1, supply, exitValue + 1, Math.Rounding.Ceil) - 1;
-            shares = shares.min(most);
-        }
+        uint256 most = Math.mulDiv(limit + 1, supply, exitValue + 1, Math.Rounding.Ceil) - 1;
+        uint256 shares = balanceOf(owner).min(most);
         return _toAssetsAtExit(shares, exitValue) == 0 ? 0 : shares;
     }
 
