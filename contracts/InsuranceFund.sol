@@ -7,6 +7,8 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {ERC20} from "@openzeppelin/contracts/token/ERC20/ERC20.sol";
 import {ERC4626} from "@openzeppelin/contracts/token/ERC20/extensions/ERC4626.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
+import {Checkpoints} from "@openzeppelin/contracts/utils/structs/Checkpoints.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 
 import {IClearingHouse} from "./interfaces/IClearingHouse.sol";
@@ -16,13 +18,21 @@ import {FixedPointMath} from "./libraries/FixedPointMath.sol";
 /// @title Bulwark insurance fund
 /// @notice Stakers' capital behind liquidation shortfalls. Its assets are its clearing-house margin;
 /// padding and the fee share arrive there directly. Payouts go only to shortfalls, at most what is
-/// available and at most a cap per window. Unstaking is request, cooldown, claim, paying
-/// min(value at request, value at claim): stakers bear losses in the cooldown and forfeit gains.
+/// available and at most a cap per window. Unstaking is request, cooldown, claim within the claim window,
+/// paying min(value at request, value at claim): stakers bear losses in the cooldown and forfeit gains.
+/// Shares whose owner can leave within the current payout window never back a payout: the promise
+/// (available, window cap) is computed on the free assets, the margin less the values at request of the
+/// requests that mature by the window's end; a loss paid after a request's cooldown is added back to its
+/// claim, so claiming before or after a payout pays the same.
 contract InsuranceFund is IInsuranceFund, ERC4626, AccessControlDefaultAdminRules, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
     using FixedPointMath for uint256;
+    using Checkpoints for Checkpoints.Trace208;
 
     bytes32 public constant RISK_ADMIN_ROLE = keccak256("RISK_ADMIN_ROLE");
+    uint32 public constant DEFAULT_CLAIM_WINDOW = 7 days;
+    uint32 public constant MIN_CLAIM_WINDOW = 1 days;
+    uint32 public constant MAX_CLAIM_WINDOW = 30 days;
 
     IClearingHouse public immutable clearingHouse;
     uint256 internal immutable _tokenScale;
@@ -39,6 +49,15 @@ contract InsuranceFund is IInsuranceFund, ERC4626, AccessControlDefaultAdminRule
 
     uint256 public nextRequestId;
     mapping(uint256 requestId => UnstakeRequest) internal _requests;
+    uint32 public claimWindow;
+    /// @dev Cumulative values at request (tokens) of every request ever made, by `readyAt` (never
+    /// decreasing): with `_releasedAssets`, what the open requests maturing by a given time may claim.
+    Checkpoints.Trace208 internal _reserveByReadyAt;
+    /// @dev Cumulative values at request of the requests claimed or lapsed (all of them matured).
+    uint256 internal _releasedAssets;
+    /// @dev Cumulative payouts per share (WAD assets x 1e18 / shares), by time: what a request is spared
+    /// after its cooldown. Written only while a request is open.
+    Checkpoints.Trace208 internal _lossPerShare;
 
     constructor(
         IERC20 asset_,
@@ -53,6 +72,12 @@ contract InsuranceFund is IInsuranceFund, ERC4626, AccessControlDefaultAdminRule
         clearingHouse = clearingHouse_;
         _tokenScale = 10 ** (18 - ERC20(address(asset_)).decimals());
         _setParams(cooldown_, windowDuration_, windowCapRatioWad_, capAssets_, treasury_);
+        _setClaimWindow(DEFAULT_CLAIM_WINDOW);
+    }
+
+    /// @notice Sets the claim window of requests made from now on, within [1 day, 30 days].
+    function setClaimWindow(uint32 claimWindow_) external onlyRole(RISK_ADMIN_ROLE) {
+        _setClaimWindow(claimWindow_);
     }
 
     function setParams(
@@ -72,67 +97,102 @@ contract InsuranceFund is IInsuranceFund, ERC4626, AccessControlDefaultAdminRule
         return assetsWad() / _tokenScale;
     }
 
-    /// @notice Staking stops at the cap.
+    /// @notice Staking stops at the cap (and at what a clearing-house margin can hold). Never reverts.
     function maxDeposit(address) public view override returns (uint256) {
         uint256 assets = totalAssets();
-        return assets >= capAssets ? 0 : capAssets - assets;
+        uint256 room = assets >= capAssets ? 0 : capAssets - assets;
+        return room.min(_marginRoomTokens());
     }
 
     function maxMint(address receiver) public view override returns (uint256) {
         return convertToShares(maxDeposit(receiver));
     }
 
+    /// @notice Zero: shares leave only through `requestUnstake` and `claim`.
     function maxWithdraw(address) public pure override returns (uint256) {
         return 0;
     }
 
+    /// @notice Zero: shares leave only through `requestUnstake` and `claim`.
     function maxRedeem(address) public pure override returns (uint256) {
         return 0;
     }
 
+    /// @dev A zero amount is a no-op, so a call at a maximum of zero succeeds.
     function deposit(uint256 assets, address receiver) public override nonReentrant returns (uint256) {
+        if (assets == 0) return 0;
         return super.deposit(assets, receiver);
     }
 
     function mint(uint256 shares, address receiver) public override nonReentrant returns (uint256) {
+        if (shares == 0) return 0;
         return super.mint(shares, receiver);
     }
 
-    function withdraw(uint256, address, address) public pure override returns (uint256) {
-        revert FundUseRequestUnstake();
+    function withdraw(uint256 assets, address, address) public pure override returns (uint256) {
+        if (assets != 0) revert FundUseRequestUnstake();
+        return 0;
     }
 
-    function redeem(uint256, address, address) public pure override returns (uint256) {
-        revert FundUseRequestUnstake();
+    function redeem(uint256 shares, address, address) public pure override returns (uint256) {
+        if (shares != 0) revert FundUseRequestUnstake();
+        return 0;
     }
 
     // ================================================================ unstaking
 
-    /// @notice Locks `shares` in escrow and records what they are worth now.
+    /// @inheritdoc IInsuranceFund
     function requestUnstake(uint256 shares) external nonReentrant returns (uint256 requestId) {
         if (shares == 0) revert FundZeroShares();
         uint256 assets = previewRedeem(shares);
         _transfer(msg.sender, address(this), shares);
-        uint64 readyAt = uint64(block.timestamp + cooldown);
+        // Requests mature in the order they are made, even after the cooldown is shortened.
+        (, uint48 lastReadyAt, uint208 reserved) = _reserveByReadyAt.latestCheckpoint();
+        uint64 readyAt = uint64(uint256(lastReadyAt).max(block.timestamp + cooldown));
+        _reserveByReadyAt.push(uint48(readyAt), reserved + uint208(assets));
+        uint32 window = claimWindow;
         requestId = nextRequestId++;
-        _requests[requestId] = UnstakeRequest(msg.sender, readyAt, shares, assets);
-        emit UnstakeRequested(requestId, msg.sender, shares, assets, readyAt);
+        _requests[requestId] = UnstakeRequest(msg.sender, readyAt, window, shares, assets);
+        emit UnstakeRequested(requestId, msg.sender, shares, assets, readyAt, readyAt + window);
     }
 
-    /// @notice Pays min(value at request, value now) for a request whose cooldown has passed.
+    /// @inheritdoc IInsuranceFund
     function claim(uint256 requestId) external nonReentrant returns (uint256 assets) {
         UnstakeRequest memory r = _requests[requestId];
         if (r.owner == address(0)) revert FundUnknownRequest(requestId);
         if (r.owner != msg.sender) revert FundNotRequestOwner(requestId, msg.sender);
         if (block.timestamp < r.readyAt) revert FundCooldownActive(requestId, r.readyAt);
-        uint256 valueNow = convertToAssets(r.shares);
-        assets = valueNow.min(r.assetsAtRequest);
+        uint256 endsAt = uint256(r.readyAt) + r.claimWindow;
+        if (block.timestamp >= endsAt) revert FundClaimWindowPassed(requestId, endsAt);
+        uint256 entitled = _entitlement(r);
+        assets = entitled.min(r.assetsAtRequest);
         delete _requests[requestId];
+        _releasedAssets += r.assetsAtRequest;
         _burn(address(this), r.shares);
         if (assets != 0) clearingHouse.withdraw(assets, r.owner);
-        emit UnstakeClaimed(requestId, r.owner, r.shares, assets, valueNow - assets);
+        emit UnstakeClaimed(requestId, r.owner, r.shares, assets, entitled - assets);
     }
 
+    /// @inheritdoc IInsuranceFund
+    function lapse(uint256 requestId) external nonReentrant {
+        UnstakeRequest memory r = _requests[requestId];
+        if (r.owner == address(0)) revert FundUnknownRequest(requestId);
+        uint256 endsAt = uint256(r.readyAt) + r.claimWindow;
+        if (block.timestamp < endsAt) revert FundClaimWindowOpen(requestId, endsAt);
+        delete _requests[requestId];
+        _releasedAssets += r.assetsAtRequest;
+        _transfer(address(this), r.owner, r.shares);
+        emit UnstakeLapsed(requestId, r.owner, r.shares, msg.sender);
+    }
+
+    /// @inheritdoc IInsuranceFund
+    function claimable(uint256 requestId) external view returns (uint256) {
+        UnstakeRequest memory r = _requests[requestId];
+        if (r.owner == address(0)) return 0;
+        return _entitlement(r).min(r.assetsAtRequest);
+    }
+
+    /// @inheritdoc IInsuranceFund
     function unstakeRequest(uint256 requestId) external view returns (UnstakeRequest memory) {
         return _requests[requestId];
     }
@@ -152,16 +212,19 @@ contract InsuranceFund is IInsuranceFund, ERC4626, AccessControlDefaultAdminRule
         if (msg.sender != address(clearingHouse)) revert FundUnauthorized(msg.sender);
         _rollWindow();
         uint256 remaining = windowCapWad - windowPaidWad;
-        paidWad = shortfallWad.min(assetsWad()).min(remaining);
+        paidWad = shortfallWad.min(freeAssetsWad()).min(remaining);
         windowPaidWad += paidWad;
+        if (paidWad != 0 && balanceOf(address(this)) != 0) _recordLoss(paidWad);
         emit ShortfallCovered(shortfallWad, paidWad, windowPaidWad, windowCapWad);
     }
 
-    /// @notice Sends the assets above the cap to the treasury; anyone may call.
+    /// @notice Sends the assets above the cap to the treasury; anyone may call. What open requests may
+    /// claim is never swept.
     function sweepSurplus() external nonReentrant returns (uint256 amount) {
         uint256 assets = totalAssets();
-        if (assets <= capAssets) revert FundBelowCap(assets, capAssets);
-        amount = assets - capAssets;
+        uint256 floor_ = capAssets.max(reservedAssets());
+        if (assets <= floor_) revert FundBelowCap(assets, floor_);
+        amount = assets - floor_;
         clearingHouse.withdraw(amount, treasury);
         emit SurplusSwept(treasury, amount);
     }
@@ -175,19 +238,55 @@ contract InsuranceFund is IInsuranceFund, ERC4626, AccessControlDefaultAdminRule
     }
 
     /// @inheritdoc IInsuranceFund
+    function freeAssetsWad() public view returns (uint256) {
+        // Every open request holds escrowed shares: none escrowed, nothing reserved.
+        if (balanceOf(address(this)) == 0) return assetsWad();
+        uint256 windowEnd = uint256(windowStart) + windowDuration;
+        uint256 horizon = block.timestamp < windowEnd ? windowEnd : block.timestamp + windowDuration;
+        uint256 due = (_reserveByReadyAt.upperLookupRecent(uint48(horizon)) - _releasedAssets) * _tokenScale;
+        uint256 assets = assetsWad();
+        return assets > due ? assets - due : 0;
+    }
+
+    /// @inheritdoc IInsuranceFund
+    function reservedAssets() public view returns (uint256) {
+        return _reserveByReadyAt.latest() - _releasedAssets;
+    }
+
+    /// @inheritdoc IInsuranceFund
     function availableWad() external view returns (uint256) {
-        return assetsWad().min(windowRemainingWad());
+        return freeAssetsWad().min(windowRemainingWad());
     }
 
     /// @inheritdoc IInsuranceFund
     function windowRemainingWad() public view returns (uint256) {
         if (block.timestamp >= uint256(windowStart) + windowDuration) {
-            return assetsWad().mulWadDown(windowCapRatioWad);
+            return freeAssetsWad().mulWadDown(windowCapRatioWad);
         }
         return windowCapWad - windowPaidWad;
     }
 
     // ================================================================ internals
+
+    /// @dev What a request is owed before the cap at its value at request: its shares' value now plus
+    /// what the payouts made from its `readyAt` on took from them, rounded down.
+    function _entitlement(UnstakeRequest memory r) internal view returns (uint256) {
+        uint256 spared = _lossPerShare.latest() - _lossPerShare.upperLookupRecent(uint48(r.readyAt - 1));
+        return convertToAssets(r.shares) + Math.mulDiv(r.shares, spared, 1e18) / _tokenScale;
+    }
+
+    /// @dev A payout of `paidWad` lowers every share's value by paidWad / (supply + virtual shares).
+    function _recordLoss(uint256 paidWad) internal {
+        uint256 perShare = Math.mulDiv(paidWad, 1e18, totalSupply() + 10 ** _decimalsOffset());
+        _lossPerShare.push(uint48(block.timestamp), uint208(_lossPerShare.latest() + perShare));
+    }
+
+    /// @dev Tokens the fund's clearing-house margin (an int128) can still take.
+    function _marginRoomTokens() internal view returns (uint256) {
+        int256 margin = clearingHouse.marginOf(address(this));
+        uint256 used = margin > 0 ? uint256(margin) : 0;
+        return (uint256(uint128(type(int128).max)) - used) / _tokenScale;
+    }
 
     function _deposit(address caller, address receiver, uint256 assets, uint256 shares) internal override {
         super._deposit(caller, receiver, assets, shares);
@@ -202,7 +301,7 @@ contract InsuranceFund is IInsuranceFund, ERC4626, AccessControlDefaultAdminRule
     function _rollWindow() internal {
         if (block.timestamp < uint256(windowStart) + windowDuration) return;
         windowStart = uint64(block.timestamp);
-        windowCapWad = assetsWad().mulWadDown(windowCapRatioWad);
+        windowCapWad = freeAssetsWad().mulWadDown(windowCapRatioWad);
         windowPaidWad = 0;
     }
 
@@ -213,8 +312,9 @@ contract InsuranceFund is IInsuranceFund, ERC4626, AccessControlDefaultAdminRule
         uint256 capAssets_,
         address treasury_
     ) internal {
-        _check("cooldown", cooldown_, 1 days, 30 days);
         _check("windowDuration", windowDuration_, 1 hours, 7 days);
+        // A request made inside a window matures after it ends, so the window's promise cannot shrink.
+        _check("cooldown", cooldown_, uint256(windowDuration_).max(1 days), 30 days);
         _check("windowCapRatio", windowCapRatioWad_, 0.01e18, 1e18);
         _check("treasury", treasury_ == address(0) ? 0 : 1, 1, 1);
         cooldown = cooldown_;
@@ -223,6 +323,12 @@ contract InsuranceFund is IInsuranceFund, ERC4626, AccessControlDefaultAdminRule
         capAssets = capAssets_;
         treasury = treasury_;
         emit FundParamsUpdated(cooldown_, windowDuration_, windowCapRatioWad_, capAssets_, treasury_);
+    }
+
+    function _setClaimWindow(uint32 claimWindow_) internal {
+        _check("claimWindow", claimWindow_, MIN_CLAIM_WINDOW, MAX_CLAIM_WINDOW);
+        claimWindow = claimWindow_;
+        emit ClaimWindowUpdated(claimWindow_);
     }
 
     function _check(bytes32 field, uint256 value, uint256 minValue, uint256 maxValue) internal pure {

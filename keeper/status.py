@@ -307,6 +307,41 @@ def account(bw: Bulwark, address: str, accounts: Iterable[str] | None = None) ->
     return view
 
 
+# ---------------------------------------------------------------------------- the pool
+
+
+@dataclass
+class PoolExitView:
+    """An LP's shares: their value at the pool's equity (what deposits pay) and at exit (the lower of
+    equity and margin), and what `withdraw` takes now (lock, bad debt, exposure cap)."""
+
+    shares: int
+    locked_until: int
+    equity: int  # WAD, the pool's
+    value: int  # tokens, at equity
+    exit_value: int  # tokens, at min(equity, margin)
+    max_withdraw: int  # tokens
+
+
+def pool_exit(bw: Bulwark, holder: str) -> PoolExitView:
+    p = bw.pool.functions
+    shares, locked_until, equity = batch_call(
+        bw, [p.balanceOf(holder), p.lockedUntil(holder), bw.ch.functions.poolEquityWad()]
+    )
+    value, exit_value, most = batch_call(
+        bw,
+        [p.convertToAssets(int(shares)), p.previewRedeem(int(shares)), p.maxWithdraw(holder)],
+    )
+    return PoolExitView(
+        shares=int(shares),
+        locked_until=int(locked_until),
+        equity=int(equity),
+        value=int(value),
+        exit_value=int(exit_value),
+        max_withdraw=int(most),
+    )
+
+
 # ---------------------------------------------------------------------------- the fund
 
 
@@ -318,11 +353,14 @@ class UnstakeView:
     assets_at_request: int  # tokens
     value_now: int  # tokens
     ready_at: int
+    claim_until: int  # the claim window ends here; after it the request lapses
+    claimable: int  # tokens: what a claim pays now (the fund's `claimable` view)
 
-    @property
-    def claimable(self) -> int:
-        """What a claim pays: min(value at request, value now), in tokens."""
-        return min(self.assets_at_request, self.value_now)
+    def state(self, now: int) -> str:
+        """`cooldown`, `claimable` (inside the claim window) or `lapsed`."""
+        if now < self.ready_at:
+            return "cooldown"
+        return "claimable" if now < self.claim_until else "lapsed"
 
 
 @dataclass
@@ -335,6 +373,9 @@ class FundView:
     window_cap_ratio: int
     cap_tokens: int
     cooldown: int
+    claim_window: int
+    free_assets: int  # WAD: the assets that back the promise
+    reserved_tokens: int  # what open requests may claim at most
     total_shares: int
     share_decimals: int
     total_assets_tokens: int
@@ -359,6 +400,9 @@ def fund(bw: Bulwark, holder: str | None = None) -> FundView:
         supply,
         decimals,
         total_assets,
+        claim_window,
+        free_assets,
+        reserved,
     ) = batch_call(
         bw,
         [
@@ -374,6 +418,9 @@ def fund(bw: Bulwark, holder: str | None = None) -> FundView:
             f.totalSupply(),
             f.decimals(),
             f.totalAssets(),
+            f.claimWindow(),
+            f.freeAssetsWad(),
+            f.reservedAssets(),
         ],
     )
     view = FundView(
@@ -385,6 +432,9 @@ def fund(bw: Bulwark, holder: str | None = None) -> FundView:
         window_cap_ratio=int(ratio),
         cap_tokens=int(cap_tokens),
         cooldown=int(cooldown),
+        claim_window=int(claim_window),
+        free_assets=int(free_assets),
+        reserved_tokens=int(reserved),
         total_shares=int(supply),
         share_decimals=int(decimals),
         total_assets_tokens=int(total_assets),
@@ -399,21 +449,45 @@ def fund(bw: Bulwark, holder: str | None = None) -> FundView:
 
 
 def unstake_requests(bw: Bulwark, owner: str) -> list[UnstakeView]:
-    """Open (unclaimed) unstake requests of `owner`, from the fund's events."""
+    """Open (neither claimed nor lapsed) unstake requests of `owner`, from the fund's events."""
     logs = bw.fund.events.UnstakeRequested.get_logs(
         from_block=bw.deployment.deploy_block, argument_filters={"owner": owner}
     )
     found: list[UnstakeView] = []
     for log in logs:
-        request_id = int(log["args"]["requestId"])
-        req_owner, ready_at, shares, assets = bw.call(bw.fund.functions.unstakeRequest(request_id))
-        if int(str(req_owner), 16) == 0:
-            continue  # claimed
-        value_now = int(bw.call(bw.fund.functions.convertToAssets(int(shares))))
-        found.append(
-            UnstakeView(request_id, req_owner, int(shares), int(assets), value_now, int(ready_at))
-        )
+        view = unstake_request(bw, int(log["args"]["requestId"]))
+        if view is not None:
+            found.append(view)
     return found
+
+
+def unstake_request(bw: Bulwark, request_id: int) -> UnstakeView | None:
+    """An open unstake request, or None once it was claimed or lapsed (or never made)."""
+    f = bw.fund.functions
+    req_owner, ready_at, claim_window, shares, assets = bw.call(f.unstakeRequest(request_id))
+    if int(str(req_owner), 16) == 0:
+        return None
+    value_now, claimable = batch_call(bw, [f.convertToAssets(int(shares)), f.claimable(request_id)])
+    return UnstakeView(
+        request_id=request_id,
+        owner=to_checksum_address(req_owner),
+        shares=int(shares),
+        assets_at_request=int(assets),
+        value_now=int(value_now),
+        ready_at=int(ready_at),
+        claim_until=int(ready_at) + int(claim_window),
+        claimable=int(claimable),
+    )
+
+
+def lapsed_at(bw: Bulwark, request_id: int) -> int | None:
+    """The block timestamp at which request `request_id` lapsed, or None if it never did."""
+    logs = bw.fund.events.UnstakeLapsed.get_logs(
+        from_block=bw.deployment.deploy_block, argument_filters={"requestId": request_id}
+    )
+    if not logs:
+        return None
+    return int(bw.w3.eth.get_block(logs[-1]["blockNumber"])["timestamp"])
 
 
 # ---------------------------------------------------------------------------- the protocol

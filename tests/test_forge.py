@@ -39,6 +39,8 @@ MUST_REACH = (
     "lpWithdraw",
     "stake",
     "gap",
+    "lapse",
+    "lpExitAtMax",
 )
 _CALLS = re.compile(r"\[PASS\] invariant_\w+\(\) \(runs: (\d+), calls: (\d+), reverts: (\d+)\)")
 

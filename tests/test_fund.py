@@ -3,7 +3,12 @@ bad debt in a new window, the cap and its sweep, donations, and the refusals."""
 
 from __future__ import annotations
 
-from conftest import MAX_UINT, USDC, Protocol
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import MAX_UINT, USDC, Protocol, clear_cli_env
 from eth_account.signers.local import LocalAccount
 from helpers import (
     ETH,
@@ -22,6 +27,7 @@ from helpers import (
     wad,
 )
 
+from keeper import cli
 from keeper import riskmath as rm
 from keeper.chain import WAD
 
@@ -280,3 +286,84 @@ def test_worked_example_fund_cap_bad_debt_cover_and_socialise(protocol: Protocol
     assert ch.functions.marginOf(pool).call() == pool_margin - wad(61.3)
     assert ch.functions.totalBadDebtWad().call() == 0
     p.assert_conserved()
+
+
+def test_claim_window_passes_then_anyone_lapses_the_request(protocol: Protocol) -> None:
+    p = protocol
+    fund = p.bw.fund
+    p.stake(10_000)
+    shares = int(fund.functions.balanceOf(p.staker.address).call())
+    rid, ev = _request(p, p.staker)
+    window = int(fund.functions.claimWindow().call())
+    assert ev["claimUntil"] == ev["readyAt"] + window
+    assert fund.functions.reservedAssets().call() == 10_000 * USDC
+    p.warp(_cooldown(p) + window)
+    with reverts("FundClaimWindowPassed", requestId=rid, endedAt=ev["claimUntil"]):
+        tx(p, fund.functions.claim(rid), p.staker)
+    lapsed = one_event(tx(p, fund.functions.lapse(rid), p.keeper), fund, "UnstakeLapsed")
+    assert (lapsed["owner"], lapsed["shares"], lapsed["caller"]) == (
+        p.staker.address,
+        shares,
+        p.keeper.address,
+    )
+    assert fund.functions.balanceOf(p.staker.address).call() == shares
+    assert fund.functions.reservedAssets().call() == 0
+    assert fund.functions.freeAssetsWad().call() == fund_assets(p)
+    p.assert_conserved()
+
+
+def test_matured_request_does_not_back_the_fund_promise(protocol: Protocol) -> None:
+    p = protocol
+    fund = p.bw.fund
+    p.seed_pool(100_000)
+    p.stake(10_000, p.staker)
+    p.stake(10_000, p.lp)
+    rid, _ = _request(p, p.staker)
+    ratio = int(fund.functions.windowCapRatioWad().call())
+    # in its cooldown the request still backs the window: all 20,000 do
+    assert fund.functions.availableWad().call() == rm.mul_wad_down(20_000 * WAD, ratio)
+    p.warp(_cooldown(p))
+    # matured, its owner can leave at will: only the 10,000 that stay back the promise
+    assert fund.functions.freeAssetsWad().call() == 10_000 * WAD
+    assert fund.functions.availableWad().call() == rm.mul_wad_down(10_000 * WAD, ratio)
+    tx(p, fund.functions.claim(rid), p.staker)
+    assert fund.functions.availableWad().call() == rm.mul_wad_down(10_000 * WAD, ratio)
+    p.assert_conserved()
+
+
+def test_cli_fund_claim_explains_a_lapsed_request(
+    protocol: Protocol, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    p = protocol
+    clear_cli_env(monkeypatch)
+    deployment = p.bw.deployment.save(tmp_path / "deployment.json")
+    rpc = str(p.bw.w3.provider.endpoint_uri)  # type: ignore[attr-defined]
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = cli.main([*argv, "--rpc", rpc, "--deployment", str(deployment)])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    p.stake(5_000)
+    rid, ev = _request(p, p.staker)
+    code, out, _ = run("fund", "status", p.staker.address, "--json")
+    assert code == 0
+    status = json.loads(out)
+    assert status["claim_window_seconds"] == int(p.bw.fund.functions.claimWindow().call())
+    assert status["holder"]["requests"][0]["state"] == "cooldown"
+    assert status["holder"]["requests"][0]["claim_until"] == ev["claimUntil"]
+    code, out, _ = run("fund", "status", p.staker.address)
+    assert code == 0 and "then a claim window of 7d 0h" in out
+    assert f"request #{rid}: " in out and "claimable from" in out
+    p.warp(ev["claimUntil"] - ev["readyAt"] + _cooldown(p))
+    code, out, err = run("fund", "claim", str(rid), "--dev-account", "2")
+    assert code != 0 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert f"request #{rid} lapsed: its claim window closed" in err
+    assert f"`bulwark fund lapse {rid}`" in err
+    code, out, err = run("fund", "lapse", str(rid), "--dev-account", "3", "--json")
+    assert code == 0, err
+    assert json.loads(out)["owner"] == p.staker.address
+    code, out, err = run("fund", "claim", str(rid), "--dev-account", "2")
+    assert code != 0 and len(err.strip().splitlines()) == 1
+    assert f"request #{rid} lapsed" in err and "staked again" in err

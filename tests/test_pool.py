@@ -3,7 +3,12 @@ outstanding bad debt, pool equity is the exact mirror of the traders, and a dona
 
 from __future__ import annotations
 
-from conftest import MAX_UINT, USDC, Protocol
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import MAX_UINT, USDC, Protocol, clear_cli_env
 from helpers import (
     ETH,
     adl_book,
@@ -15,6 +20,7 @@ from helpers import (
     wad,
 )
 
+from keeper import cli
 from keeper import riskmath as rm
 from keeper.chain import WAD
 
@@ -167,3 +173,100 @@ def test_deposit_into_an_insolvent_pool_reverts(protocol: Protocol) -> None:
     p.set_price("ETH-USD", 3_000)  # solvent again: deposits reopen
     tx(p, p.bw.pool.functions.deposit(1_000 * USDC, p.staker.address), p.staker)
     p.assert_conserved()
+
+
+def test_exit_is_priced_at_the_lower_of_equity_and_margin(protocol: Protocol) -> None:
+    p = protocol
+    p.seed_pool(100_000)
+    pool = p.bw.pool
+    t = p.traders[0]
+    p.fund_trader(t, 10_000)
+    trade_wad(p, t, ETH, wad(20))  # fee 30: 24 to the pool
+    p.warp(_cooldown(p))
+    p.refresh_prices()
+    p.set_price("ETH-USD", 2_700)  # the trader is down 6,000: the pool's equity is above its margin
+    equity = int(p.bw.ch.functions.poolEquityWad().call())
+    pool_margin = margin(p, pool.address)
+    assert equity > pool_margin == 100_024 * WAD
+    assert pool.functions.exitAssets().call() == pool_margin // 10**12
+    shares = int(pool.functions.balanceOf(p.lp.address).call())
+    at_equity = int(pool.functions.convertToAssets(shares).call())
+    at_exit = int(pool.functions.previewRedeem(shares).call())
+    assert at_exit < at_equity
+    assert abs(at_exit - 100_024 * USDC) <= 1  # the margin, not the uncollected 6,000
+    half = shares // 2  # the rest backs the open exposure
+    paid = int(pool.functions.previewRedeem(half).call())
+    assert abs(paid - at_exit // 2) <= 1
+    before = p.bw.token.functions.balanceOf(p.lp.address).call()
+    receipt = tx(p, pool.functions.redeem(half, p.lp.address, p.lp.address), p.lp)
+    assert events(receipt, pool, "Withdraw")[0]["assets"] == paid
+    assert p.bw.token.functions.balanceOf(p.lp.address).call() == before + paid
+    p.assert_conserved()
+
+
+def test_max_withdraw_is_exact_at_the_exposure_cap(protocol: Protocol) -> None:
+    p = protocol
+    p.seed_pool(100_000)
+    pool = p.bw.pool
+    t = p.traders[0]
+    p.fund_trader(t, 30_000)
+    trade_wad(p, t, ETH, wad(90))  # 270,000 of exposure against a cap of 3 x equity
+    p.warp(_cooldown(p))
+    p.refresh_prices()
+    most = int(pool.functions.maxWithdraw(p.lp.address).call())
+    assert (
+        0
+        < most
+        < int(pool.functions.previewRedeem(pool.functions.balanceOf(p.lp.address).call()).call())
+    )
+    with reverts("VaultPoolExposure", marketId=ETH):
+        tx(p, pool.functions.withdraw(most + 1, p.lp.address, p.lp.address), p.lp)
+    tx(p, pool.functions.withdraw(most, p.lp.address, p.lp.address), p.lp)
+    # at the cap now: only the funding accrued since (a few micro-units) could leave
+    assert pool.functions.maxWithdraw(p.lp.address).call() < USDC // 1_000
+    p.assert_conserved()
+
+
+def test_max_views_return_zero_on_a_stale_feed(protocol: Protocol) -> None:
+    p = protocol
+    p.seed_pool(10_000)
+    t = p.traders[0]
+    p.fund_trader(t, 1_000)
+    trade_wad(p, t, ETH, wad(1))
+    p.warp(_cooldown(p))  # the feeds are now older than their heartbeat
+    pool = p.bw.pool
+    with reverts("OracleStalePrice"):
+        p.bw.call(pool.functions.totalAssets())
+    assert pool.functions.maxDeposit(p.staker.address).call() == 0
+    assert pool.functions.maxMint(p.staker.address).call() == 0
+    assert pool.functions.maxWithdraw(p.lp.address).call() == 0
+    assert pool.functions.maxRedeem(p.lp.address).call() == 0
+    p.refresh_prices()
+    assert pool.functions.maxRedeem(p.lp.address).call() > 0
+
+
+def test_cli_pool_withdraw_reports_the_exit_value(
+    protocol: Protocol, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    p = protocol
+    clear_cli_env(monkeypatch)
+    deployment = p.bw.deployment.save(tmp_path / "deployment.json")
+    rpc = str(p.bw.w3.provider.endpoint_uri)  # type: ignore[attr-defined]
+    p.seed_pool(100_000)
+    t = p.traders[0]
+    p.fund_trader(t, 10_000)
+    trade_wad(p, t, ETH, wad(20))
+    p.warp(_cooldown(p))
+    p.refresh_prices()
+    p.set_price("ETH-USD", 2_700)  # the trader is down 6,000: equity above margin
+    argv = ["pool", "withdraw", "1000", "--dev-account", "1", "--rpc", rpc]
+    code = cli.main([*argv, "--deployment", str(deployment), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["withdrew"] == "1000"
+    assert float(data["exit_value"]) < float(data["value"])
+    code = cli.main(["pool", "withdraw", "1000000", *argv[3:], "--deployment", str(deployment)])
+    out, err = capsys.readouterr()
+    assert code != 0 and out == "" and len(err.strip().splitlines()) == 1
+    assert "can withdraw at most" in err

@@ -53,6 +53,7 @@ from keeper.cli.trading import (
 )
 from keeper.cli.vaults import (
     cmd_fund_claim,
+    cmd_fund_lapse,
     cmd_fund_stake,
     cmd_fund_status,
     cmd_fund_unstake,
@@ -214,7 +215,19 @@ def build_parser() -> Parser:
         fsubs, "unstake", "request to unstake SHARES; claim after the cooldown", cmd_fund_unstake
     )
     p.add_argument("shares", metavar="SHARES", help="fund shares, or `all`")
-    p = add(fsubs, "claim", "claim unstake request ID after its cooldown", cmd_fund_claim)
+    p = add(
+        fsubs,
+        "claim",
+        "claim unstake request ID within its window after the cooldown",
+        cmd_fund_claim,
+    )
+    p.add_argument("request_id", metavar="ID")
+    p = add(
+        fsubs,
+        "lapse",
+        "return the shares of request ID, past its claim window, to staked",
+        cmd_fund_lapse,
+    )
     p.add_argument("request_id", metavar="ID")
     p = add(
         fsubs,

@@ -51,16 +51,26 @@ def cmd_pool_withdraw(ctx: Context) -> int:
     bad_debt = int(bw.call(bw.ch.functions.totalBadDebtWad()))
     if bad_debt:
         raise BulwarkError(f"withdrawals wait while bad debt is outstanding ({wad(bad_debt)})")
-    most = int(bw.call(p.maxWithdraw(signer.address)))
+    exit_ = status.pool_exit(bw, signer.address)
+    if exit_.equity < 0:
+        raise BulwarkError(
+            f"the pool is under water (equity {wad(exit_.equity)}): exits wait until it recovers"
+        )
+    most = exit_.max_withdraw
     if ctx.args.amount.strip().lower() == "max":
         amount = most
         if amount == 0:
-            raise BulwarkError(f"{signer.address} has nothing to withdraw from the pool")
+            raise BulwarkError(f"{signer.address} has nothing to withdraw from the pool now")
     else:
         amount = parse_amount(bw, ctx.args.amount)
         if amount > most:
+            reason = (
+                "what its shares are worth at exit"
+                if most == exit_.exit_value
+                else "what the pool can pay out now under its exposure cap"
+            )
             raise BulwarkError(
-                f"{signer.address} can withdraw at most {tokens(bw, most)} from the pool"
+                f"{signer.address} can withdraw at most {tokens(bw, most)} from the pool ({reason})"
             )
     receipt = send(
         bw, p.withdraw(amount, signer.address, signer.address), signer, action="pool withdraw"
@@ -74,8 +84,8 @@ def _report_pool(
 ) -> int:
     p = bw.pool.functions
     decimals = int(bw.call(p.decimals()))
-    balance, locked_until = int(bw.call(p.balanceOf(address))), int(bw.call(p.lockedUntil(address)))
-    value = int(bw.call(p.convertToAssets(balance)))
+    exit_ = status.pool_exit(bw, address)
+    balance, locked_until = exit_.shares, exit_.locked_until
     _, symbol = token_info(bw)
     now = chain_now(bw)
     data = {
@@ -83,15 +93,21 @@ def _report_pool(
         verb: tokens_exact(bw, amount),
         "shares": units.format_units(shares, decimals),
         "shares_held": units.format_units(balance, decimals),
-        "value": tokens_exact(bw, value),
+        "value": tokens_exact(bw, exit_.value),
+        "exit_value": tokens_exact(bw, exit_.exit_value),
         "locked_until": locked_until,
         **tx_info(receipt),
     }
     lines = [
         f"{verb} {tokens(bw, amount)} {symbol} ({units.format_units(shares, decimals)} "
         f"LP shares); you hold {units.format_units(balance, decimals)} shares "
-        f"worth {tokens(bw, value)} {symbol}"
+        f"worth {tokens(bw, exit_.value)} {symbol}"
     ]
+    if exit_.exit_value < exit_.value:
+        lines.append(
+            f"  at exit they pay {tokens(bw, exit_.exit_value)} {symbol}: exits are priced at the "
+            "lower of the pool's equity and its margin (no unrealised gain leaves)"
+        )
     if locked_until > now:
         lines.append(f"  shares locked until {when(locked_until, now)}")
     ctx.report(data, lines)
@@ -159,21 +175,22 @@ def cmd_fund_unstake(ctx: Context) -> int:
             "shares": units.format_units(shares, decimals),
             "value": tokens_exact(bw, int(req["assets"])),
             "ready_at": int(req["readyAt"]),
+            "claim_until": int(req["claimUntil"]),
             **tx_info(receipt),
         },
         [
             f"unstake request #{req['requestId']}: {units.format_units(shares, decimals)} "
             f"shares worth {tokens(bw, int(req['assets']))} {symbol} now",
-            f"  claim from {when(int(req['readyAt']), now)}: "
-            f"`bulwark fund claim {req['requestId']}`; it pays the lower of that value and the "
-            "value then",
+            f"  claim from {when(int(req['readyAt']), now)} until "
+            f"{when(int(req['claimUntil']), now)}: `bulwark fund claim {req['requestId']}`; it "
+            "pays the lower of that value and the value then, and lapses back to staked if "
+            "not claimed in time",
         ],
     )
     return EXIT_OK
 
 
-def cmd_fund_claim(ctx: Context) -> int:
-    bw = ctx.bulwark()
+def _request_id(ctx: Context, command: str) -> int:
     text = ctx.args.request_id.strip()
     try:
         if not (text.isascii() and text.isdigit()):
@@ -183,18 +200,40 @@ def cmd_fund_claim(ctx: Context) -> int:
             raise ValueError
     except ValueError:
         raise UsageError(
-            f"bulwark fund claim: ID must be a request number, got {ctx.args.request_id!r}"
+            f"bulwark fund {command}: ID must be a request number, got {ctx.args.request_id!r}"
         ) from None
-    signer = ctx.signer()
-    owner, ready_at, _shares, _assets = bw.call(bw.fund.functions.unstakeRequest(request_id))
-    if int(str(owner), 16) == 0:
+    return request_id
+
+
+def _open_request(bw: Bulwark, request_id: int, now: int) -> status.UnstakeView:
+    req = status.unstake_request(bw, request_id)
+    if req is None:
+        lapsed = status.lapsed_at(bw, request_id)
+        if lapsed is not None:
+            raise BulwarkError(
+                f"request #{request_id} lapsed {when(lapsed, now)}: its claim window had passed "
+                "and its shares are staked again (`bulwark fund unstake` to ask anew)"
+            )
         raise BulwarkError(
             f"no open unstake request #{request_id} (never made, or already claimed)"
         )
+    return req
+
+
+def cmd_fund_claim(ctx: Context) -> int:
+    bw = ctx.bulwark()
+    request_id = _request_id(ctx, "claim")
+    signer = ctx.signer()
     now = chain_now(bw)
-    if ready_at > now:
+    req = _open_request(bw, request_id, now)
+    if req.state(now) == "cooldown":
         raise BulwarkError(
-            f"request #{request_id} is in its cooldown until {when(int(ready_at), now)}"
+            f"request #{request_id} is in its cooldown until {when(req.ready_at, now)}"
+        )
+    if req.state(now) == "lapsed":
+        raise BulwarkError(
+            f"request #{request_id} lapsed: its claim window closed {when(req.claim_until, now)}; "
+            f"`bulwark fund lapse {request_id}` stakes its shares again, then unstake anew"
         )
     receipt = send(bw, bw.fund.functions.claim(request_id), signer, action="claim")
     claimed = events(bw.fund.events.UnstakeClaimed, receipt)[-1]
@@ -219,6 +258,32 @@ def cmd_fund_claim(ctx: Context) -> int:
     return EXIT_OK
 
 
+def cmd_fund_lapse(ctx: Context) -> int:
+    bw = ctx.bulwark()
+    request_id = _request_id(ctx, "lapse")
+    signer = ctx.signer()
+    now = chain_now(bw)
+    req = _open_request(bw, request_id, now)
+    if req.state(now) != "lapsed":
+        raise BulwarkError(
+            f"request #{request_id} can still be claimed until {when(req.claim_until, now)}"
+        )
+    receipt = send(bw, bw.fund.functions.lapse(request_id), signer, action="lapse")
+    lapsed = events(bw.fund.events.UnstakeLapsed, receipt)[-1]
+    decimals = int(bw.call(bw.fund.functions.decimals()))
+    shares = units.format_units(int(lapsed["shares"]), decimals)
+    ctx.report(
+        {
+            "request_id": request_id,
+            "owner": req.owner,
+            "shares": shares,
+            **tx_info(receipt),
+        },
+        [f"request #{request_id} lapsed: {shares} shares are staked again for {req.owner}"],
+    )
+    return EXIT_OK
+
+
 def cmd_fund_status(ctx: Context) -> int:
     bw = ctx.bulwark()
     holder = None
@@ -238,6 +303,9 @@ def cmd_fund_status(ctx: Context) -> int:
         "window_cap_ratio": wad_exact(v.window_cap_ratio),
         "cap": tokens_exact(bw, v.cap_tokens),
         "cooldown_seconds": v.cooldown,
+        "claim_window_seconds": v.claim_window,
+        "free_assets": wad_exact(v.free_assets),
+        "reserved": tokens_exact(bw, v.reserved_tokens),
         "total_shares": units.format_units(v.total_shares, sd),
     }
     window = (
@@ -251,8 +319,10 @@ def cmd_fund_status(ctx: Context) -> int:
         f"cap {tokens(bw, v.cap_tokens)} {symbol}",
         f"  payout window: {wad(v.window_remaining)} left of "
         f"{units.format_percent(v.window_cap_ratio)} of assets per window ({window})",
-        f"  unstaking cooldown {duration(v.cooldown)}; "
-        f"shares {units.format_units(v.total_shares, sd)}",
+        f"  unstaking: cooldown {duration(v.cooldown)}, then a claim window of "
+        f"{duration(v.claim_window)}; shares {units.format_units(v.total_shares, sd)}",
+        f"  free assets (back payouts) {wad(v.free_assets)}   reserved for open requests "
+        f"{tokens(bw, v.reserved_tokens)} {symbol}",
     ]
     if holder:
         data["holder"] = {
@@ -267,7 +337,9 @@ def cmd_fund_status(ctx: Context) -> int:
                     "value_now": tokens_exact(bw, r.value_now),
                     "claimable": tokens_exact(bw, r.claimable),
                     "ready_at": r.ready_at,
-                    "ready": r.ready_at <= now,
+                    "claim_until": r.claim_until,
+                    "ready": r.state(now) == "claimable",
+                    "state": r.state(now),
                 }
                 for r in v.requests
             ],
@@ -277,7 +349,13 @@ def cmd_fund_status(ctx: Context) -> int:
             f"{tokens(bw, v.holder_value_tokens)} {symbol}"
         )
         for r in v.requests:
-            ready = "claimable now" if r.ready_at <= now else f"claimable {when(r.ready_at, now)}"
+            state = r.state(now)
+            if state == "cooldown":
+                ready = f"claimable from {when(r.ready_at, now)} until {when(r.claim_until, now)}"
+            elif state == "claimable":
+                ready = f"claimable now, until {when(r.claim_until, now)}"
+            else:
+                ready = f"lapsed {when(r.claim_until, now)}: `bulwark fund lapse {r.request_id}`"
             lines.append(
                 f"    request #{r.request_id}: {tokens(bw, r.claimable)} {symbol} ({ready})"
             )

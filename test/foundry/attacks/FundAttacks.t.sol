@@ -3,6 +3,7 @@ pragma solidity ^0.8.24;
 
 import {IInsuranceFund} from "../../../contracts/interfaces/IInsuranceFund.sol";
 import {LiquidityPool} from "../../../contracts/LiquidityPool.sol";
+import {ILiquidityPool} from "../../../contracts/interfaces/ILiquidityPool.sol";
 import {AttackBase} from "./AttackBase.sol";
 
 /// @title Attacks on the insurance fund's and the pool's shares: just-in-time staking and ERC-4626
@@ -137,7 +138,7 @@ contract FundAttacksTest is AttackBase {
         assertLe(victimLoss, 10_000 * USDC / 10_000, "victim lost more than a basis point");
         assertGe(attackerLoss, 1000 * victimLoss, "the attack costs the attacker 1000x what it costs the victim");
         vm.prank(alice);
-        vm.expectRevert(abi.encodeWithSelector(LiquidityPool.PoolSharesLocked.selector, alice, block.timestamp + POOL_COOLDOWN));
+        vm.expectRevert(abi.encodeWithSelector(ILiquidityPool.PoolSharesLocked.selector, alice, block.timestamp + POOL_COOLDOWN));
         pool.redeem(victimShares, alice, alice);
     }
 
@@ -157,7 +158,7 @@ contract FundAttacksTest is AttackBase {
         usdc.mint(bob, 10_000 * USDC);
         vm.startPrank(bob);
         usdc.approve(address(pool), 10_000 * USDC);
-        vm.expectRevert(abi.encodeWithSelector(LiquidityPool.PoolInsolvent.selector, equity));
+        vm.expectRevert(abi.encodeWithSelector(ILiquidityPool.PoolInsolvent.selector, equity));
         pool.deposit(10_000 * USDC, bob);
         vm.stopPrank();
     }

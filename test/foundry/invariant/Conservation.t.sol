@@ -44,7 +44,7 @@ contract ConservationInvariantTest is Fixture {
         _open(4, BTC, -3e18);
 
         targetContract(address(handler));
-        bytes4[] memory selectors = new bytes4[](16);
+        bytes4[] memory selectors = new bytes4[](19);
         selectors[0] = handler.deposit.selector;
         selectors[1] = handler.withdraw.selector;
         selectors[2] = handler.trade.selector;
@@ -61,6 +61,9 @@ contract ConservationInvariantTest is Fixture {
         selectors[13] = handler.coverBadDebt.selector;
         selectors[14] = handler.socializeBadDebt.selector;
         selectors[15] = handler.autoDeleverage.selector;
+        selectors[16] = handler.lapse.selector;
+        selectors[17] = handler.lpExitAtMax.selector;
+        selectors[18] = handler.staleClaim.selector;
         targetSelector(FuzzSelector(address(handler), selectors));
     }
 
@@ -143,6 +146,7 @@ contract ConservationInvariantTest is Fixture {
         assertGe(ch.marginOf(address(fund)), int256(0), "fund assets negative");
         assertLe(fund.windowPaidWad(), fund.windowCapWad(), "window paid above its cap");
         assertEq(fund.totalAssets(), uint256(ch.marginOf(address(fund))) / SCALE, "fund assets != its margin");
+        assertLe(fund.availableWad(), fund.freeAssetsWad(), "the fund promises more than its free assets");
     }
 
     function _badDebtBook() internal view {
@@ -160,7 +164,7 @@ contract ConservationInvariantTest is Fixture {
     /// BULWARK_INVARIANT_LOG names a file under out/, appended to it as one line of JSON, so the test
     /// command can check that the campaign reached every path it claims to check.
     function afterInvariant() public {
-        bytes32[15] memory names = [
+        bytes32[17] memory names = [
             bytes32("trade"),
             "liquidate",
             "liquidateBatch",
@@ -175,7 +179,9 @@ contract ConservationInvariantTest is Fixture {
             "withdraw",
             "lpWithdraw",
             "stake",
-            "gap"
+            "gap",
+            "lapse",
+            "lpExitAtMax"
         ];
         string memory line = "{";
         for (uint256 i; i < names.length; ++i) {
