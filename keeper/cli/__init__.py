@@ -112,6 +112,12 @@ def build_parser() -> Parser:
         "--deploy", action="store_true", help="deploy Bulwark on it and write the deployment file"
     )
     node.add_argument(
+        "--no-seed",
+        action="store_true",
+        help="with --deploy: leave the pool and the fund empty (by default dev accounts 8 and 9 "
+        "seed them)",
+    )
+    node.add_argument(
         "--state", metavar="FILE", help="load the chain from FILE, save it there on exit"
     )
     node.add_argument(
@@ -138,6 +144,12 @@ def build_parser() -> Parser:
         default=[],
         metavar="MARKET=ADDRESS",
         help="use this Chainlink feed for MARKET instead of a mock (repeatable)",
+    )
+    dep.add_argument(
+        "--no-seed",
+        action="store_true",
+        help="on a local chain, leave the pool and the fund empty (by default dev accounts 8 and "
+        "9 deposit 500,000 into the pool and stake 50,000 in the fund)",
     )
 
     trade = add(

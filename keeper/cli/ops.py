@@ -11,6 +11,7 @@ from keeper.chain import Bulwark, BulwarkError
 from keeper.cli.args import EXIT_OK
 from keeper.cli.context import Context, token_info
 from keeper.cli.render import table, tokens, tokens_exact, wad, wad_exact, when
+from keeper.cli.trading import stale_lines
 
 # ---------------------------------------------------------------------------- status
 
@@ -40,6 +41,9 @@ def status_json(bw: Bulwark, s: status.ProtocolStatus) -> dict[str, Any]:
                 "name": m.name,
                 "price": wad_exact(m.price),
                 "price_error": m.price_error,
+                "price_stale": m.stale,
+                "last_price": wad_exact(m.last_price),
+                "price_updated_at": m.updated_at,
                 "long_open_interest": wad_exact(m.state.long_open_interest),
                 "short_open_interest": wad_exact(m.state.short_open_interest),
                 "open_interest_notional": wad_exact(m.oi_notional),
@@ -60,7 +64,7 @@ def status_json(bw: Bulwark, s: status.ProtocolStatus) -> dict[str, Any]:
             "assets": wad_exact(f.assets),
             "available": wad_exact(f.available),
             "window_remaining": wad_exact(f.window_remaining),
-            "window_ends_at": f.window_ends_at,
+            "window_ends_at": f.current_window_end,
             "cap": tokens_exact(bw, f.cap_tokens),
         },
         "open_interest_notional": wad_exact(s.oi_notional),
@@ -90,7 +94,12 @@ def status_lines(bw: Bulwark, s: status.ProtocolStatus) -> list[str]:
     ]
     rows = []
     for m in s.markets:
-        price = wad(m.price) if m.price is not None else "stale/invalid"
+        if m.price is not None:
+            price = wad(m.price)
+        elif m.last_price is not None:
+            price = f"{wad(m.last_price)} STALE"
+        else:
+            price = "invalid"
         rows.append(
             [
                 m.name,
@@ -116,13 +125,18 @@ def status_lines(bw: Bulwark, s: status.ProtocolStatus) -> list[str]:
         ],
         rows,
     )
+    stale = {m.name: m.updated_at or 0 for m in s.markets if m.stale and m.last_price is not None}
     for m in s.markets:
-        if m.price_error:
+        if m.price_error and m.name not in stale:
             lines.append(f"  {m.name}: {m.price_error}")
+    lines += stale_lines(bw, stale, s.timestamp)
     pool = wad(s.pool_equity) if s.pool_equity is not None else f"unknown ({s.pool_error})"
-    coverage = (
-        units.format_percent(s.coverage) if s.coverage is not None else "- (no open interest)"
-    )
+    if s.coverage is not None:
+        coverage = units.format_percent(s.coverage) + (" at stale prices" if stale else "")
+    elif s.oi_notional is None:
+        coverage = "- (a price cannot be read)"
+    else:
+        coverage = "- (no open interest)"
     window = (
         f"window ends {when(f.window_ends_at, s.timestamp)}"
         if f.window_ends_at > s.timestamp

@@ -20,7 +20,17 @@ from keeper.cli.context import (
     send,
     token_info,
 )
-from keeper.cli.render import events, lights, table, tokens, tokens_exact, tx_info, wad, wad_exact
+from keeper.cli.render import (
+    events,
+    lights,
+    table,
+    tokens,
+    tokens_exact,
+    tx_info,
+    wad,
+    wad_exact,
+    when,
+)
 
 # ---------------------------------------------------------------------------- trading
 
@@ -183,6 +193,8 @@ def account_json(bw: Bulwark, v: status.AccountView) -> dict[str, Any]:
         "leverage": wad_exact(v.leverage),
         "free_margin": wad_exact(v.free_margin),
         "liquidatable": v.liquidatable,
+        "stale_prices": v.stale,
+        "stale_error": v.stale_error,
         "positions": [
             {
                 "market": p.market,
@@ -194,7 +206,9 @@ def account_json(bw: Bulwark, v: status.AccountView) -> dict[str, Any]:
                 "upnl": wad_exact(p.upnl),
                 "pending_funding": wad_exact(p.pending_funding),
                 "liquidation_price": wad_exact(p.liquidation_price),
+                "price_stale_since": v.stale.get(p.market),
                 "adl": {
+                    "known": p.adl.known,
                     "score": wad_exact(p.adl.score),
                     "rank": p.adl.rank,
                     "queue_length": p.adl.queue_length,
@@ -213,6 +227,8 @@ def account_lines(bw: Bulwark, v: status.AccountView, symbol: str) -> list[str]:
     )
     lev = f"{wad(v.leverage)}x" if v.leverage is not None else "-"
     state = "LIQUIDATABLE" if v.liquidatable else "healthy"
+    if v.stale:
+        state += " at the last feed prices"
     lines = [
         f"account {v.address}  ({state}; wallet {tokens(bw, v.wallet_tokens)} {symbol})",
         f"  margin {wad(v.margin)}   equity {wad(v.equity)}   free margin {wad(v.free_margin)}",
@@ -225,18 +241,19 @@ def account_lines(bw: Bulwark, v: status.AccountView, symbol: str) -> list[str]:
         return lines
     rows = []
     for p in v.positions:
-        adl = (
-            f"{lights(p.adl.lights)} rank {p.adl.rank} of {p.adl.queue_length}"
-            if p.adl.rank is not None
-            else f"{lights(0)} not in queue"
-        )
+        if not p.adl.known:
+            adl = "unknown (stale price)"
+        elif p.adl.rank is not None:
+            adl = f"{lights(p.adl.lights)} rank {p.adl.rank} of {p.adl.queue_length}"
+        else:
+            adl = f"{lights(0)} not in queue"
         rows.append(
             [
                 p.market,
                 p.side,
                 wad(abs(p.size), None),
                 wad(p.entry_price),
-                wad(p.price),
+                wad(p.price) + (" STALE" if p.market in v.stale else ""),
                 wad(p.notional),
                 wad(p.upnl, sign=True),
                 wad(p.pending_funding, sign=True),
@@ -259,4 +276,26 @@ def account_lines(bw: Bulwark, v: status.AccountView, symbol: str) -> list[str]:
         ],
         rows,
     )
+    lines += stale_lines(bw, v.stale)
+    return lines
+
+
+def stale_lines(bw: Bulwark, stale: dict[str, int], now: int | None = None) -> list[str]:
+    """What is stale since when, and how to refresh it on a local chain."""
+    if not stale:
+        return []
+    now = status.latest_timestamp(bw) if now is None else now
+    lines = [
+        f"  STALE: {name} price last published {when(at, now)}; the chain refuses it, so the "
+        "figures above are computed at that last price"
+        for name, at in stale.items()
+    ]
+    if bw.deployment.local:
+        names = " ".join(stale)
+        lines.append(
+            f"  refresh: `bulwark feed set MARKET PRICE` for {names} (the feeder: dev account 0), "
+            "or `bulwark feed replay FILE.csv` to follow a scenario"
+        )
+    else:
+        lines.append("  the feed's operator must publish a fresh price; until then trading waits")
     return lines

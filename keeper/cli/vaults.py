@@ -234,7 +234,7 @@ def cmd_fund_status(ctx: Context) -> int:
         "assets": wad_exact(v.assets),
         "available": wad_exact(v.available),
         "window_remaining": wad_exact(v.window_remaining),
-        "window_ends_at": v.window_ends_at,
+        "window_ends_at": v.current_window_end,
         "window_cap_ratio": wad_exact(v.window_cap_ratio),
         "cap": tokens_exact(bw, v.cap_tokens),
         "cooldown_seconds": v.cooldown,
