@@ -17,7 +17,15 @@ from eth_utils.crypto import keccak
 from web3 import Web3
 
 from keeper import compiler
-from keeper.chain import LOCAL_CHAIN_IDS, WAD, BulwarkError, Deployment, MarketInfo, dev_account
+from keeper.chain import (
+    LOCAL_CHAIN_IDS,
+    WAD,
+    BulwarkError,
+    Deployment,
+    MarketInfo,
+    dev_account,
+    node_error_line,
+)
 
 FEED_DECIMALS = 8
 DEV_ACCOUNTS = 10
@@ -118,13 +126,20 @@ class Deployer:
             params["gas"] = int(fn.estimate_gas(params) * 1.2) + 50_000
         except Exception as exc:
             decoded = ErrorDecoder.from_artifacts(self.artifacts).from_exception(exc)
-            raise BulwarkError(f"{action} would revert: {decoded or exc}") from None
+            line = None if decoded else node_error_line(exc, self.w3, self.signer.address, action)
+            raise BulwarkError(line or f"{action} would revert: {decoded or exc}") from None
         params["nonce"] = self.w3.eth.get_transaction_count(self.signer.address, "pending")
         tx = fn.build_transaction(params)
         signed = self.signer.sign_transaction(tx)
-        receipt = self.w3.eth.wait_for_transaction_receipt(
-            self.w3.eth.send_raw_transaction(signed.raw_transaction), timeout=180
-        )
+        try:
+            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        except Exception as exc:
+            gas = int(params["gas"])
+            line = node_error_line(exc, self.w3, self.signer.address, action, gas)
+            if line is None:
+                raise
+            raise BulwarkError(line) from None
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=180)
         if receipt["status"] != 1:
             raise BulwarkError(f"{action} failed in block {receipt['blockNumber']}")
         self.gas_used[action] = receipt["gasUsed"]

@@ -105,7 +105,8 @@ _HINTS = {
     "TradeSlippage": "the oracle price is beyond your bound: widen --slippage or the price bound",
     "TradeReduceOnly": "the guardian paused the protocol to reduce-only: only closing works",
     "TradeOpenInterestCap": "the market is at its open-interest cap: trade smaller",
-    "TradePoolExposureCap": "the pool cannot take more of this side: trade smaller or add to it",
+    "TradePoolExposureCap": "the pool cannot take more of this side: trade smaller, or deposit "
+    "into the pool (`bulwark pool deposit AMOUNT`) to raise its cap",
     "OracleStalePrice": "the feed is older than its heartbeat; on a local chain publish a fresh "
     "price with `bulwark feed set MARKET PRICE`",
     "OracleInvalidPrice": "the feed's answer is not a positive price",
@@ -152,7 +153,16 @@ def describe_error(error: DecodedError, token_decimals: int = 6) -> str:
     return f"{error.name}({', '.join(parts)})"
 
 
-def revert_message(exc: TxReverted, token_decimals: int = 6) -> str:
+def revert_message(exc: TxReverted, token_decimals: int = 6, hint: str | None = None) -> str:
+    """One line: what reverted, the decoded error, and a hint (``hint``, else the table's)."""
+    message = str(exc.error.args.get("message", "")).strip().lower()
+    no_data = exc.error.name == "Error" or exc.error.raw in ("", "0x")
+    if exc.error.name in ("Error", "unknown") and message in ("", "execution reverted") and no_data:
+        return (
+            f"{exc.action} reverted without revert data, so the contract gave no reason: the "
+            "address may hold another contract than the deployment says, or the call ran "
+            "out of gas"
+        )
     text = f"{exc.action} reverted: {describe_error(exc.error, token_decimals)}"
-    hint = _HINTS.get(exc.error.name)
+    hint = hint or _HINTS.get(exc.error.name)
     return f"{text}; {hint}" if hint else text

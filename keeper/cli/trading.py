@@ -7,8 +7,8 @@ from typing import Any
 
 from web3.types import TxReceipt
 
-from keeper import status, units
-from keeper.chain import WAD, Bulwark, BulwarkError
+from keeper import riskmath, status, units
+from keeper.chain import WAD, Bulwark, BulwarkError, TxReverted
 from keeper.cli.args import ENV_PRIVATE_KEY, EXIT_OK, UsageError
 from keeper.cli.context import (
     Context,
@@ -23,6 +23,7 @@ from keeper.cli.context import (
 from keeper.cli.render import (
     events,
     lights,
+    revert_message,
     table,
     tokens,
     tokens_exact,
@@ -88,14 +89,14 @@ def _acceptable_price(price: int, buy: bool, args: argparse.Namespace) -> int:
                 "--max-price bounds a buy (a long, or closing a short); this trade sells: "
                 "use --min-price"
             )
-        return units.parse_wad(args.max_price, "--max-price")
+        return units.check_price(units.parse_wad(args.max_price, "--max-price"), 18, "--max-price")
     if args.min_price is not None:
         if buy:
             raise UsageError(
                 "--min-price bounds a sell (a short, or closing a long); this trade buys: "
                 "use --max-price"
             )
-        return units.parse_wad(args.min_price, "--min-price")
+        return units.check_price(units.parse_wad(args.min_price, "--min-price"), 18, "--min-price")
     slippage = units.parse_decimal(args.slippage, "--slippage")
     if not 0 <= slippage < 100:
         raise UsageError(
@@ -111,9 +112,21 @@ def _trade(ctx: Context, market: str, size: int, verb: str) -> int:
     name = market_name(bw, market_id)
     signer = ctx.signer()
     price = int(bw.call(bw.oracle.functions.priceWad(market_id), action=f"price of {name}"))
+    config = riskmath.MarketConfig.from_tuple(bw.call(bw.ch.functions.marketConfig(market_id)))
+    if abs(size) > config.max_open_interest:
+        raise BulwarkError(
+            f"SIZE {wad(abs(size), None)} is more than {name}'s open-interest cap of "
+            f"{wad(config.max_open_interest, None)} per side: no account can hold it"
+        )
     limit = _acceptable_price(price, size > 0, ctx.args)
     fn = bw.ch.functions.trade(market_id, size, limit)
-    receipt = send(bw, fn, signer, action=f"trade {name}")
+    try:
+        receipt = send(bw, fn, signer, action=f"trade {name}")
+    except TxReverted as exc:
+        if exc.error.name != "TradePoolExposureCap":
+            raise
+        hint = pool_cap_hint(bw, market_id, size, exc.error.args)
+        raise BulwarkError(revert_message(exc, bw.deployment.collateral_decimals, hint)) from None
     fills = [
         e for e in events(bw.ch.events.PositionChanged, receipt) if e["account"] == signer.address
     ]
@@ -142,6 +155,46 @@ def _trade(ctx: Context, market: str, size: int, verb: str) -> int:
     ]
     ctx.report(data, lines)
     return EXIT_OK
+
+
+SIZE_STEP = WAD // 10_000  # the largest passing size is shown rounded down to 0.0001
+
+
+def pool_cap_hint(bw: Bulwark, market_id: int, size: int, args: dict[str, Any]) -> str:
+    """Why the pool refused and the largest size of this trade that it takes now.
+
+    The pool takes at most ``cap`` = k x pool equity of exposure in each market, exposure being
+    ``ceil(|traders' net size| x price)``. A buy moves the net size from S to S + size, a sell to
+    S - |size|; so the largest buy is floor(cap / price) - S and the largest sell
+    floor(cap / price) + S (the cap comes from the revert, the net size and the price from views).
+    """
+    cap, blocked = int(args.get("capWad", 0)), int(args.get("marketId", market_id))
+    deposit = "deposits into the pool raise the cap: `bulwark pool deposit AMOUNT`"
+    if blocked != market_id:
+        blocked_name = market_name(bw, blocked)
+        return (
+            f"the pool is already over its exposure cap in {blocked_name}, so it takes no trade "
+            f"that adds risk until it grows; {deposit}"
+        )
+    price = int(bw.call(bw.oracle.functions.priceWad(market_id)))
+    net = riskmath.MarketState.from_tuple(bw.call(bw.ch.functions.marketState(market_id))).sum_size
+    most = cap * WAD // price if price else 0
+    room = most - net if size > 0 else most + net
+    room = max(0, room) // SIZE_STEP * SIZE_STEP
+    name = market_name(bw, market_id)
+    if room == 0:
+        return f"the pool (equity x {wad(_exposure_multiple(bw), None)}) takes no more {name} on this side now; {deposit}"
+    side = "buy" if size > 0 else "sell"
+    return (
+        f"the largest {side} the pool takes now is {wad(room, None)} {name} "
+        f"(`bulwark trade open {name} {'' if size > 0 else '-'}{wad(room, None)}`); {deposit}"
+    )
+
+
+def _exposure_multiple(bw: Bulwark) -> int:
+    return riskmath.RiskParams.from_tuple(
+        bw.call(bw.ch.functions.riskParams())
+    ).pool_exposure_multiple
 
 
 def cmd_trade_open(ctx: Context) -> int:
