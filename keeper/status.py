@@ -155,6 +155,66 @@ def markets(bw: Bulwark) -> list[MarketView]:
     return views
 
 
+@dataclass
+class MarketTerms:
+    """A market's terms and the room left under its caps (WAD; sizes in base units)."""
+
+    market: MarketView
+    risk: riskmath.RiskParams
+    pool_cap: int | None  # floor(pool equity x k): the most exposure the pool takes per market
+    buy_room: int | None  # the largest buy the pool takes now (base units), None: unknown
+    sell_room: int | None
+
+    @property
+    def max_leverage(self) -> int | None:
+        im = self.market.config.im_ratio
+        return WAD * WAD // im if im else None
+
+    @property
+    def long_oi_room(self) -> int:
+        c, st = self.market.config, self.market.state
+        return max(0, c.max_open_interest - st.long_open_interest)
+
+    @property
+    def short_oi_room(self) -> int:
+        c, st = self.market.config, self.market.state
+        return max(0, c.max_open_interest - st.short_open_interest)
+
+
+def pool_room(cap: int, net_size: int, price: int) -> tuple[int, int]:
+    """The largest buy and sell the pool takes in one market: its exposure ceil(|net| x price)
+    must stay within ``cap`` (the contract's _checkPoolExposure), net being the traders' net size."""
+    most = cap * WAD // price if price > 0 else 0
+    return max(0, most - net_size), max(0, most + net_size)
+
+
+def market_terms(
+    bw: Bulwark, views: Sequence[MarketView], pool_equity: int | None
+) -> list[MarketTerms]:
+    risk = riskmath.RiskParams.from_tuple(bw.call(bw.ch.functions.riskParams()))
+    cap = (
+        riskmath.mul_wad_down(max(pool_equity, 0), risk.pool_exposure_multiple)
+        if pool_equity is not None
+        else None
+    )
+    terms = []
+    for m in views:
+        price = m.mark_price
+        if cap is None or price is None:
+            buy = sell = None
+        else:
+            buy, sell = pool_room(cap, m.state.sum_size, price)
+        terms.append(MarketTerms(m, risk, cap, buy, sell))
+    return terms
+
+
+def read_pool_equity(bw: Bulwark) -> tuple[int | None, str | None]:
+    try:
+        return int(bw.call(bw.ch.functions.poolEquityWad(), action="poolEquityWad")), None
+    except TxReverted as exc:
+        return None, str(exc.error)
+
+
 # ---------------------------------------------------------------------------- accounts
 
 

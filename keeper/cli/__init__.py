@@ -42,7 +42,7 @@ from keeper.cli.args import (
 from keeper.cli.context import Context, _is_connection_error
 from keeper.cli.feeds import cmd_feed_replay, cmd_feed_set
 from keeper.cli.node import cmd_compile, cmd_deploy, cmd_node
-from keeper.cli.ops import cmd_demo, cmd_keeper, cmd_status, cmd_stress
+from keeper.cli.ops import cmd_demo, cmd_keeper, cmd_markets, cmd_status, cmd_stress
 from keeper.cli.render import revert_message
 from keeper.cli.trading import (
     cmd_account,
@@ -270,6 +270,13 @@ def build_parser() -> Parser:
         cmd_status,
     )
     del st
+    add(
+        commands,
+        "markets",
+        "each market's terms: fees, max leverage, margin ratios, funding, open-interest caps and "
+        "the pool-exposure room left",
+        cmd_markets,
+    )
 
     kp = add(commands, "keeper", "run the keeper daemon (liquidations and ADL)", cmd_keeper)
     kp.add_argument("--once", action="store_true", help="one full pass, then exit")

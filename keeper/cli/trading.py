@@ -145,6 +145,12 @@ def _trade(ctx: Context, market: str, size: int, verb: str) -> int:
         "funding_paid": units.format_wad(f["fundingPaidWad"]),
         **tx_info(receipt),
     }
+    after = status.account(bw, signer.address, accounts=())
+    mine = next((p for p in after.positions if p.market_id == market_id), None)
+    liq = mine.liquidation_price if mine is not None else None
+    data["leverage"] = wad_exact(after.leverage)
+    data["liquidation_price"] = wad_exact(liq)
+    data["equity"] = wad_exact(after.equity)
     side = "bought" if size > 0 else "sold"
     lines = [
         f"{verb}: {side} {wad(abs(size), None)} {name} at {wad(f['priceWad'])} "
@@ -153,6 +159,12 @@ def _trade(ctx: Context, market: str, size: int, verb: str) -> int:
         f"realized PnL {wad(f['realizedPnlWad'], sign=True)}, "
         f"funding paid {wad(f['fundingPaidWad'], sign=True)}",
     ]
+    if mine is not None:
+        lines.append(
+            f"  leverage {wad(after.leverage)}x (notional {wad(after.notional)} / equity "
+            f"{wad(after.equity)}); {name} liquidation price "
+            + (wad(liq) if liq is not None else "none (no positive price gets there)")
+        )
     ctx.report(data, lines)
     return EXIT_OK
 
