@@ -189,6 +189,12 @@ def build_parser() -> Parser:
         cmd_account,
     )
     acct.add_argument("address", metavar="ADDRESS", nargs="?", help="default: the signer's account")
+    acct.add_argument(
+        "--history",
+        action="store_true",
+        help="what happened to the account, from the events: deposits, withdrawals, trades, "
+        "liquidations (penalty, fund cover, bad debt) and ADL haircuts, with block, time and tx",
+    )
 
     pool = add(
         commands,

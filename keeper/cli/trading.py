@@ -9,6 +9,7 @@ from web3.types import TxReceipt
 
 from keeper import riskmath, status, units
 from keeper.chain import WAD, Bulwark, BulwarkError, TxReverted
+from keeper.cli import history
 from keeper.cli.args import ENV_PRIVATE_KEY, EXIT_OK, UsageError
 from keeper.cli.context import (
     Context,
@@ -240,9 +241,21 @@ def cmd_account(ctx: Context) -> int:
             "bulwark account: give an ADDRESS, or a signer (--dev-account N, --keystore "
             f"FILE or ${ENV_PRIVATE_KEY}) to show your own account"
         )
-    view = status.account(bw, address)
     _, symbol = token_info(bw)
-    ctx.report(account_json(bw, view), account_lines(bw, view, symbol))
+    if ctx.args.history:
+        found = history.entries(bw, address)
+        ctx.report(
+            {"address": address, "history": [history.entry_json(bw, e, symbol) for e in found]},
+            history.history_lines(bw, address, found, symbol),
+        )
+        return EXIT_OK
+    view = status.account(bw, address)
+    data, lines = account_json(bw, view), account_lines(bw, view, symbol)
+    hit = history.last_hit(bw, address, status.latest_timestamp(bw))
+    data["last_liquidation_or_adl"] = hit.strip() if hit else None
+    if hit:
+        lines.insert(1, hit)
+    ctx.report(data, lines)
     return EXIT_OK
 
 
