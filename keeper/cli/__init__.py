@@ -19,6 +19,7 @@ from typing import Any
 
 from keeper import compiler, paths
 from keeper.chain import BulwarkError, TxReverted
+from keeper.cli.accounts import cmd_accounts_create, cmd_accounts_fund, cmd_accounts_list
 from keeper.cli.args import (
     DEFAULT_NODE_PORT,
     DEFAULT_SLIPPAGE,
@@ -323,6 +324,34 @@ def build_parser() -> Parser:
         help="replay one price every SECONDS of the path (0: every row; default: the scenario's)",
     )
     sx.add_argument("--max-steps", type=_positive_int, metavar="N", help="stop after N price steps")
+
+    accts = add(
+        commands,
+        "accounts",
+        "many funded test accounts: keys in a keystore folder, picked with --account-index",
+        _needs_action,
+    )
+    asubs = accts.add_subparsers(
+        dest="action", metavar="ACTION", required=True, parser_class=Parser
+    )
+    p = add(
+        asubs,
+        "create",
+        "create N keys in the keystore folder and fund each with ETH and mock USDC (local chain)",
+        cmd_accounts_create,
+    )
+    p.add_argument("count", metavar="N", type=_positive_int, help="how many keys")
+    p.add_argument("--eth", default="10", metavar="AMOUNT", help="ETH for gas, each (default 10)")
+    p.add_argument(
+        "--usdc", default="100000", metavar="AMOUNT", help="mock USDC, each (default 100000)"
+    )
+    add(asubs, "list", "the keys of the keystore folder with their balances", cmd_accounts_list)
+    p = add(asubs, "fund", "give ADDRESS ETH and mock USDC on a local chain", cmd_accounts_fund)
+    p.add_argument("address", metavar="ADDRESS")
+    p.add_argument("--eth", default="10", metavar="AMOUNT", help="ETH to add (default 10)")
+    p.add_argument(
+        "--usdc", default="100000", metavar="AMOUNT", help="mock USDC to mint (default 100000)"
+    )
 
     demo = add(commands, "demo", "the whole story on an embedded Anvil, start to finish", cmd_demo)
     demo.add_argument("--out", metavar="DIR", help="report directory (default reports/demo)")
