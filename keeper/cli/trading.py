@@ -179,35 +179,33 @@ def pool_cap_hint(bw: Bulwark, market_id: int, size: int, args: dict[str, Any]) 
     The pool takes at most ``cap`` = k x pool equity of exposure in each market, exposure being
     ``ceil(|traders' net size| x price)``. A buy moves the net size from S to S + size, a sell to
     S - |size|; so the largest buy is floor(cap / price) - S and the largest sell
-    floor(cap / price) + S (the cap comes from the revert, the net size and the price from views).
+    floor(cap / price) + S. The cap is taken from the pool's equity now (views), without the fee
+    the trade would add to it, so the size shown passes (rounded down to 0.0001).
     """
-    cap, blocked = int(args.get("capWad", 0)), int(args.get("marketId", market_id))
+    blocked = int(args.get("marketId", market_id))
     deposit = "deposits into the pool raise the cap: `bulwark pool deposit AMOUNT`"
     if blocked != market_id:
-        blocked_name = market_name(bw, blocked)
         return (
-            f"the pool is already over its exposure cap in {blocked_name}, so it takes no trade "
-            f"that adds risk until it grows; {deposit}"
+            f"the pool is already over its exposure cap in {market_name(bw, blocked)}, so it "
+            f"takes no trade that adds risk until it grows; {deposit}"
         )
+    name = market_name(bw, market_id)
+    equity, _error = status.read_pool_equity(bw)
     price = int(bw.call(bw.oracle.functions.priceWad(market_id)))
     net = riskmath.MarketState.from_tuple(bw.call(bw.ch.functions.marketState(market_id))).sum_size
-    most = cap * WAD // price if price else 0
-    room = most - net if size > 0 else most + net
-    room = max(0, room) // SIZE_STEP * SIZE_STEP
-    name = market_name(bw, market_id)
-    if room == 0:
-        return f"the pool (equity x {wad(_exposure_multiple(bw), None)}) takes no more {name} on this side now; {deposit}"
-    side = "buy" if size > 0 else "sell"
-    return (
-        f"the largest {side} the pool takes now is {wad(room, None)} {name} "
-        f"(`bulwark trade open {name} {'' if size > 0 else '-'}{wad(room, None)}`); {deposit}"
-    )
-
-
-def _exposure_multiple(bw: Bulwark) -> int:
-    return riskmath.RiskParams.from_tuple(
+    multiple = riskmath.RiskParams.from_tuple(
         bw.call(bw.ch.functions.riskParams())
     ).pool_exposure_multiple
+    cap = riskmath.mul_wad_down(max(equity or 0, 0), multiple)
+    buy, sell = status.pool_room(cap, net, price)
+    room = (buy if size > 0 else sell) // SIZE_STEP * SIZE_STEP
+    if room == 0:
+        return f"the pool takes no more {name} on this side now; {deposit}"
+    side, sign = ("buy", "") if size > 0 else ("sell", "-")
+    return (
+        f"the largest {side} the pool takes now is {wad(room, None)} {name} "
+        f"(`bulwark trade open {name} {sign}{wad(room, None)}`); {deposit}"
+    )
 
 
 def cmd_trade_open(ctx: Context) -> int:

@@ -21,6 +21,13 @@ from keeper.cli.context import (
 )
 from keeper.cli.render import duration, events, tokens, tokens_exact, tx_info, wad, wad_exact, when
 
+
+def shares_text(shares: int, decimals: int) -> str:
+    """Shares for a person: grouped, at most 4 decimals (JSON keeps every digit)."""
+    text = units.format_units(shares, decimals, 4, group=True)
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 # ---------------------------------------------------------------------------- pool
 
 
@@ -88,8 +95,8 @@ def _report_pool(
         **tx_info(receipt),
     }
     lines = [
-        f"{verb} {tokens(bw, amount)} {symbol} ({units.format_units(shares, decimals)} "
-        f"LP shares); you hold {units.format_units(balance, decimals)} shares "
+        f"{verb} {tokens(bw, amount)} {symbol} ({shares_text(shares, decimals)} "
+        f"LP shares); you hold {shares_text(balance, decimals)} shares "
         f"worth {tokens(bw, value)} {symbol}"
     ]
     if locked_until > now:
@@ -124,7 +131,7 @@ def cmd_fund_stake(ctx: Context) -> int:
             **tx_info(receipt),
         },
         [
-            f"staked {tokens(bw, amount)} {symbol} for {units.format_units(shares, decimals)} "
+            f"staked {tokens(bw, amount)} {symbol} for {shares_text(shares, decimals)} "
             "fund shares; unstaking takes a request, then a claim after the cooldown"
         ],
     )
@@ -162,7 +169,7 @@ def cmd_fund_unstake(ctx: Context) -> int:
             **tx_info(receipt),
         },
         [
-            f"unstake request #{req['requestId']}: {units.format_units(shares, decimals)} "
+            f"unstake request #{req['requestId']}: {shares_text(shares, decimals)} "
             f"shares worth {tokens(bw, int(req['assets']))} {symbol} now",
             f"  claim from {when(int(req['readyAt']), now)}: "
             f"`bulwark fund claim {req['requestId']}`; it pays the lower of that value and the "
@@ -251,8 +258,7 @@ def cmd_fund_status(ctx: Context) -> int:
         f"cap {tokens(bw, v.cap_tokens)} {symbol}",
         f"  payout window: {wad(v.window_remaining)} left of "
         f"{units.format_percent(v.window_cap_ratio)} of assets per window ({window})",
-        f"  unstaking cooldown {duration(v.cooldown)}; "
-        f"shares {units.format_units(v.total_shares, sd)}",
+        f"  unstaking cooldown {duration(v.cooldown)}; shares {shares_text(v.total_shares, sd)}",
     ]
     if holder:
         data["holder"] = {
@@ -273,7 +279,7 @@ def cmd_fund_status(ctx: Context) -> int:
             ],
         }
         lines.append(
-            f"  {holder}: {units.format_units(v.holder_shares, sd)} shares worth "
+            f"  {holder}: {shares_text(v.holder_shares, sd)} shares worth "
             f"{tokens(bw, v.holder_value_tokens)} {symbol}"
         )
         for r in v.requests:
