@@ -268,7 +268,9 @@ def test_trade_open_prints_leverage_and_liquidation_price(
     opened = run.json("trade", "open", "ETH-USD", "2", *dev)
     account = run.json("account", *dev)
     assert opened["liquidation_price"] == account["positions"][0]["liquidation_price"]
-    assert Decimal(opened["leverage"]) == pytest.approx(Decimal(6000) / Decimal("997"), rel=1e-6)
+    assert Decimal(opened["leverage"]) == pytest.approx(
+        Decimal(6000) / Decimal(997), rel=Decimal("1e-6")
+    )
     text = run.ok("trade", "open", "ETH-USD", "0.5", *dev).out
     assert "leverage " in text and "ETH-USD liquidation price " in text
 
