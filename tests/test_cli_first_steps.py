@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import USDC, Protocol
-from test_cli import Cli, assert_one_line_error, run  # noqa: F401 - `run` is a fixture
+from conftest import USDC, Protocol, clear_cli_env
+from test_cli import Cli, assert_one_line_error
 from web3.exceptions import Web3RPCError
 
 from keeper import cli, riskmath
@@ -20,6 +20,15 @@ from keeper.deploy import SEED_FUND_ACCOUNT, SEED_POOL_ACCOUNT
 from keeper.units import parse_wad
 
 TRADER = 4
+
+
+@pytest.fixture
+def run(
+    bw: Bulwark, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Cli:
+    clear_cli_env(monkeypatch)
+    path = bw.deployment.save(tmp_path / "deployment.json")
+    return Cli(str(bw.w3.provider.endpoint_uri), path, capsys)  # type: ignore[attr-defined]
 
 
 def rpc(bw: Bulwark, method: str, *params: Any) -> Any:
@@ -32,7 +41,7 @@ def rpc(bw: Bulwark, method: str, *params: Any) -> Any:
 def test_local_deploy_seeds_the_pool_and_a_round_fund_stake(
     run: Cli,
     bw: Bulwark,
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     target = tmp_path / "fresh.json"
     code = cli.main(["deploy", "--rpc", run.rpc, "--deployment", str(target)])
@@ -53,7 +62,7 @@ def test_local_deploy_seeds_the_pool_and_a_round_fund_stake(
     assert opened["new_size"] == "2.5"
 
 
-def test_deploy_no_seed_and_json(run: Cli, tmp_path: Path) -> None:  # noqa: F811
+def test_deploy_no_seed_and_json(run: Cli, tmp_path: Path) -> None:
     target = tmp_path / "empty.json"
     code = cli.main(
         ["deploy", "--rpc", run.rpc, "--deployment", str(target), "--no-seed", "--json"]
@@ -71,7 +80,7 @@ def test_deploy_no_seed_and_json(run: Cli, tmp_path: Path) -> None:  # noqa: F81
 
 def test_pool_cap_error_names_the_largest_size_that_passes(
     run: Cli,
-    protocol: Protocol,  # noqa: F811
+    protocol: Protocol,
 ) -> None:
     protocol.seed_pool(1_000)
     dev = ("--dev-account", str(TRADER))
@@ -88,7 +97,7 @@ def test_pool_cap_error_names_the_largest_size_that_passes(
     assert_one_line_error(sell, "the largest sell the pool takes now is ")
 
 
-def test_markets_room_is_what_the_pool_takes(run: Cli, protocol: Protocol) -> None:  # noqa: F811
+def test_markets_room_is_what_the_pool_takes(run: Cli, protocol: Protocol) -> None:
     protocol.seed_pool(10_000)
     protocol.fund_trader(dev_account(TRADER), 20_000)
     terms = run.json("markets")["markets"]
@@ -114,7 +123,7 @@ def test_markets_room_is_what_the_pool_takes(run: Cli, protocol: Protocol) -> No
 
 def test_no_eth_for_gas_names_the_account_and_what_it_needs(
     run: Cli,
-    protocol: Protocol,  # noqa: F811
+    protocol: Protocol,
 ) -> None:
     broke = dev_account(6)
     rpc(protocol.bw, "anvil_setBalance", broke.address, "0x0")
@@ -126,7 +135,7 @@ def test_no_eth_for_gas_names_the_account_and_what_it_needs(
 def test_nonce_too_low_is_one_line(
     run: Cli,
     protocol: Protocol,
-    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     trader = dev_account(TRADER)
     protocol.fund_trader(trader, 100)  # uses nonces: nonce 0 is spent
@@ -140,7 +149,7 @@ def test_nonce_too_low_is_one_line(
 def test_replacement_underpriced_is_one_line(
     run: Cli,
     protocol: Protocol,
-    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     bw = protocol.bw
     trader = dev_account(TRADER)
@@ -196,7 +205,7 @@ def test_absurd_sizes_and_prices_are_refused_before_sending(
     run: Cli,
     protocol: Protocol,
     argv: list[str],
-    needles: list[str],  # noqa: F811
+    needles: list[str],
 ) -> None:
     protocol.seed_pool(100_000)
     protocol.fund_trader(dev_account(TRADER), 1_000)
@@ -212,7 +221,7 @@ def test_absurd_sizes_and_prices_are_refused_before_sending(
 
 def test_stale_feed_account_and_status_show_what_can_be_read(
     run: Cli,
-    protocol: Protocol,  # noqa: F811
+    protocol: Protocol,
 ) -> None:
     p = protocol
     trader = dev_account(TRADER)
@@ -249,7 +258,7 @@ def test_stale_feed_account_and_status_show_what_can_be_read(
     assert eth["open_interest_notional"] == "6000"
 
 
-def test_fund_window_ends_at_is_null_before_any_window(run: Cli, protocol: Protocol) -> None:  # noqa: F811
+def test_fund_window_ends_at_is_null_before_any_window(run: Cli, protocol: Protocol) -> None:
     protocol.stake(1_000)
     assert run.json("fund", "status")["window_ends_at"] is None
     assert run.json("status")["fund"]["window_ends_at"] is None
@@ -260,7 +269,7 @@ def test_fund_window_ends_at_is_null_before_any_window(run: Cli, protocol: Proto
 
 def test_trade_open_prints_leverage_and_liquidation_price(
     run: Cli,
-    protocol: Protocol,  # noqa: F811
+    protocol: Protocol,
 ) -> None:
     protocol.seed_pool(500_000)
     dev = ("--dev-account", str(TRADER))
@@ -282,7 +291,7 @@ def test_history_and_last_liquidation(
     run: Cli,
     protocol: Protocol,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("BULWARK_KEEPER_CHECKPOINT_FILE", str(tmp_path / "checkpoint.json"))
     p = protocol
@@ -318,7 +327,7 @@ def test_accounts_create_fund_and_pick_by_index(
     run: Cli,
     protocol: Protocol,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("BULWARK_KEYSTORE_PASSWORD", "test-only")
     folder = tmp_path / "keys"
