@@ -15,7 +15,16 @@ from test_cli import Cli, assert_one_line_error
 from web3.exceptions import Web3RPCError
 
 from keeper import cli, riskmath
-from keeper.chain import WAD, Bulwark, Deployment, dev_account, node_error_line
+from keeper.chain import (
+    WAD,
+    Bulwark,
+    DecodedError,
+    Deployment,
+    TxReverted,
+    dev_account,
+    node_error_line,
+)
+from keeper.cli.render import revert_message
 from keeper.deploy import SEED_FUND_ACCOUNT, SEED_POOL_ACCOUNT
 from keeper.units import parse_wad
 
@@ -375,3 +384,18 @@ def test_riskmath_values_the_stale_account_like_the_chain(protocol: Protocol) ->
     health = riskmath.health(margin, positions, prices, indices, configs)
     equity, imr, mmr, _ = bw.ch.functions.healthOf(trader.address).call()
     assert (health.equity, health.imr, health.mmr) == (equity, imr, mmr)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        DecodedError("Error", {"message": "execution reverted"}),
+        DecodedError("unknown", raw="0x"),
+    ],
+)
+def test_revert_without_data_is_a_plain_line(error: DecodedError) -> None:
+    line = revert_message(TxReverted("trade ETH-USD", error))
+    assert line.startswith("trade ETH-USD reverted without revert data")
+    assert "no reason" in line and "unknown error" not in line
+    custom = revert_message(TxReverted("x", DecodedError("TradeZeroSize")))
+    assert custom == "x reverted: TradeZeroSize()"
