@@ -592,6 +592,7 @@ class ProtocolStatus:
     liquidatable: list[LiquidatableAccount]
     health_error: str | None
     conservation: invariants.ConservationReport
+    at_last_prices: bool = False  # liquidatable was computed at stale feeds' last answers
 
     @property
     def oi_notional(self) -> int | None:
@@ -621,6 +622,37 @@ def liquidatable_accounts(bw: Bulwark, accounts: Sequence[str]) -> list[Liquidat
     return found
 
 
+def liquidatable_at_last_prices(
+    bw: Bulwark, accounts: Sequence[str], views: Sequence[MarketView], now: int
+) -> list[LiquidatableAccount] | None:
+    """The accounts below maintenance margin at each market's price, a stale feed's last answer
+    standing in for its price (keeper.riskmath, the contract's arithmetic); None if a market has
+    no price at all."""
+    prices = {m.id: m.mark_price for m in views}
+    if any(p is None for p in prices.values()):
+        return None
+    known = {m: p for m, p in prices.items() if p is not None}
+    configs = {m.id: m.config for m in views}
+    indices = {m.id: riskmath.funding_index_now(m.state, m.config, known[m.id], now) for m in views}
+    ch = bw.ch.functions
+    fns: list[Any] = []
+    for a in accounts:
+        fns.append(ch.marginOf(a))
+        fns += [ch.positionOf(a, m.id) for m in views]
+    answers = batch_call(bw, fns)
+    width = 1 + len(views)
+    found = []
+    for n, address in enumerate(accounts):
+        row = answers[n * width : (n + 1) * width]
+        positions = {
+            m.id: riskmath.Position.from_tuple(t) for m, t in zip(views, row[1:], strict=True)
+        }
+        health = riskmath.health(int(row[0]), positions, known, indices, configs)
+        if health.liquidatable and any(p.size for p in positions.values()):
+            found.append(LiquidatableAccount(address, health.equity, health.mmr))
+    return found
+
+
 def protocol(bw: Bulwark) -> ProtocolStatus:
     block = bw.w3.eth.get_block("latest")
     number = int(block["number"])
@@ -639,15 +671,21 @@ def protocol(bw: Bulwark) -> ProtocolStatus:
     accounts = sorted(invariants.known_accounts(bw, to_block=number) - {pool_address, fund_address})
     liquidatable: list[LiquidatableAccount] = []
     health_error: str | None = None
+    views = markets(bw)
+    at_last_prices = False
     try:
         liquidatable = liquidatable_accounts(bw, accounts)
     except TxReverted as exc:
         health_error = str(exc.error)
+        if exc.error.name.startswith("Oracle"):
+            found = liquidatable_at_last_prices(bw, accounts, views, int(block["timestamp"]))
+            if found is not None:
+                liquidatable, health_error, at_last_prices = found, None, True
     return ProtocolStatus(
         block=number,
         timestamp=int(block["timestamp"]),
         reduce_only=bool(reduce_only),
-        markets=markets(bw),
+        markets=views,
         pool_equity=pool_equity,
         pool_error=pool_error,
         pool_shares=int(pool_shares),
@@ -658,6 +696,7 @@ def protocol(bw: Bulwark) -> ProtocolStatus:
         liquidatable=liquidatable,
         health_error=health_error,
         conservation=invariants.check(bw, accounts, block=number),
+        at_last_prices=at_last_prices,
     )
 
 

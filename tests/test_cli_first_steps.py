@@ -399,3 +399,27 @@ def test_revert_without_data_is_a_plain_line(error: DecodedError) -> None:
     assert "no reason" in line and "unknown error" not in line
     custom = revert_message(TxReverted("x", DecodedError("TradeZeroSize")))
     assert custom == "x reverted: TradeZeroSize()"
+
+
+def test_stale_status_lists_liquidatable_accounts_at_the_last_prices(
+    run: Cli, protocol: Protocol
+) -> None:
+    p = protocol
+    trader, other = dev_account(TRADER), dev_account(5)
+    p.seed_pool(100_000)
+    p.fund_trader(trader, 1_000)
+    p.fund_trader(other, 5_000)
+    p.trade(trader, "ETH-USD", 2)
+    p.trade(other, "ETH-USD", 2)
+    p.set_price("ETH-USD", 2550)  # trader: equity ~100 < maintenance 127.5; other stays healthy
+    fresh = run.json("status")
+    p.warp(7200)
+    stale = run.json("status")
+    assert stale["health_error"] is None and stale["liquidatable_at_last_prices"] is True
+    assert [x["address"] for x in stale["liquidatable"]] == [trader.address]
+    assert [x["address"] for x in fresh["liquidatable"]] == [trader.address]
+    assert (
+        stale["liquidatable"][0]["maintenance_margin"]
+        == fresh["liquidatable"][0]["maintenance_margin"]
+    )
+    assert "1 liquidatable at the last feed prices" in run.ok("status").out

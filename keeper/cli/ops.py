@@ -87,6 +87,7 @@ def status_json(bw: Bulwark, s: status.ProtocolStatus) -> dict[str, Any]:
             for x in s.liquidatable
         ],
         "health_error": s.health_error,
+        "liquidatable_at_last_prices": s.at_last_prices,
         "conservation": s.conservation.as_dict(),
     }
 
@@ -163,7 +164,10 @@ def status_lines(bw: Bulwark, s: status.ProtocolStatus) -> list[str]:
     if s.health_error:
         lines.append(f"accounts          {s.accounts} known; health unknown: {s.health_error}")
     else:
-        lines.append(f"accounts          {s.accounts} known, {len(s.liquidatable)} liquidatable")
+        lines.append(
+            f"accounts          {s.accounts} known, {len(s.liquidatable)} liquidatable"
+            + (" at the last feed prices" if s.at_last_prices else "")
+        )
         for x in s.liquidatable[:20]:
             lines.append(
                 f"  {x.address}  equity {wad(x.equity)} < maintenance {wad(x.maintenance_margin)}"
