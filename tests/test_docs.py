@@ -22,9 +22,10 @@ How
     A command whose shown output has a ``bulwark: error:`` line must fail; the others must succeed.
 
 Servers
-    A command that serves in the foreground (``bulwark node``, ``make node``) is started in the
-    background instead; the page goes on once the node answers, and the node is stopped when the
-    page ends. A page that starts no node of its own gets one with Bulwark deployed and seeded
+    A command that serves in the foreground is started in the background instead, and stopped
+    (SIGINT, then SIGKILL) when the page ends: ``bulwark node`` and ``make node`` (on the page's
+    port; the page goes on once the node answers), ``bulwark web`` and ``bulwark keeper`` without
+    ``--once`` (the page goes on once they print their first line). A page that starts no node of its own gets one with Bulwark deployed and seeded
     (``bulwark node --deploy``), so that pages documenting one command can show it on a live chain.
     Each command has a time limit (``COMMAND_TIMEOUT``); a long run belongs in an illustrative block.
 
@@ -56,7 +57,11 @@ RUN_TAGS = {"sh", "bash", "console"}
 ILLUSTRATIVE = "<!-- illustrative -->"
 COMMAND_TIMEOUT = 600
 NODE_TIMEOUT = 180
-SERVER = re.compile(r"^\s*(\S*/)?(bulwark\s+node\b|make\s+node\b)")
+NODE = re.compile(r"^\s*(\S*/)?(bulwark\s+node\b|make\s+node\b)")
+# Other commands that serve until stopped: the page goes on once they print their first line.
+SERVER = re.compile(
+    r"^\s*(\S*/)?(bulwark\s+node\b|make\s+node\b|bulwark\s+web\b|bulwark\s+keeper\b(?!.*--once))"
+)
 FENCE = re.compile(r"^(\s*)```\s*([\w-]*)\s*$")
 
 
@@ -224,11 +229,15 @@ class Session:
         )
         self.servers.append(proc)
         deadline = time.monotonic() + NODE_TIMEOUT
+        node = NODE.match(command)
         ready = "Ctrl-C stops the node" if "bulwark" in command else "Listening on"
         while time.monotonic() < deadline:
             text = log.read_text()
-            if ready in text and _answers(self.port):
+            if node and ready in text and _answers(self.port):
                 return text
+            if not node and text.strip():
+                time.sleep(1)  # what else it prints at once
+                return log.read_text()
             if proc.poll() is not None:
                 pytest.fail(f"{where}: `{command}` exited with {proc.returncode}:\n{text}")
             time.sleep(0.2)
@@ -249,7 +258,7 @@ class Session:
 
 def starts_a_node(page_blocks: list[Block]) -> bool:
     return any(
-        SERVER.match(_command(line))
+        NODE.match(_command(line))
         for b in page_blocks
         for line in b.text.splitlines()
         if b.tag != "console" or line.startswith("$ ")
@@ -395,3 +404,17 @@ def test_blocks_are_found_with_their_tags_and_markers(tmp_path: Path) -> None:
         ("sh", True, "make test"),
         ("console", False, "$ bulwark status\nok"),
     ]
+
+
+def test_a_server_that_is_not_a_node_runs_until_the_page_ends(tmp_path: Path) -> None:
+    s = Session(tmp_path / "page.md", tmp_path)
+    try:
+        printed = s.start_server(
+            "python3 -c \"print('serving', flush=True); import time; time.sleep(600)\"", "here"
+        )
+        assert printed.startswith("serving")
+        (proc,) = s.servers
+        assert proc.poll() is None
+    finally:
+        s.close()
+    assert proc.poll() is not None
