@@ -423,3 +423,24 @@ def test_stale_status_lists_liquidatable_accounts_at_the_last_prices(
         == fresh["liquidatable"][0]["maintenance_margin"]
     )
     assert "1 liquidatable at the last feed prices" in run.ok("status").out
+
+
+def test_an_adl_haircut_shows_in_the_account_and_its_history(
+    run: Cli, protocol: Protocol, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from helpers import adl_book
+
+    monkeypatch.setenv("BULWARK_KEEPER_CHECKPOINT_FILE", str(tmp_path / "checkpoint.json"))
+    book = adl_book(protocol)  # bad debt on ETH's long side, an empty fund, three profitable shorts
+    first = book.shorts[0]  # 2 ETH short on 500: first in the ADL queue
+    index = str(next(i for i in range(10) if dev_account(i).address == first.address))
+    assert run("keeper", "--once", "--dev-account", "3").code == 0
+
+    history = run.json("account", "--history", "--dev-account", index)["history"]
+    (step,) = [h for h in history if h["event"] == "AutoDeleveraged"]
+    assert Decimal(step["values"]["haircutWad"]) > 0 and step["market"] == "ETH-USD"
+    lines = run.ok("account", "--dev-account", index).out.splitlines()
+    assert (
+        lines[1].startswith("  last auto-deleveraged in ETH-USD") and "profit haircut" in lines[1]
+    )
+    assert "AUTO-DELEVERAGED" in run.ok("account", "--history", "--dev-account", index).out
