@@ -444,3 +444,24 @@ def test_an_adl_haircut_shows_in_the_account_and_its_history(
         lines[1].startswith("  last auto-deleveraged in ETH-USD") and "profit haircut" in lines[1]
     )
     assert "AUTO-DELEVERAGED" in run.ok("account", "--history", "--dev-account", index).out
+
+
+def test_deploy_with_a_given_token_seeds_nothing_and_says_what_to_do(
+    run: Cli, bw: Bulwark, tmp_path: Path
+) -> None:
+    target = tmp_path / "given.json"
+    argv = [
+        "deploy",
+        "--rpc",
+        run.rpc,
+        "--deployment",
+        str(target),
+        "--collateral",
+        bw.token.address,
+    ]
+    assert cli.main(argv) == 0
+    out = run.capsys.readouterr().out
+    assert "seeded" not in out
+    assert "`bulwark pool deposit AMOUNT`" in out and "`bulwark fund stake AMOUNT`" in out
+    fresh = Bulwark(bw.w3, Deployment.load(target), bw.artifacts)
+    assert fresh.pool.functions.totalAssets().call() == 0
