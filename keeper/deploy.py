@@ -17,15 +17,7 @@ from eth_utils.crypto import keccak
 from web3 import Web3
 
 from keeper import compiler
-from keeper.chain import (
-    LOCAL_CHAIN_IDS,
-    WAD,
-    BulwarkError,
-    Deployment,
-    MarketInfo,
-    dev_account,
-    node_error_line,
-)
+from keeper.chain import LOCAL_CHAIN_IDS, WAD, BulwarkError, Deployment, MarketInfo, dev_account
 
 FEED_DECIMALS = 8
 DEV_ACCOUNTS = 10
@@ -119,7 +111,7 @@ class Deployer:
         return self._send(getattr(contract.functions, method)(*args), f"{name}.{method}")
 
     def _send(self, fn: Any, action: str) -> Any:
-        from keeper.chain import ErrorDecoder  # local: the decoder needs the artifacts
+        from keeper.chain import ErrorDecoder, node_error_line  # local, as the decoder was
 
         params: dict[str, Any] = {"from": self.signer.address}
         try:
