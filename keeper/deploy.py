@@ -111,7 +111,7 @@ class Deployer:
         return self._send(getattr(contract.functions, method)(*args), f"{name}.{method}")
 
     def _send(self, fn: Any, action: str) -> Any:
-        from keeper.chain import ErrorDecoder, node_error_line  # local, as the decoder was
+        from keeper.chain import ErrorDecoder, node_error_line
 
         params: dict[str, Any] = {"from": self.signer.address}
         try:
