@@ -653,6 +653,20 @@ def liquidatable_at_last_prices(
     return found
 
 
+def pool_equity_at_last_prices(bw: Bulwark, views: Sequence[MarketView], now: int) -> int:
+    """Ledger.poolEquity (keeper.riskmath) with a stale feed's last answer standing in for its
+    price: what the pool is worth if the next price is the last one."""
+    prices = {m.id: m.mark_price or 0 for m in views}
+    indices = {
+        m.id: riskmath.funding_index_now(m.state, m.config, prices[m.id], now) for m in views
+    }
+    pool = bw.call(bw.ch.functions.pool())
+    margin = int(bw.call(bw.ch.functions.marginOf(pool)))
+    return riskmath.pool_equity(
+        margin, [m.state for m in sorted(views, key=lambda v: v.id)], prices, indices
+    )
+
+
 def protocol(bw: Bulwark) -> ProtocolStatus:
     block = bw.w3.eth.get_block("latest")
     number = int(block["number"])
@@ -681,6 +695,9 @@ def protocol(bw: Bulwark) -> ProtocolStatus:
             found = liquidatable_at_last_prices(bw, accounts, views, int(block["timestamp"]))
             if found is not None:
                 liquidatable, health_error, at_last_prices = found, None, True
+    if pool_equity is None and all(m.mark_price is not None for m in views):
+        pool_equity = pool_equity_at_last_prices(bw, views, int(block["timestamp"]))
+        pool_error = f"{pool_error}; computed at the feeds' last answers"
     return ProtocolStatus(
         block=number,
         timestamp=int(block["timestamp"]),

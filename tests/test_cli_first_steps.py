@@ -26,7 +26,7 @@ from keeper.chain import (
 )
 from keeper.cli.render import revert_message
 from keeper.deploy import SEED_FUND_ACCOUNT, SEED_POOL_ACCOUNT
-from keeper.units import parse_wad
+from keeper.units import format_wad, parse_wad
 
 TRADER = 4
 
@@ -422,7 +422,13 @@ def test_stale_status_lists_liquidatable_accounts_at_the_last_prices(
         stale["liquidatable"][0]["maintenance_margin"]
         == fresh["liquidatable"][0]["maintenance_margin"]
     )
-    assert "1 liquidatable at the last feed prices" in run.ok("status").out
+    # the pool's equity too, at the last prices: it moved only by two hours of funding
+    fresh_pool, stale_pool = Decimal(fresh["pool"]["equity"]), Decimal(stale["pool"]["equity"])
+    assert fresh_pool != stale_pool and abs(fresh_pool - stale_pool) < 1
+    text = run.ok("status").out
+    assert "1 liquidatable at the last feed prices" in text
+    shown = format_wad(parse_wad(stale["pool"]["equity"]), 2, group=True)
+    assert f"pool equity       {shown} at the last feed prices" in text
 
 
 def test_an_adl_haircut_shows_in_the_account_and_its_history(

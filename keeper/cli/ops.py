@@ -137,7 +137,10 @@ def status_lines(bw: Bulwark, s: status.ProtocolStatus) -> list[str]:
         if m.price_error and m.name not in stale:
             lines.append(f"  {m.name}: {m.price_error}")
     lines += stale_lines(bw, stale, s.timestamp)
-    pool = wad(s.pool_equity) if s.pool_equity is not None else f"unknown ({s.pool_error})"
+    if s.pool_equity is None:
+        pool = f"unknown ({s.pool_error})"
+    else:
+        pool = wad(s.pool_equity) + (" at the last feed prices" if s.pool_error else "")
     if s.coverage is not None:
         coverage = units.format_percent(s.coverage) + (" at stale prices" if stale else "")
     elif s.oi_notional is None:
