@@ -166,6 +166,72 @@ def _as_bytes(data: str | bytes | None) -> bytes:
         return b""
 
 
+# ---------------------------------------------------------------------------- node errors
+
+
+def rpc_message(exc: BaseException) -> str:
+    """The node's own message in a web3 error (``{'code': -32003, 'message': '...'}``)."""
+    rpc = getattr(exc, "rpc_response", None)
+    if isinstance(rpc, Mapping):
+        error = rpc.get("error")
+        if isinstance(error, Mapping) and error.get("message"):
+            return str(error["message"])
+    arg = exc.args[0] if exc.args else ""
+    if isinstance(arg, Mapping) and arg.get("message"):
+        return str(arg["message"])
+    return str(exc)
+
+
+def node_error_line(
+    exc: BaseException, w3: Web3, sender: str, action: str, gas: int | None = None
+) -> str | None:
+    """One plain line for what a user can cause at the node when sending, or None.
+
+    No ETH for gas (which account, what the transaction needs), nonce too low, replacement
+    underpriced, chain id mismatch. ``gas`` is the transaction's gas, if known.
+    """
+    message = rpc_message(exc)
+    text = message.lower()
+    if "insufficient funds" in text:
+        balance = w3.eth.get_balance(to_checksum_address(sender))
+        price = int(w3.eth.gas_price)
+        need = ""
+        if gas:
+            need = (
+                f"; it needs up to {_eth(gas * price * 2)} ETH "
+                f"({gas:,} gas at up to {_gwei(price * 2)} gwei)"
+            )
+        return (
+            f"{action}: account {sender} has {_eth(balance)} ETH, too little to pay for gas{need}: "
+            "send it ETH first (on a local chain: `bulwark accounts fund ADDRESS`)"
+        )
+    if "nonce too low" in text or "nonce is too low" in text:
+        return (
+            f"{action}: nonce too low for {sender}: another transaction from this account was "
+            "mined meanwhile (a second bulwark or keeper with the same key?); run the command again"
+        )
+    if "replacement" in text and "underpriced" in text:
+        return (
+            f"{action}: a transaction from {sender} with the same nonce is still pending and this "
+            "one does not pay enough more to replace it; wait for it to be mined, then run again"
+        )
+    if "chain id" in text or "chainid" in text or "chain_id" in text:
+        return (
+            f"{action}: the node refused the transaction's chain id ({message}); the signer and "
+            f"the node must agree: the node is chain {w3.eth.chain_id}"
+        )
+    return None
+
+
+def _eth(wei: int) -> str:
+    text = f"{wei / 10**18:.6f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def _gwei(wei: int) -> str:
+    return f"{wei / 10**9:.3g}"
+
+
 # ---------------------------------------------------------------------------- signers
 
 
@@ -347,13 +413,24 @@ class Bulwark:
         except Exception as exc:
             decoded = self.errors.from_exception(exc)
             if decoded is None:
-                raise
+                line = node_error_line(
+                    exc, self.w3, signer.address, name, gas or _gas_without_funds(fn, params)
+                )
+                if line is None:
+                    raise
+                raise BulwarkError(line) from None
             raise TxReverted(name, decoded) from None
         params["gas"] = gas or int(estimate * 1.25) + 60_000
         params["nonce"] = self.w3.eth.get_transaction_count(signer.address, "pending")
         tx = fn.build_transaction(params)
         signed = signer.sign_transaction(tx)
-        tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        try:
+            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        except Exception as exc:
+            line = node_error_line(exc, self.w3, signer.address, name, int(params["gas"]))
+            if line is None:
+                raise
+            raise BulwarkError(line) from None
         receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
         if receipt["status"] != 1:
             raise TxReverted(name, self.replay_revert(tx, receipt["blockNumber"]))
@@ -372,6 +449,16 @@ class Bulwark:
 
     def to_tokens(self, amount_wad: int) -> int:
         return amount_wad // self.token_scale
+
+
+def _gas_without_funds(fn: Any, params: Mapping[str, Any]) -> int | None:
+    """The gas a transaction would use if its sender could pay: an estimate with the sender's
+    balance overridden (nodes that take state overrides, as Anvil and Geth do), else None."""
+    try:
+        override = {params["from"]: {"balance": hex(10**30)}}
+        return int(fn.estimate_gas(dict(params), None, override))
+    except Exception:
+        return None
 
 
 def _fn_name(fn: Any) -> str:

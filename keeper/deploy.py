@@ -111,20 +111,27 @@ class Deployer:
         return self._send(getattr(contract.functions, method)(*args), f"{name}.{method}")
 
     def _send(self, fn: Any, action: str) -> Any:
-        from keeper.chain import ErrorDecoder  # local: the decoder needs the artifacts
+        from keeper.chain import ErrorDecoder, node_error_line
 
         params: dict[str, Any] = {"from": self.signer.address}
         try:
             params["gas"] = int(fn.estimate_gas(params) * 1.2) + 50_000
         except Exception as exc:
             decoded = ErrorDecoder.from_artifacts(self.artifacts).from_exception(exc)
-            raise BulwarkError(f"{action} would revert: {decoded or exc}") from None
+            line = None if decoded else node_error_line(exc, self.w3, self.signer.address, action)
+            raise BulwarkError(line or f"{action} would revert: {decoded or exc}") from None
         params["nonce"] = self.w3.eth.get_transaction_count(self.signer.address, "pending")
         tx = fn.build_transaction(params)
         signed = self.signer.sign_transaction(tx)
-        receipt = self.w3.eth.wait_for_transaction_receipt(
-            self.w3.eth.send_raw_transaction(signed.raw_transaction), timeout=180
-        )
+        try:
+            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        except Exception as exc:
+            gas = int(params["gas"])
+            line = node_error_line(exc, self.w3, self.signer.address, action, gas)
+            if line is None:
+                raise
+            raise BulwarkError(line) from None
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=180)
         if receipt["status"] != 1:
             raise BulwarkError(f"{action} failed in block {receipt['blockNumber']}")
         self.gas_used[action] = receipt["gasUsed"]
@@ -235,4 +242,75 @@ def deploy_all(
         markets=markets,
         collateral_decimals=decimals,
         local=local,
+    )
+
+
+# ---------------------------------------------------------------------------- a usable local market
+
+SEED_POOL_ACCOUNT = 8  # Anvil dev account that seeds the liquidity pool on a local chain
+SEED_FUND_ACCOUNT = 9  # and the one that makes the first insurance-fund stake
+SEED_POOL_TOKENS = 500_000
+SEED_FUND_TOKENS = 50_000
+
+
+@dataclass(frozen=True)
+class Seed:
+    """What :func:`seed_local` put in: who, how much (human units), and the shares it got."""
+
+    pool_account: str
+    pool_tokens: int
+    pool_shares: int
+    fund_account: str
+    fund_tokens: int
+    fund_shares: int
+    share_decimals: int
+
+
+def seed_local(
+    w3: Web3,
+    deployment: Deployment,
+    artifacts: Mapping[str, Any] | None = None,
+    *,
+    pool_tokens: int = SEED_POOL_TOKENS,
+    fund_tokens: int = SEED_FUND_TOKENS,
+) -> Seed:
+    """Deposits into the pool and stakes in the fund from two dev accounts of a local chain.
+
+    A fresh pool holds nothing, so its exposure cap (a multiple of its equity) refuses every trade;
+    a first stake made before any fee reaches the fund prices its shares at one token each. The
+    dev accounts hold mock USDC minted by :func:`deploy_all`.
+    """
+    if deployment.chain_id not in LOCAL_CHAIN_IDS:
+        raise BulwarkError(
+            "the pool and the fund are seeded from dev accounts on local chains only"
+        )
+    arts = dict(artifacts if artifacts is not None else compiler.compile_contracts())
+    token = deployment.contracts["Collateral"]
+    scale = 10**deployment.collateral_decimals
+    shares: list[int] = []
+    accounts: list[str] = []
+    for index, contract, amount in (
+        (SEED_POOL_ACCOUNT, "LiquidityPool", pool_tokens),
+        (SEED_FUND_ACCOUNT, "InsuranceFund", fund_tokens),
+    ):
+        who = dev_account(index)
+        target = deployment.contracts[contract]
+        d = Deployer(w3, who, arts)
+        d.transact("MockUSDC", token, "approve", target, amount * scale)
+        d.transact(contract, target, "deposit", amount * scale, who.address)
+        vault = w3.eth.contract(address=to_checksum_address(target), abi=arts[contract]["abi"])
+        shares.append(int(vault.functions.balanceOf(who.address).call()))
+        accounts.append(who.address)
+    fund = w3.eth.contract(
+        address=to_checksum_address(deployment.contracts["InsuranceFund"]),
+        abi=arts["InsuranceFund"]["abi"],
+    )
+    return Seed(
+        pool_account=accounts[0],
+        pool_tokens=pool_tokens,
+        pool_shares=shares[0],
+        fund_account=accounts[1],
+        fund_tokens=fund_tokens,
+        fund_shares=shares[1],
+        share_decimals=int(fund.functions.decimals().call()),
     )

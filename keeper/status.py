@@ -51,6 +51,22 @@ def try_price(bw: Bulwark, market_id: int) -> tuple[int | None, str | None]:
         return None, str(exc.error)
 
 
+def feed_reading(bw: Bulwark, market: str) -> tuple[int | None, int | None]:
+    """The feed's latest answer in WAD and when it was published, read from the aggregator itself
+    (so it reads even when the adapter refuses it as stale); (None, None) if the feed cannot say."""
+    feed = bw.feeds.get(market)
+    if feed is None:
+        return None, None
+    try:
+        _round, answer, _started, updated_at, _answered = feed.functions.latestRoundData().call()
+        decimals = int(feed.functions.decimals().call())
+    except Exception:
+        return None, None
+    if int(answer) <= 0 or decimals > 18:
+        return None, int(updated_at)
+    return int(answer) * 10 ** (18 - decimals), int(updated_at)
+
+
 def latest_timestamp(bw: Bulwark) -> int:
     return int(bw.w3.eth.get_block("latest")["timestamp"])
 
@@ -68,14 +84,27 @@ class MarketView:
     state: riskmath.MarketState
     bad_debt_long: int
     bad_debt_short: int
+    last_price: int | None = None  # the feed's latest answer, even when stale
+    updated_at: int | None = None  # when the feed published it
+
+    @property
+    def stale(self) -> bool:
+        """The adapter refuses the price (older than its heartbeat, or invalid)."""
+        return self.price is None
+
+    @property
+    def mark_price(self) -> int | None:
+        """The oracle price, else the feed's last answer (marked stale by the caller)."""
+        return self.price if self.price is not None else self.last_price
 
     @property
     def oi_notional(self) -> int | None:
-        """Notional of every trader position, both sides: (long OI + short OI) x price."""
-        if self.price is None:
+        """Notional of every trader position, both sides: (long OI + short OI) x price (the last
+        feed answer when the price is stale)."""
+        if self.mark_price is None:
             return None
         base = self.state.long_open_interest + self.state.short_open_interest
-        return riskmath.mul_wad_up(base, self.price)
+        return riskmath.mul_wad_up(base, self.mark_price)
 
     @property
     def funding_rate_per_day(self) -> int:
@@ -87,9 +116,9 @@ class MarketView:
     @property
     def pool_exposure(self) -> int | None:
         """|pool size| x price; the pool holds minus the traders' net size."""
-        if self.price is None:
+        if self.mark_price is None:
             return None
-        return riskmath.notional(self.state.sum_size, self.price)
+        return riskmath.notional(self.state.sum_size, self.mark_price)
 
 
 def markets(bw: Bulwark) -> list[MarketView]:
@@ -108,6 +137,7 @@ def markets(bw: Bulwark) -> list[MarketView]:
             ],
         )
         price, error = try_price(bw, m)
+        last_price, updated_at = feed_reading(bw, str(name))
         views.append(
             MarketView(
                 id=m,
@@ -118,9 +148,71 @@ def markets(bw: Bulwark) -> list[MarketView]:
                 state=riskmath.MarketState.from_tuple(state),
                 bad_debt_long=int(long_debt),
                 bad_debt_short=int(short_debt),
+                last_price=last_price,
+                updated_at=updated_at,
             )
         )
     return views
+
+
+@dataclass
+class MarketTerms:
+    """A market's terms and the room left under its caps (WAD; sizes in base units)."""
+
+    market: MarketView
+    risk: riskmath.RiskParams
+    pool_cap: int | None  # floor(pool equity x k): the most exposure the pool takes per market
+    buy_room: int | None  # the largest buy the pool takes now (base units), None: unknown
+    sell_room: int | None
+
+    @property
+    def max_leverage(self) -> int | None:
+        im = self.market.config.im_ratio
+        return WAD * WAD // im if im else None
+
+    @property
+    def long_oi_room(self) -> int:
+        c, st = self.market.config, self.market.state
+        return max(0, c.max_open_interest - st.long_open_interest)
+
+    @property
+    def short_oi_room(self) -> int:
+        c, st = self.market.config, self.market.state
+        return max(0, c.max_open_interest - st.short_open_interest)
+
+
+def pool_room(cap: int, net_size: int, price: int) -> tuple[int, int]:
+    """The largest buy and sell the pool takes in one market: its exposure ceil(|net| x price)
+    must stay within ``cap`` (the contract's _checkPoolExposure), net being the traders' net size."""
+    most = cap * WAD // price if price > 0 else 0
+    return max(0, most - net_size), max(0, most + net_size)
+
+
+def market_terms(
+    bw: Bulwark, views: Sequence[MarketView], pool_equity: int | None
+) -> list[MarketTerms]:
+    risk = riskmath.RiskParams.from_tuple(bw.call(bw.ch.functions.riskParams()))
+    cap = (
+        riskmath.mul_wad_down(max(pool_equity, 0), risk.pool_exposure_multiple)
+        if pool_equity is not None
+        else None
+    )
+    terms = []
+    for m in views:
+        price = m.mark_price
+        if cap is None or price is None:
+            buy = sell = None
+        else:
+            buy, sell = pool_room(cap, m.state.sum_size, price)
+        terms.append(MarketTerms(m, risk, cap, buy, sell))
+    return terms
+
+
+def read_pool_equity(bw: Bulwark) -> tuple[int | None, str | None]:
+    try:
+        return int(bw.call(bw.ch.functions.poolEquityWad(), action="poolEquityWad")), None
+    except TxReverted as exc:
+        return None, str(exc.error)
 
 
 # ---------------------------------------------------------------------------- accounts
@@ -133,6 +225,7 @@ class AdlQueuePlace:
     score: int
     rank: int | None  # None: not in the queue (losing, or the score is zero)
     queue_length: int
+    known: bool = True  # False: the scores could not be read (a stale price)
 
     @property
     def percentile(self) -> int | None:
@@ -181,6 +274,8 @@ class AccountView:
     maintenance_margin: int
     liquidatable: bool
     positions: list[PositionView] = field(default_factory=list)
+    stale: dict[str, int] = field(default_factory=dict)  # market -> when its last price was set
+    stale_error: str | None = None  # why the chain refused to value the account
 
     @property
     def notional(self) -> int:
@@ -261,33 +356,77 @@ def adl_place(
 def account(bw: Bulwark, address: str, accounts: Iterable[str] | None = None) -> AccountView:
     """An account's margin, health, and every open position with its risk figures.
 
-    ``accounts`` is the population for the ADL queue (default: every account in the events).
+    ``accounts`` is the population for the ADL queue (default: every account in the events). When
+    a feed is stale the chain refuses to value the account; then the figures are computed here
+    (keeper.riskmath, the contract's arithmetic) at the feeds' last answers, and ``stale`` names
+    the markets whose price is old and since when.
     """
     address = to_checksum_address(address)
     ch = bw.ch.functions
     margin, open_markets, wallet = batch_call(
         bw, [ch.marginOf(address), ch.openMarketsOf(address), bw.token.functions.balanceOf(address)]
     )
-    equity, imr, mmr, liquidatable = bw.call(ch.healthOf(address), action="healthOf")
-    view = AccountView(
-        address, int(wallet), int(margin), int(equity), int(imr), int(mmr), bool(liquidatable)
-    )
-    if not open_markets:
-        return view
-    population = set(accounts) if accounts is not None else invariants.known_accounts(bw)
+    market_ids = sorted(int(m) for m in open_markets)
     names = {m.id: name for name, m in bw.deployment.markets.items()}
-    for market_id in sorted(int(m) for m in open_markets):
-        position_t, config_t, index = batch_call(
+    stale_error: str | None = None
+    try:
+        equity, imr, mmr, liquidatable = bw.call(ch.healthOf(address), action="healthOf")
+    except TxReverted as exc:
+        if not exc.error.name.startswith("Oracle"):
+            raise
+        stale_error = str(exc.error)
+    positions: dict[int, riskmath.Position] = {}
+    configs: dict[int, riskmath.MarketConfig] = {}
+    states: dict[int, riskmath.MarketState] = {}
+    for market_id in market_ids:
+        position_t, config_t, state_t = batch_call(
             bw,
             [
                 ch.positionOf(address, market_id),
                 ch.marketConfig(market_id),
-                ch.currentFundingIndexWad(market_id),
+                ch.marketState(market_id),
             ],
         )
-        position = riskmath.Position.from_tuple(position_t)
-        config = riskmath.MarketConfig.from_tuple(config_t)
-        price = int(bw.call(bw.oracle.functions.priceWad(market_id), action="priceWad"))
+        positions[market_id] = riskmath.Position.from_tuple(position_t)
+        configs[market_id] = riskmath.MarketConfig.from_tuple(config_t)
+        states[market_id] = riskmath.MarketState.from_tuple(state_t)
+    prices: dict[int, int] = {}
+    stale: dict[str, int] = {}
+    for market_id in market_ids:
+        name = names.get(market_id) or str(bw.call(ch.marketName(market_id)))
+        price, _error = try_price(bw, market_id)
+        if price is None:
+            last, updated_at = feed_reading(bw, name)
+            if last is None:
+                raise BulwarkError(f"no price of {name} can be read: {_error}")
+            price = last
+            stale[name] = updated_at or 0
+        prices[market_id] = price
+    now = latest_timestamp(bw)
+    indices: dict[int, int] = {}
+    for m in market_ids:
+        if names.get(m) in stale:  # the chain's index needs the price: accrue here at the last one
+            indices[m] = riskmath.funding_index_now(states[m], configs[m], prices[m], now)
+        else:
+            indices[m] = int(bw.call(ch.currentFundingIndexWad(m), action="funding index"))
+    if stale_error is not None:
+        health = riskmath.health(int(margin), positions, prices, indices, configs)
+        equity, imr, mmr, liquidatable = health.equity, health.imr, health.mmr, health.liquidatable
+    view = AccountView(
+        address, int(wallet), int(margin), int(equity), int(imr), int(mmr), bool(liquidatable)
+    )
+    view.stale, view.stale_error = stale, stale_error
+    if not market_ids:
+        return view
+    population = set(accounts) if accounts is not None else invariants.known_accounts(bw)
+    for market_id in market_ids:
+        position, price = positions[market_id], prices[market_id]
+        try:
+            adl = adl_place(bw, address, market_id, position.size, population)
+        except TxReverted as exc:
+            if not exc.error.name.startswith("Oracle"):
+                raise
+            adl = AdlQueuePlace(0, None, 0, known=False)
         view.positions.append(
             PositionView(
                 market_id=market_id,
@@ -297,11 +436,15 @@ def account(bw: Bulwark, address: str, accounts: Iterable[str] | None = None) ->
                 price=price,
                 notional=riskmath.notional(position.size, price),
                 upnl=riskmath.unrealized_pnl(position.size, position.open_notional, price),
-                pending_funding=riskmath.pending_funding(position, int(index)),
+                pending_funding=riskmath.pending_funding(position, indices[market_id]),
                 liquidation_price=liquidation_price(
-                    position.size, price, view.equity, view.maintenance_margin, config.mm_ratio
+                    position.size,
+                    price,
+                    view.equity,
+                    view.maintenance_margin,
+                    configs[market_id].mm_ratio,
                 ),
-                adl=adl_place(bw, address, market_id, position.size, population),
+                adl=adl,
             )
         )
     return view
@@ -379,10 +522,16 @@ class FundView:
     total_shares: int
     share_decimals: int
     total_assets_tokens: int
+    window_start: int = 0  # 0: no payout has opened a window yet
     holder: str | None = None
     holder_shares: int = 0
     holder_value_tokens: int = 0
     requests: list[UnstakeView] = field(default_factory=list)
+
+    @property
+    def current_window_end(self) -> int | None:
+        """When the current payout window ends; None before the first payout opened one."""
+        return self.window_ends_at if self.window_start else None
 
 
 def fund(bw: Bulwark, holder: str | None = None) -> FundView:
@@ -429,6 +578,7 @@ def fund(bw: Bulwark, holder: str | None = None) -> FundView:
         window_remaining=int(remaining),
         window_cap=int(cap),
         window_ends_at=int(start) + int(duration),
+        window_start=int(start),
         window_cap_ratio=int(ratio),
         cap_tokens=int(cap_tokens),
         cooldown=int(cooldown),
@@ -516,6 +666,7 @@ class ProtocolStatus:
     liquidatable: list[LiquidatableAccount]
     health_error: str | None
     conservation: invariants.ConservationReport
+    at_last_prices: bool = False  # liquidatable was computed at stale feeds' last answers
 
     @property
     def oi_notional(self) -> int | None:
@@ -545,6 +696,51 @@ def liquidatable_accounts(bw: Bulwark, accounts: Sequence[str]) -> list[Liquidat
     return found
 
 
+def liquidatable_at_last_prices(
+    bw: Bulwark, accounts: Sequence[str], views: Sequence[MarketView], now: int
+) -> list[LiquidatableAccount] | None:
+    """The accounts below maintenance margin at each market's price, a stale feed's last answer
+    standing in for its price (keeper.riskmath, the contract's arithmetic); None if a market has
+    no price at all."""
+    prices = {m.id: m.mark_price for m in views}
+    if any(p is None for p in prices.values()):
+        return None
+    known = {m: p for m, p in prices.items() if p is not None}
+    configs = {m.id: m.config for m in views}
+    indices = {m.id: riskmath.funding_index_now(m.state, m.config, known[m.id], now) for m in views}
+    ch = bw.ch.functions
+    fns: list[Any] = []
+    for a in accounts:
+        fns.append(ch.marginOf(a))
+        fns += [ch.positionOf(a, m.id) for m in views]
+    answers = batch_call(bw, fns)
+    width = 1 + len(views)
+    found = []
+    for n, address in enumerate(accounts):
+        row = answers[n * width : (n + 1) * width]
+        positions = {
+            m.id: riskmath.Position.from_tuple(t) for m, t in zip(views, row[1:], strict=True)
+        }
+        health = riskmath.health(int(row[0]), positions, known, indices, configs)
+        if health.liquidatable and any(p.size for p in positions.values()):
+            found.append(LiquidatableAccount(address, health.equity, health.mmr))
+    return found
+
+
+def pool_equity_at_last_prices(bw: Bulwark, views: Sequence[MarketView], now: int) -> int:
+    """Ledger.poolEquity (keeper.riskmath) with a stale feed's last answer standing in for its
+    price: what the pool is worth if the next price is the last one."""
+    prices = {m.id: m.mark_price or 0 for m in views}
+    indices = {
+        m.id: riskmath.funding_index_now(m.state, m.config, prices[m.id], now) for m in views
+    }
+    pool = bw.call(bw.ch.functions.pool())
+    margin = int(bw.call(bw.ch.functions.marginOf(pool)))
+    return riskmath.pool_equity(
+        margin, [m.state for m in sorted(views, key=lambda v: v.id)], prices, indices
+    )
+
+
 def protocol(bw: Bulwark) -> ProtocolStatus:
     block = bw.w3.eth.get_block("latest")
     number = int(block["number"])
@@ -563,15 +759,24 @@ def protocol(bw: Bulwark) -> ProtocolStatus:
     accounts = sorted(invariants.known_accounts(bw, to_block=number) - {pool_address, fund_address})
     liquidatable: list[LiquidatableAccount] = []
     health_error: str | None = None
+    views = markets(bw)
+    at_last_prices = False
     try:
         liquidatable = liquidatable_accounts(bw, accounts)
     except TxReverted as exc:
         health_error = str(exc.error)
+        if exc.error.name.startswith("Oracle"):
+            found = liquidatable_at_last_prices(bw, accounts, views, int(block["timestamp"]))
+            if found is not None:
+                liquidatable, health_error, at_last_prices = found, None, True
+    if pool_equity is None and all(m.mark_price is not None for m in views):
+        pool_equity = pool_equity_at_last_prices(bw, views, int(block["timestamp"]))
+        pool_error = f"{pool_error}; computed at the feeds' last answers"
     return ProtocolStatus(
         block=number,
         timestamp=int(block["timestamp"]),
         reduce_only=bool(reduce_only),
-        markets=markets(bw),
+        markets=views,
         pool_equity=pool_equity,
         pool_error=pool_error,
         pool_shares=int(pool_shares),
@@ -582,6 +787,7 @@ def protocol(bw: Bulwark) -> ProtocolStatus:
         liquidatable=liquidatable,
         health_error=health_error,
         conservation=invariants.check(bw, accounts, block=number),
+        at_last_prices=at_last_prices,
     )
 
 

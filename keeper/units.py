@@ -116,6 +116,22 @@ def parse_wad(text: str, what: str = "value", *, allow_negative: bool = False) -
     return parse_units(text, WAD_DECIMALS, what, allow_negative=allow_negative)
 
 
+# The highest price the command line sends or publishes (quote per base unit). Positions and
+# notionals are int128 on chain: a price far above any real market's overflows them and the chain
+# answers SafeCastOverflowedIntDowncast, which says nothing to a person.
+MAX_PRICE = 10**12
+
+
+def check_price(value: int, decimals: int, what: str = "PRICE") -> int:
+    """``value`` (with ``decimals`` decimals) if it is at most :data:`MAX_PRICE`, else an error."""
+    if value > MAX_PRICE * 10**decimals:
+        raise UnitError(
+            f"{what} {format_units(value, decimals, 2, group=True)} is above "
+            f"{MAX_PRICE:,}, more than any market trades at"
+        )
+    return value
+
+
 def to_decimal(value: int, decimals: int = WAD_DECIMALS) -> Decimal:
     """The exact decimal value of an integer with ``decimals`` decimals."""
     with localcontext() as ctx:

@@ -5,8 +5,9 @@ process through ``keeper.cli.main``. Under Brownie, which lives in its own virtu
 the keeper package (web3 8) cannot be imported, so the command runs through the project's
 ``.venv/bin/bulwark``, pointed at the node Brownie is connected to.
 
-A signer for Brownie runs comes from the environment: ``BULWARK_PRIVATE_KEY``, or
-``BULWARK_DEV_ACCOUNT=N`` for Anvil dev account N on a local chain.
+A signer for Brownie runs comes from the environment: ``BULWARK_PRIVATE_KEY``,
+``BULWARK_DEV_ACCOUNT=N`` for Anvil dev account N on a local chain, or ``BULWARK_ACCOUNT_INDEX=I``
+for key I of the keystore folder ``bulwark accounts create`` wrote.
 """
 
 from __future__ import annotations
@@ -50,8 +51,14 @@ def _with_context(argv: list[str]) -> list[str]:
     rpc = brownie_rpc()
     if rpc and not any(a == "--rpc" or a.startswith("--rpc=") for a in argv):
         argv = [*argv, "--rpc", rpc]
+    signer_given = any(
+        a.startswith(("--dev-account", "--keystore", "--account-index")) for a in argv
+    )
     dev = os.environ.get("BULWARK_DEV_ACCOUNT")
-    if dev and not any(a.startswith(("--dev-account", "--keystore")) for a in argv):
+    index = os.environ.get("BULWARK_ACCOUNT_INDEX")
+    if index and not signer_given:
+        argv = [*argv, "--account-index", index]
+    elif dev and not signer_given:
         argv = [*argv, "--dev-account", dev]
     return argv
 

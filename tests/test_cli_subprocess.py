@@ -114,3 +114,30 @@ def test_trade_script_functions_sign_with_the_dev_account_variable(
     assert "deposited 1,000.00" in out and "withdrew 250.00" in out and "margin 750.00" in out
     assert trade.close("ETH-USD") == 1
     assert "has no position in ETH-USD" in capsys.readouterr().err
+
+
+def test_pool_and_fund_scripts_sign_with_the_account_index_variable(
+    chain_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    for key, value in chain_env.items():
+        if key.startswith("BULWARK_"):
+            monkeypatch.setenv(key, value)
+    monkeypatch.setenv("BULWARK_KEYSTORE_PASSWORD", "test-only")
+    monkeypatch.setenv("BULWARK_KEYSTORE_DIR", str(tmp_path / "keys"))
+    monkeypatch.syspath_prepend(str(ROOT))
+    from scripts import _bulwark, fund, pool
+
+    assert _bulwark.bulwark("accounts", "create", "2", "--usdc", "3000") == 0
+    monkeypatch.setenv("BULWARK_ACCOUNT_INDEX", "1")
+    assert pool.deposit("1000") == 0
+    assert fund.stake("500") == 0
+    assert fund.status() == 0
+    out = capsys.readouterr().out
+    assert "deposited 1,000.00 mUSDC" in out and "staked 500.00 mUSDC" in out
+    address = out.split("sign with one")[0].splitlines()[-1].split()[-1]
+    assert f"{address}: 500 shares" in out
+    assert pool.withdraw("max") == 1  # locked for the pool's cooldown
+    assert "locked after a deposit" in capsys.readouterr().err

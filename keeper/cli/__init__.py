@@ -19,6 +19,7 @@ from typing import Any
 
 from keeper import compiler, paths
 from keeper.chain import BulwarkError, TxReverted
+from keeper.cli.accounts import cmd_accounts_create, cmd_accounts_fund, cmd_accounts_list
 from keeper.cli.args import (
     DEFAULT_NODE_PORT,
     DEFAULT_SLIPPAGE,
@@ -42,7 +43,7 @@ from keeper.cli.args import (
 from keeper.cli.context import Context, _is_connection_error
 from keeper.cli.feeds import cmd_feed_replay, cmd_feed_set
 from keeper.cli.node import cmd_compile, cmd_deploy, cmd_node
-from keeper.cli.ops import cmd_demo, cmd_keeper, cmd_status, cmd_stress
+from keeper.cli.ops import cmd_demo, cmd_keeper, cmd_markets, cmd_status, cmd_stress
 from keeper.cli.render import revert_message
 from keeper.cli.trading import (
     cmd_account,
@@ -114,6 +115,12 @@ def build_parser() -> Parser:
         "--deploy", action="store_true", help="deploy Bulwark on it and write the deployment file"
     )
     node.add_argument(
+        "--no-seed",
+        action="store_true",
+        help="with --deploy: leave the pool and the fund empty (by default dev accounts 8 and 9 "
+        "seed them)",
+    )
+    node.add_argument(
         "--state", metavar="FILE", help="load the chain from FILE, save it there on exit"
     )
     node.add_argument(
@@ -148,6 +155,12 @@ def build_parser() -> Parser:
         default=[],
         metavar="MARKET=ADDRESS",
         help="use this Chainlink feed for MARKET instead of a mock (repeatable)",
+    )
+    dep.add_argument(
+        "--no-seed",
+        action="store_true",
+        help="on a local chain, leave the pool and the fund empty (by default dev accounts 8 and "
+        "9 deposit 500,000 into the pool and stake 50,000 in the fund)",
     )
 
     trade = add(
@@ -187,6 +200,12 @@ def build_parser() -> Parser:
         cmd_account,
     )
     acct.add_argument("address", metavar="ADDRESS", nargs="?", help="default: the signer's account")
+    acct.add_argument(
+        "--history",
+        action="store_true",
+        help="what happened to the account, from the events: deposits, withdrawals, trades, "
+        "liquidations (penalty, fund cover, bad debt) and ADL haircuts, with block, time and tx",
+    )
 
     pool = add(
         commands,
@@ -280,6 +299,13 @@ def build_parser() -> Parser:
         cmd_status,
     )
     del st
+    add(
+        commands,
+        "markets",
+        "each market's terms: fees, max leverage, margin ratios, funding, open-interest caps and "
+        "the pool-exposure room left",
+        cmd_markets,
+    )
 
     kp = add(commands, "keeper", "run the keeper daemon (liquidations and ADL)", cmd_keeper)
     kp.add_argument("--once", action="store_true", help="one full pass, then exit")
@@ -332,6 +358,34 @@ def build_parser() -> Parser:
         type=_node_port,
         default=DEFAULT_WEB_PORT,
         help=f"port (default {DEFAULT_WEB_PORT}; 0 picks a free one)",
+    )
+
+    accts = add(
+        commands,
+        "accounts",
+        "many funded test accounts: keys in a keystore folder, picked with --account-index",
+        _needs_action,
+    )
+    asubs = accts.add_subparsers(
+        dest="action", metavar="ACTION", required=True, parser_class=Parser
+    )
+    p = add(
+        asubs,
+        "create",
+        "create N keys in the keystore folder and fund each with ETH and mock USDC (local chain)",
+        cmd_accounts_create,
+    )
+    p.add_argument("count", metavar="N", type=_positive_int, help="how many keys")
+    p.add_argument("--eth", default="10", metavar="AMOUNT", help="ETH for gas, each (default 10)")
+    p.add_argument(
+        "--usdc", default="100000", metavar="AMOUNT", help="mock USDC, each (default 100000)"
+    )
+    add(asubs, "list", "the keys of the keystore folder with their balances", cmd_accounts_list)
+    p = add(asubs, "fund", "give ADDRESS ETH and mock USDC on a local chain", cmd_accounts_fund)
+    p.add_argument("address", metavar="ADDRESS")
+    p.add_argument("--eth", default="10", metavar="AMOUNT", help="ETH to add (default 10)")
+    p.add_argument(
+        "--usdc", default="100000", metavar="AMOUNT", help="mock USDC to mint (default 100000)"
     )
 
     demo = add(commands, "demo", "the whole story on an embedded Anvil, start to finish", cmd_demo)

@@ -23,6 +23,12 @@ ENV_PRIVATE_KEY = "BULWARK_PRIVATE_KEY"
 ENV_DEBUG = "BULWARK_DEBUG"
 
 
+ENV_KEYSTORE_DIR = "BULWARK_KEYSTORE_DIR"
+
+
+DEFAULT_KEYSTORE_DIR = "keys"  # in the project, made by `bulwark accounts create`
+
+
 DEFAULT_NODE_PORT = 8545
 
 
@@ -41,6 +47,8 @@ GLOBAL_OPTIONS = {
     "--deployment": "deployment",
     "--keystore": "keystore",
     "--dev-account": "dev_account",
+    "--account-index": "account_index",
+    "--keystore-dir": "keystore_dir",
 }
 
 
@@ -136,6 +144,19 @@ def _global_parent() -> argparse.ArgumentParser:
         metavar="N",
         default=argparse.SUPPRESS,
         help=f"sign as Anvil dev account N on a local chain (else ${ENV_PRIVATE_KEY})",
+    )
+    group.add_argument(
+        "--account-index",
+        metavar="I",
+        default=argparse.SUPPRESS,
+        help="sign with key I of the keystore folder `bulwark accounts create` wrote",
+    )
+    group.add_argument(
+        "--keystore-dir",
+        metavar="DIR",
+        default=argparse.SUPPRESS,
+        help=f"that folder (default: ${ENV_KEYSTORE_DIR}, else {DEFAULT_KEYSTORE_DIR}/ in the "
+        "project)",
     )
     group.add_argument(
         "--json",

@@ -115,6 +115,7 @@ class Context:
         return bool(
             getattr(a, "keystore", None)
             or getattr(a, "dev_account", None) is not None
+            or getattr(a, "account_index", None) is not None
             or os.environ.get(ENV_PRIVATE_KEY)
         )
 
@@ -128,9 +129,16 @@ class Context:
             return self._signer
         keystore = getattr(self.args, "keystore", None)
         dev = getattr(self.args, "dev_account", None)
-        if keystore and dev is not None:
-            raise UsageError("bulwark: give either --keystore or --dev-account, not both")
-        if keystore:
+        index = getattr(self.args, "account_index", None)
+        if sum(1 for given in (keystore, dev, index) if given is not None) > 1:
+            raise UsageError(
+                "bulwark: give one of --keystore, --dev-account and --account-index, not several"
+            )
+        if index is not None:
+            from keeper.cli.accounts import account_at
+
+            self._signer = account_at(self, index)
+        elif keystore:
             self._signer = chain.account_from_keystore(keystore)
         elif dev is not None:
             self._signer = chain.dev_account(self._dev_index(dev))

@@ -37,7 +37,7 @@ def _feed_contract(ctx: Context, bw: Bulwark, market: str) -> tuple[str, Any, in
 def cmd_feed_set(ctx: Context) -> int:
     bw = ctx.bulwark()
     name, feed, decimals = _feed_contract(ctx, bw, ctx.args.market)
-    answer = units.parse_units(ctx.args.price, decimals, "PRICE")
+    answer = units.check_price(units.parse_units(ctx.args.price, decimals, "PRICE"), decimals)
     signer = ctx.signer(default_dev=0)
     previous = int(bw.call(feed.functions.latestAnswer()))
     receipt = send(bw, feed.functions.updateAnswer(answer), signer, action=f"{name} feed update")
@@ -113,6 +113,11 @@ def read_replay(path: Path, market_map: dict[str, str]) -> list[ReplayRow]:
             if price <= 0:
                 raise BulwarkError(
                     f"{path} line {number}: price must be positive, got {cells[columns[2]]}"
+                )
+            if price > units.MAX_PRICE:
+                raise BulwarkError(
+                    f"{path} line {number}: price {cells[columns[2]]} is above "
+                    f"{units.MAX_PRICE:,}, more than any market trades at"
                 )
             market = cells[columns[1]]
             rows.append(ReplayRow(number, stamp, market_map.get(market, market), price))

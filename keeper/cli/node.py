@@ -6,8 +6,10 @@ import signal
 import threading
 from typing import Any
 
-from keeper import chain, compiler, paths
-from keeper.chain import BulwarkError
+from web3 import Web3
+
+from keeper import chain, compiler, paths, units
+from keeper.chain import BulwarkError, Deployment
 from keeper.cli.args import ENV_RPC, EXIT_OK, UsageError
 from keeper.cli.context import Context, load_artifacts, load_deployment, parse_address
 from keeper.cli.render import table
@@ -36,11 +38,13 @@ def cmd_node(ctx: Context) -> int:
         "pid": node.pid,
         "deployment": None,
     }
+    seed_lines: list[str] = []
     if a.deploy:
         deployment = deploy_all(w3, chain.dev_account(0))
         path = deployment.save(ctx.deployment_path(deployment.chain_id))
         info["deployment"] = str(path)
         info["contracts"] = deployment.contracts
+        info["seed"], seed_lines = _seed(w3, deployment, seed=not a.no_seed)
     lines = [
         f"Anvil is listening on {node.rpc_url} (chain id {info['chain_id']}, pid {node.pid})",
         f"  export {ENV_RPC}={node.rpc_url}",
@@ -50,6 +54,7 @@ def cmd_node(ctx: Context) -> int:
         lines.append(
             f"  mock USDC {info['contracts']['Collateral']}: 1,000,000 to each dev account"
         )
+        lines += [f"  {line}" for line in seed_lines]
     lines.append("  dev accounts (Anvil's well-known test keys; never use them on a real network):")
     for i in range(10):
         acct = chain.dev_account(i)
@@ -177,5 +182,47 @@ def cmd_deploy(ctx: Context) -> int:
         lines.append(f"deployment file: {path}")
         if deployment.local and collateral is None:
             lines.append("each of Anvil's 10 dev accounts holds 1,000,000 mock USDC")
+    if embedded:
+        data["seed"], seed_lines = None, list[str]()
+    elif deployment.local and collateral is None:
+        data["seed"], seed_lines = _seed(w3, deployment, seed=not a.no_seed)
+    else:
+        data["seed"], seed_lines = None, _next_steps()
+    lines += seed_lines
     ctx.report(data, lines)
     return EXIT_OK
+
+
+def _seed(
+    w3: Web3, deployment: Deployment, *, seed: bool
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """Seeds the pool and the fund of a local deployment (unless --no-seed): its JSON and lines."""
+    from keeper.deploy import SEED_FUND_ACCOUNT, SEED_POOL_ACCOUNT, seed_local
+
+    if not seed:
+        return None, ["the pool and the fund were left empty (--no-seed):", *_next_steps()[1:]]
+    s = seed_local(w3, deployment, load_artifacts())
+    sd = s.share_decimals
+    data = {
+        "pool": {"account": s.pool_account, "amount": str(s.pool_tokens),
+                 "shares": units.format_units(s.pool_shares, sd)},
+        "fund": {"account": s.fund_account, "amount": str(s.fund_tokens),
+                 "shares": units.format_units(s.fund_shares, sd)},
+    }  # fmt: skip
+    return data, [
+        f"seeded the liquidity pool with {s.pool_tokens:,} mock USDC from dev account "
+        f"{SEED_POOL_ACCOUNT} and the insurance fund with {s.fund_tokens:,} from dev account "
+        f"{SEED_FUND_ACCOUNT} ({units.format_units(s.fund_shares, sd, group=True)} fund shares: "
+        "one per token)",
+        "ready to trade: `bulwark trade deposit 10000 --dev-account 4`, then "
+        "`bulwark trade open ETH-USD 2.5 --dev-account 4`",
+    ]
+
+
+def _next_steps() -> list[str]:
+    return [
+        "next: the pool and the fund start empty, and every trade fails the pool's exposure cap "
+        "(3 x its equity) until someone deposits:",
+        "  `bulwark pool deposit AMOUNT` provides the liquidity that takes the other side of trades",
+        "  `bulwark fund stake AMOUNT` makes the first insurance-fund stake",
+    ]

@@ -11,6 +11,7 @@ from keeper.chain import Bulwark, BulwarkError
 from keeper.cli.args import EXIT_OK
 from keeper.cli.context import Context, token_info
 from keeper.cli.render import table, tokens, tokens_exact, wad, wad_exact, when
+from keeper.cli.trading import stale_lines
 
 # ---------------------------------------------------------------------------- status
 
@@ -18,7 +19,13 @@ from keeper.cli.render import table, tokens, tokens_exact, wad, wad_exact, when
 def cmd_status(ctx: Context) -> int:
     bw = ctx.bulwark()
     s = status.protocol(bw)
-    ctx.report(status_json(bw, s), status_lines(bw, s))
+    terms = status.market_terms(bw, s.markets, s.pool_equity)
+    data = status_json(bw, s)
+    data["terms"] = [terms_json(t) for t in terms]
+    lines = status_lines(bw, s)
+    at = next(i for i, line in enumerate(lines) if line.startswith("pool equity"))
+    lines[at:at] = ["market terms (`bulwark markets` explains each)", *terms_table(terms)]
+    ctx.report(data, lines)
     if not s.conservation.ok:
         raise BulwarkError(
             f"conservation check FAILED: vault gap {wad(s.conservation.vault_gap_wad, None)}"
@@ -40,6 +47,9 @@ def status_json(bw: Bulwark, s: status.ProtocolStatus) -> dict[str, Any]:
                 "name": m.name,
                 "price": wad_exact(m.price),
                 "price_error": m.price_error,
+                "price_stale": m.stale,
+                "last_price": wad_exact(m.last_price),
+                "price_updated_at": m.updated_at,
                 "long_open_interest": wad_exact(m.state.long_open_interest),
                 "short_open_interest": wad_exact(m.state.short_open_interest),
                 "open_interest_notional": wad_exact(m.oi_notional),
@@ -60,7 +70,7 @@ def status_json(bw: Bulwark, s: status.ProtocolStatus) -> dict[str, Any]:
             "assets": wad_exact(f.assets),
             "available": wad_exact(f.available),
             "window_remaining": wad_exact(f.window_remaining),
-            "window_ends_at": f.window_ends_at,
+            "window_ends_at": f.current_window_end,
             "cap": tokens_exact(bw, f.cap_tokens),
         },
         "open_interest_notional": wad_exact(s.oi_notional),
@@ -77,6 +87,7 @@ def status_json(bw: Bulwark, s: status.ProtocolStatus) -> dict[str, Any]:
             for x in s.liquidatable
         ],
         "health_error": s.health_error,
+        "liquidatable_at_last_prices": s.at_last_prices,
         "conservation": s.conservation.as_dict(),
     }
 
@@ -90,7 +101,12 @@ def status_lines(bw: Bulwark, s: status.ProtocolStatus) -> list[str]:
     ]
     rows = []
     for m in s.markets:
-        price = wad(m.price) if m.price is not None else "stale/invalid"
+        if m.price is not None:
+            price = wad(m.price)
+        elif m.last_price is not None:
+            price = f"{wad(m.last_price)} STALE"
+        else:
+            price = "invalid"
         rows.append(
             [
                 m.name,
@@ -116,13 +132,21 @@ def status_lines(bw: Bulwark, s: status.ProtocolStatus) -> list[str]:
         ],
         rows,
     )
+    stale = {m.name: m.updated_at or 0 for m in s.markets if m.stale and m.last_price is not None}
     for m in s.markets:
-        if m.price_error:
+        if m.price_error and m.name not in stale:
             lines.append(f"  {m.name}: {m.price_error}")
-    pool = wad(s.pool_equity) if s.pool_equity is not None else f"unknown ({s.pool_error})"
-    coverage = (
-        units.format_percent(s.coverage) if s.coverage is not None else "- (no open interest)"
-    )
+    lines += stale_lines(bw, stale, s.timestamp)
+    if s.pool_equity is None:
+        pool = f"unknown ({s.pool_error})"
+    else:
+        pool = wad(s.pool_equity) + (" at the last feed prices" if s.pool_error else "")
+    if s.coverage is not None:
+        coverage = units.format_percent(s.coverage) + (" at stale prices" if stale else "")
+    elif s.oi_notional is None:
+        coverage = "- (a price cannot be read)"
+    else:
+        coverage = "- (no open interest)"
     window = (
         f"window ends {when(f.window_ends_at, s.timestamp)}"
         if f.window_ends_at > s.timestamp
@@ -143,7 +167,10 @@ def status_lines(bw: Bulwark, s: status.ProtocolStatus) -> list[str]:
     if s.health_error:
         lines.append(f"accounts          {s.accounts} known; health unknown: {s.health_error}")
     else:
-        lines.append(f"accounts          {s.accounts} known, {len(s.liquidatable)} liquidatable")
+        lines.append(
+            f"accounts          {s.accounts} known, {len(s.liquidatable)} liquidatable"
+            + (" at the last feed prices" if s.at_last_prices else "")
+        )
         for x in s.liquidatable[:20]:
             lines.append(
                 f"  {x.address}  equity {wad(x.equity)} < maintenance {wad(x.maintenance_margin)}"
@@ -159,6 +186,118 @@ def status_lines(bw: Bulwark, s: status.ProtocolStatus) -> list[str]:
     )
     lines += [f"  {e}" for e in c.mirror_errors]
     return lines
+
+
+# ---------------------------------------------------------------------------- markets
+
+
+def cmd_markets(ctx: Context) -> int:
+    bw = ctx.bulwark()
+    views = status.markets(bw)
+    equity, error = status.read_pool_equity(bw)
+    terms = status.market_terms(bw, views, equity)
+    lines: list[str] = []
+    for t in terms:
+        lines += terms_lines(t, equity, error)
+    ctx.report({"pool_equity": wad_exact(equity), "markets": [terms_json(t) for t in terms]}, lines)
+    return EXIT_OK
+
+
+def _size(value: int) -> str:
+    return units.format_wad(value, None, group=True)
+
+
+def _pct(ratio: int, places: int = 2) -> str:
+    return units.format_percent(ratio, places)
+
+
+def terms_json(t: status.MarketTerms) -> dict[str, Any]:
+    m, c, r = t.market, t.market.config, t.risk
+    return {
+        "id": m.id,
+        "name": m.name,
+        "price": wad_exact(m.mark_price),
+        "price_stale": m.stale,
+        "taker_fee": wad_exact(c.taker_fee),
+        "fund_fee_share": wad_exact(r.fund_fee_share),
+        "max_leverage": wad_exact(t.max_leverage),
+        "initial_margin_ratio": wad_exact(c.im_ratio),
+        "maintenance_margin_ratio": wad_exact(c.mm_ratio),
+        "liquidation_penalty": wad_exact(c.penalty_ratio),
+        "keeper_share": wad_exact(r.keeper_share),
+        "partial_fraction": wad_exact(c.partial_fraction),
+        "min_partial_notional": wad_exact(c.min_partial_notional),
+        "max_funding_rate_per_day": wad_exact(c.max_funding_rate_per_day),
+        "skew_scale": wad_exact(c.skew_scale),
+        "funding_rate_per_day": wad_exact(m.funding_rate_per_day),
+        "max_open_interest": wad_exact(c.max_open_interest),
+        "long_open_interest": wad_exact(m.state.long_open_interest),
+        "short_open_interest": wad_exact(m.state.short_open_interest),
+        "pool_exposure": wad_exact(m.pool_exposure),
+        "pool_exposure_cap": wad_exact(t.pool_cap),
+        "pool_exposure_multiple": wad_exact(r.pool_exposure_multiple),
+        "pool_room_buy": wad_exact(t.buy_room),
+        "pool_room_sell": wad_exact(t.sell_room),
+    }
+
+
+def terms_table(terms: list[status.MarketTerms]) -> list[str]:
+    rows = []
+    for t in terms:
+        c = t.market.config
+        rows.append(
+            [
+                t.market.name,
+                f"{wad(t.max_leverage, None)}x",
+                f"{_pct(c.im_ratio)} / {_pct(c.mm_ratio)}",
+                _pct(c.taker_fee),
+                _size(c.max_open_interest),
+                _pct(c.max_funding_rate_per_day, 3),
+                f"{wad(t.buy_room, 4)} / {wad(t.sell_room, 4)}",
+            ]
+        )
+    return table(
+        [
+            "MARKET",
+            "MAX LEV.",
+            "IM / MM",
+            "FEE",
+            "OI CAP/SIDE",
+            "MAX FUNDING/DAY",
+            "POOL ROOM BUY/SELL",
+        ],
+        rows,
+    )
+
+
+def terms_lines(t: status.MarketTerms, equity: int | None, error: str | None) -> list[str]:
+    m, c, r = t.market, t.market.config, t.risk
+    price = wad(m.mark_price) + (" (STALE)" if m.stale else "") if m.mark_price else "unknown"
+    funding_side = "longs pay" if m.funding_rate_per_day > 0 else "shorts pay"
+    pool = (
+        f"{wad(m.pool_exposure)} of a {wad(t.pool_cap)} cap ({wad(r.pool_exposure_multiple, None)} "
+        f"x pool equity {wad(equity)}): the pool takes a buy of up to {wad(t.buy_room, 4)} or a "
+        f"sell of up to {wad(t.sell_room, 4)} now"
+        if t.pool_cap is not None
+        else f"unknown ({error})"
+    )
+    return [
+        f"{m.name} (market {m.id})  price {price}",
+        f"  fees          taker {_pct(c.taker_fee)} of notional ({_pct(r.fund_fee_share)} of it to "
+        "the insurance fund, the rest to the pool)",
+        f"  margin        initial {_pct(c.im_ratio)} (max leverage {wad(t.max_leverage, None)}x), "
+        f"maintenance {_pct(c.mm_ratio)}",
+        f"  liquidation   penalty {_pct(c.penalty_ratio)} of the closed notional "
+        f"({_pct(r.keeper_share)} to the keeper, {wad(r.reward_floor)} to "
+        f"{wad(r.reward_ceiling)}); a position over {wad(c.min_partial_notional)} notional is "
+        f"closed {_pct(c.partial_fraction)} at a time",
+        f"  funding       up to {_pct(c.max_funding_rate_per_day, 3)} a day at a skew of "
+        f"{_size(c.skew_scale)}; now {_pct(m.funding_rate_per_day, 4)} a day"
+        + (f" ({funding_side})" if m.funding_rate_per_day else ""),
+        f"  open interest long {_size(m.state.long_open_interest)} / short "
+        f"{_size(m.state.short_open_interest)}, cap {_size(c.max_open_interest)} per side",
+        f"  pool exposure {pool}",
+    ]
 
 
 # ---------------------------------------------------------------------------- delegated commands

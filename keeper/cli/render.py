@@ -136,7 +136,16 @@ def describe_error(error: DecodedError, token_decimals: int = 6) -> str:
     return f"{error.name}({', '.join(parts)})"
 
 
-def revert_message(exc: TxReverted, token_decimals: int = 6) -> str:
+def revert_message(exc: TxReverted, token_decimals: int = 6, hint: str | None = None) -> str:
+    """One line: what reverted, the decoded error, and a hint (``hint``, else the table's)."""
+    message = str(exc.error.args.get("message", "")).strip().lower()
+    no_data = exc.error.name == "Error" or exc.error.raw in ("", "0x")
+    if exc.error.name in ("Error", "unknown") and message in ("", "execution reverted") and no_data:
+        return (
+            f"{exc.action} reverted without revert data, so the contract gave no reason: the "
+            "address may hold another contract than the deployment says, or the call ran "
+            "out of gas"
+        )
     text = f"{exc.action} reverted: {describe_error(exc.error, token_decimals)}"
-    hint = _HINTS.get(exc.error.name)
+    hint = hint or _HINTS.get(exc.error.name)
     return f"{text}; {hint}" if hint else text

@@ -7,8 +7,9 @@ from typing import Any
 
 from web3.types import TxReceipt
 
-from keeper import status, units
-from keeper.chain import WAD, Bulwark, BulwarkError
+from keeper import riskmath, status, units
+from keeper.chain import WAD, Bulwark, BulwarkError, TxReverted
+from keeper.cli import history
 from keeper.cli.args import ENV_PRIVATE_KEY, EXIT_OK, UsageError
 from keeper.cli.context import (
     Context,
@@ -20,7 +21,18 @@ from keeper.cli.context import (
     send,
     token_info,
 )
-from keeper.cli.render import events, lights, table, tokens, tokens_exact, tx_info, wad, wad_exact
+from keeper.cli.render import (
+    events,
+    lights,
+    revert_message,
+    table,
+    tokens,
+    tokens_exact,
+    tx_info,
+    wad,
+    wad_exact,
+    when,
+)
 
 # ---------------------------------------------------------------------------- trading
 
@@ -78,14 +90,14 @@ def _acceptable_price(price: int, buy: bool, args: argparse.Namespace) -> int:
                 "--max-price bounds a buy (a long, or closing a short); this trade sells: "
                 "use --min-price"
             )
-        return units.parse_wad(args.max_price, "--max-price")
+        return units.check_price(units.parse_wad(args.max_price, "--max-price"), 18, "--max-price")
     if args.min_price is not None:
         if buy:
             raise UsageError(
                 "--min-price bounds a sell (a short, or closing a long); this trade buys: "
                 "use --max-price"
             )
-        return units.parse_wad(args.min_price, "--min-price")
+        return units.check_price(units.parse_wad(args.min_price, "--min-price"), 18, "--min-price")
     slippage = units.parse_decimal(args.slippage, "--slippage")
     if not 0 <= slippage < 100:
         raise UsageError(
@@ -101,9 +113,21 @@ def _trade(ctx: Context, market: str, size: int, verb: str) -> int:
     name = market_name(bw, market_id)
     signer = ctx.signer()
     price = int(bw.call(bw.oracle.functions.priceWad(market_id), action=f"price of {name}"))
+    config = riskmath.MarketConfig.from_tuple(bw.call(bw.ch.functions.marketConfig(market_id)))
+    if abs(size) > config.max_open_interest:
+        raise BulwarkError(
+            f"SIZE {wad(abs(size), None)} is more than {name}'s open-interest cap of "
+            f"{wad(config.max_open_interest, None)} per side: no account can hold it"
+        )
     limit = _acceptable_price(price, size > 0, ctx.args)
     fn = bw.ch.functions.trade(market_id, size, limit)
-    receipt = send(bw, fn, signer, action=f"trade {name}")
+    try:
+        receipt = send(bw, fn, signer, action=f"trade {name}")
+    except TxReverted as exc:
+        if exc.error.name != "TradePoolExposureCap":
+            raise
+        hint = pool_cap_hint(bw, market_id, size, exc.error.args)
+        raise BulwarkError(revert_message(exc, bw.deployment.collateral_decimals, hint)) from None
     fills = [
         e for e in events(bw.ch.events.PositionChanged, receipt) if e["account"] == signer.address
     ]
@@ -122,6 +146,12 @@ def _trade(ctx: Context, market: str, size: int, verb: str) -> int:
         "funding_paid": units.format_wad(f["fundingPaidWad"]),
         **tx_info(receipt),
     }
+    after = status.account(bw, signer.address, accounts=())
+    mine = next((p for p in after.positions if p.market_id == market_id), None)
+    liq = mine.liquidation_price if mine is not None else None
+    data["leverage"] = wad_exact(after.leverage)
+    data["liquidation_price"] = wad_exact(liq)
+    data["equity"] = wad_exact(after.equity)
     side = "bought" if size > 0 else "sold"
     lines = [
         f"{verb}: {side} {wad(abs(size), None)} {name} at {wad(f['priceWad'])} "
@@ -130,8 +160,52 @@ def _trade(ctx: Context, market: str, size: int, verb: str) -> int:
         f"realized PnL {wad(f['realizedPnlWad'], sign=True)}, "
         f"funding paid {wad(f['fundingPaidWad'], sign=True)}",
     ]
+    if mine is not None:
+        lines.append(
+            f"  leverage {wad(after.leverage)}x (notional {wad(after.notional)} / equity "
+            f"{wad(after.equity)}); {name} liquidation price "
+            + (wad(liq) if liq is not None else "none (no positive price gets there)")
+        )
     ctx.report(data, lines)
     return EXIT_OK
+
+
+SIZE_STEP = WAD // 10_000  # the largest passing size is shown rounded down to 0.0001
+
+
+def pool_cap_hint(bw: Bulwark, market_id: int, size: int, args: dict[str, Any]) -> str:
+    """Why the pool refused and the largest size of this trade that it takes now.
+
+    The pool takes at most ``cap`` = k x pool equity of exposure in each market, exposure being
+    ``ceil(|traders' net size| x price)``. A buy moves the net size from S to S + size, a sell to
+    S - |size|; so the largest buy is floor(cap / price) - S and the largest sell
+    floor(cap / price) + S. The cap is taken from the pool's equity now (views), without the fee
+    the trade would add to it, so the size shown passes (rounded down to 0.0001).
+    """
+    blocked = int(args.get("marketId", market_id))
+    deposit = "deposits into the pool raise the cap: `bulwark pool deposit AMOUNT`"
+    if blocked != market_id:
+        return (
+            f"the pool is already over its exposure cap in {market_name(bw, blocked)}, so it "
+            f"takes no trade that adds risk until it grows; {deposit}"
+        )
+    name = market_name(bw, market_id)
+    equity, _error = status.read_pool_equity(bw)
+    price = int(bw.call(bw.oracle.functions.priceWad(market_id)))
+    net = riskmath.MarketState.from_tuple(bw.call(bw.ch.functions.marketState(market_id))).sum_size
+    multiple = riskmath.RiskParams.from_tuple(
+        bw.call(bw.ch.functions.riskParams())
+    ).pool_exposure_multiple
+    cap = riskmath.mul_wad_down(max(equity or 0, 0), multiple)
+    buy, sell = status.pool_room(cap, net, price)
+    room = (buy if size > 0 else sell) // SIZE_STEP * SIZE_STEP
+    if room == 0:
+        return f"the pool takes no more {name} on this side now; {deposit}"
+    side, sign = ("buy", "") if size > 0 else ("sell", "-")
+    return (
+        f"the largest {side} the pool takes now is {wad(room, None)} {name} "
+        f"(`bulwark trade open {name} {sign}{wad(room, None)}`); {deposit}"
+    )
 
 
 def cmd_trade_open(ctx: Context) -> int:
@@ -165,9 +239,21 @@ def cmd_account(ctx: Context) -> int:
             "bulwark account: give an ADDRESS, or a signer (--dev-account N, --keystore "
             f"FILE or ${ENV_PRIVATE_KEY}) to show your own account"
         )
-    view = status.account(bw, address)
     _, symbol = token_info(bw)
-    ctx.report(account_json(bw, view), account_lines(bw, view, symbol))
+    if ctx.args.history:
+        found = history.entries(bw, address)
+        ctx.report(
+            {"address": address, "history": [history.entry_json(bw, e, symbol) for e in found]},
+            history.history_lines(bw, address, found, symbol),
+        )
+        return EXIT_OK
+    view = status.account(bw, address)
+    data, lines = account_json(bw, view), account_lines(bw, view, symbol)
+    hit = history.last_hit(bw, address, status.latest_timestamp(bw))
+    data["last_liquidation_or_adl"] = hit.strip() if hit else None
+    if hit:
+        lines.insert(1, hit)
+    ctx.report(data, lines)
     return EXIT_OK
 
 
@@ -183,6 +269,8 @@ def account_json(bw: Bulwark, v: status.AccountView) -> dict[str, Any]:
         "leverage": wad_exact(v.leverage),
         "free_margin": wad_exact(v.free_margin),
         "liquidatable": v.liquidatable,
+        "stale_prices": v.stale,
+        "stale_error": v.stale_error,
         "positions": [
             {
                 "market": p.market,
@@ -194,7 +282,9 @@ def account_json(bw: Bulwark, v: status.AccountView) -> dict[str, Any]:
                 "upnl": wad_exact(p.upnl),
                 "pending_funding": wad_exact(p.pending_funding),
                 "liquidation_price": wad_exact(p.liquidation_price),
+                "price_stale_since": v.stale.get(p.market),
                 "adl": {
+                    "known": p.adl.known,
                     "score": wad_exact(p.adl.score),
                     "rank": p.adl.rank,
                     "queue_length": p.adl.queue_length,
@@ -213,6 +303,8 @@ def account_lines(bw: Bulwark, v: status.AccountView, symbol: str) -> list[str]:
     )
     lev = f"{wad(v.leverage)}x" if v.leverage is not None else "-"
     state = "LIQUIDATABLE" if v.liquidatable else "healthy"
+    if v.stale:
+        state += " at the last feed prices"
     lines = [
         f"account {v.address}  ({state}; wallet {tokens(bw, v.wallet_tokens)} {symbol})",
         f"  margin {wad(v.margin)}   equity {wad(v.equity)}   free margin {wad(v.free_margin)}",
@@ -225,18 +317,19 @@ def account_lines(bw: Bulwark, v: status.AccountView, symbol: str) -> list[str]:
         return lines
     rows = []
     for p in v.positions:
-        adl = (
-            f"{lights(p.adl.lights)} rank {p.adl.rank} of {p.adl.queue_length}"
-            if p.adl.rank is not None
-            else f"{lights(0)} not in queue"
-        )
+        if not p.adl.known:
+            adl = "unknown (stale price)"
+        elif p.adl.rank is not None:
+            adl = f"{lights(p.adl.lights)} rank {p.adl.rank} of {p.adl.queue_length}"
+        else:
+            adl = f"{lights(0)} not in queue"
         rows.append(
             [
                 p.market,
                 p.side,
                 wad(abs(p.size), None),
                 wad(p.entry_price),
-                wad(p.price),
+                wad(p.price) + (" STALE" if p.market in v.stale else ""),
                 wad(p.notional),
                 wad(p.upnl, sign=True),
                 wad(p.pending_funding, sign=True),
@@ -259,4 +352,26 @@ def account_lines(bw: Bulwark, v: status.AccountView, symbol: str) -> list[str]:
         ],
         rows,
     )
+    lines += stale_lines(bw, v.stale)
+    return lines
+
+
+def stale_lines(bw: Bulwark, stale: dict[str, int], now: int | None = None) -> list[str]:
+    """What is stale since when, and how to refresh it on a local chain."""
+    if not stale:
+        return []
+    now = status.latest_timestamp(bw) if now is None else now
+    lines = [
+        f"  STALE: {name} price last published {when(at, now)}; the chain refuses it, so the "
+        "figures above are computed at that last price"
+        for name, at in stale.items()
+    ]
+    if bw.deployment.local:
+        names = " ".join(stale)
+        lines.append(
+            f"  refresh: `bulwark feed set MARKET PRICE` for {names} (the feeder: dev account 0), "
+            "or `bulwark feed replay FILE.csv` to follow a scenario"
+        )
+    else:
+        lines.append("  the feed's operator must publish a fresh price; until then trading waits")
     return lines

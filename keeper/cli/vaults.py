@@ -21,6 +21,13 @@ from keeper.cli.context import (
 )
 from keeper.cli.render import duration, events, tokens, tokens_exact, tx_info, wad, wad_exact, when
 
+
+def shares_text(shares: int, decimals: int) -> str:
+    """Shares for a person: grouped, at most 4 decimals (JSON keeps every digit)."""
+    text = units.format_units(shares, decimals, 4, group=True)
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 # ---------------------------------------------------------------------------- pool
 
 
@@ -99,8 +106,8 @@ def _report_pool(
         **tx_info(receipt),
     }
     lines = [
-        f"{verb} {tokens(bw, amount)} {symbol} ({units.format_units(shares, decimals)} "
-        f"LP shares); you hold {units.format_units(balance, decimals)} shares "
+        f"{verb} {tokens(bw, amount)} {symbol} ({shares_text(shares, decimals)} "
+        f"LP shares); you hold {shares_text(balance, decimals)} shares "
         f"worth {tokens(bw, exit_.value)} {symbol}"
     ]
     if exit_.exit_value < exit_.value:
@@ -140,7 +147,7 @@ def cmd_fund_stake(ctx: Context) -> int:
             **tx_info(receipt),
         },
         [
-            f"staked {tokens(bw, amount)} {symbol} for {units.format_units(shares, decimals)} "
+            f"staked {tokens(bw, amount)} {symbol} for {shares_text(shares, decimals)} "
             "fund shares; unstaking takes a request, then a claim after the cooldown"
         ],
     )
@@ -179,7 +186,7 @@ def cmd_fund_unstake(ctx: Context) -> int:
             **tx_info(receipt),
         },
         [
-            f"unstake request #{req['requestId']}: {units.format_units(shares, decimals)} "
+            f"unstake request #{req['requestId']}: {shares_text(shares, decimals)} "
             f"shares worth {tokens(bw, int(req['assets']))} {symbol} now",
             f"  claim from {when(int(req['readyAt']), now)} until "
             f"{when(int(req['claimUntil']), now)}: `bulwark fund claim {req['requestId']}`; it "
@@ -299,7 +306,7 @@ def cmd_fund_status(ctx: Context) -> int:
         "assets": wad_exact(v.assets),
         "available": wad_exact(v.available),
         "window_remaining": wad_exact(v.window_remaining),
-        "window_ends_at": v.window_ends_at,
+        "window_ends_at": v.current_window_end,
         "window_cap_ratio": wad_exact(v.window_cap_ratio),
         "cap": tokens_exact(bw, v.cap_tokens),
         "cooldown_seconds": v.cooldown,
@@ -320,7 +327,7 @@ def cmd_fund_status(ctx: Context) -> int:
         f"  payout window: {wad(v.window_remaining)} left of "
         f"{units.format_percent(v.window_cap_ratio)} of assets per window ({window})",
         f"  unstaking: cooldown {duration(v.cooldown)}, then a claim window of "
-        f"{duration(v.claim_window)}; shares {units.format_units(v.total_shares, sd)}",
+        f"{duration(v.claim_window)}; shares {shares_text(v.total_shares, sd)}",
         f"  free assets (back payouts) {wad(v.free_assets)}   reserved for open requests "
         f"{tokens(bw, v.reserved_tokens)} {symbol}",
     ]
@@ -345,7 +352,7 @@ def cmd_fund_status(ctx: Context) -> int:
             ],
         }
         lines.append(
-            f"  {holder}: {units.format_units(v.holder_shares, sd)} shares worth "
+            f"  {holder}: {shares_text(v.holder_shares, sd)} shares worth "
             f"{tokens(bw, v.holder_value_tokens)} {symbol}"
         )
         for r in v.requests:

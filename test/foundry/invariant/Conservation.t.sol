@@ -6,7 +6,7 @@ import {Console} from "../utils/Console.sol";
 import {Fixture} from "../utils/Fixture.sol";
 import {Handler} from "./Handler.sol";
 
-/// @title The ten conservation invariants of DESIGN.md, after every call of a random sequence over every
+/// @title The ten conservation invariants of docs/protocol.md, after every call of a random sequence over every
 /// entry point. Invariants 1-3 (sums) are checked here; 3-10 per call inside the handler, which reverts
 /// (and so fails the run) on the first broken one.
 contract ConservationInvariantTest is Fixture {

@@ -13,7 +13,7 @@ import {Vm} from "../utils/Vm.sol";
 /// @title State, actors, ghost sums and the read helpers the invariant handler shares.
 /// @notice Every contract call the handler makes is wrapped: an expected revert is checked against the
 /// state that explains it, an unexpected one fails the run with its selector, and a success is checked
-/// against the per-call invariants (DESIGN.md, Conservation 3-10). The global sums (1-2) are checked by
+/// against the per-call invariants (docs/protocol.md, Conservation 3-10). The global sums (1-2) are checked by
 /// the invariant test after every call.
 abstract contract HandlerBase is Test {
     uint256 internal constant WAD = 1e18;
