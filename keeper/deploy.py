@@ -178,9 +178,8 @@ def deploy_all(
     )
     oracle = d.deploy("OracleAdapter", admin)
     d.transact("OracleAdapter", oracle, "grantRole", role("RISK_ADMIN_ROLE"), admin)
-    logic = d.deploy("LiquidationLogic")
-    ch = d.deploy("ClearingHouse", token, oracle, params.risk_tuple(), admin,
-                  libraries={"LiquidationLogic": logic})  # fmt: skip
+    libraries = {name: d.deploy(name) for name in ("LiquidationLogic", "TradeLogic")}
+    ch = d.deploy("ClearingHouse", token, oracle, params.risk_tuple(), admin, libraries=libraries)
     pool = d.deploy("LiquidityPool", token, ch, params.pool_cooldown, admin)
     fund = d.deploy(
         "InsuranceFund",
@@ -227,7 +226,7 @@ def deploy_all(
         contracts={
             "Collateral": to_checksum_address(token),
             "OracleAdapter": oracle,
-            "LiquidationLogic": logic,
+            **libraries,
             "ClearingHouse": ch,
             "LiquidityPool": pool,
             "InsuranceFund": fund,
