@@ -35,6 +35,8 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
 
     bytes32 public constant RISK_ADMIN_ROLE = keccak256("RISK_ADMIN_ROLE");
     bytes32 public constant GUARDIAN_ROLE = keccak256("GUARDIAN_ROLE");
+    /// @notice May call `autoDeleverage`; trusted to pass the highest-ranked targets (see docs/security.md).
+    bytes32 public constant ADL_KEEPER_ROLE = keccak256("ADL_KEEPER_ROLE");
     uint256 public constant MAX_MARKETS = 128;
 
     IERC20 public immutable collateral;
@@ -45,6 +47,11 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
 
     modifier onlyRiskAdmin() {
         _checkRole(RISK_ADMIN_ROLE);
+        _;
+    }
+
+    modifier onlyAdlKeeper() {
+        _checkRole(ADL_KEEPER_ROLE);
         _;
     }
 
@@ -79,7 +86,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
         if (_s.idPlusOne[key] != 0) revert MarketNameTaken(name);
         marketId = _s.configs.length;
         if (marketId >= MAX_MARKETS) revert MarketLimitReached(MAX_MARKETS);
-        ParamBounds.checkMarket(config);
+        ParamBounds.checkMarket(config, _s.risk.rewardFloorWad);
         _s.configs.push(config);
         _s.states.push(Ledger.MarketStore(0, 0, 0, 0, 0, 0, uint64(block.timestamp)));
         _s.names.push(name);
@@ -89,7 +96,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
 
     function setMarketConfig(uint256 marketId, MarketConfig calldata config) external onlyRiskAdmin {
         _requireMarket(marketId);
-        ParamBounds.checkMarket(config);
+        ParamBounds.checkMarket(config, _s.risk.rewardFloorWad);
         _s.accrueFunding(marketId, oracle.priceWad(marketId)); // funding so far at the old parameters
         _s.configs[marketId] = config;
         emit MarketConfigured(marketId, config);
@@ -172,6 +179,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
     function autoDeleverage(uint256 marketId, address[] calldata targets)
         external
         nonReentrant
+        onlyAdlKeeper
         returns (uint256 absorbedWad)
     {
         return LiquidationLogic.autoDeleverage(_s, oracle, marketId, targets);
@@ -203,6 +211,10 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
 
     function badDebtSince() external view returns (uint64) {
         return _s.badDebtSince;
+    }
+
+    function badDebtRecordedAt(uint256 marketId, Side side) external view returns (uint64) {
+        return _s.badDebtRecordedAt[marketId][uint256(side)];
     }
 
     function totalBadDebtWad() external view returns (uint256) {
@@ -321,6 +333,8 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
 
     function _setRiskParams(RiskParams memory risk) internal {
         ParamBounds.checkRisk(risk);
+        uint256 n = _s.configs.length;
+        for (uint256 m; m < n; ++m) ParamBounds.checkMinPosition(_s.configs[m], risk.rewardFloorWad);
         _s.risk = risk;
         emit RiskParamsUpdated(risk);
     }

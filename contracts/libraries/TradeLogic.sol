@@ -87,9 +87,8 @@ library TradeLogic {
             revert IClearingHouse.TradeSlippage(price, acceptablePriceWad);
         }
 
-        int256 skewBefore = s.states[marketId].sumSizeWad;
         Fill memory f = _fill(s, account, marketId, sizeDeltaWad, price, oldSize);
-        _checkPostTrade(s, px, account, marketId, reducing, newSize, skewBefore);
+        _checkPostTrade(s, px, account, marketId, reducing, newSize);
         emit IClearingHouse.PositionChanged(
             account, marketId, sizeDeltaWad, newSize, price, f.feeWad, f.realizedWad, f.fundingWad
         );
@@ -112,24 +111,32 @@ library TradeLogic {
         f.feeWad = _chargeFee(s, account, marketId, sizeDeltaWad, price);
     }
 
-    /// @dev The post-state checks. A trade that only reduces must leave equity >= 0; anything else must
-    /// pass the open-interest cap of the side it ends on, the pool exposure cap when it increased
-    /// |net trader size|, and the initial margin.
+    /// @dev The post-state checks. Every position ends either flat or at least the market's minimum notional.
+    /// A trade that only reduces must leave equity >= 0; anything else must pass the open-interest cap of the
+    /// side it ends on, the pool exposure cap of the market and the initial margin. The exposure cap counts
+    /// the larger side's open interest, which only non-reducing trades raise: no sequence of trades, hedge
+    /// legs opened and closed included, takes it past the cap, and a trader can always close.
     function _checkPostTrade(
         Ledger.Layout storage s,
         Ledger.Prices memory px,
         address account,
         uint256 marketId,
         bool reducing,
-        int256 newSize,
-        int256 skewBefore
+        int256 newSize
     ) private view {
+        uint256 newNotional = PositionMath.notional(newSize, px.price(marketId));
+        uint256 minNotional = s.configs[marketId].minPositionNotionalWad;
+        if (newSize != 0 && newNotional < minNotional) {
+            revert IClearingHouse.TradePositionBelowMinimum(marketId, newNotional, minNotional);
+        }
         if (reducing) {
             (int256 equity,,) = s.health(account, px);
             if (equity < 0) revert IClearingHouse.TradeWouldBankrupt(account, equity);
         } else {
             _checkOpenInterest(s, marketId, newSize > 0);
-            if (int256(s.states[marketId].sumSizeWad).abs() > skewBefore.abs()) checkPoolExposure(s, px, 0);
+            uint256 cap = _exposureCap(s, px, 0);
+            uint256 exposure = exposureOf(s, px, marketId);
+            if (exposure > cap) revert IClearingHouse.TradePoolExposureCap(marketId, exposure, cap);
             (int256 equity, uint256 imr,) = s.health(account, px);
             if (equity < imr.toInt256()) revert IClearingHouse.TradeMarginInsufficient(account, equity, imr);
         }
@@ -147,8 +154,10 @@ library TradeLogic {
         s.addMargin(s.pool, (fee - toFund).toInt256());
     }
 
-    /// @dev While the ADL conditions hold, profit realised by closing a position opposite a market's bad
-    /// debt pays that debt first, exactly as ADL would take it: closing cannot dodge ADL.
+    /// @dev While the ADL conditions hold (the side's debt exceeds what the fund can pay now), profit
+    /// realised by closing a position opposite a market's bad debt pays the part of the debt the fund cannot
+    /// pay first, exactly as ADL would take it: closing cannot dodge ADL, and a donation smaller than the
+    /// debt changes only how much the haircut takes, never whether it applies.
     function _haircutCloseDuringAdl(
         Ledger.Layout storage s,
         address account,
@@ -158,30 +167,50 @@ library TradeLogic {
     ) private {
         IClearingHouse.Side debtSide = oldSize > 0 ? IClearingHouse.Side.Short : IClearingHouse.Side.Long;
         uint256 debt = s.badDebt[marketId][uint256(debtSide)];
-        if (debt == 0 || s.fund.availableWad() != 0) return;
-        uint256 haircut = uint256(realized).min(debt);
+        if (debt == 0) return;
+        uint256 available = s.fund.availableWad();
+        if (debt <= available) return;
+        uint256 haircut = uint256(realized).min(debt - available);
         s.addMargin(account, -haircut.toInt256());
         s.reduceBadDebt(marketId, debtSide, haircut);
         emit IClearingHouse.ProfitHaircutOnClose(account, marketId, haircut, debt - haircut);
     }
 
-    /// @dev |pool size| x price <= k x (pool equity - withdrawal) in every market.
+    /// @dev max(long, short open interest) x price <= k x (pool equity - withdrawal) in every market.
     function checkPoolExposure(Ledger.Layout storage s, Ledger.Prices memory px, uint256 withdrawalWad)
         internal
         view
     {
-        int256 equity = s.poolEquity(px) - withdrawalWad.toInt256();
-        uint256 cap = equity.positivePart().mulWadDown(s.risk.poolExposureMultipleWad);
+        uint256 cap = _exposureCap(s, px, withdrawalWad);
         uint256 n = s.states.length;
         for (uint256 m; m < n; ++m) {
-            int256 skew = s.states[m].sumSizeWad;
-            if (skew == 0) continue;
-            uint256 exposure = PositionMath.notional(skew, px.price(m));
-            if (exposure > cap) {
-                if (withdrawalWad != 0) revert IClearingHouse.VaultPoolExposure(m, exposure, cap);
-                revert IClearingHouse.TradePoolExposureCap(m, exposure, cap);
-            }
+            uint256 exposure = exposureOf(s, px, m);
+            if (exposure > cap) revert IClearingHouse.VaultPoolExposure(m, exposure, cap);
         }
+    }
+
+    /// @dev k x (pool equity - withdrawal), zero when that is negative.
+    function _exposureCap(Ledger.Layout storage s, Ledger.Prices memory px, uint256 withdrawalWad)
+        private
+        view
+        returns (uint256)
+    {
+        int256 equity = s.poolEquity(px) - withdrawalWad.toInt256();
+        return equity.positivePart().mulWadDown(s.risk.poolExposureMultipleWad);
+    }
+
+    /// @dev The pool's exposure in a market if either side of the book vanished: the larger side's open
+    /// interest at the price, rounded up. It bounds |net trader size| x price, whatever closes or is
+    /// liquidated.
+    function exposureOf(Ledger.Layout storage s, Ledger.Prices memory px, uint256 marketId)
+        internal
+        view
+        returns (uint256)
+    {
+        Ledger.MarketStore storage st = s.states[marketId];
+        uint256 side = uint256(st.longOpenInterestWad).max(st.shortOpenInterestWad);
+        if (side == 0) return 0;
+        return side.mulWadUp(px.price(marketId));
     }
 
     function _checkOpenInterest(Ledger.Layout storage s, uint256 marketId, bool long) private view {

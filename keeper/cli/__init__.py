@@ -139,6 +139,14 @@ def build_parser() -> Parser:
         metavar="MARKET=ADDRESS",
         help="use this Chainlink feed for MARKET instead of a mock (repeatable)",
     )
+    dep.add_argument(
+        "--adl-keeper",
+        action="append",
+        default=None,
+        metavar="ADDRESS",
+        help="grant ADDRESS the ADL keeper role, which autoDeleverage requires (repeatable; "
+        "default on a local chain: dev accounts 3 and 4; the deployer always holds it)",
+    )
 
     trade = add(
         commands, "trade", "deposit or withdraw margin, open or close positions", _needs_action
