@@ -215,7 +215,9 @@ def deploy_all(
     if adl_keepers is None:
         adl_keepers = [dev_account(i).address for i in LOCAL_ADL_KEEPERS] if local else []
     for keeper in dict.fromkeys([admin, *adl_keepers]):
-        d.transact("ClearingHouse", ch, "grantRole", role(ADL_KEEPER_ROLE), to_checksum_address(keeper))
+        d.transact(
+            "ClearingHouse", ch, "grantRole", role(ADL_KEEPER_ROLE), to_checksum_address(keeper)
+        )
 
     markets: dict[str, MarketInfo] = {}
     for market_id, m in enumerate(params.markets):

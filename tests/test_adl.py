@@ -265,7 +265,9 @@ def test_worked_example_empty_fund_then_adl(protocol: Protocol) -> None:
     s1, s2, s3 = (t.address for t in book.shorts)
     # the fund held only its 3.6 share of the fees; the window cap let it pay half of that
     assert fund_assets(p) == wad(1.8) and p.bw.fund.functions.availableWad().call() == 0
-    assert book.debt == wad(807.2)  # 809 of shortfall (no keeper reward: the victim was under water)
+    assert book.debt == wad(
+        807.2
+    )  # 809 of shortfall (no keeper reward: the victim was under water)
     scores = _scores(p, [s1, s2, s3])
     assert scores == [view(p, a).adl_score(ETH) for a in (s1, s2, s3)]
     assert [s // 10**12 for s in scores] == [492_251, 137_392, 207_932]

@@ -74,7 +74,9 @@ def test_risk_params_out_of_bounds_revert_with_arguments(protocol: Protocol) -> 
 def test_reward_floor_above_what_a_minimum_position_pays_reverts(protocol: Protocol) -> None:
     p = protocol
     # 7 / 2.5% = 280 > the markets' 250: the smallest accepted position could not pay the floor
-    with reverts("ParamOutOfBounds", field="minPositionNotional", value=250 * WAD, minValue=280 * WAD):
+    with reverts(
+        "ParamOutOfBounds", field="minPositionNotional", value=250 * WAD, minValue=280 * WAD
+    ):
         set_risk(p, reward_floor=7 * WAD)
 
 

@@ -132,9 +132,7 @@ def cmd_deploy(ctx: Context) -> int:
             raise UsageError(f"bulwark deploy: --feed wants MARKET=ADDRESS, got {item!r}")
         feeds[name.strip().upper()] = parse_address(address.strip(), f"--feed {name}")
     collateral = parse_address(a.collateral, "--collateral") if a.collateral else None
-    adl_keepers = (
-        [parse_address(k, "--adl-keeper") for k in a.adl_keeper] if a.adl_keeper else None
-    )
+    adl_keepers = [parse_address(k, "--adl-keeper") for k in a.adl_keeper] if a.adl_keeper else None
     embedded = ctx.rpc_url() is None
     w3 = ctx.web3(embedded=True)
     signer = ctx.signer(default_dev=0)
