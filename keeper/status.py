@@ -86,10 +86,11 @@ class MarketView:
 
     @property
     def pool_exposure(self) -> int | None:
-        """|pool size| x price; the pool holds minus the traders' net size."""
+        """What the exposure cap counts: the larger side's open interest x price (the pool's size if
+        either side of the book vanished; it bounds |pool size| x price)."""
         if self.price is None:
             return None
-        return riskmath.notional(self.state.sum_size, self.price)
+        return riskmath.pool_exposure(self.state, self.price)
 
 
 def markets(bw: Bulwark) -> list[MarketView]:

@@ -106,6 +106,8 @@ _HINTS = {
     "TradeReduceOnly": "the guardian paused the protocol to reduce-only: only closing works",
     "TradeOpenInterestCap": "the market is at its open-interest cap: trade smaller",
     "TradePoolExposureCap": "the pool cannot take more of this side: trade smaller or add to it",
+    "TradePositionBelowMinimum": "a position must be flat or at least the market's minimum "
+    "notional: trade a larger size, or close the position in full",
     "OracleStalePrice": "the feed is older than its heartbeat; on a local chain publish a fresh "
     "price with `bulwark feed set MARKET PRICE`",
     "OracleInvalidPrice": "the feed's answer is not a positive price",
