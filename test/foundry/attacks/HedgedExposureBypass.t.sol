@@ -2,6 +2,7 @@
 pragma solidity ^0.8.24;
 
 import {IClearingHouse} from "../../../contracts/interfaces/IClearingHouse.sol";
+import {Vm} from "../utils/Vm.sol";
 import {AttackBase} from "./AttackBase.sol";
 
 /// @title Bypassing the pool exposure cap with hedged legs, then taking the pool past insolvency.
@@ -135,6 +136,44 @@ contract HedgedExposureBypassAttackTest is AttackBase {
             int256 size = ch.positionOf(leg(i), ETH).sizeWad;
             tryTrade(leg(i), size != 0 ? -size : (i < 3 ? LEG : -LEG));
             assertWithinCap("a trade took the exposure past the cap");
+        }
+    }
+
+    /// @notice Past what the cap protects (a move beyond 1 / k against a full-cap book), a winner is paid
+    /// only what the pool holds: the rest is forfeited (`PoolPayoutCapped`), the pool's margin stops at zero,
+    /// and the bystander still takes out all of her own margin.
+    function test_poolPayout_beyondThePoolsMargin_isCapped_bystanderWhole() public {
+        vm.warp(block.timestamp + POOL_COOLDOWN);
+        refreshPrices();
+        uint256 lpShares = pool.balanceOf(lp);
+        vm.prank(lp);
+        pool.redeem(lpShares * 9 / 10, lp, lp); // a 100k pool: the cap is about 300k
+        fundAccount(alice, 20_000 * USDC);
+        openPosition(alice, ETH, 100e18); // 300k, at the cap
+        setPrice(ETH, 4_800); // +60%: alice is owed 180k, the pool holds about 100k
+        int256 held = ch.marginOf(address(pool));
+        int256 aliceBefore = ch.marginOf(alice);
+        vm.recordLogs();
+        closeAll(alice, ETH);
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        (uint256 owed, uint256 paid) = _capped(logs);
+        assertEq(owed, 180_000 * WAD, "alice was owed her profit");
+        assertEq(paid, uint256(held), "she was paid what the pool held");
+        assertEq(ch.marginOf(address(pool)), int256(480_000 * WAD * 5 / 10_000 * 8 / 10), "the pool kept only the fee");
+        assertEq(ch.marginOf(alice), aliceBefore + held - int256(480_000 * WAD * 5 / 10_000), "paid, less the fee");
+
+        uint256 before = usdc.balanceOf(carol);
+        vm.prank(carol);
+        ch.withdraw(500_000 * USDC, carol);
+        assertEq(usdc.balanceOf(carol) - before, 500_000 * USDC, "the bystander lost her margin");
+        assertConserved(actors());
+    }
+
+    function _capped(Vm.Log[] memory logs) internal view returns (uint256 owed, uint256 paid) {
+        for (uint256 i; i < logs.length; ++i) {
+            if (logs[i].emitter == address(ch) && logs[i].topics[0] == IClearingHouse.PoolPayoutCapped.selector) {
+                (owed, paid) = abi.decode(logs[i].data, (uint256, uint256));
+            }
         }
     }
 }
