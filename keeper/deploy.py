@@ -22,9 +22,9 @@ from keeper.chain import LOCAL_CHAIN_IDS, WAD, BulwarkError, Deployment, MarketI
 FEED_DECIMALS = 8
 DEV_ACCOUNTS = 10
 DEV_MINT_TOKENS = 1_000_000
-# The keeper accounts of the local examples (README, docs/keeper.md): on a local chain they receive the
+# The keeper account of the local examples (README, docs/keeper.md): on a local chain it receives the
 # ADL keeper role unless other ADL keepers are named.
-LOCAL_ADL_KEEPERS = (3, 4)
+LOCAL_ADL_KEEPERS = (3,)
 ADL_KEEPER_ROLE = "ADL_KEEPER_ROLE"
 
 
@@ -174,7 +174,7 @@ def deploy_all(
     """Deploys and wires every contract; returns the deployment (not yet saved).
 
     `autoDeleverage` is restricted to ADL_KEEPER_ROLE: the deployer holds it, and so does every address
-    in `adl_keepers` (by default, on a local chain, the dev accounts the examples run the keeper as)."""
+    in `adl_keepers` (by default, on a local chain, the dev account the examples run the keeper as)."""
     params = params or DeployParams()
     chain_id = w3.eth.chain_id
     local = chain_id in LOCAL_CHAIN_IDS

@@ -200,6 +200,21 @@ def test_auto_deleverage_without_bad_debt_reverts(protocol: Protocol) -> None:
         tx(p, p.bw.ch.functions.autoDeleverage(ETH, [t.address]), p.keeper)
 
 
+def test_auto_deleverage_needs_the_adl_keeper_role(protocol: Protocol) -> None:
+    p = protocol
+    book = adl_book(p)
+    ch = p.bw.ch.functions
+    role = ch.ADL_KEEPER_ROLE().call()
+    outsider = p.traders[1]
+    # the deployment granted it to the local keeper account, not to a trader
+    assert (
+        ch.hasRole(role, p.keeper.address).call() and not ch.hasRole(role, outsider.address).call()
+    )
+    with reverts("AccessControlUnauthorizedAccount", account=outsider.address):
+        tx(p, ch.autoDeleverage(ETH, [book.shorts[0].address]), outsider)
+    assert bad_debt(p, ETH, LONG) == book.debt
+
+
 def test_auto_deleverage_on_stale_price_reverts(protocol: Protocol) -> None:
     p = protocol
     book = adl_book(p)

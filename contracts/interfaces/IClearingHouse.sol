@@ -204,12 +204,16 @@ interface IClearingHouse {
     function deposit(address account, uint256 amountTokens) external;
 
     /// @notice Sends `amountTokens` from the caller's margin to `to`. Needs amount <= margin,
-    /// equity - amount >= initial margin, and no outstanding bad debt. Works while reduce-only.
+    /// equity - amount >= initial margin, and no outstanding bad debt; for the pool, the larger side's open
+    /// interest x price <= k x (pool equity - amount) in every market. Works while reduce-only.
     function withdraw(uint256 amountTokens, address to) external;
 
     // ---------------------------------------------------------------- trading
 
-    /// @notice Changes the caller's position by `sizeDeltaWad` at the oracle price against the pool.
+    /// @notice Changes the caller's position by `sizeDeltaWad` at the oracle price against the pool. The
+    /// position must end flat or at least the market's minimum notional; a trade that is not a pure
+    /// reduction must keep the pool's exposure (the larger side's open interest x price) within k x its
+    /// equity and the caller at initial margin; a pure reduction only needs equity >= 0.
     /// @param acceptablePriceWad Highest price a buy accepts, lowest price a sell accepts.
     function trade(uint256 marketId, int256 sizeDeltaWad, uint256 acceptablePriceWad) external;
 

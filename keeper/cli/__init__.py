@@ -145,7 +145,7 @@ def build_parser() -> Parser:
         default=None,
         metavar="ADDRESS",
         help="grant ADDRESS the ADL keeper role, which autoDeleverage requires (repeatable; "
-        "default on a local chain: dev accounts 3 and 4; the deployer always holds it)",
+        "default on a local chain: dev account 3; the deployer always holds it)",
     )
 
     trade = add(
