@@ -17,10 +17,12 @@ import {Ledger} from "./libraries/Ledger.sol";
 import {LiquidationLogic} from "./libraries/LiquidationLogic.sol";
 import {ParamBounds} from "./libraries/ParamBounds.sol";
 import {PositionMath} from "./libraries/PositionMath.sol";
+import {TradeLogic} from "./libraries/TradeLogic.sol";
 
 /// @title Bulwark clearing house
-/// @notice Holds the collateral, every account's margin and positions; settles trades and funding here and
-/// delegates liquidation, bad debt and ADL to `LiquidationLogic`, which runs on this contract's storage.
+/// @notice Holds the collateral, every account's margin and positions. Trades and withdrawals run in
+/// `TradeLogic`, liquidation, bad debt and ADL in `LiquidationLogic`: external libraries that run on this
+/// contract's storage.
 /// Conservation: token balance (WAD) + bad debt == sum of all margins, pool and fund included.
 contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
@@ -33,6 +35,8 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
 
     bytes32 public constant RISK_ADMIN_ROLE = keccak256("RISK_ADMIN_ROLE");
     bytes32 public constant GUARDIAN_ROLE = keccak256("GUARDIAN_ROLE");
+    /// @notice May call `autoDeleverage`; trusted to pass the highest-ranked targets (see docs/security.md).
+    bytes32 public constant ADL_KEEPER_ROLE = keccak256("ADL_KEEPER_ROLE");
     uint256 public constant MAX_MARKETS = 128;
 
     IERC20 public immutable collateral;
@@ -43,6 +47,11 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
 
     modifier onlyRiskAdmin() {
         _checkRole(RISK_ADMIN_ROLE);
+        _;
+    }
+
+    modifier onlyAdlKeeper() {
+        _checkRole(ADL_KEEPER_ROLE);
         _;
     }
 
@@ -77,7 +86,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
         if (_s.idPlusOne[key] != 0) revert MarketNameTaken(name);
         marketId = _s.configs.length;
         if (marketId >= MAX_MARKETS) revert MarketLimitReached(MAX_MARKETS);
-        ParamBounds.checkMarket(config);
+        ParamBounds.checkMarket(config, _s.risk.rewardFloorWad);
         _s.configs.push(config);
         _s.states.push(Ledger.MarketStore(0, 0, 0, 0, 0, 0, uint64(block.timestamp)));
         _s.names.push(name);
@@ -87,7 +96,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
 
     function setMarketConfig(uint256 marketId, MarketConfig calldata config) external onlyRiskAdmin {
         _requireMarket(marketId);
-        ParamBounds.checkMarket(config);
+        ParamBounds.checkMarket(config, _s.risk.rewardFloorWad);
         _s.accrueFunding(marketId, oracle.priceWad(marketId)); // funding so far at the old parameters
         _s.configs[marketId] = config;
         emit MarketConfigured(marketId, config);
@@ -120,65 +129,14 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
 
     /// @inheritdoc IClearingHouse
     function withdraw(uint256 amountTokens, address to) external nonReentrant {
-        if (amountTokens == 0) revert VaultZeroAmount();
-        if (to == address(0)) revert ZeroAddress();
-        if (_s.totalBadDebtWad != 0) revert VaultBadDebtOutstanding(_s.totalBadDebtWad);
-        uint256 amountWad = amountTokens * tokenScale;
-        Ledger.Account storage acc = _s.accounts[msg.sender];
-        if (int256(acc.marginWad) < amountWad.toInt256()) {
-            revert VaultInsufficientMargin(msg.sender, acc.marginWad, amountWad);
-        }
-        if (msg.sender == _s.pool) {
-            _checkPoolExposure(_s.newPrices(oracle), amountWad);
-        } else if (acc.openMarkets != 0) {
-            (int256 equity, uint256 imr,) = _s.health(msg.sender, _s.newPrices(oracle));
-            int256 equityAfter = equity - amountWad.toInt256();
-            if (equityAfter < imr.toInt256()) revert VaultBelowInitialMargin(msg.sender, equityAfter, imr);
-        }
-        acc.marginWad -= amountWad.toInt256().toInt128();
-        collateral.safeTransfer(to, amountTokens);
-        emit Withdrawn(msg.sender, to, amountTokens);
+        TradeLogic.withdraw(_s, oracle, collateral, tokenScale, msg.sender, amountTokens, to);
     }
 
     // ================================================================ trading
 
     /// @inheritdoc IClearingHouse
     function trade(uint256 marketId, int256 sizeDeltaWad, uint256 acceptablePriceWad) external nonReentrant {
-        if (sizeDeltaWad == 0) revert TradeZeroSize();
-        _requireMarket(marketId);
-        address account = msg.sender;
-        if (_s.isProtected(account)) revert AccountProtected(account);
-
-        int256 oldSize = _s.positions[account][marketId].sizeWad;
-        int256 newSize = oldSize + sizeDeltaWad;
-        bool reducing = (oldSize > 0 && newSize >= 0 && newSize < oldSize)
-            || (oldSize < 0 && newSize <= 0 && newSize > oldSize);
-        if (_s.reduceOnly && !reducing) revert TradeReduceOnly(oldSize, newSize);
-
-        Ledger.Prices memory px = _s.newPrices(oracle);
-        uint256 price = px.price(marketId);
-        if (sizeDeltaWad > 0 ? price > acceptablePriceWad : price < acceptablePriceWad) {
-            revert TradeSlippage(price, acceptablePriceWad);
-        }
-
-        int256 skewBefore = _s.states[marketId].sumSizeWad;
-        _s.accrueFunding(marketId, price);
-        int256 funding = _s.settleFunding(account, marketId);
-        int256 realized = _s.changePosition(account, marketId, sizeDeltaWad, price);
-        // Any close that realises profit, a flip included, pays outstanding ADL debt first.
-        if (realized > 0) _haircutCloseDuringAdl(account, marketId, oldSize, realized);
-        uint256 fee = _chargeFee(account, marketId, sizeDeltaWad, price);
-
-        if (reducing) {
-            (int256 equity,,) = _s.health(account, px);
-            if (equity < 0) revert TradeWouldBankrupt(account, equity);
-        } else {
-            _checkOpenInterest(marketId, newSize > 0);
-            if (int256(_s.states[marketId].sumSizeWad).abs() > skewBefore.abs()) _checkPoolExposure(px, 0);
-            (int256 equity, uint256 imr,) = _s.health(account, px);
-            if (equity < imr.toInt256()) revert TradeMarginInsufficient(account, equity, imr);
-        }
-        emit PositionChanged(account, marketId, sizeDeltaWad, newSize, price, fee, realized, funding);
+        TradeLogic.trade(_s, oracle, msg.sender, marketId, sizeDeltaWad, acceptablePriceWad);
     }
 
     // ================================================================ liquidation and ADL
@@ -221,6 +179,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
     function autoDeleverage(uint256 marketId, address[] calldata targets)
         external
         nonReentrant
+        onlyAdlKeeper
         returns (uint256 absorbedWad)
     {
         return LiquidationLogic.autoDeleverage(_s, oracle, marketId, targets);
@@ -252,6 +211,10 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
 
     function badDebtSince() external view returns (uint64) {
         return _s.badDebtSince;
+    }
+
+    function badDebtRecordedAt(uint256 marketId, Side side) external view returns (uint64) {
+        return _s.badDebtRecordedAt[marketId][uint256(side)];
     }
 
     function totalBadDebtWad() external view returns (uint256) {
@@ -364,61 +327,14 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
             _s.accounts[account].openMarkets != 0 && h.equityWad < h.maintenanceMarginWad.toInt256();
     }
 
-    /// @dev Taker fee on the notional: the fund's share to the fund, the rest to the pool.
-    function _chargeFee(address account, uint256 marketId, int256 sizeDeltaWad, uint256 price)
-        internal
-        returns (uint256 fee)
-    {
-        fee = PositionMath.notional(sizeDeltaWad, price).mulWadUp(_s.configs[marketId].takerFeeWad);
-        uint256 toFund = fee.mulWadDown(_s.risk.fundFeeShareWad);
-        _s.addMargin(account, -fee.toInt256());
-        _s.addMargin(address(_s.fund), toFund.toInt256());
-        _s.addMargin(_s.pool, (fee - toFund).toInt256());
-    }
-
-    /// @dev While the ADL conditions hold, profit realised by closing a position opposite a market's bad
-    /// debt pays that debt first, exactly as ADL would take it: closing cannot dodge ADL.
-    function _haircutCloseDuringAdl(address account, uint256 marketId, int256 oldSize, int256 realized)
-        internal
-    {
-        Side debtSide = oldSize > 0 ? Side.Short : Side.Long;
-        uint256 debt = _s.badDebt[marketId][uint256(debtSide)];
-        if (debt == 0 || _s.fund.availableWad() != 0) return;
-        uint256 haircut = uint256(realized).min(debt);
-        _s.addMargin(account, -haircut.toInt256());
-        _s.reduceBadDebt(marketId, debtSide, haircut);
-        emit ProfitHaircutOnClose(account, marketId, haircut, debt - haircut);
-    }
-
-    /// @dev |pool size| x price <= k x (pool equity - withdrawal) in every market.
-    function _checkPoolExposure(Ledger.Prices memory px, uint256 withdrawalWad) internal view {
-        int256 equity = _s.poolEquity(px) - withdrawalWad.toInt256();
-        uint256 cap = equity.positivePart().mulWadDown(_s.risk.poolExposureMultipleWad);
-        uint256 n = _s.states.length;
-        for (uint256 m; m < n; ++m) {
-            int256 skew = _s.states[m].sumSizeWad;
-            if (skew == 0) continue;
-            uint256 exposure = PositionMath.notional(skew, px.price(m));
-            if (exposure > cap) {
-                if (withdrawalWad != 0) revert VaultPoolExposure(m, exposure, cap);
-                revert TradePoolExposureCap(m, exposure, cap);
-            }
-        }
-    }
-
-    function _checkOpenInterest(uint256 marketId, bool long) internal view {
-        Ledger.MarketStore storage st = _s.states[marketId];
-        uint256 oi = long ? st.longOpenInterestWad : st.shortOpenInterestWad;
-        uint256 cap = _s.configs[marketId].maxOpenInterestWad;
-        if (oi > cap) revert TradeOpenInterestCap(marketId, oi, cap);
-    }
-
     function _requireMarket(uint256 marketId) internal view {
         if (marketId >= _s.configs.length) revert MarketUnknown(marketId);
     }
 
     function _setRiskParams(RiskParams memory risk) internal {
         ParamBounds.checkRisk(risk);
+        uint256 n = _s.configs.length;
+        for (uint256 m; m < n; ++m) ParamBounds.checkMinPosition(_s.configs[m], risk.rewardFloorWad);
         _s.risk = risk;
         emit RiskParamsUpdated(risk);
     }

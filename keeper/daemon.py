@@ -36,6 +36,7 @@ import requests
 from apscheduler.executors.pool import ThreadPoolExecutor  # type: ignore[import-untyped]
 from apscheduler.schedulers.background import BackgroundScheduler  # type: ignore[import-untyped]
 from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
 from web3.logs import DISCARD
 
 from keeper import paths
@@ -398,6 +399,9 @@ class Keeper:
         self.first_seen: dict[str, int] = {}
         # the block at which outstanding bad debt was first seen
         self.bad_debt_seen_at: int | None = None
+        # autoDeleverage needs ADL_KEEPER_ROLE; read at startup (a keeper driven without its startup
+        # checks tries, and a refused simulation is logged like any other)
+        self._adl_role = True
         self.exit_code = EXIT_OK
         self.last_result: PassResult | None = None
         self._stop = threading.Event()
@@ -499,6 +503,9 @@ class Keeper:
             raise BulwarkError(
                 f"{self.signer.address} is the pool or fund account and cannot act as keeper"
             )
+        adl_role = bool(
+            bw.ch.functions.hasRole(keccak(text="ADL_KEEPER_ROLE"), self.signer.address).call()
+        )
         log.info(
             "startup checks passed",
             extra=kv(
@@ -507,9 +514,13 @@ class Keeper:
                 eth=round(balance / 1e18, 6),
                 clearing_house=bw.ch.address,
                 shard=f"{self.settings.keeper_index}/{self.settings.keeper_count}",
-                roles="none needed: liquidation, ADL, cover and socialise are permissionless",
+                roles="ADL_KEEPER_ROLE held: liquidation, cover, socialise and ADL"
+                if adl_role
+                else "no ADL_KEEPER_ROLE: liquidation, cover and socialise only; ADL is left to "
+                "the holders of the role",
             ),
         )
+        self._adl_role = adl_role
 
     def shutdown(self) -> None:
         if not self._started:  # the startup checks refused: nothing ran, nothing to save or report
@@ -1104,10 +1115,16 @@ class Keeper:
         if market not in snap.prices:
             log.warning("bad debt waits: the market's price is stale", extra=where)
             return False
-        targets = self._adl_targets(snap, market, side, debt)
+        targets = self._adl_targets(snap, market, side, debt) if self._adl_role else []
         if targets:
             return self._deleverage(market, targets, result)
-        socializable_at = snap.bad_debt_since + snap.risk.socialize_grace_period
+        # each market side's grace runs from the last debt recorded on it
+        recorded_at = int(
+            self.bw.ch.functions.badDebtRecordedAt(market, side).call(
+                block_identifier=snap.block.number
+            )
+        )
+        socializable_at = recorded_at + snap.risk.socialize_grace_period
         if self.settings.socialize and snap.block.timestamp >= socializable_at:
             log.warning("no ADL target left: socialising to the pool", extra=where)
             return self._send_and_wait(

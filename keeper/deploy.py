@@ -22,6 +22,10 @@ from keeper.chain import LOCAL_CHAIN_IDS, WAD, BulwarkError, Deployment, MarketI
 FEED_DECIMALS = 8
 DEV_ACCOUNTS = 10
 DEV_MINT_TOKENS = 1_000_000
+# The keeper account of the local examples (README, docs/keeper.md): on a local chain it receives the
+# ADL keeper role unless other ADL keepers are named.
+LOCAL_ADL_KEEPERS = (3,)
+ADL_KEEPER_ROLE = "ADL_KEEPER_ROLE"
 
 
 def role(name: str) -> bytes:
@@ -41,6 +45,9 @@ class MarketParams:
     skew_scale: int = 10_000 * WAD  # base units
     max_open_interest: int = 100_000 * WAD  # base units per side
     min_partial_notional: int = 10_000 * WAD  # quote
+    # quote; at least reward_floor / mm_ratio (200 here) so the smallest position's maintenance
+    # margin pays the keeper's floor from the account itself
+    min_position_notional: int = 250 * WAD
     heartbeat: int = 3600
 
     def config_tuple(self) -> tuple[int, ...]:
@@ -54,6 +61,7 @@ class MarketParams:
             self.skew_scale,
             self.max_open_interest,
             self.min_partial_notional,
+            self.min_position_notional,
         )
 
 
@@ -168,8 +176,12 @@ def deploy_all(
     collateral: str | None = None,
     feeds: Mapping[str, str] | None = None,
     mint_dev_accounts: bool | None = None,
+    adl_keepers: Sequence[str] | None = None,
 ) -> Deployment:
-    """Deploys and wires every contract; returns the deployment (not yet saved)."""
+    """Deploys and wires every contract; returns the deployment (not yet saved).
+
+    `autoDeleverage` is restricted to ADL_KEEPER_ROLE: the deployer holds it, and so does every address
+    in `adl_keepers` (by default, on a local chain, the dev account the examples run the keeper as)."""
     params = params or DeployParams()
     chain_id = w3.eth.chain_id
     local = chain_id in LOCAL_CHAIN_IDS
@@ -185,9 +197,8 @@ def deploy_all(
     )
     oracle = d.deploy("OracleAdapter", admin)
     d.transact("OracleAdapter", oracle, "grantRole", role("RISK_ADMIN_ROLE"), admin)
-    logic = d.deploy("LiquidationLogic")
-    ch = d.deploy("ClearingHouse", token, oracle, params.risk_tuple(), admin,
-                  libraries={"LiquidationLogic": logic})  # fmt: skip
+    libraries = {name: d.deploy(name) for name in ("LiquidationLogic", "TradeLogic")}
+    ch = d.deploy("ClearingHouse", token, oracle, params.risk_tuple(), admin, libraries=libraries)
     pool = d.deploy("LiquidityPool", token, ch, params.pool_cooldown, admin)
     fund = d.deploy(
         "InsuranceFund",
@@ -208,6 +219,12 @@ def deploy_all(
     ):
         d.transact(contract, address, "grantRole", role("RISK_ADMIN_ROLE"), admin)
     d.transact("ClearingHouse", ch, "grantRole", role("GUARDIAN_ROLE"), admin)
+    if adl_keepers is None:
+        adl_keepers = [dev_account(i).address for i in LOCAL_ADL_KEEPERS] if local else []
+    for keeper in dict.fromkeys([admin, *adl_keepers]):
+        d.transact(
+            "ClearingHouse", ch, "grantRole", role(ADL_KEEPER_ROLE), to_checksum_address(keeper)
+        )
 
     markets: dict[str, MarketInfo] = {}
     for market_id, m in enumerate(params.markets):
@@ -234,7 +251,7 @@ def deploy_all(
         contracts={
             "Collateral": to_checksum_address(token),
             "OracleAdapter": oracle,
-            "LiquidationLogic": logic,
+            **libraries,
             "ClearingHouse": ch,
             "LiquidityPool": pool,
             "InsuranceFund": fund,
@@ -314,3 +331,10 @@ def seed_local(
         fund_shares=shares[1],
         share_decimals=int(fund.functions.decimals().call()),
     )
+
+
+def grant_adl_keeper(w3: Web3, admin: LocalAccount, deployment: Deployment, keeper: str) -> None:
+    """Lets `keeper` call autoDeleverage (the admin holds the role's admin, the default admin role)."""
+    ch = deployment.contracts["ClearingHouse"]
+    d = Deployer(w3, admin, compiler.compile_contracts())
+    d.transact("ClearingHouse", ch, "grantRole", role(ADL_KEEPER_ROLE), to_checksum_address(keeper))

@@ -125,10 +125,11 @@ class MarketConfig:
     skew_scale: int
     max_open_interest: int
     min_partial_notional: int
+    min_position_notional: int = 0
 
     @classmethod
     def from_tuple(cls, t: Sequence[int]) -> MarketConfig:
-        return cls(*(int(v) for v in t[:9]))
+        return cls(*(int(v) for v in t[:10]))
 
 
 @dataclass(frozen=True)
@@ -280,9 +281,11 @@ def pending_funding(position: Position, index: int) -> int:
 def split(
     uncapped_penalty: int, equity: int, keeper_share: int, reward_floor: int, reward_ceiling: int
 ) -> Split:
-    """LiquidationMath.split: penalty capped at equity, reward clamped, padding the rest."""
+    """LiquidationMath.split: penalty capped at equity, reward clamped and then capped at the equity
+    left (the fund never pays a keeper), padding the rest."""
     penalty = min(uncapped_penalty, positive_part(equity))
     reward = min(max(mul_wad_down(penalty, keeper_share), reward_floor), reward_ceiling)
+    reward = min(reward, positive_part(equity))
     padding = penalty - reward if penalty > reward else 0
     return Split(penalty, reward, padding, reward + padding)
 
@@ -409,6 +412,28 @@ def adl_close_size(size: int, pnl: int, debt: int) -> int:
     if part >= abs(size):
         return size
     return part if size > 0 else -part
+
+
+def min_position_notional_bound(reward_floor: int, mm_ratio: int) -> int:
+    """ParamBounds.checkMinPosition: the least minimum position notional a market may have,
+    ceil(rewardFloor x WAD / mmRatio), so that its maintenance margin pays the keeper's floor."""
+    return mul_div_up(reward_floor, WAD, mm_ratio)
+
+
+def position_size_allowed(new_size: int, price: int, config: MarketConfig) -> bool:
+    """TradeLogic: a trade must leave a position flat or at least the market's minimum notional."""
+    return new_size == 0 or notional(new_size, price) >= config.min_position_notional
+
+
+def pool_exposure(state: MarketState, price: int) -> int:
+    """TradeLogic.exposureOf: the larger side's open interest at `price`, rounded up."""
+    side = max(state.long_open_interest, state.short_open_interest)
+    return mul_wad_up(side, price) if side else 0
+
+
+def adl_debt(debt: int, fund_available: int) -> int:
+    """The part of a market side's debt ADL and the close haircut take: what the fund cannot pay now."""
+    return debt - fund_available if debt > fund_available else 0
 
 
 def rank_adl(scores: Mapping[str, int]) -> list[str]:

@@ -115,10 +115,11 @@ class MarketView:
 
     @property
     def pool_exposure(self) -> int | None:
-        """|pool size| x price; the pool holds minus the traders' net size."""
+        """What the exposure cap counts: the larger side's open interest x price (the pool's size if
+        either side of the book vanished; it bounds |pool size| x price)."""
         if self.mark_price is None:
             return None
-        return riskmath.notional(self.state.sum_size, self.mark_price)
+        return riskmath.pool_exposure(self.state, self.mark_price)
 
 
 def markets(bw: Bulwark) -> list[MarketView]:
@@ -181,11 +182,11 @@ class MarketTerms:
         return max(0, c.max_open_interest - st.short_open_interest)
 
 
-def pool_room(cap: int, net_size: int, price: int) -> tuple[int, int]:
-    """The largest buy and sell the pool takes in one market: its exposure ceil(|net| x price)
-    must stay within ``cap`` (the contract's _checkPoolExposure), net being the traders' net size."""
+def pool_room(cap: int, state: riskmath.MarketState, price: int) -> tuple[int, int]:
+    """The largest new long and new short the pool takes in one market: the larger side's open
+    interest x price, rounded up, must stay within ``cap`` (TradeLogic's exposure check)."""
     most = cap * WAD // price if price > 0 else 0
-    return max(0, most - net_size), max(0, most + net_size)
+    return max(0, most - state.long_open_interest), max(0, most - state.short_open_interest)
 
 
 def market_terms(
@@ -203,7 +204,7 @@ def market_terms(
         if cap is None or price is None:
             buy = sell = None
         else:
-            buy, sell = pool_room(cap, m.state.sum_size, price)
+            buy, sell = pool_room(cap, m.state, price)
         terms.append(MarketTerms(m, risk, cap, buy, sell))
     return terms
 

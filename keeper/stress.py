@@ -149,7 +149,7 @@ def plan_population(
     markets = list(prices_wad)
     unit = 10**decimals
     traders: list[TraderPlan] = []
-    net_notional = dict.fromkeys(markets, 0)
+    side_notional = {(m, long): 0 for m in markets for long in (True, False)}
     for i in range(cfg.accounts):
         usd = int(math.exp(rng.uniform(math.log(cfg.min_collateral), math.log(cfg.max_collateral))))
         leverage = math.exp(rng.uniform(math.log(cfg.min_leverage), math.log(cfg.max_leverage)))
@@ -166,12 +166,13 @@ def plan_population(
             size = notional_wad * WAD // prices_wad[market]
             long = rng.random() < cfg.long_share
             legs.append(Leg(market, size if long else -size))
-            net_notional[market] += notional_wad if long else -notional_wad
+            side_notional[(market, long)] += notional_wad
         account = derived_account(cfg.seed, f"trader-{i}")
         traders.append(TraderPlan(account, usd * unit, round(leverage, 3), tuple(legs)))
     total_collateral = sum(t.collateral_tokens for t in traders)
-    # The pool must carry the net skew within its exposure cap (3 x equity) while trades arrive.
-    skew_need = max(abs(v) for v in net_notional.values()) // WAD * unit // 2
+    # The pool must carry each market's larger side within its exposure cap (3 x equity) while
+    # trades arrive.
+    skew_need = max(side_notional.values()) // WAD * unit // 2
     pool_seed = max(int(total_collateral * cfg.pool_ratio), skew_need, 100_000 * unit)
     fund_seed = max(int(total_collateral * cfg.fund_ratio), 1_000 * unit)
     return Population(
@@ -533,6 +534,11 @@ class StressRun:
         )
         pipe.add(admin, token.mint(admin.address, trader_total), "mint the traders' collateral")
         pipe.add(admin, token.approve(bw.ch.address, MAX_UINT), "approve the clearing house")
+        pipe.add(
+            admin,
+            bw.ch.functions.grantRole(keccak(text="ADL_KEEPER_ROLE"), pop.keeper.address),
+            "let the keeper run ADL",
+        )
         pipe.add(pop.lp, token.approve(bw.pool.address, MAX_UINT), "LP approves the pool")
         pipe.add(pop.staker, token.approve(bw.fund.address, MAX_UINT), "staker approves the fund")
         pipe.flush()

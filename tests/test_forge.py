@@ -26,6 +26,8 @@ DEEP_CALLS = 100_000
 # Paths the invariant campaign must actually reach, or its checks on them would prove nothing.
 MUST_REACH = (
     "trade",
+    "hedgedPair",
+    "adlAnyCaller",
     "withdraw",
     "liquidate",
     "liquidateBatch",

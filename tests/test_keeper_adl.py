@@ -137,6 +137,8 @@ def test_a_backup_keeper_leaves_bad_debt_to_keeper_zero_for_a_while(chain: Chain
     # given bad debt with a profitable short to deleverage, seen by keeper 1 of 2
     make_bad_debt_without_keeper(chain, with_shorts=True)
     settings = KeeperSettings(keeper_count=2, keeper_index=1, backup_delay_blocks=2)
+    role = chain.bw.ch.functions.ADL_KEEPER_ROLE().call()
+    chain.send(chain.bw.ch.functions.grantRole(role, dev_account(4).address), chain.admin)
     backup = Keeper(chain.bw, dev_account(4), settings)
 
     # when it runs at once, then it leaves the work to keeper 0

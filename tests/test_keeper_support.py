@@ -15,7 +15,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from web3 import Web3
 
-from keeper.chain import WAD, Bulwark, Deployment, connect, dev_account
+from keeper.chain import WAD, Bulwark, Deployment, TxReverted, connect, dev_account
 from keeper.deploy import deploy_all
 from keeper.node import AnvilNode
 
@@ -48,7 +48,13 @@ class Chain:
     def send(self, fn: Any, who: LocalAccount) -> Any:
         # Generous gas: an estimate made in the last block's second can skip the funding accrual that
         # the mined transaction, one second later, performs.
-        estimate = fn.estimate_gas({"from": who.address})
+        try:
+            estimate = fn.estimate_gas({"from": who.address})
+        except Exception as exc:  # a refused call: the same decoded error as Bulwark.send raises
+            decoded = self.bw.errors.from_exception(exc)
+            if decoded is None:
+                raise
+            raise TxReverted(str(fn.fn_name), decoded) from None
         return self.bw.send(fn, who, gas=estimate * 3 // 2 + 100_000)
 
     def new_trader(self, n: int, usdc: int, salt: str = "t") -> LocalAccount:

@@ -90,8 +90,10 @@ def test_split_bounds(penalty: int, equity: int, share: int, a: int, b: int) -> 
     floor_, ceiling = min(a, b), max(a, b)
     s = rm.split(penalty, equity, share, floor_, ceiling)
     assert s.penalty == min(penalty, max(equity, 0))
-    assert floor_ <= s.reward <= ceiling
+    # the floor applies up to the equity left: the fund never pays a keeper
+    assert min(floor_, max(equity, 0)) <= s.reward <= min(ceiling, max(equity, 0))
     assert s.charge == max(s.penalty, s.reward) == s.reward + s.padding
+    assert s.charge <= max(equity, 0)
     assert s.padding >= 0
 
 

@@ -37,6 +37,9 @@ MARKET_BOUNDS = [
     ("skew_scale", 10**15 - 1, "skewScale", 10**15, 10**36),
     ("max_open_interest", 0, "maxOpenInterest", 1, 2**96 - 1),
     ("min_partial_notional", 10**9 * WAD + 1, "minPartialNotional", 0, 10**9 * WAD),
+    # at least rewardFloor / mmRatio = 5 / 2.5% = 200: the smallest position pays the keeper's floor
+    ("min_position_notional", 200 * WAD - 1, "minPositionNotional", 200 * WAD, 10**9 * WAD),
+    ("min_position_notional", 10**9 * WAD + 1, "minPositionNotional", 200 * WAD, 10**9 * WAD),
 ]
 
 RISK_BOUNDS = [
@@ -66,6 +69,15 @@ def test_risk_params_out_of_bounds_revert_with_arguments(protocol: Protocol) -> 
     for attr, bad, field, lo, hi in RISK_BOUNDS:
         with reverts("ParamOutOfBounds", field=field, value=bad, minValue=lo, maxValue=hi):
             set_risk(p, **{attr: bad})
+
+
+def test_reward_floor_above_what_a_minimum_position_pays_reverts(protocol: Protocol) -> None:
+    p = protocol
+    # 7 / 2.5% = 280 > the markets' 250: the smallest accepted position could not pay the floor
+    with reverts(
+        "ParamOutOfBounds", field="minPositionNotional", value=250 * WAD, minValue=280 * WAD
+    ):
+        set_risk(p, reward_floor=7 * WAD)
 
 
 def test_parameter_changes_emit_events(protocol: Protocol) -> None:

@@ -23,6 +23,8 @@ interface IClearingHouse {
     /// @param skewScaleWad Net trader size (base) at which funding reaches its maximum rate.
     /// @param maxOpenInterestWad Cap on each side's open interest, in base units.
     /// @param minPartialNotionalWad Positions below this notional are closed in full.
+    /// @param minPositionNotionalWad Smallest notional a trade may leave a position at (zero aside); at
+    /// least rewardFloor / mmRatio, so an accepted position's maintenance margin pays the keeper's floor.
     struct MarketConfig {
         uint64 imRatioWad;
         uint64 mmRatioWad;
@@ -33,6 +35,7 @@ interface IClearingHouse {
         uint128 skewScaleWad;
         uint128 maxOpenInterestWad;
         uint128 minPartialNotionalWad;
+        uint128 minPositionNotionalWad;
     }
 
     /// @notice Running sums over every trader position of a market. The pool holds the exact mirror:
@@ -60,11 +63,13 @@ interface IClearingHouse {
 
     /// @notice Protocol-wide risk parameters.
     /// @param fundFeeShareWad Share of taker fees paid to the insurance fund; the rest goes to the pool.
-    /// @param poolExposureMultipleWad k in |pool size| x price <= k x pool equity, per market.
+    /// @param poolExposureMultipleWad k in max(long, short open interest) x price <= k x pool equity, per
+    /// market: the pool's exposure if either side of the book vanished.
     /// @param keeperShareWad Keeper's share of the liquidation penalty, before floor and ceiling.
     /// @param rewardFloorWad Smallest keeper reward (covers gas).
     /// @param rewardCeilingWad Largest keeper reward.
-    /// @param socializeGracePeriod Seconds bad debt must be outstanding before it can be socialised.
+    /// @param socializeGracePeriod Seconds a market side's bad debt must be outstanding, counted from the
+    /// last debt recorded on that side, before it can be socialised.
     struct RiskParams {
         uint64 fundFeeShareWad;
         uint64 poolExposureMultipleWad;
@@ -139,6 +144,9 @@ interface IClearingHouse {
     );
     /// @notice A trader closed profit while the opposite side's bad debt awaited ADL: the profit paid it first.
     event ProfitHaircutOnClose(address indexed account, uint256 indexed marketId, uint256 haircutWad, uint256 badDebtRemainingWad);
+    /// @notice The pool owed `account` `owedWad` (realised profit or funding) and held only `paidWad`: the
+    /// rest is forfeited, because paying it would take tokens that back other accounts' margin.
+    event PoolPayoutCapped(address indexed account, uint256 indexed marketId, uint256 owedWad, uint256 paidWad);
     event MarketListed(uint256 indexed marketId, string name, MarketConfig config);
     event MarketConfigured(uint256 indexed marketId, MarketConfig config);
     event RiskParamsUpdated(RiskParams params);
@@ -166,7 +174,12 @@ interface IClearingHouse {
     error TradeMarginInsufficient(address account, int256 equityWad, uint256 initialMarginWad);
     error TradeWouldBankrupt(address account, int256 equityWad);
     error TradeOpenInterestCap(uint256 marketId, uint256 openInterestWad, uint256 capWad);
+    /// @notice The pool's exposure in `marketId`, max(long, short open interest) x price, would exceed k x
+    /// pool equity.
     error TradePoolExposureCap(uint256 marketId, uint256 exposureWad, uint256 capWad);
+    /// @notice The trade would leave a position whose notional is neither zero nor at least the market's
+    /// minimum: dust positions cannot pay the keeper that liquidates them.
+    error TradePositionBelowMinimum(uint256 marketId, uint256 notionalWad, uint256 minNotionalWad);
     error LiquidationAccountHealthy(address account, int256 equityWad, uint256 maintenanceMarginWad);
     error LiquidationNoPosition(address account, uint256 marketId);
     /// @notice Outside bankruptcy, the largest position (by notional) is liquidated first.
@@ -191,12 +204,16 @@ interface IClearingHouse {
     function deposit(address account, uint256 amountTokens) external;
 
     /// @notice Sends `amountTokens` from the caller's margin to `to`. Needs amount <= margin,
-    /// equity - amount >= initial margin, and no outstanding bad debt. Works while reduce-only.
+    /// equity - amount >= initial margin, and no outstanding bad debt; for the pool, the larger side's open
+    /// interest x price <= k x (pool equity - amount) in every market. Works while reduce-only.
     function withdraw(uint256 amountTokens, address to) external;
 
     // ---------------------------------------------------------------- trading
 
-    /// @notice Changes the caller's position by `sizeDeltaWad` at the oracle price against the pool.
+    /// @notice Changes the caller's position by `sizeDeltaWad` at the oracle price against the pool. The
+    /// position must end flat or at least the market's minimum notional; a trade that is not a pure
+    /// reduction must keep the pool's exposure (the larger side's open interest x price) within k x its
+    /// equity and the caller at initial margin; a pure reduction only needs equity >= 0.
     /// @param acceptablePriceWad Highest price a buy accepts, lowest price a sell accepts.
     function trade(uint256 marketId, int256 sizeDeltaWad, uint256 acceptablePriceWad) external;
 
@@ -213,15 +230,18 @@ interface IClearingHouse {
     function liquidateBatch(address[] calldata accounts, uint256[] calldata marketIds) external returns (uint256 liquidated);
 
     /// @notice Closes profitable `targets` on the side opposite the market's bad debt, in non-increasing
-    /// score order, taking haircuts from the profit each close realises until the debt is exactly zero.
-    /// A haircut never exceeds the realised profit, nor what keeps the target at maintenance margin.
-    /// Only while bad debt is outstanding and the insurance fund has nothing available.
+    /// score order, taking haircuts from the profit each close realises until the part of the debt the
+    /// insurance fund cannot pay now (debt - available) is exactly zero. A haircut never exceeds the realised
+    /// profit, nor what keeps the target at maintenance margin. Only holders of ADL_KEEPER_ROLE may call it
+    /// (they are trusted to pass the highest-ranked targets), and only while that part is not zero.
     function autoDeleverage(uint256 marketId, address[] calldata targets) external returns (uint256 absorbedWad);
 
     /// @notice Pays down a market side's bad debt from what the insurance fund has available.
     function coverBadDebt(uint256 marketId, Side side) external returns (uint256 coveredWad);
 
-    /// @notice After the grace period, charges a market side's remaining bad debt to the pool.
+    /// @notice After the side's grace period (counted from its last recorded debt), has the insurance fund
+    /// pay what it can of the side's bad debt, then charges the rest to the pool, at most the pool's margin.
+    /// @return amountWad What was charged to the pool.
     function socializeBadDebt(uint256 marketId, Side side) external returns (uint256 amountWad);
 
     // ---------------------------------------------------------------- views
@@ -234,6 +254,8 @@ interface IClearingHouse {
     function reduceOnly() external view returns (bool);
     /// @notice When outstanding bad debt last rose from zero (zero: none outstanding).
     function badDebtSince() external view returns (uint64);
+    /// @notice When bad debt was last recorded on a market side: its grace period runs from there.
+    function badDebtRecordedAt(uint256 marketId, Side side) external view returns (uint64);
     /// @notice Id of the market named `name` (e.g. "ETH-USD"); reverts with MarketUnknown if none.
     function marketIdOf(string calldata name) external view returns (uint256);
     /// @notice Settled collateral of an account (may be negative while open profits cover it).

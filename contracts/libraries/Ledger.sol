@@ -13,7 +13,9 @@ import {PositionMath} from "./PositionMath.sol";
 /// @title The clearing house's state and the bookkeeping every entry point shares.
 /// @notice Margins move only in pairs (`moveMargin`) or together with tokens or bad debt, which keeps
 /// token balance (WAD) + bad debt == sum of margins. The pool's position is never stored: it is the exact
-/// negative of the market's running sums over trader positions.
+/// negative of the market's running sums over trader positions. The pool pays traders (profit, funding)
+/// only from what its margin holds (`payFromPool`), so its margin never goes negative and no trader is
+/// ever paid with tokens that back another account's margin.
 library Ledger {
     using SafeCast for uint256;
     using SafeCast for int256;
@@ -50,6 +52,7 @@ library Ledger {
         mapping(address account => Account) accounts;
         mapping(address account => mapping(uint256 marketId => IClearingHouse.Position)) positions;
         mapping(uint256 marketId => uint256[2] bySide) badDebt;
+        mapping(uint256 marketId => uint64[2] bySide) badDebtRecordedAt;
     }
 
     /// @notice Oracle prices read at most once per market per call.
@@ -82,6 +85,24 @@ library Ledger {
         addMargin(s, to, amountWad);
     }
 
+    /// @notice Moves `amountWad` from the pool to `account` when positive (at most the pool's margin; the
+    /// rest is forfeited, `PoolPayoutCapped`), from `account` to the pool when negative. Returns what moved
+    /// to the account.
+    function payFromPool(Layout storage s, address account, uint256 marketId, int256 amountWad)
+        internal
+        returns (int256 paid)
+    {
+        paid = amountWad;
+        if (amountWad > 0) {
+            int256 held = s.accounts[s.pool].marginWad;
+            if (held < amountWad) {
+                paid = held > 0 ? held : int256(0);
+                emit IClearingHouse.PoolPayoutCapped(account, marketId, uint256(amountWad), uint256(paid));
+            }
+        }
+        moveMargin(s, s.pool, account, paid);
+    }
+
     function isProtected(Layout storage s, address account) internal view returns (bool) {
         return account == s.pool || account == address(s.fund);
     }
@@ -89,8 +110,9 @@ library Ledger {
     // ---------------------------------------------------------------- positions and funding
 
     /// @notice Applies a fill of `delta` at `priceWad`: realises PnL on any closed part (moving it between
-    /// the account and the pool), adds open notional for any opened part, and keeps the running sums, open
-    /// interest and the open-market bitmap exact. Funding must be settled first.
+    /// the account and the pool; a profit at most what the pool holds), adds open notional for any opened
+    /// part, and keeps the running sums, open interest and the open-market bitmap exact. Funding must be
+    /// settled first. Returns the PnL realised as paid.
     function changePosition(Layout storage s, address account, uint256 marketId, int256 delta, uint256 priceWad)
         internal
         returns (int256 realized)
@@ -100,7 +122,7 @@ library Ledger {
         int256 newSize = size + delta;
         int256 openNotionalAfter;
         (realized, openNotionalAfter) = PositionMath.fill(size, p.openNotionalWad, delta, priceWad);
-        moveMargin(s, s.pool, account, realized);
+        realized = payFromPool(s, account, marketId, realized);
 
         MarketStore storage st = s.states[marketId];
         int256 basisAfter = PositionMath.fundingBasis(newSize, st.cumFundingWad);
@@ -122,7 +144,8 @@ library Ledger {
     }
 
     /// @notice Moves the funding a position owes since its last settlement from the account to the pool
-    /// (or back) and resets its basis. The index must be accrued first.
+    /// (or back, at most what the pool holds) and resets its basis. The index must be accrued first.
+    /// Returns what the account paid (negative: what it received).
     function settleFunding(Layout storage s, address account, uint256 marketId) internal returns (int256 owed) {
         IClearingHouse.Position storage p = s.positions[account][marketId];
         int256 size = p.sizeWad;
@@ -133,7 +156,7 @@ library Ledger {
         if (owed == 0) return 0;
         st.sumFundingBasisWad = (st.sumFundingBasisWad + owed).toInt128();
         p.fundingBasisWad = basis;
-        moveMargin(s, account, s.pool, owed);
+        owed = -payFromPool(s, account, marketId, -owed);
     }
 
     function accrueFunding(Layout storage s, uint256 marketId, uint256 priceWad) internal {

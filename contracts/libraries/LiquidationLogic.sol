@@ -242,6 +242,7 @@ library LiquidationLogic {
             if (share == 0) continue;
             left -= share;
             s.badDebt[m][uint256(c.sides[m])] += share;
+            s.badDebtRecordedAt[m][uint256(c.sides[m])] = uint64(block.timestamp); // each debt its own grace
             emit IClearingHouse.BadDebtRecorded(m, c.sides[m], share, s.totalBadDebtWad);
         }
     }
@@ -288,11 +289,12 @@ library LiquidationLogic {
         IClearingHouse.Side debtSide = firstSize > 0 ? IClearingHouse.Side.Short : IClearingHouse.Side.Long;
         uint256 debt = s.badDebt[marketId][uint256(debtSide)];
         uint256 available = s.fund.availableWad();
-        if (debt == 0 || available != 0) revert IClearingHouse.AdlNotRequired(debt, available);
+        // Only the part the fund cannot pay now: a donation below the debt changes how much, not whether.
+        if (debt <= available) revert IClearingHouse.AdlNotRequired(debt, available);
 
         Ledger.Prices memory px = s.newPrices(oracle);
         s.accrueFunding(marketId, px.price(marketId));
-        AdlStep memory step = AdlStep(marketId, debtSide, debt, type(uint256).max);
+        AdlStep memory step = AdlStep(marketId, debtSide, debt - available, type(uint256).max);
         for (uint256 i; i < targets.length && step.debt != 0; ++i) {
             uint256 haircut = _deleverage(s, px, step, targets[i]);
             step.debt -= haircut;
@@ -386,10 +388,21 @@ library LiquidationLogic {
         returns (uint256 amount)
     {
         if (marketId >= s.configs.length) revert IClearingHouse.MarketUnknown(marketId);
-        amount = s.badDebt[marketId][uint256(side)];
-        if (amount == 0) revert IClearingHouse.BadDebtNone(marketId, side);
-        uint256 socializableAt = uint256(s.badDebtSince) + s.risk.socializeGracePeriod;
+        uint256 debt = s.badDebt[marketId][uint256(side)];
+        if (debt == 0) revert IClearingHouse.BadDebtNone(marketId, side);
+        uint256 socializableAt = uint256(s.badDebtRecordedAt[marketId][uint256(side)]) + s.risk.socializeGracePeriod;
         if (block.timestamp < socializableAt) revert IClearingHouse.BadDebtGracePeriod(socializableAt);
+        // The fund pays what it can first: LPs are charged only for what the fund cannot pay now.
+        if (s.fund.availableWad() != 0) {
+            uint256 covered = s.fund.coverShortfall(debt);
+            s.addMargin(address(s.fund), -covered.toInt256());
+            s.reduceBadDebt(marketId, side, covered);
+            emit IClearingHouse.BadDebtCovered(marketId, side, covered, s.totalBadDebtWad);
+            debt -= covered;
+        }
+        // The pool pays from what its margin holds; any rest stays outstanding until it can.
+        amount = debt.min(int256(s.accounts[s.pool].marginWad).positivePart());
+        if (amount == 0) return 0;
         s.addMargin(s.pool, -amount.toInt256());
         s.reduceBadDebt(marketId, side, amount);
         emit IClearingHouse.BadDebtSocialized(marketId, side, amount, s.totalBadDebtWad);

@@ -15,9 +15,9 @@ library LiquidationMath {
     }
 
     /// @notice Penalty = min(uncapped penalty, equity left); reward = keeper share of the penalty clamped to
-    /// [floor, ceiling]; padding = penalty beyond the reward. The account is charged reward + padding,
-    /// which is max(penalty, reward): when the floor exceeds the penalty the reward still comes out of the
-    /// account's equity, and for a bankrupt account the part equity cannot pay becomes shortfall.
+    /// [floor, ceiling] and then to the equity left; padding = penalty beyond the reward. The account is
+    /// charged reward + padding = max(penalty, reward), never more than its equity: the insurance fund never
+    /// pays a keeper, and a bankrupt account's shortfall is only its negative equity.
     function split(
         uint256 uncappedPenaltyWad,
         int256 equityWad,
@@ -27,7 +27,7 @@ library LiquidationMath {
     ) internal pure returns (Split memory s) {
         s.penaltyWad = uncappedPenaltyWad.min(FixedPointMath.positivePart(equityWad));
         uint256 reward = s.penaltyWad.mulWadDown(keeperShareWad);
-        s.rewardWad = reward.max(rewardFloorWad).min(rewardCeilingWad);
+        s.rewardWad = reward.max(rewardFloorWad).min(rewardCeilingWad).min(FixedPointMath.positivePart(equityWad));
         s.paddingWad = s.penaltyWad > s.rewardWad ? s.penaltyWad - s.rewardWad : 0;
         s.chargeWad = s.rewardWad + s.paddingWad;
     }

@@ -7,7 +7,7 @@ import {IClearingHouse} from "../interfaces/IClearingHouse.sol";
 library ParamBounds {
     uint256 internal constant WAD = 1e18;
 
-    function checkMarket(IClearingHouse.MarketConfig memory c) internal pure {
+    function checkMarket(IClearingHouse.MarketConfig memory c, uint256 rewardFloorWad) internal pure {
         check("imRatio", c.imRatioWad, WAD / 200, WAD); // leverage cap between 1x and 200x
         check("mmRatio", c.mmRatioWad, WAD / 400, uint256(c.imRatioWad) - 1);
         check("takerFee", c.takerFeeWad, 0, WAD / 100);
@@ -17,6 +17,14 @@ library ParamBounds {
         check("skewScale", c.skewScaleWad, 1e15, 1e36);
         check("maxOpenInterest", c.maxOpenInterestWad, 1, type(uint96).max);
         check("minPartialNotional", c.minPartialNotionalWad, 0, 1e9 * WAD);
+        checkMinPosition(c, rewardFloorWad);
+    }
+
+    /// @notice The smallest position's maintenance margin must pay the keeper's reward floor:
+    /// minPositionNotional x mmRatio >= rewardFloor.
+    function checkMinPosition(IClearingHouse.MarketConfig memory c, uint256 rewardFloorWad) internal pure {
+        uint256 least = (rewardFloorWad * WAD + c.mmRatioWad - 1) / c.mmRatioWad;
+        check("minPositionNotional", c.minPositionNotionalWad, least, 1e9 * WAD);
     }
 
     function checkRisk(IClearingHouse.RiskParams memory r) internal pure {

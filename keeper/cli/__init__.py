@@ -162,6 +162,14 @@ def build_parser() -> Parser:
         help="on a local chain, leave the pool and the fund empty (by default dev accounts 8 and "
         "9 deposit 500,000 into the pool and stake 50,000 in the fund)",
     )
+    dep.add_argument(
+        "--adl-keeper",
+        action="append",
+        default=None,
+        metavar="ADDRESS",
+        help="grant ADDRESS the ADL keeper role, which autoDeleverage requires (repeatable; "
+        "default on a local chain: dev account 3; the deployer always holds it)",
+    )
 
     trade = add(
         commands, "trade", "deposit or withdraw margin, open or close positions", _needs_action

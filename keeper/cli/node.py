@@ -151,11 +151,14 @@ def cmd_deploy(ctx: Context) -> int:
             raise UsageError(f"bulwark deploy: --feed wants MARKET=ADDRESS, got {item!r}")
         feeds[name.strip().upper()] = parse_address(address.strip(), f"--feed {name}")
     collateral = parse_address(a.collateral, "--collateral") if a.collateral else None
+    adl_keepers = [parse_address(k, "--adl-keeper") for k in a.adl_keeper] if a.adl_keeper else None
     embedded = ctx.rpc_url() is None
     w3 = ctx.web3(embedded=True)
     signer = ctx.signer(default_dev=0)
     load_artifacts()
-    deployment = deploy_all(w3, signer, collateral=collateral, feeds=feeds or None)
+    deployment = deploy_all(
+        w3, signer, collateral=collateral, feeds=feeds or None, adl_keepers=adl_keepers
+    )
     data: dict[str, Any] = {
         "chain_id": deployment.chain_id,
         "deploy_block": deployment.deploy_block,

@@ -177,10 +177,10 @@ def pool_cap_hint(bw: Bulwark, market_id: int, size: int, args: dict[str, Any]) 
     """Why the pool refused and the largest size of this trade that it takes now.
 
     The pool takes at most ``cap`` = k x pool equity of exposure in each market, exposure being
-    ``ceil(|traders' net size| x price)``. A buy moves the net size from S to S + size, a sell to
-    S - |size|; so the largest buy is floor(cap / price) - S and the largest sell
-    floor(cap / price) + S. The cap is taken from the pool's equity now (views), without the fee
-    the trade would add to it, so the size shown passes (rounded down to 0.0001).
+    ``ceil(max(long open interest, short open interest) x price)``. A new long adds to the long
+    side, a new short to the short side; so the largest buy is floor(cap / price) - long OI and the
+    largest sell floor(cap / price) - short OI. The cap is taken from the pool's equity now (views),
+    without the fee the trade would add to it, so the size shown passes (rounded down to 0.0001).
     """
     blocked = int(args.get("marketId", market_id))
     deposit = "deposits into the pool raise the cap: `bulwark pool deposit AMOUNT`"
@@ -192,12 +192,12 @@ def pool_cap_hint(bw: Bulwark, market_id: int, size: int, args: dict[str, Any]) 
     name = market_name(bw, market_id)
     equity, _error = status.read_pool_equity(bw)
     price = int(bw.call(bw.oracle.functions.priceWad(market_id)))
-    net = riskmath.MarketState.from_tuple(bw.call(bw.ch.functions.marketState(market_id))).sum_size
+    state = riskmath.MarketState.from_tuple(bw.call(bw.ch.functions.marketState(market_id)))
     multiple = riskmath.RiskParams.from_tuple(
         bw.call(bw.ch.functions.riskParams())
     ).pool_exposure_multiple
     cap = riskmath.mul_wad_down(max(equity or 0, 0), multiple)
-    buy, sell = status.pool_room(cap, net, price)
+    buy, sell = status.pool_room(cap, state, price)
     room = (buy if size > 0 else sell) // SIZE_STEP * SIZE_STEP
     if room == 0:
         return f"the pool takes no more {name} on this side now; {deposit}"

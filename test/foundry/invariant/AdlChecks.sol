@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
+import {IAccessControl} from "@openzeppelin/contracts/access/IAccessControl.sol";
+
 import {ClearingHouse} from "../../../contracts/ClearingHouse.sol";
 import {InsuranceFund} from "../../../contracts/InsuranceFund.sol";
 import {LiquidityPool} from "../../../contracts/LiquidityPool.sol";
@@ -18,7 +20,8 @@ abstract contract AdlChecks is LiquidationChecks {
     struct AdlContext {
         IClearingHouse.Side debtSide;
         uint256 debt;
-        bool adlConditions; // debt outstanding and the fund has nothing available
+        uint256 available;
+        bool adlConditions; // the debt exceeds what the fund can pay now
     }
 
     /// @dev One ADL target before the call.
@@ -48,11 +51,13 @@ abstract contract AdlChecks is LiquidationChecks {
         if (size == 0) return c;
         c.debtSide = size > 0 ? IClearingHouse.Side.Short : IClearingHouse.Side.Long;
         c.debt = ch.badDebtOf(m, c.debtSide);
-        c.adlConditions = c.debt != 0 && fund.availableWad() == 0;
+        c.available = fund.availableWad();
+        c.adlConditions = c.debt > c.available;
     }
 
     /// @dev A fill that closes profitable size opposite outstanding bad debt, while ADL could run, pays the
-    /// debt from that profit first, exactly as ADL would: closing, reducing or flipping cannot dodge ADL.
+    /// part of the debt the fund cannot pay now from that profit first, exactly as ADL would: closing,
+    /// reducing or flipping cannot dodge ADL, and no donation below the debt switches it off.
     function _checkCloseHaircut(Vm.Log[] memory logs, AdlContext memory c, int256 old, int256 delta) internal {
         int256 realized;
         uint256 haircut;
@@ -67,7 +72,8 @@ abstract contract AdlChecks is LiquidationChecks {
         }
         bool closesSome = old != 0 && (old > 0) != (delta > 0);
         if (closesSome && realized > 0 && c.adlConditions) {
-            uint256 expected = uint256(realized) < c.debt ? uint256(realized) : c.debt;
+            uint256 uncovered = c.debt - c.available;
+            uint256 expected = uint256(realized) < uncovered ? uint256(realized) : uncovered;
             assertTrue(haircutSeen, "ADL dodged: profit closed opposite bad debt without a haircut");
             assertEq(haircut, expected, "close haircut != min(profit, debt)");
         } else {
@@ -113,17 +119,25 @@ abstract contract AdlChecks is LiquidationChecks {
         }
     }
 
+    /// @notice Each market side's own grace (from its last recorded debt); the fund pays what it can first,
+    /// the pool the rest, at most its margin: neither goes negative.
     function socializeBadDebt(uint256 seed) external {
         (uint256 m, IClearingHouse.Side side) = _debtSide(seed);
         uint256 debt = ch.badDebtOf(m, side);
-        uint256 since = ch.badDebtSince();
+        uint256 recordedAt = ch.badDebtRecordedAt(m, side);
+        FundView memory f = _fundView();
         int256 poolMargin = ch.marginOf(address(pool));
+        vm.recordLogs();
         try ch.socializeBadDebt(m, side) returns (uint256 amount) {
-            assertEq(amount, debt, "socialised other than the debt");
-            assertGe(block.timestamp, since + ch.riskParams().socializeGracePeriod, "socialised inside the grace");
+            assertGe(block.timestamp, recordedAt + ch.riskParams().socializeGracePeriod, "socialised inside the grace");
+            uint256 covered = _pos(f.margin - ch.marginOf(address(fund)));
+            assertEq(covered, f.available < debt ? f.available : debt, "the fund did not pay what it could first");
+            assertLe(amount, debt - covered, "socialised more than the fund left");
+            assertLe(amount, _pos(poolMargin), "socialised beyond the pool's margin");
             assertEq(ch.marginOf(address(pool)), poolMargin - int256(amount), "pool charged");
-            assertEq(ch.badDebtOf(m, side), 0, "debt left after socialising");
-            ghostBadDebtRepaid += amount;
+            assertEq(ch.badDebtOf(m, side), debt - covered - amount, "debt after socialising");
+            ghostBadDebtRepaid += covered + amount;
+            ghostFundPaidWad += covered;
             _count("socialize", true);
         } catch (bytes memory reason) {
             bytes4 s = _sel(reason);
@@ -136,8 +150,10 @@ abstract contract AdlChecks is LiquidationChecks {
 
     // ================================================================ ADL
 
-    /// @notice Ranks the traders by the contract's own `adlScoresOf`, highest first, and deleverages;
-    /// one time in five the order is reversed, which must revert unless the first target alone suffices.
+    /// @notice The ADL keeper ranks every trader by the contract's own `adlScoresOf`, highest first, and
+    /// deleverages; one time in five the order is reversed, which must revert unless the first target alone
+    /// suffices. Global rank order: the targets that absorbed anything are a prefix of the ranking of every
+    /// eligible trader, in this call and (each call starting from the ranking of its own state) across calls.
     function autoDeleverage(uint256 seed) external {
         (uint256 m, IClearingHouse.Side side) = _debtSide(seed);
         Target[] memory targets = _rankTargets(m, side);
@@ -152,10 +168,11 @@ abstract contract AdlChecks is LiquidationChecks {
         uint256 total = ch.totalBadDebtWad();
         (int256[] memory margins, bool[] memory flat) = (_margins(), _flat());
         vm.recordLogs();
+        vm.prank(keepers[0]);
         try ch.autoDeleverage(m, list) returns (uint256 absorbed) {
-            assertTrue(debt != 0 && available == 0, "ADL ran when not allowed");
+            assertTrue(debt > available, "ADL ran while the fund could pay the debt");
             assertTrue(_fresh(m), "ADL on a stale price");
-            assertLe(absorbed, debt, "ADL overshot the debt");
+            assertLe(absorbed, debt - available, "ADL took what the fund could pay");
             assertEq(ch.badDebtOf(m, side), debt - absorbed, "debt after ADL");
             assertEq(ch.totalBadDebtWad(), total - absorbed, "total debt after ADL");
             _checkAdlLogs(vm.getRecordedLogs(), targets, absorbed);
@@ -168,13 +185,35 @@ abstract contract AdlChecks is LiquidationChecks {
         }
     }
 
+    /// @notice Anyone but an ADL keeper, on any target list (lowest-ranked first, or one low target):
+    /// always refused, whatever the debt and however long it has been outstanding.
+    function adlAnyCaller(uint256 seed) external {
+        (uint256 m, IClearingHouse.Side side) = _debtSide(seed);
+        address caller = seed % 3 == 0 ? keepers[1] : _pick(traders, seed / 3);
+        Target[] memory targets = _rankTargets(m, side);
+        address[] memory list = new address[](targets.length == 0 ? 1 : 1 + (seed >> 8) % targets.length);
+        if (targets.length == 0) list[0] = _pick(traders, seed >> 16);
+        for (uint256 i; i < list.length && targets.length != 0; ++i) {
+            list[i] = targets[targets.length - 1 - i].account; // lowest ranked first
+        }
+        uint256 debt = ch.badDebtOf(m, side);
+        vm.prank(caller);
+        try ch.autoDeleverage(m, list) {
+            revert("a caller without ADL_KEEPER_ROLE deleveraged");
+        } catch (bytes memory reason) {
+            assertTrue(_sel(reason) == IAccessControl.AccessControlUnauthorizedAccount.selector, "refused, not for the role");
+            assertEq(ch.badDebtOf(m, side), debt, "a refused ADL changed the debt");
+        }
+        _count("adlAnyCaller", true);
+    }
+
     function _adlReverted(bytes memory reason, uint256 debt, uint256 available, bool reversed, uint256 m)
         internal
         view
     {
         bytes4 s = _sel(reason);
         if (s == IClearingHouse.AdlNotRequired.selector) {
-            assertTrue(debt == 0 || available != 0, "AdlNotRequired while required");
+            assertTrue(debt <= available, "AdlNotRequired while the fund cannot pay the debt");
         } else if (s == IClearingHouse.AdlOutOfOrder.selector) {
             assertTrue(reversed, "AdlOutOfOrder for targets in the contract's own order");
         } else if (s != IOracleAdapter.OracleStalePrice.selector || (_fresh(0) && _fresh(1) && _fresh(m))) {
@@ -187,9 +226,12 @@ abstract contract AdlChecks is LiquidationChecks {
     function _checkAdlLogs(Vm.Log[] memory logs, Target[] memory targets, uint256 absorbed) internal {
         uint256 previous = type(uint256).max;
         uint256 sum;
+        uint256 step;
         for (uint256 i; i < logs.length; ++i) {
             if (!_isCh(logs[i], IClearingHouse.AutoDeleveraged.selector)) continue;
             address account = _topicAddress(logs[i], 1);
+            // global rank order: the k-th step is the k-th ranked eligible trader (ties in either order)
+            assertEq(targets[step++].score, targets[_targetIndex(targets, account)].score, "ADL skipped a higher rank");
             (uint256 score,,, uint256 haircut,) = abi.decode(logs[i].data, (uint256, int256, uint256, uint256, uint256));
             assertLe(score, previous, "ADL scores rose within one call");
             previous = score;
@@ -197,11 +239,23 @@ abstract contract AdlChecks is LiquidationChecks {
             assertEq(score, t.score, "ADL score != adlScoresOf");
             assertLe(haircut, _pos(t.pnl), "ADL took more than the profit");
             int256 drop = t.equity - ch.healthOf(account).equityWad;
-            assertApproxEq(_abs(drop), haircut, uint256(DUST), "ADL took principal");
+            // principal untouched: the equity falls by the haircut, plus any profit the pool could not pay
+            assertApproxEq(_abs(drop), haircut + _capped(logs, account), uint256(DUST), "ADL took principal");
             sum += haircut;
             ++successes["adlStep"];
         }
         assertEq(sum, absorbed, "haircuts != absorbed");
+    }
+
+    /// @dev What `PoolPayoutCapped` events in `logs` withheld from `account`.
+    function _capped(Vm.Log[] memory logs, address account) internal view returns (uint256 withheld) {
+        for (uint256 i; i < logs.length; ++i) {
+            if (!_isCh(logs[i], IClearingHouse.PoolPayoutCapped.selector) || _topicAddress(logs[i], 1) != account) {
+                continue;
+            }
+            (uint256 owed, uint256 paid) = abi.decode(logs[i].data, (uint256, uint256));
+            withheld += owed - paid;
+        }
     }
 
     function _rankTargets(uint256 m, IClearingHouse.Side side) internal view returns (Target[] memory out) {

@@ -16,10 +16,11 @@ import {Vm} from "../utils/Vm.sol";
 import {AdlChecks} from "./AdlChecks.sol";
 
 /// @title The invariant handler: every entry point of the protocol, with bounded inputs.
-/// @notice Traders deposit, withdraw, open, increase, reduce, flip and close; prices move by steps and by
-/// gaps; time passes (sometimes without a price update, leaving the feeds stale); keepers liquidate one
-/// account or a batch; stakers stake, request, claim and donate; LPs deposit and withdraw; anyone covers,
-/// deleverages or socialises bad debt.
+/// @notice Traders deposit, withdraw, open, increase, reduce, flip and close, open dust positions and
+/// hedged pairs; prices move by steps and by gaps; time passes (sometimes without a price update, leaving
+/// the feeds stale); keepers liquidate one account or a batch; stakers stake, request, claim and donate
+/// (1 micro-USDC included); LPs deposit and withdraw; anyone covers or socialises bad debt; the ADL keeper
+/// deleverages, and anyone else tries to, on any target.
 contract Handler is AdlChecks {
     uint256 internal constant MAX_TOKENS = 1e15 * 1e6;
 
@@ -111,6 +112,7 @@ contract Handler is AdlChecks {
             assertTrue(_fresh(m) && _freshFor(a), "trade on a stale price");
             _checkCloseHaircut(vm.getRecordedLogs(), ctx, old, delta);
             _checkTradeHealth(a, old, old + delta);
+            _checkTradeBounds(m, old, old + delta);
             _count("trade", true);
         } catch (bytes memory reason) {
             bytes4 s = _sel(reason);
@@ -118,10 +120,64 @@ contract Handler is AdlChecks {
                 || s == IClearingHouse.TradeOpenInterestCap.selector
                 || s == IClearingHouse.TradePoolExposureCap.selector
                 || s == IClearingHouse.TradeWouldBankrupt.selector
+                || (s == IClearingHouse.TradePositionBelowMinimum.selector && _belowMinimum(m, old + delta))
                 || (s == IOracleAdapter.OracleStalePrice.selector && !(_fresh(0) && _fresh(1)));
             if (!allowed) _unexpected("trade", reason);
             _count("trade", false);
         }
+    }
+
+    /// @dev A position the trade would leave neither flat nor at the market's minimum notional.
+    function _belowMinimum(uint256 m, int256 size) internal view returns (bool) {
+        return size != 0 && _abs(size) * _feedPrice(m) < uint256(ch.marketConfig(m).minPositionNotionalWad) * WAD + WAD;
+    }
+
+    /// @dev Every accepted position is flat or at least the minimum notional (so its maintenance margin
+    /// pays the keeper's floor), and a trade that is not a pure reduction leaves the pool's exposure in its
+    /// market, max(long, short open interest) x price, within k x pool equity: no sequence of trades,
+    /// hedge legs included, takes it past the cap.
+    function _checkTradeBounds(uint256 m, int256 old, int256 next) internal view {
+        uint256 minimum = ch.marketConfig(m).minPositionNotionalWad;
+        if (next != 0) assertGe(_abs(next) * _feedPrice(m) / WAD + 1, minimum, "a dust position was accepted");
+        bool reducing = (old > 0 && next >= 0 && next < old) || (old < 0 && next <= 0 && next > old);
+        if (reducing) return;
+        IClearingHouse.MarketState memory st = ch.marketState(m);
+        uint256 side = st.longOpenInterestWad > st.shortOpenInterestWad ? st.longOpenInterestWad : st.shortOpenInterestWad;
+        uint256 cap = _pos(ch.poolEquityWad()) * ch.riskParams().poolExposureMultipleWad / WAD;
+        assertLe(side * _feedPrice(m) / WAD, cap, "a trade took the pool's exposure past its cap");
+    }
+
+    /// @notice Dust: a position of 1 wei up to about the minimum notional, opened or left by a reduction.
+    function tradeDust(uint256 actorSeed, uint256 marketSeed, uint256 sizeSeed) external {
+        address a = _pick(traders, actorSeed);
+        uint256 m = marketSeed % 2;
+        int256 old = ch.positionOf(a, m).sizeWad;
+        uint256 minSize = uint256(ch.marketConfig(m).minPositionNotionalWad) * WAD / _feedPrice(m);
+        int256 target = int256(bound(sizeSeed >> 1, 1, minSize + minSize / 10));
+        if (sizeSeed & 1 == 1) target = -target;
+        if (target == old) return;
+        _trade(a, m, old, target - old);
+    }
+
+    /// @notice A hedged pair: one trader opens long, another the same size short (each within the caps),
+    /// and one time in two one of the legs is closed again, as the exposure-cap bypass did.
+    function hedgedPair(uint256 seed, uint256 sizeSeed) external {
+        address longLeg = _pick(traders, seed);
+        address shortLeg = _pick(traders, (seed >> 8) + 1 + seed % traders.length);
+        if (longLeg == shortLeg) return;
+        uint256 m = (seed >> 16) % 2;
+        AccountView memory v = _account(longLeg);
+        AccountView memory w = _account(shortLeg);
+        if (!v.ok || !w.ok || v.equity <= 0 || w.equity <= 0) return;
+        uint256 equity = uint256(v.equity < w.equity ? v.equity : w.equity);
+        int256 size = int256(equity * bound(sizeSeed, 1, 15) * WAD / _feedPrice(m));
+        _trade(longLeg, m, ch.positionOf(longLeg, m).sizeWad, size);
+        _trade(shortLeg, m, ch.positionOf(shortLeg, m).sizeWad, -size);
+        if ((seed >> 24) % 2 == 0) return;
+        address closer = (seed >> 25) % 2 == 0 ? shortLeg : longLeg;
+        int256 held = ch.positionOf(closer, m).sizeWad;
+        if (held != 0) _trade(closer, m, held, -held);
+        _count("hedgedPair", true);
     }
 
     /// @dev A risk-adding trade leaves equity at or above the initial margin; a reduction leaves it >= 0.
@@ -373,7 +429,8 @@ contract Handler is AdlChecks {
 
     function donate(uint256 actorSeed, uint256 amountSeed) external {
         address a = _pick(stakers, actorSeed);
-        uint256 amount = bound(amountSeed, 1, 20_000e6);
+        // one time in four the 1 micro-USDC that once switched ADL off
+        uint256 amount = amountSeed % 4 == 0 ? 1 : bound(amountSeed, 1, 20_000e6);
         int256 before = ch.marginOf(address(fund));
         uint256 supply = fund.totalSupply();
         vm.prank(a);

@@ -50,23 +50,26 @@ abstract contract LiquidationChecks is HandlerBase {
         (s.shortfall, s.covered, s.badDebt) = abi.decode(log.data, (uint256, uint256, uint256));
     }
 
-    /// @dev Invariant 9 for one liquidation: the reward within [floor, ceiling]; the account pays at most
-    /// its positive equity, plus (bankrupt only) what is counted in its shortfall.
+    /// @dev Invariant 9 for one liquidation: the reward within [floor, ceiling] and never above the equity
+    /// the account had; the account pays at most its positive equity; a bankrupt account's shortfall is
+    /// exactly its negative equity. So the fund pays nothing to a keeper: it covers only an account's real
+    /// trading shortfall, which it would cover whoever liquidated.
     function _checkReward(Liq memory l, AccountView memory before) internal view {
         IClearingHouse.RiskParams memory r = ch.riskParams();
-        assertGe(l.reward, r.rewardFloorWad, "keeper reward below floor");
+        uint256 equity = _pos(before.equity);
+        uint256 floor = r.rewardFloorWad < equity ? r.rewardFloorWad : equity;
+        assertGe(l.reward, floor, "keeper reward below the floor the account could pay");
         assertLe(l.reward, r.rewardCeilingWad, "keeper reward above ceiling");
-        assertLe(l.penalty, _pos(before.equity), "penalty above the equity left");
-        uint256 charge = l.reward + l.padding;
+        assertLe(l.reward, equity, "keeper reward beyond the account's equity: the fund paid a keeper");
+        assertLe(l.penalty, equity, "penalty above the equity left");
+        assertLe(l.reward + l.padding, equity, "account charged beyond its equity");
         if (!l.bankrupt) {
             assertEq(l.shortfall, 0, "shortfall on a solvent liquidation");
-            assertLe(charge, _pos(before.equity), "solvent account charged beyond its equity");
             assertGe(before.equity, int256(uint256(r.rewardFloorWad)), "solvent path below the floor");
         } else {
             assertLt(before.equity, int256(uint256(r.rewardFloorWad)), "bankrupt path above the floor");
-            assertLe(charge, _pos(before.equity) + l.shortfall, "reward beyond equity plus shortfall");
-            // The account was closed at the mark: what it lacked after the charge is the shortfall.
-            assertApproxEq(l.shortfall, _pos(int256(charge) - before.equity), uint256(4 * DUST), "shortfall");
+            // The account was closed at the mark: its shortfall is its negative equity, nothing on top.
+            assertApproxEq(l.shortfall, _pos(-before.equity), uint256(4 * DUST), "shortfall beyond the negative equity");
         }
     }
 

@@ -31,6 +31,7 @@ abstract contract Fixture is Test {
     uint256 internal constant REWARD_FLOOR = 5 * WAD;
     uint256 internal constant REWARD_CEILING = 1_000 * WAD;
     uint32 internal constant GRACE = 1 days;
+    uint256 internal constant MIN_POSITION = 250 * WAD; // maintenance margin 6.25 >= the 5 floor
 
     address internal admin = address(this);
     MockUSDC internal usdc;
@@ -93,7 +94,8 @@ abstract contract Fixture is Test {
             maxFundingRatePerDayWad: uint64(3 * WAD / 1000),
             skewScaleWad: uint128(skewScaleWad),
             maxOpenInterestWad: uint128(maxOpenInterestWad),
-            minPartialNotionalWad: uint128(10_000 * WAD)
+            minPartialNotionalWad: uint128(10_000 * WAD),
+            minPositionNotionalWad: uint128(MIN_POSITION)
         });
     }
 
