@@ -204,8 +204,8 @@ contract LiquidityPool is ILiquidityPool, ERC4626, AccessControlDefaultAdminRule
 
     /// @dev Whether the owner may exit now, the exit value of all shares, and the most tokens the
     /// clearing house lets the pool withdraw now. Mirrors ClearingHouse.withdraw for the pool: no bad
-    /// debt, amount <= margin, and in every market |trader size| x price <= k x (equity - amount),
-    /// with the same roundings (notional up, cap down).
+    /// debt, amount <= margin, and in every market max(long OI, short OI) x price <= k x (equity -
+    /// amount), with the same roundings (exposure up, cap down).
     function _exitLimits(address owner) internal view returns (bool open, uint256 exitValue, uint256 limit) {
         if (block.timestamp < lockedUntil[owner] || clearingHouse.totalBadDebtWad() != 0) return (false, 0, 0);
         (bool ok, int256 equity) = _equity();
@@ -217,18 +217,19 @@ contract LiquidityPool is ILiquidityPool, ERC4626, AccessControlDefaultAdminRule
         open = ok;
     }
 
-    /// @dev Lowers `limit` to the largest withdrawal w (whole tokens) with, in every market with traders'
-    /// size, notional <= floor((equity - w) x k / 1e18), i.e. equity - w >= ceil(notional x 1e18 / k).
+    /// @dev Lowers `limit` to the largest withdrawal w (whole tokens) with, in every market with open
+    /// interest, exposure <= floor((equity - w) x k / 1e18), i.e. equity - w >= ceil(exposure x 1e18 / k).
     function _exposureLimit(int256 equity, uint256 limit) internal view returns (bool ok, uint256) {
         IOracleAdapter oracle = IOracleSource(address(clearingHouse)).oracle();
         uint256 k = clearingHouse.riskParams().poolExposureMultipleWad;
         uint256 n = clearingHouse.marketCount();
         uint256 needed = 0; // the equity the largest exposure needs
         for (uint256 m; m < n; ++m) {
-            int256 skew = clearingHouse.marketState(m).sumSizeWad;
-            if (skew == 0) continue;
+            IClearingHouse.MarketState memory st = clearingHouse.marketState(m);
+            uint256 side = uint256(st.longOpenInterestWad).max(st.shortOpenInterestWad);
+            if (side == 0) continue;
             try oracle.priceWad(m) returns (uint256 priceWad) {
-                uint256 exposure = skew.abs().mulWadUp(priceWad);
+                uint256 exposure = side.mulWadUp(priceWad);
                 needed = needed.max(Math.mulDiv(exposure, 1e18, k, Math.Rounding.Ceil));
             } catch {
                 return (false, 0);

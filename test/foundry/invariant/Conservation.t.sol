@@ -219,7 +219,7 @@ contract ConservationInvariantTest is Fixture {
     /// BULWARK_INVARIANT_LOG names a file under out/, appended to it as one line of JSON, so the test
     /// command can check that the campaign reached every path it claims to check.
     function afterInvariant() public {
-        bytes32[17] memory names = [
+        bytes32[19] memory names = [
             bytes32("trade"),
             "hedgedPair",
             "adlAnyCaller",
