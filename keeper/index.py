@@ -22,7 +22,7 @@ import json
 import os
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -374,6 +374,10 @@ class AccountIndex:
         self.market_count = 0
         self.protected: set[str] = set()  # the pool and the fund: never liquidated, never tracked
         self._prepared = False
+        # called when the last processed block's hash is gone, before rewinding: may raise to say
+        # the chain itself was replaced (a reset), which no rewind can follow
+        self.on_mismatch: Callable[[], None] | None = None
+        self.genesis: str | None = None  # the chain's block 0 hash, when the owner read it
         self._topics = self._event_topics()
         self._feeds = {
             to_checksum_address(m.feed): name for name, m in bw.deployment.markets.items()
@@ -489,6 +493,8 @@ class AccountIndex:
             return None
         if self._hash_of(self.block) == self.block_hash:
             return None
+        if self.on_mismatch is not None:
+            self.on_mismatch()
         fork = self._fork_point()
         log.warning(
             "reorg: rewinding the index",
@@ -560,7 +566,8 @@ class AccountIndex:
     # ------------------------------------------------------------------ checkpoint
 
     def _identity(self) -> dict[str, Any]:
-        return {"chain_id": self.bw.deployment.chain_id, "clearing_house": self.bw.ch.address}
+        identity = {"chain_id": self.bw.deployment.chain_id, "clearing_house": self.bw.ch.address}
+        return identity | ({"genesis": self.genesis} if self.genesis else {})
 
     def maybe_save(self, force: bool = False) -> bool:
         if self.path is None or self.block is None:

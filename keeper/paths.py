@@ -99,3 +99,19 @@ def solc_script() -> Path:
 def node_modules() -> Path:
     """The ``node_modules`` directory the toolchain uses."""
     return toolchain_file("node_modules")
+
+
+STATE_ENV = "XDG_STATE_HOME"
+
+
+def state_dir() -> Path:
+    """The user's state directory for Bulwark: ``$XDG_STATE_HOME/bulwark``, else
+    ``~/.local/state/bulwark`` (the XDG base directory default). Nothing in the checkout."""
+    base = os.environ.get(STATE_ENV)
+    root = Path(base).expanduser() if base else Path.home() / ".local" / "state"
+    return root / "bulwark"
+
+
+def keeper_state_dir() -> Path:
+    """``<state dir>/keeper``: the keeper's checkpoints and locks."""
+    return state_dir() / "keeper"
