@@ -483,6 +483,7 @@ class Keeper:
         self._last_pass_block: int | None = None
         self._stop = threading.Event()
         self._work = threading.Lock()
+        self._reset_lock = threading.Lock()
         self._started = False
         self._resync_due = False
         self._server: MetricsServer | None = None
@@ -682,7 +683,10 @@ class Keeper:
             raise ChainReset(f"chain reset: genesis {now} is not {self.genesis}")
 
     def _chain_reset(self, exc: ChainReset) -> None:
-        self.exit_code = EXIT_CHAIN_RESET
+        with self._reset_lock:  # two jobs may find it at once: one line
+            if self.exit_code == EXIT_CHAIN_RESET:
+                return
+            self.exit_code = EXIT_CHAIN_RESET
         self.health.halted = str(exc)
         log.critical(
             str(exc),
