@@ -630,7 +630,8 @@ class Keeper:
         self._lock_signer(root / "locks" / f"{chain}-{self.signer.address.lower()}.lock")
         if s.checkpoint_file is None:
             d = self.bw.deployment
-            name = f"{chain}-{self.bw.ch.address[2:12].lower()}-{d.deploy_block}.json"
+            deployment = f"{self.bw.ch.address[2:12].lower()}-{d.deploy_block}"
+            name = f"{chain}-{deployment}-{self.signer.address[2:10].lower()}.json"
             self.index.path = root / "checkpoints" / name
         log.info(
             "state",

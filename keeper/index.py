@@ -591,7 +591,7 @@ class AccountIndex:
             "accounts": sorted(self.accounts),
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(data, indent=1) + "\n")
         os.replace(tmp, self.path)
         self._saved_at = time.monotonic()
