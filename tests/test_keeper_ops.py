@@ -537,3 +537,26 @@ def test_head_age_is_not_clamped_when_chain_time_runs_ahead(book: Book) -> None:
     chain.rpc("evm_mine", head.timestamp + 3_600)
     keeper.refresh_metrics()
     assert metric(keeper, "bulwark_keeper_head_age_seconds") < -1_000
+
+
+def test_state_and_deployment_defaults_stay_out_of_the_checkout(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from keeper import paths
+    from keeper.chain import Deployment
+
+    project, state = tmp_path / "project", tmp_path / "state"
+    monkeypatch.setenv("BULWARK_HOME", str(project))
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    assert paths.keeper_state_dir() == state / "bulwark" / "keeper"
+    # a local chain's deployment stays in the project; any other goes to the state directory
+    assert Deployment.default_path(31337) == project.resolve() / "deployments" / "31337.json"
+    assert Deployment.default_path(11155111) == state / "bulwark" / "deployments" / "11155111.json"
+    # unless one from before already sits in the project
+    legacy = project / "deployments" / "10.json"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_text("{}")
+    assert Deployment.default_path(10) == legacy.resolve()
+    monkeypatch.delenv("XDG_STATE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert paths.state_dir() == tmp_path / "home" / ".local" / "state" / "bulwark"
