@@ -442,7 +442,8 @@ class Keeper:
         self.settings = s = settings or KeeperSettings()
         self.metrics = metrics or KeeperMetrics()
         self.health = HealthState(s.healthz_max_age)
-        self._tune_provider()
+        if hasattr(bw.w3.provider, "make_batch_request"):
+            instrument_provider(bw.w3.provider, self.metrics)
         self.gas = gas or Eip1559Strategy(
             s.priority_fee_wei, s.base_fee_multiple, s.max_fee_cap_wei, s.bump_bps
         )
@@ -488,10 +489,12 @@ class Keeper:
         self._resync_due = False
         self._server: MetricsServer | None = None
 
-    def _tune_provider(self) -> None:
-        """The node's requests time out after `rpc_timeout` (a hung node shows up within a block or
-        two, not after web3's default) and are never retried behind the keeper's back: a request
-        that gets no answer fails the job at once, and the backoff decides when to try again."""
+    def tune_provider(self) -> None:
+        """For the daemon and the command line: the node's requests time out after `rpc_timeout`
+        (a hung node shows up within a block or two, not after web3's default) and are never
+        retried behind the keeper's back: a request that gets no answer fails the job at once,
+        and the backoff decides when to try again. A program that embeds the keeper and calls
+        :meth:`run_once` (the stress runner, the benchmarks) keeps its own client settings."""
         provider: Any = self.bw.w3.provider
         kwargs = getattr(provider, "_request_kwargs", None)
         if isinstance(kwargs, dict):
@@ -500,14 +503,14 @@ class Keeper:
             kwargs["timeout"] = min(current, limit) if isinstance(current, int | float) else limit
         if hasattr(provider, "exception_retry_configuration"):
             provider.exception_retry_configuration = None
-        if hasattr(provider, "make_batch_request"):
-            instrument_provider(provider, self.metrics)
 
     # ------------------------------------------------------------------ lifecycle
 
     def run_forever(self) -> int:
-        """The daemon; returns the exit code (0 after a signal, 3 when the circuit breaker tripped)."""
+        """The daemon; returns the exit code (0 after a signal, 3 when the circuit breaker tripped,
+        4 after a chain reset)."""
         s = self.settings
+        self.tune_provider()
         with Lifecycle(
             self._head,
             s.poll_interval,
@@ -1581,6 +1584,7 @@ def run_from_cli(bw: Bulwark, signer: LocalAccount, args: Any) -> int:
             settings = settings.replace(state_dir=str(paths.keeper_state_dir()))
         setup_logging(settings.log_format, settings.log_level)
         keeper = Keeper(bw, signer, settings)
+        keeper.tune_provider()
         if not getattr(args, "once", False):
             return keeper.run_forever()
         try:
