@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import machine_line, provenance, write_result
+from bench.common import machine_line, write_result
 from bench.world import BenchError, World, bench_account, wad, world
 
 ACCOUNTS = 150
@@ -338,7 +338,6 @@ def run(accounts: int = ACCOUNTS, workdir: Path | None = None) -> dict[str, Any]
             raise BenchError(f"{len(missed)} liquidatable accounts were never liquidated")
         values = [v for v in lat.values() if v is not None]
         return {
-            "provenance": provenance(),
             "accounts": accounts,
             "block_time": BLOCK_TIME,
             "price_steps": len(prices),

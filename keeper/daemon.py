@@ -7,13 +7,16 @@ The lifecycle reads in five lines (see :meth:`Keeper.run_forever`)::
     life.every(s.resync_interval, self.resync)           # re-read every account
     life.every(s.fund_watch_interval, self.watch_fund)   # fund assets and bad debt
     life.every(s.metrics_interval, self.refresh_metrics) # slow gauges
-    life.on_shutdown(self.shutdown)                      # checkpoint, metrics server down
+    life.every(1, self.watch_passes)                     # passes late? (no chain reads)
+    life.on_shutdown(self.shutdown)                      # checkpoint, lock, metrics server down
 
 A block that arrives while a pass is still running is dropped, not queued: the next pass scans every
 log since the last block it processed, so nothing is lost. Signals only set a flag; the pass in flight
 (and the transactions it sent) finish before the process exits. Each job catches and logs its own
 errors; a node that stops answering puts the keeper into exponential backoff without counting as a
 failure, and ``max_failed_ticks`` other failures in a row trip the circuit breaker (exit code 3).
+A node that serves another chain than the deployment's (a reset: no clearing-house code, another
+genesis) is not a reorg: the keeper says so in one critical line and exits with code 4.
 """
 
 from __future__ import annotations
