@@ -43,7 +43,7 @@ class KeeperSettings:
     # ---- index
     checkpoint_file: str | None = None
     """Where the account index is checkpointed (block number and hash); empty: in state_dir, keyed
-    by genesis hash and deployment, or memory only without a state_dir."""
+    by genesis hash, deployment and signer, or memory only without a state_dir."""
     state_dir: str | None = None
     """The keeper's state: checkpoints and the lock per signer and chain (the command line sets
     $XDG_STATE_HOME/bulwark/keeper, else ~/.local/state/bulwark/keeper); empty: no files, no lock."""
