@@ -76,6 +76,7 @@ from keeper.sender import (
     TxSender,
     is_oracle_refusal,
 )
+from keeper.units import format_units
 
 log = get_logger()
 EXIT_OK, EXIT_ERROR, EXIT_CIRCUIT_BREAKER, EXIT_CHAIN_RESET = 0, 2, 3, 4
@@ -617,7 +618,7 @@ class Keeper:
                 chain_id=chain_id,
                 genesis=genesis,
                 keeper=self.signer.address,
-                eth=round(balance / 1e18, 6),
+                eth=human(balance),
                 clearing_house=bw.ch.address,
                 shard=f"{self.settings.keeper_index}/{self.settings.keeper_count}",
                 roles="none needed: liquidation, ADL, cover and socialise are permissionless",
@@ -838,7 +839,7 @@ class Keeper:
         if balance < self.settings.min_eth_balance_wei:
             log.warning(
                 "keeper is low on ETH for gas",
-                extra=kv(keeper=self.signer.address, eth=balance / 1e18),
+                extra=kv(keeper=self.signer.address, eth=human(balance)),
             )
 
     def _guard(self, name: str, fn: Callable[[], Any]) -> Any:
@@ -929,7 +930,13 @@ class Keeper:
         for update in sync.price_updates:
             log.info(
                 "oracle update",
-                extra=kv(market=update.market, answer=update.answer, block=update.block),
+                extra=kv(
+                    market=update.market,
+                    price=format_units(
+                        update.answer, self.index.feed_decimals.get(update.market, 8)
+                    ),
+                    block=update.block,
+                ),
             )
         if self._resync_due:
             self.index.refresh_all(head.number)

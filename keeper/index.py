@@ -373,6 +373,7 @@ class AccountIndex:
         self.calls = Calls(bw.ch)
         self.market_count = 0
         self.protected: set[str] = set()  # the pool and the fund: never liquidated, never tracked
+        self.feed_decimals: dict[str, int] = {}  # market name -> its feed's decimals
         self._prepared = False
         # called when the last processed block's hash is gone, before rewinding: may raise to say
         # the chain itself was replaced (a reset), which no rewind can follow
@@ -393,6 +394,10 @@ class AccountIndex:
             to_checksum_address(ch.pool().call()),
             to_checksum_address(ch.fund().call()),
         }
+        oracle = self.bw.oracle.functions
+        for name, market in self.bw.deployment.markets.items():
+            config = oracle.feedConfig(market.id).call()
+            self.feed_decimals[name] = int(config[2])  # primaryDecimals
         self._prepared = True
 
     # ------------------------------------------------------------------ events

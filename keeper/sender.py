@@ -24,6 +24,7 @@ from keeper.chain import Bulwark, DecodedError
 from keeper.index import BlockRef, RpcFailure, get_block, rpc, rpc_batch
 from keeper.logs import get_logger, kv
 from keeper.metrics import KeeperMetrics
+from keeper.units import format_units
 
 log = get_logger("sender")
 BPS = 10_000
@@ -76,6 +77,11 @@ class Eip1559Strategy:
         tip = min(tip, max_fee)
         fees = Fees(max_fee, tip)
         return fees if fees.bumped_enough(previous) else None
+
+
+def _gwei(wei: int) -> str:
+    """A fee per gas in gwei, exact (log lines speak human units)."""
+    return format_units(wei, 9)
 
 
 def _raise(value: int, bps: int) -> int:
@@ -410,8 +416,8 @@ class TxSender:
                     tx=tx_hash,
                     nonce=nonce,
                     gas=gas,
-                    max_fee=fees.max_fee,
-                    tip=fees.priority_fee,
+                    max_fee_gwei=_gwei(fees.max_fee),
+                    tip_gwei=_gwei(fees.priority_fee),
                 ),
             )
             return pending
@@ -534,7 +540,11 @@ class TxSender:
             pending.last_sent_at, pending.last_sent_block = time.monotonic(), head.number
             log.warning(
                 "fee cap reached; waiting",
-                extra=kv(action=pending.action, nonce=pending.nonce, max_fee=pending.fees.max_fee),
+                extra=kv(
+                    action=pending.action,
+                    nonce=pending.nonce,
+                    max_fee_gwei=_gwei(pending.fees.max_fee),
+                ),
             )
             return
         tx = dict(pending.tx, maxFeePerGas=fees.max_fee, maxPriorityFeePerGas=fees.priority_fee)
@@ -560,8 +570,8 @@ class TxSender:
                 action=pending.action,
                 nonce=pending.nonce,
                 tx=tx_hash,
-                max_fee=fees.max_fee,
-                tip=fees.priority_fee,
+                max_fee_gwei=_gwei(fees.max_fee),
+                tip_gwei=_gwei(fees.priority_fee),
                 replacement=pending.replacements,
             ),
         )

@@ -322,6 +322,9 @@ def test_log_lines_and_the_pass_report_speak_human_units_and_count_what_the_fund
     assert {Decimal(x["fund_paid"]) * WAD for x in logs.named("shortfall settled")} == {
         int(e["args"]["coveredWad"]) for e in settled
     }
+    assert [x["price"] for x in logs.named("oracle update")][-1] == "2400"
+    fees = [Decimal(x["max_fee_gwei"]) for x in logs.named("sent")]
+    assert fees and all(0 < fee < 1_000 for fee in fees)
 
 
 # ---------------------------------------------------------------------------- signer lock
