@@ -499,7 +499,7 @@ def test_a_hung_node_is_noticed_within_a_few_blocks_and_health_recovers(logs: Re
                 30,
                 what="a pass and the block interval",
             )
-            assert keeper.health.status()[0]
+            wait_for(lambda: keeper.health.status()[0], 30, what="healthy")
             # given the node stops answering (SIGSTOP: the port still accepts connections)
             os.kill(chain.node.pid, signal.SIGSTOP)
             stopped = True
