@@ -32,6 +32,7 @@ import sys
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -91,11 +92,21 @@ def first_pass(keeper: KeeperProcess, port: int, timeout: float = 120.0) -> None
         time.sleep(0.2)
 
 
-def test_soak_crash_with_faults_in_turn(tmp_path: Path) -> None:
+@pytest.fixture
+def keepers() -> Iterator[list[KeeperProcess]]:
+    """The keeper processes a test starts; killed at its end, whatever happened."""
+    processes: list[KeeperProcess] = []
+    try:
+        yield processes
+    finally:
+        for k in processes:
+            k.kill()
+
+
+def test_soak_crash_with_faults_in_turn(tmp_path: Path, keepers: list[KeeperProcess]) -> None:
     with crash_world(ACCOUNTS) as (w, traders):
         deployment = w.deployment.save(tmp_path / "deployment.json")
         state = tmp_path / "state"
-        keepers: list[KeeperProcess] = []
 
         def start(name: str, dev: int = 3, metrics_port: int = 0) -> KeeperProcess:
             k = KeeperProcess(
@@ -237,5 +248,3 @@ def test_soak_crash_with_faults_in_turn(tmp_path: Path) -> None:
                 assert not k.logged("reorg: rewinding the index")
         finally:
             fresh.stop()
-            for k in keepers:
-                k.kill()
