@@ -291,7 +291,7 @@ class Deployment:
 
     @staticmethod
     def default_path(chain_id: int) -> Path:
-        return paths.project_root() / "deployments" / f"{chain_id}.json"
+        return paths.deployment_file(chain_id)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         file = Path(path)

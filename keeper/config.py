@@ -42,7 +42,11 @@ class KeeperSettings:
     """Seconds between refreshes of the slow gauges (fund assets, bad debt, head age)."""
     # ---- index
     checkpoint_file: str | None = None
-    """Where the account index is checkpointed (block number and hash); empty: memory only."""
+    """Where the account index is checkpointed (block number and hash); empty: in state_dir, keyed
+    by genesis hash, deployment and signer, or memory only without a state_dir."""
+    state_dir: str | None = None
+    """The keeper's state: checkpoints and the lock per signer and chain (the command line sets
+    $XDG_STATE_HOME/bulwark/keeper, else ~/.local/state/bulwark/keeper); empty: no files, no lock."""
     checkpoint_interval: float = 10.0
     """Least seconds between checkpoint writes when no new account appeared (a new one writes at once)."""
     log_chunk_blocks: int = 2_000
@@ -91,6 +95,11 @@ class KeeperSettings:
     """First wait after the node stopped answering; doubles up to backoff_max."""
     backoff_max: float = 30.0
     """Longest wait between attempts to reach the node."""
+    rpc_timeout: float = 5.0
+    """Seconds one JSON-RPC request may take before the node counts as away (keep it within one or
+    two block times); requests are never retried behind the keeper's back."""
+    late_pass_blocks: int = 5
+    """No pass completed for this many block intervals: a warning, and /healthz degraded."""
     keeper_count: int = 1
     """Keepers sharing the work; each takes the accounts whose hash mod count is its index."""
     keeper_index: int = 0
@@ -108,6 +117,9 @@ class KeeperSettings:
     """DEBUG (one line per pass), INFO (what was sent and why), WARNING or ERROR."""
     healthz_max_age: float = 60.0
     """/healthz fails when the last successful pass is older than this many seconds."""
+    log_repeat_seconds: float = 60.0
+    """A warning that repeats every block (a stale market, a grace period) is logged at most once
+    per this many seconds, with the number of repeats held back."""
 
     def __post_init__(self) -> None:
         validate(self)
@@ -134,6 +146,8 @@ def validate(s: KeeperSettings) -> None:
         "backoff_max",
         "replace_after_seconds",
         "healthz_max_age",
+        "rpc_timeout",
+        "log_repeat_seconds",
     )
     for name in positive:
         if not getattr(s, name) > 0:
@@ -149,6 +163,7 @@ def validate(s: KeeperSettings) -> None:
         "adl_max_targets",
         "max_failed_ticks",
         "keeper_count",
+        "late_pass_blocks",
     )
     for name in at_least_one:
         if getattr(s, name) < 1:

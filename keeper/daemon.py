@@ -7,18 +7,22 @@ The lifecycle reads in five lines (see :meth:`Keeper.run_forever`)::
     life.every(s.resync_interval, self.resync)           # re-read every account
     life.every(s.fund_watch_interval, self.watch_fund)   # fund assets and bad debt
     life.every(s.metrics_interval, self.refresh_metrics) # slow gauges
-    life.on_shutdown(self.shutdown)                      # checkpoint, metrics server down
+    life.every(1, self.watch_passes)                     # passes late? (no chain reads)
+    life.on_shutdown(self.shutdown)                      # checkpoint, lock, metrics server down
 
 A block that arrives while a pass is still running is dropped, not queued: the next pass scans every
 log since the last block it processed, so nothing is lost. Signals only set a flag; the pass in flight
 (and the transactions it sent) finish before the process exits. Each job catches and logs its own
 errors; a node that stops answering puts the keeper into exponential backoff without counting as a
 failure, and ``max_failed_ticks`` other failures in a row trip the circuit breaker (exit code 3).
+A node that serves another chain than the deployment's (a reset: no clearing-house code, another
+genesis) is not a reorg: the keeper says so in one critical line and exits with code 4.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import fcntl
 import json
 import os
 import signal
@@ -41,11 +45,17 @@ from web3.logs import DISCARD
 
 from keeper import paths
 from keeper import riskmath as rm
-from keeper.chain import Bulwark, BulwarkError, DecodedError
+from keeper.chain import Bulwark, BulwarkError, DecodedError, Deployment
 from keeper.config import KeeperSettings, load_settings
 from keeper.index import AccountIndex, BlockRef, SyncReport, get_block, rpc_batch
-from keeper.logs import get_logger, kv, setup_logging
-from keeper.metrics import HealthState, KeeperMetrics, MetricsServer, wad_to_float
+from keeper.logs import Throttle, get_logger, human, kv, setup_logging
+from keeper.metrics import (
+    HealthState,
+    KeeperMetrics,
+    MetricsServer,
+    instrument_provider,
+    wad_to_float,
+)
 from keeper.screening import (
     MarketSnapshot,
     adl_scores,
@@ -65,10 +75,12 @@ from keeper.sender import (
     SendOutcome,
     Simulation,
     TxSender,
+    is_oracle_refusal,
 )
+from keeper.units import format_units
 
 log = get_logger()
-EXIT_OK, EXIT_ERROR, EXIT_CIRCUIT_BREAKER = 0, 2, 3
+EXIT_OK, EXIT_ERROR, EXIT_CIRCUIT_BREAKER, EXIT_CHAIN_RESET = 0, 2, 3, 4
 SIDES = ("Long", "Short")
 BPS = 10_000
 PROBE_ENTRIES = 32  # entries of the batch whose eth_estimateGas gives the gas per entry
@@ -76,9 +88,11 @@ BATCH_PREDICT_BPS = 1_000  # a batch's predicted limit: the probe's gas per entr
 BATCH_FIXED_GAS = 30_000  # plus the transaction's own overhead
 BATCH_GAS_STEPS = 6  # at most this many 15% raises of a batch whose eth_call fell short
 BATCH_HEADROOM_BPS = 300  # sent with 3% above the verified limit: state moves before inclusion
+BATCH_FALLBACK_MULTIPLE = 4  # a batch no checked limit fitted: at most 4x its predicted limit
 BATCH_BLOCK_SHARE = 4  # a batch takes at most a quarter of the block gas limit
 BAD_DEBT_ROUNDS = 6  # cover/ADL/socialise steps within one round
 BAD_DEBT_ACTIONS = frozenset({"coverBadDebt", "autoDeleverage", "socializeBadDebt"})
+LOCAL_JOBS = frozenset({"watch_passes"})  # jobs that read no chain state: they run during a backoff
 
 
 # ---------------------------------------------------------------------------- results
@@ -97,12 +111,18 @@ class AdlStep:
 @dataclass
 class Batch:
     """One liquidateBatch transaction in the making: its entries, its gas limit, how many entries an
-    eth_call at that limit liquidates, and how many it should."""
+    eth_call at that limit liquidates, how many it should, and where the limit came from."""
 
     entries: list[tuple[str, int]]
     gas: int
     want: int
     count: int = 0
+    source: str = "predicted"  # where the limit came from: predicted, raised, fallback
+    predicted: int = 0  # the limit predicted from the probe's gas per entry
+
+
+class ChainReset(BulwarkError):
+    """The chain under the deployment is gone: a new genesis, or no ClearingHouse code."""
 
 
 @dataclass
@@ -120,18 +140,67 @@ class PassResult:
     skipped: list[tuple[str, int, str]] = field(default_factory=list)  # entries the batch skipped
     deferred: list[str] = field(default_factory=list)  # other keepers' accounts, not yet due
     races_lost: int = 0
+    oracle_refusals: int = 0  # simulations the oracle refused (stale or invalid price)
+    unscreened: int = 0  # accounts not screened: they hold a market whose price is stale
     adl_steps: list[AdlStep] = field(default_factory=list)
-    covered_wad: int = 0
+    shortfall_covered_wad: int = 0  # paid by the fund inside liquidations (ShortfallSettled)
+    covered_wad: int = 0  # outstanding bad debt the fund paid later (coverBadDebt)
     socialized_wad: int = 0
     bad_debt_wad: int = 0
     transactions: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     duration: float = 0.0
 
+    @property
+    def fund_paid_wad(self) -> int:
+        """Everything the insurance fund paid in this pass: shortfalls covered inside liquidations
+        and bad debt covered afterwards."""
+        return self.shortfall_covered_wad + self.covered_wad
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def to_json(self) -> dict[str, Any]:
+        """What ``--once --json`` prints: counts as numbers, every amount an exact decimal string
+        in human units (as every ``--json`` of the command line), addresses and hashes as text."""
+        return {
+            "block": self.block,
+            "accounts_tracked": self.accounts_tracked,
+            "candidates": self.candidates,
+            "liquidatable": list(self.liquidatable),
+            "liquidatable_left": list(self.liquidatable_left),
+            "rounds": self.rounds,
+            "sent": [{"account": a, "market": m} for a, m in self.sent],
+            "liquidated": [{"account": a, "market": m} for a, m in self.liquidated],
+            "skipped": [{"account": a, "market": m, "reason": r} for a, m, r in self.skipped],
+            "deferred": list(self.deferred),
+            "races_lost": self.races_lost,
+            "oracle_refusals": self.oracle_refusals,
+            "unscreened": self.unscreened,
+            "adl_steps": [
+                {
+                    "account": st.account,
+                    "market": st.market,
+                    "score": human(st.score),
+                    "closed_size": human(st.closed_size),
+                    "haircut": human(st.haircut),
+                    "bad_debt_remaining": human(st.remaining),
+                }
+                for st in self.adl_steps
+            ],
+            "fund_paid": human(self.fund_paid_wad),
+            "shortfall_covered": human(self.shortfall_covered_wad),
+            "bad_debt_covered": human(self.covered_wad),
+            "socialized": human(self.socialized_wad),
+            "bad_debt": human(self.bad_debt_wad),
+            "transactions": list(self.transactions),
+            "errors": list(self.errors),
+            "seconds": f"{self.duration:.3f}",
+        }
+
     def summary(self) -> dict[str, Any]:
+        """The one-line summary (plain ``--once`` output and the INFO ``pass`` line); amounts in
+        human units, exact."""
         return {
             "block": self.block,
             "accounts": self.accounts_tracked,
@@ -141,10 +210,15 @@ class PassResult:
             "rounds": self.rounds,
             "sent": len(self.sent),
             "liquidated": len(self.liquidated),
+            "races_lost": self.races_lost,
+            "oracle_refusals": self.oracle_refusals,
+            "unscreened": self.unscreened,
             "adl_steps": len(self.adl_steps),
-            "covered_usd": wad_to_float(self.covered_wad),
-            "socialized_usd": wad_to_float(self.socialized_wad),
-            "bad_debt_usd": wad_to_float(self.bad_debt_wad),
+            "fund_paid_usd": human(self.fund_paid_wad),
+            "shortfall_covered_usd": human(self.shortfall_covered_wad),
+            "bad_debt_covered_usd": human(self.covered_wad),
+            "socialized_usd": human(self.socialized_wad),
+            "bad_debt_usd": human(self.bad_debt_wad),
             "seconds": round(self.duration, 3),
         }
 
@@ -373,6 +447,8 @@ class Keeper:
         self.settings = s = settings or KeeperSettings()
         self.metrics = metrics or KeeperMetrics()
         self.health = HealthState(s.healthz_max_age)
+        if hasattr(bw.w3.provider, "make_batch_request"):
+            instrument_provider(bw.w3.provider, self.metrics)
         self.gas = gas or Eip1559Strategy(
             s.priority_fee_wei, s.base_fee_multiple, s.max_fee_cap_wei, s.bump_bps
         )
@@ -402,19 +478,47 @@ class Keeper:
         # autoDeleverage needs ADL_KEEPER_ROLE; read at startup (a keeper driven without its startup
         # checks tries, and a refused simulation is logged like any other)
         self._adl_role = True
+        self.index.on_mismatch = self.check_chain
         self.exit_code = EXIT_OK
         self.last_result: PassResult | None = None
+        self.genesis: str | None = None  # hash of block 0, read at startup
+        self.lock_file: Path | None = None
+        self._lock_fd: int | None = None
+        self.repeats = Throttle(s.log_repeat_seconds)
+        # heads the block poll saw: the newest, and the block interval it observed (EMA, seconds)
+        self.seen_head: BlockRef | None = None
+        self.block_interval: float | None = None
+        self._last_pass_at = time.monotonic()
+        self._last_pass_block: int | None = None
         self._stop = threading.Event()
         self._work = threading.Lock()
+        self._reset_lock = threading.Lock()
         self._started = False
         self._resync_due = False
         self._server: MetricsServer | None = None
 
+    def tune_provider(self) -> None:
+        """For the daemon and the command line: the node's requests time out after `rpc_timeout`
+        (a hung node shows up within a block or two, not after web3's default) and are never
+        retried behind the keeper's back: a request that gets no answer fails the job at once,
+        and the backoff decides when to try again. A program that embeds the keeper and calls
+        :meth:`run_once` (the stress runner, the benchmarks) keeps its own client settings."""
+        provider: Any = self.bw.w3.provider
+        kwargs = getattr(provider, "_request_kwargs", None)
+        if isinstance(kwargs, dict):
+            current = kwargs.get("timeout")
+            limit = self.settings.rpc_timeout
+            kwargs["timeout"] = min(current, limit) if isinstance(current, int | float) else limit
+        if hasattr(provider, "exception_retry_configuration"):
+            provider.exception_retry_configuration = None
+
     # ------------------------------------------------------------------ lifecycle
 
     def run_forever(self) -> int:
-        """The daemon; returns the exit code (0 after a signal, 3 when the circuit breaker tripped)."""
+        """The daemon; returns the exit code (0 after a signal, 3 when the circuit breaker tripped,
+        4 after a chain reset)."""
         s = self.settings
+        self.tune_provider()
         with Lifecycle(
             self._head,
             s.poll_interval,
@@ -427,6 +531,7 @@ class Keeper:
             life.every(s.resync_interval, self.resync)
             life.every(s.fund_watch_interval, self.watch_fund)
             life.every(s.metrics_interval, self.refresh_metrics)
+            life.every(min(s.metrics_interval, 1.0), self.watch_passes)
             life.on_shutdown(self.shutdown)
         return self.exit_code
 
@@ -443,6 +548,7 @@ class Keeper:
         if self._started:
             return
         self.startup_checks()
+        self._state_files()
         self.index.load()
         s = self.settings
         if s.metrics_port and self._server is None:
@@ -498,6 +604,13 @@ class Keeper:
                 f"keeper {self.signer.address} holds {balance / 1e18:.6f} ETH, needs at least "
                 f"{self.settings.min_eth_balance_wei / 1e18:.6f} ETH for gas"
             )
+        genesis = get_block(bw.w3, 0).hash
+        if self.genesis is not None and genesis != self.genesis:
+            raise ChainReset(
+                f"chain reset: the node's genesis is {genesis}, was {self.genesis}; "
+                "deploy again and point the keeper at the new deployment"
+            )
+        self.genesis = self.index.genesis = genesis
         self.index.prepare()
         if self.signer.address in self.index.protected:
             raise BulwarkError(
@@ -510,8 +623,9 @@ class Keeper:
             "startup checks passed",
             extra=kv(
                 chain_id=chain_id,
+                genesis=genesis,
                 keeper=self.signer.address,
-                eth=round(balance / 1e18, 6),
+                eth=human(balance),
                 clearing_house=bw.ch.address,
                 shard=f"{self.settings.keeper_index}/{self.settings.keeper_count}",
                 roles="ADL_KEEPER_ROLE held: liquidation, cover, socialise and ADL"
@@ -522,20 +636,159 @@ class Keeper:
         )
         self._adl_role = adl_role
 
+    def _state_files(self) -> None:
+        """With a state directory: the lock of this signer on this chain (a second keeper on the
+        same key would race the first for its nonces) and, unless `checkpoint_file` names one, the
+        checkpoint keyed by genesis hash and deployment. Both are said at startup."""
+        s = self.settings
+        if not s.state_dir:
+            return
+        root = Path(s.state_dir).expanduser()
+        chain = f"{self.bw.deployment.chain_id}-{(self.genesis or '0x')[2:14]}"
+        self._lock_signer(root / "locks" / f"{chain}-{self.signer.address.lower()}.lock")
+        if s.checkpoint_file is None:
+            d = self.bw.deployment
+            deployment = f"{self.bw.ch.address[2:12].lower()}-{d.deploy_block}"
+            name = f"{chain}-{deployment}-{self.signer.address[2:10].lower()}.json"
+            self.index.path = root / "checkpoints" / name
+        log.info(
+            "state",
+            extra=kv(
+                checkpoint=str(self.index.path) if self.index.path else "memory only",
+                lock=str(self.lock_file),
+            ),
+        )
+
+    def _lock_signer(self, path: Path) -> None:
+        if self._lock_fd is not None:  # a startup retried after the node came back
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise BulwarkError(
+                f"another keeper (pid {holder}) already runs as {self.signer.address} on chain "
+                f"{self.bw.deployment.chain_id} (lock {path}): two keepers on one key race for its "
+                "nonces; give each keeper its own key (docs/keeper.md, Redundancy)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd, self.lock_file = fd, path
+
+    def _unlock_signer(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def check_chain(self) -> None:
+        """The node still serves the deployment's chain: the genesis hash read at startup, and code
+        at the clearing house. Run on every reconnect, when the last processed block's hash is
+        gone, and before a failed job counts; raises :class:`ChainReset` otherwise."""
+        if self.genesis is None:
+            return
+        address = self.bw.ch.address
+        genesis, code = rpc_batch(
+            self.bw.w3,
+            [("eth_getBlockByNumber", ["0x0", False]), ("eth_getCode", [address, "latest"])],
+        )
+        if not isinstance(code, str) or code in ("0x", "0x0"):
+            raise ChainReset(f"chain reset: no ClearingHouse at {address}")
+        now = genesis.get("hash") if isinstance(genesis, dict) else None
+        if now != self.genesis:
+            raise ChainReset(f"chain reset: genesis {now} is not {self.genesis}")
+
+    def _chain_reset(self, exc: ChainReset) -> None:
+        with self._reset_lock:  # two jobs may find it at once: one line
+            if self.exit_code == EXIT_CHAIN_RESET:
+                return
+            self.exit_code = EXIT_CHAIN_RESET
+        self.health.halted = str(exc)
+        log.critical(
+            str(exc),
+            extra=kv(
+                rpc=str(getattr(self.bw.w3.provider, "endpoint_uri", "")),
+                chain_id=self.bw.deployment.chain_id,
+                exit_code=EXIT_CHAIN_RESET,
+                next_step="deploy again (or point --deployment at this chain's deployment)",
+            ),
+        )
+        self._stop.set()
+
     def shutdown(self) -> None:
         if not self._started:  # the startup checks refused: nothing ran, nothing to save or report
+            self._unlock_signer()
             return
-        self.index.maybe_save(force=True)
+        if self.exit_code != EXIT_CHAIN_RESET:  # the checkpoint of the old chain stays as it was
+            self.index.maybe_save(force=True)
         if self._server is not None:
             self._server.stop()
             self._server = None
+        self._unlock_signer()
         log.info("keeper stopped", extra=kv(block=self.index.block, exit_code=self.exit_code))
 
     # ------------------------------------------------------------------ jobs
 
     def _head(self) -> tuple[int, str]:
         head = get_block(self.bw.w3)
+        self._observe_head(head)
         return head.number, head.hash
+
+    def _observe_head(self, head: BlockRef) -> None:
+        """Learns the block interval from the heads the poll sees (the chain's own timestamps)."""
+        last = self.seen_head
+        if last is not None and head.number > last.number and head.timestamp >= last.timestamp:
+            step = (head.timestamp - last.timestamp) / (head.number - last.number)
+            self.block_interval = (
+                step if self.block_interval is None else 0.8 * self.block_interval + 0.2 * step
+            )
+            self.metrics.block_interval.set(self.block_interval)
+        if last is None or head.number != last.number or head.hash != last.hash:
+            self.seen_head = head
+
+    def watch_passes(self) -> None:
+        """No pass completed for `late_pass_blocks` block intervals, while the node answers and
+        blocks come: a warning (then at most one per `log_repeat_seconds`), the passes_late gauge
+        and a degraded /healthz, until a pass completes. Reads no chain state, so it runs on time
+        even while the node hangs."""
+        since = time.monotonic() - self._last_pass_at
+        self.metrics.seconds_since_pass.set(since)
+        interval = self.block_interval
+        head = self.seen_head
+        behind = (
+            head.number - self._last_pass_block
+            if head is not None and self._last_pass_block is not None
+            else 0
+        )
+        limit = self.settings.late_pass_blocks
+        late = interval is not None and (
+            since > limit * max(interval, 1.0) and (behind > 0 or self.backoff.active)
+        )
+        late = late or behind >= limit
+        if not late:
+            self.metrics.passes_late.set(0)
+            if self.health.recover("passes_late"):
+                log.info("passes on time again", extra=kv(block=self._last_pass_block))
+            self.repeats.clear("passes_late")
+            return
+        self.metrics.passes_late.set(1)
+        reason = f"no pass for {since:.0f} s ({behind} blocks behind the head)"
+        self.health.degrade("passes_late", reason)
+        held = self.repeats.due("passes_late")
+        if held is not None:
+            log.warning(
+                "passes late: no pass completed for several blocks",
+                extra=kv(
+                    seconds=round(since, 1),
+                    blocks_behind=behind,
+                    block_interval=None if interval is None else round(interval, 2),
+                    node_up=self.health.node_up,
+                    repeats=held,
+                ),
+            )
 
     def _sync(self, head: BlockRef) -> SyncReport:
         """Brings the index to `head`; after a rewind the sender's nonces are re-read from the node
@@ -585,7 +838,8 @@ class Keeper:
     def refresh_metrics(self) -> None:
         head = get_block(self.bw.w3)
         m = self.metrics
-        m.head_age.set(max(0.0, time.time() - head.timestamp))
+        # not clamped: a negative age says the chain's clock runs ahead of this machine's
+        m.head_age.set(time.time() - head.timestamp)
         m.block_lag.set(
             head.number - self.index.block if self.index.block is not None else head.number
         )
@@ -596,16 +850,17 @@ class Keeper:
         if balance < self.settings.min_eth_balance_wei:
             log.warning(
                 "keeper is low on ETH for gas",
-                extra=kv(keeper=self.signer.address, eth=balance / 1e18),
+                extra=kv(keeper=self.signer.address, eth=human(balance)),
             )
 
     def _guard(self, name: str, fn: Callable[[], Any]) -> Any:
         """Runs one job: errors are logged, node outages back off, repeated failures halt."""
-        if self.stopping or self.backoff.waiting():
+        local = name in LOCAL_JOBS
+        if self.stopping or (self.backoff.waiting() and not local):
             return None
         try:
             value = fn()
-            if self.backoff.active:
+            if self.backoff.active and not local:
                 self._node_back()
         except Exception as exc:  # a job must never take the daemon down
             self._job_failed(name, exc)
@@ -616,6 +871,9 @@ class Keeper:
         return value
 
     def _job_failed(self, name: str, exc: Exception) -> None:
+        if isinstance(exc, ChainReset):
+            self._chain_reset(exc)
+            return
         if node_unreachable(exc):
             delay = self.backoff.fail()
             self.health.node_up = False
@@ -625,6 +883,13 @@ class Keeper:
                 extra=kv(job=name, retry_in=delay, error=type(exc).__name__),
             )
             return
+        try:  # a job failing on a chain that is no longer the deployment's is not a failure
+            self.check_chain()
+        except ChainReset as reset:
+            self._chain_reset(reset)
+            return
+        except Exception:  # noqa: S110 - the node is flaky: the failure below is what counts
+            pass
         decoded = self.bw.errors.from_exception(exc)
         self.metrics.ticks.labels(outcome="failed").inc()
         log.error(
@@ -652,6 +917,7 @@ class Keeper:
             log.critical("node came back on another chain: stopping", extra=kv(chain_id=chain_id))
             self._stop.set()
             return
+        self.check_chain()
         self._resync_due = True
         log.info("node reachable again; resyncing", extra=kv(chain_id=chain_id))
 
@@ -675,7 +941,13 @@ class Keeper:
         for update in sync.price_updates:
             log.info(
                 "oracle update",
-                extra=kv(market=update.market, answer=update.answer, block=update.block),
+                extra=kv(
+                    market=update.market,
+                    price=format_units(
+                        update.answer, self.index.feed_decimals.get(update.market, 8)
+                    ),
+                    block=update.block,
+                ),
             )
         if self._resync_due:
             self.index.refresh_all(head.number)
@@ -708,9 +980,43 @@ class Keeper:
         m.node_up.set(1)
         self._fund_metrics(snap)
         self.health.ok(result.block)
+        self._last_pass_at = time.monotonic()
+        self._last_pass_block = max(result.block, self.index.block or 0)
         self.last_result = result
-        busy = result.sent or result.adl_steps or result.covered_wad or result.socialized_wad
+        busy = result.sent or result.adl_steps or result.fund_paid_wad or result.socialized_wad
         (log.info if busy else log.debug)("pass", extra=kv(**result.summary()))
+
+    def _note_stale(self, snap: MarketSnapshot, unscreened: int, result: PassResult) -> None:
+        """Per-market stale gauges, the unscreened-accounts gauge, /healthz degraded while a
+        market is stale; the warning when it starts (then at most one per `log_repeat_seconds`,
+        with the count held back) and one line when the price is fresh again."""
+        names = {m.id: n for n, m in self.bw.deployment.markets.items()}
+        result.unscreened = unscreened
+        self.metrics.unscreened.set(unscreened)
+        for market in snap.configs:
+            name = names.get(market, str(market))
+            stale = market in snap.stale
+            self.metrics.market_stale.labels(market=name).set(1 if stale else 0)
+            key = ("stale", market)
+            if not stale:
+                if self.repeats.clear(key):
+                    log.info("market price fresh again", extra=kv(market=name))
+                continue
+            held = self.repeats.due(key)
+            if held is not None:
+                log.warning(
+                    "market price stale or invalid: its accounts are not screened",
+                    extra=kv(
+                        market=name, error=snap.stale[market], unscreened=unscreened, repeats=held
+                    ),
+                )
+        if snap.stale:
+            stale_names = ", ".join(names.get(m, str(m)) for m in sorted(snap.stale))
+            self.health.degrade(
+                "stale_markets", f"price stale: {stale_names} ({unscreened} accounts unscreened)"
+            )
+        else:
+            self.health.recover("stale_markets")
 
     def _fund_metrics(self, snap: MarketSnapshot) -> None:
         self.metrics.fund_assets.set(wad_to_float(snap.fund_assets))
@@ -744,7 +1050,7 @@ class Keeper:
                     liquidated=after[0] - before[0],
                     adl_steps=after[1] - before[1],
                     transactions=after[2] - before[2],
-                    bad_debt=snap.total_bad_debt,
+                    bad_debt=human(snap.total_bad_debt),
                 ),
             )
         if self.stopping:
@@ -757,7 +1063,7 @@ class Keeper:
                 extra=kv(
                     rounds=result.rounds,
                     liquidatable=len(result.liquidatable_left),
-                    bad_debt=snap.total_bad_debt,
+                    bad_debt=human(snap.total_bad_debt),
                 ),
             )
         return snap
@@ -781,11 +1087,7 @@ class Keeper:
         scr = screen(self.index, snap, s.screen_buffer)
         if round_ == 1:
             result.candidates = len(scr.candidates)
-            if scr.skipped_stale:
-                log.warning(
-                    "accounts not screened: a market's price is stale or invalid",
-                    extra=kv(accounts=scr.skipped_stale, markets=snap.stale),
-                )
+            self._note_stale(snap, scr.skipped_stale, result)
         healths = confirm(self.bw, scr.candidates, "latest", s.confirm_chunk)
         liquidatable = [a for a, h in healths.items() if h.liquidatable]
         seen = set(result.liquidatable)
@@ -865,15 +1167,41 @@ class Keeper:
         passing = []
         for (account, market), outcome in zip(entries, outcomes, strict=True):
             if isinstance(outcome, DecodedError):
-                result.races_lost += 1
-                self.metrics.races_lost.inc()
-                log.info(
-                    "not sending: simulation shows nothing to do",
-                    extra=kv(account=account, market=market, error=str(outcome)),
-                )
+                self._not_sending(outcome, result, market, account=account)
             else:
                 passing.append((account, market))
         return passing
+
+    def _not_sending(
+        self,
+        error: DecodedError,
+        result: PassResult | None,
+        market: int | None,
+        entries: int = 1,
+        **where: Any,
+    ) -> None:
+        """A simulation reverted, so nothing is sent. The oracle refusing its price (stale,
+        invalid) is not a lost race: counted apart, per market, and its repeats throttled."""
+        if is_oracle_refusal(error):
+            names = {m.id: n for n, m in self.bw.deployment.markets.items()}
+            name = names.get(market, "?") if market is not None else "?"
+            self.metrics.oracle_refusals.labels(market=name).inc(entries)
+            if result is not None:
+                result.oracle_refusals += entries
+            held = self.repeats.due(("oracle", name))
+            if held is not None:
+                log.warning(
+                    "not sending: the oracle refuses the price in the simulation",
+                    extra=kv(market=name, entries=entries, error=str(error), repeats=held, **where),
+                )
+            return
+        if result is not None:
+            result.races_lost += entries
+        self.metrics.races_lost.inc(entries)
+        log.info(
+            "not sending: simulation shows nothing to do (race lost)",
+            extra=kv(market=market, entries=entries, error=str(error), **where),
+        )
 
     def _call(self, fn: str, args: list[Any]) -> Call:
         return Call(self.bw.ch.address, self.index.calls.data(fn, args))
@@ -902,7 +1230,23 @@ class Keeper:
             if batch.want == 0:
                 self._batch_lost(len(batch.entries), "the batch would liquidate nothing", result)
                 continue
-            gas = batch.gas if batch.count >= batch.want else head.gas_limit
+            if batch.count >= batch.want:
+                gas = batch.gas
+            else:
+                # No limit checked short of the block's fitted: send with a bounded multiple of
+                # the prediction, never the whole block (a real chain charges the limit up front).
+                gas = min(head.gas_limit, BATCH_FALLBACK_MULTIPLE * batch.predicted)
+                batch.source = f"fallback: {BATCH_FALLBACK_MULTIPLE}x predicted"
+                log.warning(
+                    "batch: no checked gas limit below the block's fitted; capped fallback",
+                    extra=kv(
+                        entries=len(batch.entries),
+                        predicted=batch.predicted,
+                        gas=gas,
+                        would=batch.count,
+                        want=batch.want,
+                    ),
+                )
             batch.gas = min(head.gas_limit, gas * (BPS + BATCH_HEADROOM_BPS) // BPS)
             fitted.append(batch)
         return fitted
@@ -916,16 +1260,17 @@ class Keeper:
         probe = passing[: min(PROBE_ENTRIES, self.settings.max_batch)]
         estimate = self.sender.estimate_many([self._batch_call(probe)])[0]
         if isinstance(estimate, DecodedError):
-            self._batch_lost(len(passing), "the batch simulation failed", result, str(estimate))
+            self._not_sending(estimate, result, probe[0][1], len(passing), step="batch estimate")
             return []
         per_entry = estimate * (BPS + BATCH_PREDICT_BPS) / BPS / len(probe)
         share = head.gas_limit // BATCH_BLOCK_SHARE
         size = max(1, min(self.settings.max_batch, int(share / per_entry)))
         chunks = [passing[i : i + size] for i in range(0, len(passing), size)]
-        return [
-            Batch(c, min(head.gas_limit, int(per_entry * len(c)) + BATCH_FIXED_GAS), len(c))
-            for c in chunks
-        ]
+        batches = []
+        for c in chunks:
+            predicted = min(head.gas_limit, int(per_entry * len(c)) + BATCH_FIXED_GAS)
+            batches.append(Batch(c, predicted, len(c), predicted=predicted))
+        return batches
 
     def _check_batches(self, batches: list[Batch], head: BlockRef) -> None:
         """An eth_call of each batch at its limit; one short of its count learns what the whole
@@ -946,6 +1291,7 @@ class Keeper:
                 break
             for b in short:
                 b.gas = min(head.gas_limit, b.gas * 115 // 100)
+                b.source = "raised"
             self._count(short, head)
         log.debug(
             "batches raised",
@@ -984,6 +1330,7 @@ class Keeper:
                 entries=len(chunk),
                 would_succeed=batch.want,
                 gas=gas,
+                gas_source=batch.source,
                 accounts=accounts,
                 markets=markets,
             ),
@@ -1016,8 +1363,9 @@ class Keeper:
                     account=entry[0],
                     market=entry[1],
                     bankrupt=ev["args"]["bankrupt"],
-                    reward=ev["args"]["rewardWad"],
-                    shortfall=ev["args"]["shortfallWad"],
+                    reward=human(ev["args"]["rewardWad"]),
+                    penalty=human(ev["args"]["penaltyWad"]),
+                    shortfall=human(ev["args"]["shortfallWad"]),
                     block=receipt["blockNumber"],
                 ),
             )
@@ -1045,9 +1393,32 @@ class Keeper:
                 int(a["haircutWad"]),
                 int(a["badDebtRemainingWad"]),
             )
-            log.info("deleveraged", extra=kv(**asdict(step)))
+            log.info(
+                "deleveraged",
+                extra=kv(
+                    account=step.account,
+                    market=step.market,
+                    score=human(step.score),
+                    closed_size=human(step.closed_size),
+                    haircut=human(step.haircut),
+                    bad_debt_remaining=human(step.remaining),
+                ),
+            )
             if result is not None:
                 result.adl_steps.append(step)
+        for ev in ch.events.ShortfallSettled().process_receipt(receipt, errors=DISCARD):
+            a = ev["args"]
+            if result is not None:
+                result.shortfall_covered_wad += int(a["coveredWad"])
+            log.info(
+                "shortfall settled",
+                extra=kv(
+                    account=a["account"],
+                    shortfall=human(a["shortfallWad"]),
+                    fund_paid=human(a["coveredWad"]),
+                    bad_debt=human(a["badDebtWad"]),
+                ),
+            )
         for name, attr in (
             ("BadDebtCovered", "covered_wad"),
             ("BadDebtSocialized", "socialized_wad"),
@@ -1060,8 +1431,8 @@ class Keeper:
                     extra=kv(
                         market=int(ev["args"]["marketId"]),
                         side=SIDES[ev["args"]["side"]],
-                        amount=ev["args"]["amountWad"],
-                        remaining=ev["args"]["totalBadDebtWad"],
+                        amount=human(ev["args"]["amountWad"]),
+                        remaining=human(ev["args"]["totalBadDebtWad"]),
                     ),
                 )
 
@@ -1107,13 +1478,18 @@ class Keeper:
     def _settle_side(
         self, snap: MarketSnapshot, market: int, side: int, debt: int, result: PassResult
     ) -> bool:
-        where = kv(market=market, side=SIDES[side], debt=debt)
+        where = kv(market=market, side=SIDES[side], debt=human(debt))
         if snap.fund_available > 0:
             return self._send_and_wait(
                 self.bw.ch.functions.coverBadDebt(market, side), "coverBadDebt", result
             )
         if market not in snap.prices:
-            log.warning("bad debt waits: the market's price is stale", extra=where)
+            held = self.repeats.due(("bad debt stale", market, side))
+            if held is not None:
+                log.warning(
+                    "bad debt waits: the market's price is stale",
+                    extra=kv(**where["fields"], repeats=held),
+                )
             return False
         targets = self._adl_targets(snap, market, side, debt) if self._adl_role else []
         if targets:
@@ -1130,10 +1506,12 @@ class Keeper:
             return self._send_and_wait(
                 self.bw.ch.functions.socializeBadDebt(market, side), "socializeBadDebt", result
             )
-        log.info(
-            "bad debt without ADL target; waiting for the grace period",
-            extra=kv(**where["fields"], socializable_at=socializable_at),
-        )
+        held = self.repeats.due(("grace", market, side))
+        if held is not None:
+            log.info(
+                "bad debt without ADL target; waiting for the grace period",
+                extra=kv(**where["fields"], socializable_at=socializable_at, repeats=held),
+            )
         return False
 
     def _adl_targets(self, snap: MarketSnapshot, market: int, side: int, debt: int) -> list[str]:
@@ -1202,10 +1580,9 @@ class Keeper:
         try:
             pending = self.sender.send(fn, action=action, gas=gas, keys=[(action,)])
         except Simulation as sim:
-            self.metrics.races_lost.inc()
-            log.info(
-                "not sending: simulation reverted", extra=kv(action=action, error=str(sim.error))
-            )
+            args = getattr(fn, "args", None) or (None,)
+            market = args[0] if isinstance(args[0], int) else None
+            self._not_sending(sim.error, result, market, action=action)
             return False
         result.transactions.append(pending.hashes[0])
         outcome = self.sender.wait(pending, self.settings.receipt_timeout)
@@ -1216,14 +1593,11 @@ class Keeper:
 # ---------------------------------------------------------------------------- command line
 
 
-def default_checkpoint(bw: Bulwark) -> Path:
-    """``<project>/.keeper/<chainId>-<clearing house>.json``."""
-    d = bw.deployment
-    return paths.project_root() / ".keeper" / f"{d.chain_id}-{bw.ch.address[:10].lower()}.json"
-
-
 def run_from_cli(bw: Bulwark, signer: LocalAccount, args: Any) -> int:
-    """``bulwark keeper [--once] [--config FILE] [--metrics-port N] [--log-format plain|json]``."""
+    """``bulwark keeper [--once] [--config FILE] [--metrics-port N] [--log-format plain|json]``.
+
+    The command line keeps the keeper's state (checkpoint, lock) in the user's state directory
+    unless the settings say otherwise, and says where at startup."""
     try:
         settings = load_settings(
             getattr(args, "config", None),
@@ -1233,10 +1607,11 @@ def run_from_cli(bw: Bulwark, signer: LocalAccount, args: Any) -> int:
                 "log_format": getattr(args, "log_format", None),
             },
         )
-        if settings.checkpoint_file is None:
-            settings = settings.replace(checkpoint_file=str(default_checkpoint(bw)))
+        if settings.state_dir is None:
+            settings = settings.replace(state_dir=str(paths.keeper_state_dir()))
         setup_logging(settings.log_format, settings.log_level)
         keeper = Keeper(bw, signer, settings)
+        keeper.tune_provider()
         if not getattr(args, "once", False):
             return keeper.run_forever()
         try:
@@ -1244,10 +1619,13 @@ def run_from_cli(bw: Bulwark, signer: LocalAccount, args: Any) -> int:
         finally:
             keeper.shutdown()
         if getattr(args, "json", False):
-            print(json.dumps(result.as_dict(), default=str))
+            print(json.dumps(result.to_json()))
         else:
             print(" ".join(f"{k}={v}" for k, v in result.summary().items()))
         return EXIT_OK if not result.errors else EXIT_ERROR
+    except ChainReset as exc:
+        print(f"bulwark keeper: {exc}", file=sys.stderr)
+        return EXIT_CHAIN_RESET
     except BulwarkError as exc:
         print(f"bulwark keeper: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -1259,3 +1637,26 @@ def run_from_cli(bw: Bulwark, signer: LocalAccount, args: Any) -> int:
             )
             return EXIT_ERROR
         raise
+
+
+def refused_at_startup(ctx: Any, exc: BulwarkError) -> int:
+    """The command line could not set the keeper up (``ctx`` is the CLI's context): one line on
+    stderr and the keeper's exit code, 4 when the node answers but has no ClearingHouse at the
+    deployment's address (the chain was reset), else 2."""
+    address = path = None
+    try:
+        w3 = ctx.web3()
+        path = ctx.deployment_path(int(w3.eth.chain_id))
+        address = Deployment.load(path).contracts["ClearingHouse"]
+        gone = len(w3.eth.get_code(address)) == 0
+    except Exception:
+        gone = False
+    if gone:
+        print(
+            f"bulwark keeper: chain reset: no ClearingHouse at {address} on the node's chain "
+            f"(deployment file {path}): deploy again or pass the right --deployment",
+            file=sys.stderr,
+        )
+        return EXIT_CHAIN_RESET
+    print(f"bulwark keeper: {exc}", file=sys.stderr)
+    return EXIT_ERROR

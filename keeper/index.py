@@ -22,7 +22,7 @@ import json
 import os
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -373,7 +373,12 @@ class AccountIndex:
         self.calls = Calls(bw.ch)
         self.market_count = 0
         self.protected: set[str] = set()  # the pool and the fund: never liquidated, never tracked
+        self.feed_decimals: dict[str, int] = {}  # market name -> its feed's decimals
         self._prepared = False
+        # called when the last processed block's hash is gone, before rewinding: may raise to say
+        # the chain itself was replaced (a reset), which no rewind can follow
+        self.on_mismatch: Callable[[], None] | None = None
+        self.genesis: str | None = None  # the chain's block 0 hash, when the owner read it
         self._topics = self._event_topics()
         self._feeds = {
             to_checksum_address(m.feed): name for name, m in bw.deployment.markets.items()
@@ -389,6 +394,10 @@ class AccountIndex:
             to_checksum_address(ch.pool().call()),
             to_checksum_address(ch.fund().call()),
         }
+        oracle = self.bw.oracle.functions
+        for name, market in self.bw.deployment.markets.items():
+            config = oracle.feedConfig(market.id).call()
+            self.feed_decimals[name] = int(config[2])  # primaryDecimals
         self._prepared = True
 
     # ------------------------------------------------------------------ events
@@ -489,6 +498,8 @@ class AccountIndex:
             return None
         if self._hash_of(self.block) == self.block_hash:
             return None
+        if self.on_mismatch is not None:
+            self.on_mismatch()
         fork = self._fork_point()
         log.warning(
             "reorg: rewinding the index",
@@ -560,7 +571,8 @@ class AccountIndex:
     # ------------------------------------------------------------------ checkpoint
 
     def _identity(self) -> dict[str, Any]:
-        return {"chain_id": self.bw.deployment.chain_id, "clearing_house": self.bw.ch.address}
+        identity = {"chain_id": self.bw.deployment.chain_id, "clearing_house": self.bw.ch.address}
+        return identity | ({"genesis": self.genesis} if self.genesis else {})
 
     def maybe_save(self, force: bool = False) -> bool:
         if self.path is None or self.block is None:
@@ -584,7 +596,7 @@ class AccountIndex:
             "accounts": sorted(self.accounts),
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(data, indent=1) + "\n")
         os.replace(tmp, self.path)
         self._saved_at = time.monotonic()

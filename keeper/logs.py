@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import Any, TextIO
+
+from keeper.units import format_wad
 
 LOGGER_NAME = "bulwark.keeper"
 FORMATS = ("plain", "json")
@@ -23,6 +26,42 @@ _RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) 
 def kv(**fields: Any) -> dict[str, Any]:
     """``log.info("liquidated", extra=kv(account=a, market=m))``."""
     return {"fields": fields}
+
+
+def human(amount_wad: int | None) -> str | None:
+    """A WAD amount as an exact decimal string in human units (``14300000000000000000`` ->
+    ``"14.3"``): what every amount in a log line and in ``--json`` output is."""
+    return None if amount_wad is None else format_wad(int(amount_wad))
+
+
+class Throttle:
+    """A condition that repeats (a stale market, a grace period) is logged when it starts, then at
+    most every ``interval`` seconds with the number of repeats held back, and once when it ends."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._since: dict[Hashable, tuple[float, int]] = {}  # key -> (last logged, held back)
+        self._lock = threading.Lock()
+
+    def due(self, key: Hashable) -> int | None:
+        """None: hold this repeat back; else log it now (the count of repeats held back since)."""
+        now = time.monotonic()
+        with self._lock:
+            last = self._since.get(key)
+            if last is None or now - last[0] >= self.interval:
+                self._since[key] = (now, 0)
+                return 0 if last is None else last[1]
+            self._since[key] = (last[0], last[1] + 1)
+            return None
+
+    def clear(self, key: Hashable) -> bool:
+        """The condition ended; True if it had been logged (so its end is worth a line)."""
+        with self._lock:
+            return self._since.pop(key, None) is not None
+
+    def active(self) -> list[Hashable]:
+        with self._lock:
+            return list(self._since)
 
 
 def _clean(fields: Mapping[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 Each keeper owns its registry, so several keepers in one process (tests, the stress runner) do not
 collide. The HTTP server is a small threaded ``http.server``: ``/metrics`` is the Prometheus text
 format, ``/healthz`` answers 200 with a JSON status while the keeper is live and has completed a pass
-recently, 503 otherwise.
+recently and nothing is degraded, 503 otherwise; ``/livez`` answers 200 until the keeper halts (for a
+supervisor that restarts dead processes, not degraded ones).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import weakref
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -78,7 +80,52 @@ class KeeperMetrics:
         )
         self.races_lost = Counter(
             "bulwark_keeper_races_lost",
-            "Sends dropped because simulation showed nothing left to do",
+            "Sends dropped because simulation showed nothing left to do (another keeper was first)",
+            registry=r,
+        )
+        self.oracle_refusals = Counter(
+            "bulwark_keeper_oracle_refusals",
+            "Sends dropped because the simulation's oracle read reverted (stale or invalid price)",
+            ["market"],
+            registry=r,
+        )
+        self.market_stale = Gauge(
+            "bulwark_keeper_market_stale",
+            "1 while the market's oracle price is stale or invalid (its accounts are not screened)",
+            ["market"],
+            registry=r,
+        )
+        self.unscreened = Gauge(
+            "bulwark_keeper_unscreened_accounts",
+            "Accounts with a position in a market whose price is stale (not screened)",
+            registry=r,
+        )
+        self.rpc_latency = Histogram(
+            "bulwark_keeper_rpc_latency_seconds",
+            "Duration of each JSON-RPC request (a batch counts once), failed ones included",
+            ["method"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
+            registry=r,
+        )
+        self.rpc_errors = Counter(
+            "bulwark_keeper_rpc_errors",
+            "JSON-RPC requests that got no answer (timeout, connection refused or reset)",
+            ["method", "error"],
+            registry=r,
+        )
+        self.seconds_since_pass = Gauge(
+            "bulwark_keeper_seconds_since_pass",
+            "Wall seconds since the last completed pass",
+            registry=r,
+        )
+        self.block_interval = Gauge(
+            "bulwark_keeper_block_interval_seconds",
+            "Seconds between blocks, as the keeper has observed them",
+            registry=r,
+        )
+        self.passes_late = Gauge(
+            "bulwark_keeper_passes_late",
+            "1 while no pass has completed for late_pass_blocks block intervals",
             registry=r,
         )
         self.adl_steps = Counter(
@@ -107,7 +154,7 @@ class KeeperMetrics:
         )
         self.head_age = Gauge(
             "bulwark_keeper_head_age_seconds",
-            "Wall clock minus the head block's timestamp",
+            "Wall clock minus the head block's timestamp (negative: chain time ahead of the clock)",
             registry=r,
         )
         self.last_block = Gauge(
@@ -147,7 +194,12 @@ def wad_to_float(amount: int) -> float:
 
 
 class HealthState:
-    """What /healthz reports; the daemon updates it."""
+    """What /healthz reports; the daemon updates it.
+
+    ``ok``: the node answers, the circuit breaker has not tripped, a pass completed within
+    ``max_age`` seconds and nothing is degraded. ``degraded``: the keeper runs but cannot do all
+    its work (passes late, a market's price stale); each reason has a name so the condition that
+    set it clears it. ``unhealthy``: node away or no pass for ``max_age``. ``halted``: stopping."""
 
     def __init__(self, max_age: float) -> None:
         self.max_age = max_age
@@ -156,6 +208,7 @@ class HealthState:
         self.last_block: int | None = None
         self.node_up = True
         self.halted: str | None = None
+        self.degraded: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def ok(self, block: int) -> None:
@@ -164,18 +217,36 @@ class HealthState:
             self.last_block = block
             self.node_up = True
 
+    def degrade(self, name: str, reason: str) -> None:
+        with self._lock:
+            self.degraded[name] = reason
+
+    def recover(self, name: str) -> bool:
+        """Clears a degraded reason; True if it was set."""
+        with self._lock:
+            return self.degraded.pop(name, None) is not None
+
     def status(self) -> tuple[bool, dict[str, Any]]:
         with self._lock:
             now = time.time()
             age = None if self.last_ok is None else now - self.last_ok
             reference = self.last_ok if self.last_ok is not None else self.started
-            healthy = self.halted is None and self.node_up and now - reference <= self.max_age
-            return healthy, {
-                "status": "ok" if healthy else "unhealthy",
+            live = self.halted is None and self.node_up and now - reference <= self.max_age
+            if self.halted is not None:
+                state = "halted"
+            elif not live:
+                state = "unhealthy"
+            elif self.degraded:
+                state = "degraded"
+            else:
+                state = "ok"
+            return state == "ok", {
+                "status": state,
                 "last_block": self.last_block,
                 "last_pass_age_seconds": None if age is None else round(age, 3),
                 "node_up": self.node_up,
                 "halted": self.halted,
+                "degraded": sorted(self.degraded.values()),
             }
 
 
@@ -213,8 +284,12 @@ def _handler(metrics: KeeperMetrics, health: HealthState) -> type[BaseHTTPReques
             elif path == "/healthz":
                 healthy, body = health.status()
                 self._reply(200 if healthy else 503, "application/json", json.dumps(body).encode())
+            elif path == "/livez":
+                _, body = health.status()
+                live = body["status"] != "halted"
+                self._reply(200 if live else 503, "application/json", json.dumps(body).encode())
             else:
-                self._reply(404, "text/plain", b"not found: try /metrics or /healthz\n")
+                self._reply(404, "text/plain", b"not found: try /metrics, /healthz or /livez\n")
 
         def _reply(self, code: int, content_type: str, body: bytes) -> None:
             self.send_response(code)
@@ -227,3 +302,37 @@ def _handler(metrics: KeeperMetrics, health: HealthState) -> type[BaseHTTPReques
             return
 
     return Handler
+
+
+# ---------------------------------------------------------------------------- RPC timing
+
+_OBSERVERS = "_bulwark_rpc_observers"
+
+
+def instrument_provider(provider: Any, metrics: KeeperMetrics) -> None:
+    """Times every request of a web3 provider into ``metrics.rpc_latency`` (a batch counts once, as
+    ``batch``) and counts the requests that got no answer. The provider's own methods are wrapped
+    once; each keeper sharing the provider adds its metrics (held weakly: a keeper that is gone
+    stops being fed)."""
+    observers: weakref.WeakSet[KeeperMetrics] | None = getattr(provider, _OBSERVERS, None)
+    if observers is None:
+        observers = weakref.WeakSet()
+        setattr(provider, _OBSERVERS, observers)
+        single, batch = provider.make_request, provider.make_batch_request
+
+        def timed(method: str, call: Any, *args: Any) -> Any:
+            started = time.monotonic()
+            try:
+                return call(*args)
+            except Exception as exc:
+                for m in list(observers):
+                    m.rpc_errors.labels(method=method, error=type(exc).__name__).inc()
+                raise
+            finally:
+                elapsed = time.monotonic() - started
+                for m in list(observers):
+                    m.rpc_latency.labels(method=method).observe(elapsed)
+
+        provider.make_request = lambda method, params: timed(str(method), single, method, params)
+        provider.make_batch_request = lambda requests: timed("batch", batch, requests)
+    observers.add(metrics)

@@ -99,3 +99,36 @@ def solc_script() -> Path:
 def node_modules() -> Path:
     """The ``node_modules`` directory the toolchain uses."""
     return toolchain_file("node_modules")
+
+
+STATE_ENV = "XDG_STATE_HOME"
+
+
+def state_dir() -> Path:
+    """The user's state directory for Bulwark: ``$XDG_STATE_HOME/bulwark``, else
+    ``~/.local/state/bulwark`` (the XDG base directory default). Nothing in the checkout."""
+    base = os.environ.get(STATE_ENV)
+    root = Path(base).expanduser() if base else Path.home() / ".local" / "state"
+    return root / "bulwark"
+
+
+def keeper_state_dir() -> Path:
+    """``<state dir>/keeper``: the keeper's checkpoints and locks."""
+    return state_dir() / "keeper"
+
+
+LOCAL_CHAIN_IDS = frozenset({31337, 1337})
+
+
+def deployment_file(chain_id: int) -> Path:
+    """Where a deployment file goes when ``--deployment`` (or ``BULWARK_DEPLOYMENT``) does not say.
+
+    A local development chain (31337, 1337) keeps ``deployments/<chainId>.json`` in the project,
+    where the wallet page, Brownie and the demo read it; it dies with the chain. Any other chain's
+    deployment is state worth keeping and goes to ``<state dir>/deployments/<chainId>.json``,
+    unless a file from before already sits in the project (then that one is used)."""
+    project = project_root() / "deployments" / f"{chain_id}.json"
+    if chain_id in LOCAL_CHAIN_IDS:
+        return project
+    state = state_dir() / "deployments" / f"{chain_id}.json"
+    return project if project.is_file() and not state.is_file() else state

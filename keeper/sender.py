@@ -24,6 +24,7 @@ from keeper.chain import Bulwark, DecodedError
 from keeper.index import BlockRef, RpcFailure, get_block, rpc, rpc_batch
 from keeper.logs import get_logger, kv
 from keeper.metrics import KeeperMetrics
+from keeper.units import format_units
 
 log = get_logger("sender")
 BPS = 10_000
@@ -76,6 +77,11 @@ class Eip1559Strategy:
         tip = min(tip, max_fee)
         fees = Fees(max_fee, tip)
         return fees if fees.bumped_enough(previous) else None
+
+
+def _gwei(wei: int) -> str:
+    """A fee per gas in gwei, exact (log lines speak human units)."""
+    return format_units(wei, 9)
 
 
 def _raise(value: int, bps: int) -> int:
@@ -179,6 +185,20 @@ _NONCE_ERRORS = ("nonce too low", "already known", "nonce too high", "invalid no
 _INVALID_PARAMS = -32602
 
 
+def _price_time(reply: str | DecodedError) -> int | None:
+    """The ``updatedAt`` of an ``OracleStalePrice`` whose price is newer than the time simulated."""
+    if isinstance(reply, DecodedError) and reply.name == "OracleStalePrice":
+        updated = reply.args.get("updatedAt")
+        return int(updated) if isinstance(updated, int) else None
+    return None
+
+
+def is_oracle_refusal(error: DecodedError) -> bool:
+    """The simulation reverted in the oracle (a stale, invalid or deviating price): nothing to do
+    with a lost race, and nothing a send could change."""
+    return error.name.startswith("Oracle")
+
+
 def _refused_params(reply: Any) -> bool:
     return isinstance(reply, RpcFailure) and reply.code == _INVALID_PARAMS and not reply.data
 
@@ -250,11 +270,25 @@ class TxSender:
         """eth_call of many calls (each with its gas limit, if given) in one batch: the raw answer,
         or the decoded revert. One execution each, where eth_estimateGas runs a search of many.
 
-        They run on the pending state (our own transactions in the pool included) and, given the
-        head `after`, at a time one second past it, as a transaction sent now will: work that
-        depends on time passing (funding accrues, a settlement writes) costs gas that a call in
-        the head's own second would not see."""
+        They run on the pending state (our own transactions and any price update in the pool
+        included) and, given the head `after`, in the block a transaction sent now can be mined
+        in (:meth:`mining_block`): work that depends on time passing (funding accrues, a
+        settlement writes) costs gas that a call in the head's own second would not see, and a
+        price update waiting in the pending block carries that block's time."""
         return self._simulate("eth_call", calls, gas, after)
+
+    def mining_block(self, head: BlockRef) -> tuple[int, int]:
+        """Number and timestamp of the block a transaction sent now can be mined in: the node's
+        pending block as it reports it (an interval-mined node stamps it with the time of the
+        next block), never before one second past `head`."""
+        number, stamp = head.number + 1, head.timestamp + 1
+        pending = rpc(self.bw.w3, "eth_getBlockByNumber", ["pending", False])
+        if isinstance(pending, dict):
+            if isinstance(pending.get("number"), str):
+                number = max(number, int(pending["number"], 16))
+            if isinstance(pending.get("timestamp"), str):
+                stamp = max(stamp, int(pending["timestamp"], 16))
+        return number, stamp
 
     def _simulate(
         self,
@@ -262,17 +296,20 @@ class TxSender:
         calls: Sequence[Any],
         gas: Sequence[int] | None,
         after: BlockRef | None,
+        at: tuple[int, int] | None = None,
     ) -> list[str | DecodedError]:
-        reqs: list[tuple[str, list[Any]]] = []
         overrides = self._block_overrides and after is not None and method == "eth_call"
+        if overrides and after is not None and at is None:
+            at = self.mining_block(after)
+        reqs: list[tuple[str, list[Any]]] = []
         for n, fn in enumerate(calls):
             call = as_call(fn)
             tx: dict[str, Any] = {"from": self.signer.address, "to": call.to, "data": call.data}
             if gas is not None:
                 tx["gas"] = hex(gas[n])
             params: list[Any] = [tx, "pending"]
-            if overrides and after is not None:
-                params += [{}, {"number": hex(after.number + 1), "time": hex(after.timestamp + 1)}]
+            if overrides and at is not None:
+                params += [{}, {"number": hex(at[0]), "time": hex(at[1])}]
             reqs.append((method, params))
         replies = rpc_batch(self.bw.w3, reqs)
         if overrides and replies and all(_refused_params(r) for r in replies):
@@ -289,6 +326,21 @@ class TxSender:
                 )
             else:
                 out.append(str(reply))
+        newer = [_price_time(r) for r in out]
+        if overrides and at is not None and any(t is not None and t > at[1] for t in newer):
+            # The pending state holds a price published after the time simulated (the pending
+            # block's clock moved on between the two requests): once more, at that time.
+            later = max(t for t in newer if t is not None)
+            again = [n for n, t in enumerate(newer) if t is not None and t > at[1]]
+            redo = self._simulate(
+                method,
+                [calls[n] for n in again],
+                [gas[n] for n in again] if gas is not None else None,
+                after,
+                (at[0], later),
+            )
+            for n, reply in zip(again, redo, strict=True):
+                out[n] = reply
         return out
 
     def with_margin(self, gas: int) -> int:
@@ -364,8 +416,8 @@ class TxSender:
                     tx=tx_hash,
                     nonce=nonce,
                     gas=gas,
-                    max_fee=fees.max_fee,
-                    tip=fees.priority_fee,
+                    max_fee_gwei=_gwei(fees.max_fee),
+                    tip_gwei=_gwei(fees.priority_fee),
                 ),
             )
             return pending
@@ -488,7 +540,11 @@ class TxSender:
             pending.last_sent_at, pending.last_sent_block = time.monotonic(), head.number
             log.warning(
                 "fee cap reached; waiting",
-                extra=kv(action=pending.action, nonce=pending.nonce, max_fee=pending.fees.max_fee),
+                extra=kv(
+                    action=pending.action,
+                    nonce=pending.nonce,
+                    max_fee_gwei=_gwei(pending.fees.max_fee),
+                ),
             )
             return
         tx = dict(pending.tx, maxFeePerGas=fees.max_fee, maxPriorityFeePerGas=fees.priority_fee)
@@ -514,8 +570,8 @@ class TxSender:
                 action=pending.action,
                 nonce=pending.nonce,
                 tx=tx_hash,
-                max_fee=fees.max_fee,
-                tip=fees.priority_fee,
+                max_fee_gwei=_gwei(fees.max_fee),
+                tip_gwei=_gwei(fees.priority_fee),
                 replacement=pending.replacements,
             ),
         )

@@ -3,6 +3,8 @@ EVM snapshot that is reverted afterwards, so tests neither see nor leave each ot
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +35,11 @@ def clear_cli_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Unsets the variables the CLI reads, so a test sees only the flags it passes."""
     for name in CLI_ENV:
         monkeypatch.delenv(name, raising=False)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keeper state (checkpoints, signer locks) goes to a directory of this run, never the user's."""
+    os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="bulwark-test-state-")
 
 
 @pytest.fixture(scope="session")

@@ -112,4 +112,4 @@ def test_installed_bulwark_works_from_a_deployment_file_alone(
     assert account["address"].lower() == trader.address.lower()
 
     env["BULWARK_PRIVATE_KEY"] = dev_account(3).key.hex()
-    bulwark("keeper", "--once")
+    bulwark("keeper", "--once", "--metrics-port", "0")

@@ -5,6 +5,7 @@ mid-run does not crash the keeper, which carries on once the node is back."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -40,8 +41,9 @@ class DaemonProcess:
         self.log = log
         self._out = log.open("ab")
         argv = [sys.executable, "-c", DAEMON, rpc_url, str(deployment), str(config)]
+        env = dict(os.environ, XDG_STATE_HOME=str(log.parent / "state"))  # the lock, not in ~
         self.proc = subprocess.Popen(
-            argv, stdout=self._out, stderr=self._out, cwd=Path(__file__).parents[1]
+            argv, stdout=self._out, stderr=self._out, cwd=Path(__file__).parents[1], env=env
         )
 
     def lines(self) -> list[dict[str, object]]:

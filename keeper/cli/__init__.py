@@ -34,7 +34,6 @@ from keeper.cli.args import (
     UsageError,
     _global_parent,
     _node_port,
-    _port,
     _positive_decimal,
     _positive_int,
     _whole_number,
@@ -319,7 +318,10 @@ def build_parser() -> Parser:
     kp.add_argument("--once", action="store_true", help="one full pass, then exit")
     kp.add_argument("--config", metavar="FILE", help="settings file")
     kp.add_argument(
-        "--metrics-port", type=_port, metavar="N", help="serve Prometheus metrics on port N"
+        "--metrics-port",
+        type=_node_port,
+        metavar="N",
+        help="serve /metrics and /healthz on port N (0: off)",
     )
     kp.add_argument(
         "--log-format",

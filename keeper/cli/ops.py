@@ -8,7 +8,7 @@ from typing import Any
 
 from keeper import paths, status, units
 from keeper.chain import Bulwark, BulwarkError
-from keeper.cli.args import EXIT_OK
+from keeper.cli.args import EXIT_OK, UsageError
 from keeper.cli.context import Context, token_info
 from keeper.cli.render import table, tokens, tokens_exact, wad, wad_exact, when
 from keeper.cli.trading import stale_lines
@@ -304,9 +304,15 @@ def terms_lines(t: status.MarketTerms, equity: int | None, error: str | None) ->
 
 
 def cmd_keeper(ctx: Context) -> int:
-    bw = ctx.bulwark()
-    signer = ctx.signer(default_dev=0)
     run_from_cli = _import_entry("keeper.daemon", "the keeper daemon")
+    try:
+        bw = ctx.bulwark()
+        signer = ctx.signer(default_dev=0)
+    except UsageError:
+        raise
+    except BulwarkError as exc:  # the keeper's own exit codes (docs/keeper.md): 4 or 2
+        refused = _import_entry("keeper.daemon", "the keeper daemon", "refused_at_startup")
+        return int(refused(ctx, exc))
     return int(run_from_cli(bw, signer, ctx.args) or 0)
 
 
@@ -324,7 +330,7 @@ def cmd_demo(ctx: Context) -> int:
     return int(run_from_cli(ctx.args) or 0)
 
 
-def _import_entry(module: str, what: str) -> Callable[..., Any]:
+def _import_entry(module: str, what: str, name: str = "run_from_cli") -> Callable[..., Any]:
     import importlib
 
     try:
@@ -333,5 +339,5 @@ def _import_entry(module: str, what: str) -> Callable[..., Any]:
         if exc.name == module:
             raise BulwarkError(f"{what} ({module}) is not part of this installation") from None
         raise
-    entry: Callable[..., Any] = mod.run_from_cli
+    entry: Callable[..., Any] = getattr(mod, name)
     return entry
