@@ -298,6 +298,22 @@ def build_parser() -> Parser:
         help="replay one price every SECONDS of the path (0: every row; default: the scenario's)",
     )
     sx.add_argument("--max-steps", type=_positive_int, metavar="N", help="stop after N price steps")
+    sx.add_argument(
+        "--fund-sweep",
+        nargs="?",
+        const="",
+        metavar="PCTS",
+        help="replay the crash from one snapshot for each fund size, in %% of open interest "
+        "(default 0,0.25,0.5,1,2,4,8); see docs/stress.md",
+    )
+    sx.add_argument(
+        "--window-caps", metavar="PCTS", help="with --fund-sweep: window caps in %% (default 50)"
+    )
+    sx.add_argument(
+        "--haircut-bound",
+        metavar="PCT",
+        help="with --fund-sweep: haircuts to stay within, %% of open interest (default 0.1)",
+    )
 
     demo = add(commands, "demo", "the whole story on an embedded Anvil, start to finish", cmd_demo)
     demo.add_argument("--out", metavar="DIR", help="report directory (default reports/demo)")
