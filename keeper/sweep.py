@@ -69,6 +69,7 @@ class SweepConfig:
     fund_pcts: tuple[float, ...] = DEFAULT_FUND_PCTS
     window_caps_pct: tuple[float, ...] = DEFAULT_WINDOW_CAPS_PCT
     haircut_bound_pct: float = DEFAULT_HAIRCUT_BOUND_PCT
+    refine: int = 0  # extra replays per marker and window cap, bisecting towards it
 
     def validate(self) -> None:
         if not self.fund_pcts:
@@ -82,6 +83,8 @@ class SweepConfig:
                     f"a window cap must be 1 to 100 (% of the fund per window, the contract's "
                     f"bounds), got {cap}"
                 )
+        if not 0 <= self.refine <= 10:
+            raise StressError(f"--refine must be 0 to 10 replays, got {self.refine}")
         if not (math.isfinite(self.haircut_bound_pct) and self.haircut_bound_pct >= 0):
             raise StressError(
                 f"--haircut-bound must be zero or more (% of open interest), "
@@ -102,10 +105,12 @@ class Point:
     window_cap_pct: float
     metrics: dict[str, Any]
     wall_seconds: float = 0.0
+    refined: bool = False  # a bisection point between two swept sizes
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "fund_pct_asked": self.fund_pct_asked,
+            "refined": self.refined,
             "window_cap_pct": self.window_cap_pct,
             "wall_seconds": round(self.wall_seconds, 2),
             **self.metrics,
@@ -338,6 +343,10 @@ def no_adl(p: Point) -> bool:
     return int(p.metrics["adl_events"]) == 0 and float(p.metrics["haircut_total_usd"]) == 0
 
 
+def within_bound(p: Point, bound_pct: float) -> bool:
+    return float(p.metrics["haircut_pct_oi"]) <= bound_pct
+
+
 def markers(points: Sequence[Point], bound_pct: float) -> dict[float, dict[str, Any]]:
     """Per window cap: the smallest fund that avoided ADL and the smallest that kept haircuts
     within the bound (each with every larger swept fund doing so too)."""
@@ -345,9 +354,7 @@ def markers(points: Sequence[Point], bound_pct: float) -> dict[float, dict[str, 
     for cap in dict.fromkeys(p.window_cap_pct for p in points):
         line = [p for p in points if p.window_cap_pct == cap]
         avoid = smallest_from_which(line, no_adl)
-        within = smallest_from_which(
-            line, lambda p: float(p.metrics["haircut_pct_oi"]) <= bound_pct
-        )
+        within = smallest_from_which(line, lambda p: within_bound(p, bound_pct))
         out[cap] = {
             "no_adl": _marker(avoid),
             "haircuts_within_bound": _marker(within),
@@ -398,12 +405,16 @@ def _money(x: float) -> str:
 
 
 class FundSweep:
-    """Setup once, snapshot, then one replay per (window cap, fund size) from the snapshot."""
+    """Setup once, snapshot, then one replay per (window cap, fund size) from the snapshot; with
+    `refine`, that many more replays per marker and cap, bisecting between the largest swept fund
+    that fell short and the marker, so the marker is known to within a fraction of the grid step."""
 
     def __init__(self, run: StressRun, sweep: SweepConfig) -> None:
         sweep.validate()
         self.run = run
         self.sweep = sweep
+        self._snapshot: Any = None
+        self._done = 0
 
     def execute(self) -> SweepResult:
         run, w3 = self.run, self.run.w3
@@ -412,29 +423,36 @@ class FundSweep:
             prepared = run.prepare()
             walls["setup"] = prepared.setup_seconds
             oi = open_interest_wad(run.bw)
-            snapshot_time = int(w3.eth.get_block("latest")["timestamp"])
+            pinned_at = int(w3.eth.get_block("latest")["timestamp"]) + PIN_SECONDS
             population = describe_population(run, prepared, oi)
-            grid = self.sweep.grid
+            caps = self.sweep.window_caps_pct
+            total = len(self.sweep.grid) + 2 * self.sweep.refine * len(caps)
             steps = len(run.path.steps) - 1
-            progress = Progress(len(grid) * steps, run.progress_stream, label="fund sweep")
+            progress = Progress(total * steps, run.progress_stream, label="fund sweep")
             points: list[Point] = []
-            snapshot = rpc(w3, "evm_snapshot")
             t0 = time.monotonic()
+
+            def point(cap: float, pct: float, refined: bool = False) -> Point:
+                k = self._done
+                where = f"replay {k + 1} of up to {total}: fund {pct:.3g}% cap {cap:g}%"
+
+                def step(i: int, note: str) -> None:
+                    progress.update(k * steps + i, f"{where}: {note}")
+
+                self._restore()
+                run.on_step = step
+                p = run_point(run, prepared, oi, pct, cap, pinned_at)
+                p.refined = refined
+                self._done += 1
+                points.append(p)
+                return p
+
             try:
-                for k, (cap, pct) in enumerate(grid):
-                    if k:
-                        if not rpc(w3, "evm_revert", snapshot):
-                            raise StressError("the node could not revert to the sweep's snapshot")
-                        snapshot = rpc(w3, "evm_snapshot")
-                    where = f"point {k + 1}/{len(grid)}: fund {pct:g}% cap {cap:g}%"
-
-                    def step(i: int, note: str, k: int = k, where: str = where) -> None:
-                        progress.update(k * steps + i, f"{where}: {note}")
-
-                    run.on_step = step
-                    points.append(
-                        run_point(run, prepared, oi, pct, cap, snapshot_time + PIN_SECONDS)
-                    )
+                for cap in caps:
+                    line = [point(cap, pct) for pct in sorted(set(self.sweep.fund_pcts))]
+                    bound = self.sweep.haircut_bound_pct
+                    for ok in (no_adl, lambda p, b=bound: within_bound(p, b)):
+                        self._refine(line, ok, lambda pct, c=cap: point(c, pct, refined=True))
             finally:
                 run.on_step = None
                 progress.close()
@@ -453,6 +471,27 @@ class FundSweep:
             },
             wall_seconds=walls,
         )
+
+    def _restore(self) -> None:
+        """Back to the prepared chain: the first point starts there; every later one reverts to the
+        snapshot (which Anvil consumes, so a new one is taken at once)."""
+        w3 = self.run.w3
+        if self._snapshot is not None and not rpc(w3, "evm_revert", self._snapshot):
+            raise StressError("the node could not revert to the sweep's snapshot")
+        self._snapshot = rpc(w3, "evm_snapshot")
+
+    def _refine(self, line: list[Point], ok: Any, replay: Any) -> None:
+        """Bisects between the marker and the swept fund just below it, `refine` times."""
+        for _ in range(self.sweep.refine):
+            marker = smallest_from_which(line, ok)
+            if marker is None:
+                return
+            ranked = sorted(line, key=lambda p: int(p.metrics["fund_start_wad"]))
+            i = ranked.index(marker)
+            if i == 0:
+                return
+            low, high = ranked[i - 1].metrics["fund_pct_oi"], marker.metrics["fund_pct_oi"]
+            line.append(replay((low + high) / 2))
 
 
 def describe_population(run: StressRun, prepared: Prepared, oi_wad: int) -> dict[str, Any]:
@@ -496,9 +535,15 @@ def to_json(res: SweepResult) -> dict[str, Any]:
             "fund_pcts": list(res.sweep.fund_pcts),
             "window_caps_pct": list(res.sweep.window_caps_pct),
             "haircut_bound_pct": res.sweep.haircut_bound_pct,
+            "refine": res.sweep.refine,
         },
         "population": res.population,
-        "points": [p.as_dict() for p in res.points],
+        "points": [
+            p.as_dict()
+            for p in sorted(
+                res.points, key=lambda p: (p.window_cap_pct, int(p.metrics["fund_start_wad"]))
+            )
+        ],
         "markers": {
             f"{cap:g}": m for cap, m in markers(res.points, res.sweep.haircut_bound_pct).items()
         },
@@ -674,6 +719,7 @@ def config_from_cli(args: argparse.Namespace) -> SweepConfig:
             getattr(args, "window_caps", None), DEFAULT_WINDOW_CAPS_PCT, "--window-caps"
         ),
         haircut_bound_pct=parse_pcts(bound, (DEFAULT_HAIRCUT_BOUND_PCT,), "--haircut-bound")[0],
+        refine=int(getattr(args, "refine", None) or 0),
     )
     cfg.validate()
     return cfg

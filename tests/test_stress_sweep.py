@@ -45,7 +45,7 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         w3 = connect(node.rpc_url, timeout=120)
         bw = Bulwark(w3, deploy_all(w3, dev_account(0)))
         run = StressRun(bw, _config(), dev_account(0))
-        result = FundSweep(run, SweepConfig(FUNDS, (CAP,), BOUND)).execute()
+        result = FundSweep(run, SweepConfig(FUNDS, (CAP,), BOUND, refine=1)).execute()
         data = sweep.to_json(result)
         files = sweep.write(data, tmp_path_factory.mktemp("sweep"))
         yield {"bw": bw, "result": result, "data": data, "files": files}
@@ -93,7 +93,7 @@ def test_every_point_starts_from_the_same_state(swept: dict[str, Any]) -> None:
 
 
 def test_shortfall_identity_and_fund_size_order(swept: dict[str, Any]) -> None:
-    points = swept["result"].points
+    points = [p for p in swept["result"].points if not p.refined]
     for p in points:
         m = p.metrics
         paid_then = m["fund_paid_at_liquidation_usd"]
@@ -107,6 +107,22 @@ def test_shortfall_identity_and_fund_size_order(swept: dict[str, Any]) -> None:
     small, large = points[0].metrics, points[-1].metrics
     assert small["adl_events"] > 0 and small["haircut_total_usd"] > 0
     assert large["adl_events"] == 0 and large["bad_debt_recorded_usd"] == 0
+
+
+def test_refinement_bisects_towards_each_marker(swept: dict[str, Any]) -> None:
+    points = swept["result"].points
+    grid = [p for p in points if not p.refined]
+    refined = [p for p in points if p.refined]
+    assert [p.fund_pct_asked for p in grid] == sorted(FUNDS)
+    assert len(refined) == 2  # one per marker
+    marker_pcts = {m["fund_pct_oi"] for m in swept["data"]["markers"][f"{CAP:g}"].values()
+                   if isinstance(m, dict)}  # fmt: skip
+    for p in refined:
+        below = [g for g in grid if g.metrics["fund_pct_oi"] < p.fund_pct_asked]
+        above = [g for g in grid if g.metrics["fund_pct_oi"] > p.fund_pct_asked]
+        assert below and above  # strictly between two swept sizes
+    # the markers are read over every replay, the refined ones included
+    assert marker_pcts <= {p.metrics["fund_pct_oi"] for p in points}
 
 
 def test_last_point_measures_match_the_raw_logs(swept: dict[str, Any]) -> None:

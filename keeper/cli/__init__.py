@@ -314,6 +314,12 @@ def build_parser() -> Parser:
         metavar="PCT",
         help="with --fund-sweep: haircuts to stay within, %% of open interest (default 0.1)",
     )
+    sx.add_argument(
+        "--refine",
+        type=_whole_number,
+        metavar="N",
+        help="with --fund-sweep: N more replays per marker, bisecting towards it (default 0)",
+    )
 
     demo = add(commands, "demo", "the whole story on an embedded Anvil, start to finish", cmd_demo)
     demo.add_argument("--out", metavar="DIR", help="report directory (default reports/demo)")
