@@ -409,54 +409,65 @@ class FundSweep:
     `refine`, that many more replays per marker and cap, bisecting between the largest swept fund
     that fell short and the marker, so the marker is known to within a fraction of the grid step."""
 
-    def __init__(self, run: StressRun, sweep: SweepConfig) -> None:
+    def __init__(self, run: StressRun, sweep: SweepConfig, restore: bool = False) -> None:
         sweep.validate()
         self.run = run
         self.sweep = sweep
+        self.restore = restore  # revert the chain to where it was before the setup, at the end
         self._snapshot: Any = None
         self._done = 0
 
     def execute(self) -> SweepResult:
         run, w3 = self.run, self.run.w3
         walls: dict[str, float] = {}
-        with run.steady_clock():
-            prepared = run.prepare()
-            walls["setup"] = prepared.setup_seconds
-            oi = open_interest_wad(run.bw)
-            pinned_at = int(w3.eth.get_block("latest")["timestamp"]) + PIN_SECONDS
-            population = describe_population(run, prepared, oi)
-            caps = self.sweep.window_caps_pct
-            total = len(self.sweep.grid) + 2 * self.sweep.refine * len(caps)
-            steps = len(run.path.steps) - 1
-            progress = Progress(total * steps, run.progress_stream, label="fund sweep")
-            points: list[Point] = []
-            t0 = time.monotonic()
+        before = rpc(w3, "evm_snapshot") if self.restore else None
+        try:
+            with run.steady_clock():
+                result = self._execute(walls)
+        finally:
+            if before is not None:
+                rpc(w3, "evm_revert", before)
+        return result
 
-            def point(cap: float, pct: float, refined: bool = False) -> Point:
-                k = self._done
-                where = f"replay {k + 1} of up to {total}: fund {pct:.3g}% cap {cap:g}%"
+    def _execute(self, walls: dict[str, float]) -> SweepResult:
+        run, w3 = self.run, self.run.w3
+        prepared = run.prepare()
+        walls["setup"] = prepared.setup_seconds
+        oi = open_interest_wad(run.bw)
+        pinned_at = int(w3.eth.get_block("latest")["timestamp"]) + PIN_SECONDS
+        population = describe_population(run, prepared, oi)
+        caps = self.sweep.window_caps_pct
+        total = len(self.sweep.grid) + 2 * self.sweep.refine * len(caps)
+        steps = len(run.path.steps) - 1
+        progress = Progress(total * steps, run.progress_stream, label="fund sweep")
+        points: list[Point] = []
+        t0 = time.monotonic()
 
-                def step(i: int, note: str) -> None:
-                    progress.update(k * steps + i, f"{where}: {note}")
+        def point(cap: float, pct: float, refined: bool = False) -> Point:
+            k = self._done
+            where = f"replay {k + 1} of up to {total}: fund {pct:.3g}% cap {cap:g}%"
 
-                self._restore()
-                run.on_step = step
-                p = run_point(run, prepared, oi, pct, cap, pinned_at)
-                p.refined = refined
-                self._done += 1
-                points.append(p)
-                return p
+            def step(i: int, note: str) -> None:
+                progress.update(k * steps + i, f"{where}: {note}")
 
-            try:
-                for cap in caps:
-                    line = [point(cap, pct) for pct in sorted(set(self.sweep.fund_pcts))]
-                    bound = self.sweep.haircut_bound_pct
-                    for ok in (no_adl, lambda p, b=bound: within_bound(p, b)):
-                        self._refine(line, ok, lambda pct, c=cap: point(c, pct, refined=True))
-            finally:
-                run.on_step = None
-                progress.close()
-            walls["points"] = time.monotonic() - t0
+            self._restore()
+            run.on_step = step
+            p = run_point(run, prepared, oi, pct, cap, pinned_at)
+            p.refined = refined
+            self._done += 1
+            points.append(p)
+            return p
+
+        try:
+            for cap in caps:
+                line = [point(cap, pct) for pct in sorted(set(self.sweep.fund_pcts))]
+                bound = self.sweep.haircut_bound_pct
+                for ok in (no_adl, lambda p, b=bound: within_bound(p, b)):
+                    self._refine(line, ok, lambda pct, c=cap: point(c, pct, refined=True))
+        finally:
+            run.on_step = None
+            progress.close()
+        walls["points"] = time.monotonic() - t0
         return SweepResult(
             config=run.cfg,
             sweep=self.sweep,
@@ -738,7 +749,7 @@ def run_from_cli(args: argparse.Namespace) -> int:
         with chain_for(args) as (bw, embedded):
             admin = dev_account(0) if embedded else admin_signer(args)
             run = StressRun(bw, cfg, admin, keeper_log_file=log_file)
-            result = FundSweep(run, sweep).execute()
+            result = FundSweep(run, sweep, restore=not embedded).execute()
         data = to_json(result)
         files = write(data, out)
     except (BulwarkError, ScenarioError) as exc:
