@@ -584,7 +584,7 @@ def plot(data: Mapping[str, Any], file: Path) -> None:
     import matplotlib.pyplot as plt
 
     pop, bound = data["population"], data["sweep"]["haircut_bound_pct"]
-    fig, (sev, freq) = plt.subplots(1, 2, figsize=(12, 4.8))
+    fig, (sev, freq) = plt.subplots(1, 2, figsize=(12, 6.2))
     colors = ("tab:purple", "tab:blue", "tab:green", "tab:orange", "tab:red", "tab:brown")
     caps = list(data["markers"])
     for i, cap in enumerate(caps):
@@ -626,15 +626,26 @@ def plot(data: Mapping[str, Any], file: Path) -> None:
     freq.set_ylabel("count")
     freq.set_title("ADL frequency: steps and accounts hit")
     xs = sorted({p["fund_pct_oi"] for p in data["points"]})
+    ticks = sorted({p["fund_pct_oi"] for p in data["points"] if not p.get("refined")})
+    low = min((x for x in xs if x > 0), default=0.25)
     for ax in (sev, freq):
-        ax.set_xscale("symlog", linthresh=0.25, linscale=0.5)
+        ax.set_xscale("symlog", linthresh=max(low, 0.01), linscale=0.5)
         ax.set_xlim(0, max(xs) * 1.3 if xs and max(xs) > 0 else 1)
-        ax.set_xticks(xs, [f"{x:.2g}" for x in xs], fontsize=8)
+        ax.set_xticks(ticks, [f"{x:.2g}" for x in ticks], fontsize=8)
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xlabel("insurance fund when the crash begins, % of open interest")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper right")
         ax.set_ylim(bottom=0)
+    handles, labels = sev.get_legend_handles_labels()
+    more, more_labels = freq.get_legend_handles_labels()
+    fig.legend(
+        handles + more,
+        labels + more_labels,
+        loc="lower center",
+        ncol=3,
+        fontsize=7,
+        frameon=False,
+    )
     lev = pop["leverage"]
     fig.suptitle(
         f"{data['scenario']['title']}: {pop['traders']} accounts (seed {pop['seed']}), open "
@@ -642,7 +653,7 @@ def plot(data: Mapping[str, Any], file: Path) -> None:
         f"(median {lev['median']:.1f}x)",
         fontsize=10,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.2, 1, 1))
     fig.savefig(file, dpi=110)
     plt.close(fig)
 
