@@ -280,6 +280,7 @@ def point_metrics(bw: Bulwark, result: RunResult, oi_wad: int) -> dict[str, Any]
         "debt_episodes": len(episodes),
         "blocks_to_clear_max": max((e[1] - e[0] for e in episodes), default=0),  # (policy)
         "targets_later_bankrupt": adl["targets_later_bankrupt"],
+        "keeper_warnings": result.keeper_log.total if result.keeper_log else 0,
         "haircuts_wad": adl["haircuts_wad"],  # per account, for Lorenz curves and comparisons
         "blocks": [start, end],
     }
