@@ -625,6 +625,7 @@ def plot(data: Mapping[str, Any], file: Path) -> None:
     sev.set_ylabel("haircuts, % of open interest")
     sev.set_title("ADL severity: haircuts taken from traders")
     freq.set_ylabel("count")
+    freq.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     freq.set_title("ADL frequency: steps and accounts hit")
     xs = sorted({p["fund_pct_oi"] for p in data["points"]})
     ticks = sorted({p["fund_pct_oi"] for p in data["points"] if not p.get("refined")})
