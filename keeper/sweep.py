@@ -257,7 +257,7 @@ def point_metrics(bw: Bulwark, result: RunResult, oi_wad: int) -> dict[str, Any]
         "fund_covered_later_usd": ledger["covered_by_fund_later_usd"],
         "fund_paid_usd": usd(fund_paid),
         "fund_paid_wad": str(fund_paid),
-        "bad_debt_peak_usd": usd(max((e[2] for e in episodes), default=0)),
+        "bad_debt_peak_usd": usd(max((e.peak_wad for e in episodes), default=0)),
         "bad_debt_end_usd": ledger["closing_usd"],
         "adl_events": adl["steps"],
         "adl_transactions": adl["transactions"],
@@ -278,7 +278,12 @@ def point_metrics(bw: Bulwark, result: RunResult, oi_wad: int) -> dict[str, Any]
         "bystander_loss_pct_oi": _pct(haircuts + socialized, oi_wad),
         "adl_gas": adl_gas(bw, adl_events),  # (policy)
         "debt_episodes": len(episodes),
-        "blocks_to_clear_max": max((e[1] - e[0] for e in episodes), default=0),  # (policy)
+        # (policy) the longest episode, in transactions mined (the keeper's and the feeds'): the
+        # count of blocks behind it also depends on how the node packed back-to-back sends
+        "txs_to_clear_max": max(
+            (transactions_between(bw, e.first_tx, e.last_tx) for e in episodes), default=0
+        ),
+        "blocks_to_clear_max": max((e.last_block - e.first_block for e in episodes), default=0),
         "targets_later_bankrupt": adl["targets_later_bankrupt"],
         "keeper_warnings": result.keeper_log.total if result.keeper_log else 0,
         "haircuts_wad": adl["haircuts_wad"],  # per account, for Lorenz curves and comparisons
@@ -294,17 +299,29 @@ def adl_gas(bw: Bulwark, adl_events: Sequence[Event]) -> int:
     """Gas used by the transactions that ran ADL steps."""
     total = 0
     for tx in dict.fromkeys(e.tx for e in adl_events):
-        receipt = bw.w3.eth.get_transaction_receipt(tx if tx.startswith("0x") else "0x" + tx)  # type: ignore[arg-type]
+        receipt = bw.w3.eth.get_transaction_receipt(_hex(tx))  # type: ignore[arg-type]
         total += int(receipt["gasUsed"])
     return total
 
 
-def debt_episodes(events: Iterable[Event], opening_wad: int) -> list[tuple[int, int, int]]:
-    """Each stretch of blocks with bad debt outstanding: (first block, block it was back to zero
-    or the last event's block, peak in wad), from the running total every event carries."""
-    episodes: list[tuple[int, int, int]] = []
-    total, since, peak = opening_wad, None if opening_wad == 0 else 0, opening_wad
-    last_block = 0
+@dataclass(frozen=True)
+class Episode:
+    """A stretch with bad debt outstanding, from the event that opened it to the one that cleared
+    it (or the last event, when it was still open)."""
+
+    first_block: int
+    last_block: int
+    peak_wad: int
+    first_tx: str
+    last_tx: str
+
+
+def debt_episodes(events: Iterable[Event], opening_wad: int) -> list[Episode]:
+    """Every episode of bad debt, from the running total the events carry."""
+    episodes: list[Episode] = []
+    total, peak = opening_wad, opening_wad
+    opened: Event | None = None
+    last: Event | None = None
     for e in sorted(events, key=lambda x: (x.block, x.log_index)):
         if e.name in ("BadDebtRecorded", "BadDebtCovered", "BadDebtSocialized"):
             total = int(e.args["totalBadDebtWad"])
@@ -312,17 +329,45 @@ def debt_episodes(events: Iterable[Event], opening_wad: int) -> list[tuple[int, 
             total -= int(e.args["haircutWad"])
         else:
             continue
-        last_block = e.block
-        if total > 0 and since is None:
-            since, peak = e.block, total
+        if total > 0 and opened is None:
+            opened, peak = e, total
         elif total > 0:
             peak = max(peak, total)
-        elif since is not None:
-            episodes.append((since, e.block, peak))
-            since = None
-    if since is not None:
-        episodes.append((since, last_block, peak))
+        elif opened is not None:
+            episodes.append(Episode(opened.block, e.block, peak, opened.tx, e.tx))
+            opened = None
+        last = e
+    if opened is not None and last is not None:
+        episodes.append(Episode(opened.block, last.block, peak, opened.tx, last.tx))
     return episodes
+
+
+def transactions_between(bw: Bulwark, first_tx: str, last_tx: str) -> int:
+    """Transactions mined from `first_tx` to `last_tx`, both included. Unlike a count of blocks, it
+    does not depend on how the node packed transactions sent back to back into blocks."""
+    w3 = bw.w3
+    a = w3.eth.get_transaction_receipt(_hex(first_tx))  # type: ignore[arg-type]
+    b = w3.eth.get_transaction_receipt(_hex(last_tx))  # type: ignore[arg-type]
+    first_block, last_block = int(a["blockNumber"]), int(b["blockNumber"])
+    if first_block == last_block:
+        return int(b["transactionIndex"]) - int(a["transactionIndex"]) + 1
+    middle = range(first_block, last_block)
+    counts = _batch_counts(bw, middle)
+    return counts - int(a["transactionIndex"]) + int(b["transactionIndex"]) + 1
+
+
+def _batch_counts(bw: Bulwark, blocks: range) -> int:
+    from keeper.stress import _batch
+
+    calls = [("eth_getBlockTransactionCountByNumber", [hex(n)]) for n in blocks]
+    total = 0
+    for start in range(0, len(calls), 200):
+        total += sum(int(r["result"], 16) for r in _batch(bw.w3, calls[start : start + 200]))
+    return total
+
+
+def _hex(tx: str) -> str:
+    return tx if tx.startswith("0x") else "0x" + tx
 
 
 # ---------------------------------------------------------------------------- markers
@@ -678,7 +723,7 @@ COLUMNS = (
     ("socialised", "socialized_usd", "money"),
     ("bystanders", "bystander_loss_usd", "money"),
     ("Gini hit", "gini_hit", "{:.2f}"),
-    ("blocks", "blocks_to_clear_max", "{}"),
+    ("txs to clear", "txs_to_clear_max", "{}"),
 )
 
 

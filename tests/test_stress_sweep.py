@@ -70,7 +70,14 @@ def test_point_from_the_snapshot_equals_a_fresh_run(
 ) -> None:
     from_snapshot = swept["result"].points[1]  # ran after the first point was reverted
     assert from_snapshot.fund_pct_asked == fresh_point.fund_pct_asked
-    assert from_snapshot.metrics == fresh_point.metrics
+    # Every measure, wei for wei, but the block numbers after the replay's first: automine may
+    # pack two transactions the keeper sent back to back into one block or two, as timing has it
+    # (chain time does not move within a step, so nothing else depends on it).
+    packing = {"blocks", "blocks_to_clear_max"}
+    assert {k: v for k, v in from_snapshot.metrics.items() if k not in packing} == {
+        k: v for k, v in fresh_point.metrics.items() if k not in packing
+    }
+    assert from_snapshot.metrics["blocks"][0] == fresh_point.metrics["blocks"][0]
     assert from_snapshot.metrics["adl_events"] > 0  # a point where something happened
 
 
@@ -214,7 +221,8 @@ def test_debt_episodes_follow_the_running_total() -> None:
         _event("Liquidated", 16),
         _event("BadDebtRecorded", 20, amountWad=4, totalBadDebtWad=4),
     ]
-    assert sweep.debt_episodes(events, 0) == [(10, 15, 8), (20, 20, 4)]
+    found = [(e.first_block, e.last_block, e.peak_wad) for e in sweep.debt_episodes(events, 0)]
+    assert found == [(10, 15, 8), (20, 20, 4)]
 
 
 @pytest.mark.parametrize(
