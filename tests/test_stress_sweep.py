@@ -251,6 +251,20 @@ def test_sweep_mistakes_are_one_line(
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
 
 
+def test_command_line_flags_reach_the_sweep() -> None:
+    from keeper.cli import parse_args
+
+    plain = parse_args(["stress", "gap"])
+    assert plain.fund_sweep is None  # a plain stress run
+    bare = parse_args(["stress", "gap", "--fund-sweep"])
+    assert bare.fund_sweep == "" and sweep.config_from_cli(bare) == SweepConfig()
+    full = parse_args(
+        ["stress", "gap", "--fund-sweep", "0,1.5%,3", "--window-caps", "25,100",
+         "--haircut-bound", "0.2", "--refine", "2"]
+    )  # fmt: skip
+    assert sweep.config_from_cli(full) == SweepConfig((0.0, 1.5, 3.0), (25.0, 100.0), 0.2, 2)
+
+
 def _raw_logs(bw: Bulwark, contract: Any, name: str, start: int, end: int) -> list[Any]:
     abi = next(e for e in contract.abi if e.get("type") == "event" and e["name"] == name)
     topic = "0x" + event_abi_to_log_topic(abi).hex()
