@@ -504,18 +504,23 @@ class Progress:
                 TimeRemainingColumn,
             )
             from rich.progress import Progress as RichProgress
+            from rich.table import Column
 
             console = Console(file=self.stream, force_terminal=True)
             self._bar = RichProgress(
-                TextColumn("{task.description}"),
-                BarColumn(),
+                TextColumn("{task.description}", table_column=Column(min_width=len(label))),
+                BarColumn(bar_width=24),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
                 TextColumn("eta"),
                 TimeRemainingColumn(),
-                TextColumn("{task.fields[note]}"),
+                TextColumn(
+                    "{task.fields[note]}",
+                    table_column=Column(ratio=1, no_wrap=True, overflow="ellipsis"),
+                ),
                 console=console,
                 transient=False,
+                expand=True,
             )
             self._bar.start()
             self._task = self._bar.add_task(label, total=self.total, note="")
