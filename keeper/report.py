@@ -208,6 +208,8 @@ def adl_measures(
         "gini_eligible": round(gini(eligible_haircuts), 6) if eligible else None,
         "eligible_at_start": len(eligible),
         "steps_after_debt_cleared": steps_after_clear,
+        # steps that closed a position but took nothing (the target had no room above maintenance)
+        "steps_without_haircut": sum(1 for e in adl if int(e.args["haircutWad"]) == 0),
         "scores_non_increasing": _scores_ordered(adl),
         "targets_later_bankrupt": len(later),
         "shortfall_of_targets_later_bankrupt_usd": usd(sum(later.values())),

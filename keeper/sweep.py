@@ -262,6 +262,7 @@ def point_metrics(bw: Bulwark, result: RunResult, oi_wad: int) -> dict[str, Any]
         "adl_events": adl["steps"],
         "adl_transactions": adl["transactions"],
         "adl_accounts": adl["targets"],
+        "adl_events_without_haircut": adl["steps_without_haircut"],
         "accounts_hit": adl["accounts_hit"],  # (policy) ADL targets and profitable closes
         "haircut_total_usd": usd(haircuts),
         "haircut_total_wad": str(haircuts),

@@ -88,6 +88,7 @@ def test_totals_match_the_chain(gap_run: dict[str, Any]) -> None:
     assert data["liquidations"]["count"] == len(liquidated)
     assert data["liquidations"]["bankrupt"] == sum(1 for a in liquidated if a["bankrupt"])
     assert data["adl"]["steps"] == len(adl)
+    assert data["adl"]["steps_without_haircut"] == sum(1 for a in adl if a["haircutWad"] == 0)
     assert int(data["bad_debt"]["adl_haircuts_wad"]) == sum(a["haircutWad"] for a in adl)
     assert int(data["fund"]["paid_wad"]) == sum(a["paidWad"] for a in paid)
     assert int(data["bad_debt"]["closing_wad"]) == ch.totalBadDebtWad().call(block_identifier=end)
