@@ -34,6 +34,7 @@ from keeper.stress import (
     TraderPlan,
     chain_for,
     derived_account,
+    fresh_log,
 )
 
 DEMO_SEED = 2020
@@ -172,7 +173,7 @@ def _step_story(row: Mapping[str, Any]) -> list[str]:
             text += f"; {_m(row['padding_usd'])} of the penalties went to the fund as padding"
         out.append(text + ".")
     if row["shortfall_usd"]:
-        paid, recorded = row["fund_paid_usd"], row["bad_debt_recorded_usd"]
+        paid, recorded = row["fund_paid_at_liquidation_usd"], row["bad_debt_recorded_usd"]
         shortfall = _m(row["shortfall_usd"])
         text = f"  The bankrupt accounts left a shortfall of {shortfall}: the fund paid {_m(paid)}"
         if recorded:
@@ -208,9 +209,16 @@ def _ending(
     lines = [
         (
             f"- In all: {liq['count']} liquidations, {_m(liq['padding_usd'])} of padding into the "
-            f"fund, {_m(liq['keeper_rewards_usd'])} of keeper rewards; the fund paid "
-            f"{_m(fund['paid_usd'])} of {_m(liq['shortfall_usd'])} in shortfalls and ends with "
-            f"{_m(fund['assets_end_usd'])}."
+            f"fund, {_m(liq['keeper_rewards_usd'])} of keeper rewards. Of "
+            f"{_m(liq['shortfall_usd'])} in shortfalls the fund paid "
+            f"{_m(liq['shortfall_covered_usd'])} at once and "
+            f"{_m(liq['shortfall_to_bad_debt_usd'])} became bad debt"
+            + (
+                f", of which the fund covered {_m(debt['covered_by_fund_later_usd'])} later"
+                if debt["covered_by_fund_later_usd"]
+                else ""
+            )
+            + f"; the fund ends with {_m(fund['assets_end_usd'])}."
         ),
     ]
     if adl["steps"]:
@@ -219,7 +227,7 @@ def _ending(
             f"{_m(adl['haircut_total_usd'])} of bad debt. Overshoot {_m(overshoot)} (haircuts "
             "beyond the debt; Hyperliquid's queue "
             f"overshot by $45-52M on 10 October 2025). The largest share borne by one trader was "
-            f"{100 * adl['largest_share']:.0f}%, Gini {adl['gini_affected']:.2f} among those hit."
+            f"{100 * adl['largest_share']:.0f}%; {_gini_words(adl)}."
         )
     lines.append(f"- Bad debt at the end: {_m(debt['closing_usd'])}.")
     cons = data["conservation"]
@@ -233,6 +241,17 @@ def _ending(
     return lines
 
 
+def _gini_words(adl: Mapping[str, Any]) -> str:
+    """Each Gini named with its population, as the Lorenz curve in haircuts.png is."""
+    hit = f"Gini {adl['gini_affected']:.2f} over the {adl['accounts_hit']} traders hit"
+    if adl["gini_eligible"] is None:
+        return hit
+    return (
+        f"{hit}, {adl['gini_eligible']:.2f} over all {adl['eligible_at_start']} traders eligible "
+        "for ADL, zeros included (the Lorenz curve in haircuts.png)"
+    )
+
+
 # ---------------------------------------------------------------------------- the command
 
 
@@ -241,7 +260,9 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Path]]:
     # Only an explicit --rpc moves the demo off its own Anvil (BULWARK_RPC is for other commands).
     with chain_for(args, fresh=True, env=False) as (bw, _embedded):
         admin = dev_account(0)
-        result = StressRun(bw, demo_config(), admin, planner=demo_population).run()
+        log_file = fresh_log(out / "keeper.log")
+        run = StressRun(bw, demo_config(), admin, planner=demo_population, keeper_log_file=log_file)
+        result = run.run()
         data = report.build(bw, result)
     files = report.write(data, out)
     data["narrative"] = narrate(data, files)

@@ -143,7 +143,9 @@ def liquidation_totals(ev: Mapping[str, list[Event]]) -> dict[str, Any]:
         "shortfall_usd": usd(_sum(settled, "shortfallWad")),
         "shortfall_wad": str(_sum(settled, "shortfallWad")),
         "shortfall_covered_usd": usd(_sum(settled, "coveredWad")),
+        "shortfall_covered_wad": str(_sum(settled, "coveredWad")),
         "shortfall_to_bad_debt_usd": usd(_sum(settled, "badDebtWad")),
+        "shortfall_to_bad_debt_wad": str(_sum(settled, "badDebtWad")),
     }
 
 
@@ -195,6 +197,8 @@ def adl_measures(
         "steps": len(adl),
         "transactions": len({e.tx for e in adl}),
         "targets": len({e.args["account"] for e in adl}),
+        "accounts_hit": len(per_account),  # ADL targets and profitable closes that paid a haircut
+        "largest_haircut_usd": usd(largest),
         "haircut_total_usd": usd(total),
         "closed_notional_usd": usd(
             sum(abs(int(e.args["closedSizeWad"])) * int(e.args["priceWad"]) // WAD for e in adl)
@@ -204,6 +208,8 @@ def adl_measures(
         "gini_eligible": round(gini(eligible_haircuts), 6) if eligible else None,
         "eligible_at_start": len(eligible),
         "steps_after_debt_cleared": steps_after_clear,
+        # steps that closed a position but took nothing (the target had no room above maintenance)
+        "steps_without_haircut": sum(1 for e in adl if int(e.args["haircutWad"]) == 0),
         "scores_non_increasing": _scores_ordered(adl),
         "targets_later_bankrupt": len(later),
         "shortfall_of_targets_later_bankrupt_usd": usd(sum(later.values())),
@@ -309,6 +315,10 @@ def timeline(
                 "padding_usd": usd(_sum(liq, "paddingWad")),
                 "shortfall_usd": usd(_sum(g.get("ShortfallSettled", []), "shortfallWad")),
                 "fund_paid_usd": usd(_sum(g.get("ShortfallCovered", []), "paidWad")),
+                "fund_paid_at_liquidation_usd": usd(
+                    _sum(g.get("ShortfallSettled", []), "coveredWad")
+                ),
+                "fund_covered_later_usd": usd(_sum(g.get("BadDebtCovered", []), "amountWad")),
                 "bad_debt_recorded_usd": usd(_sum(g.get("BadDebtRecorded", []), "amountWad")),
                 "adl_steps": len(g.get("AutoDeleveraged", [])),
                 "adl_haircut_usd": usd(_sum(g.get("AutoDeleveraged", []), "haircutWad")),
@@ -356,6 +366,10 @@ def build(bw: Bulwark, result: RunResult) -> dict[str, Any]:
         == _sum(ev.get("ShortfallSettled", []), "coveredWad")
         + _sum(ev.get("BadDebtCovered", []), "amountWad"),
         "adl_scores_non_increasing": adl["scores_non_increasing"],
+        # each shortfall splits into what the fund paid at once and what became bad debt
+        "shortfall_adds_up": _sum(ev.get("ShortfallSettled", []), "shortfallWad")
+        == _sum(ev.get("ShortfallSettled", []), "coveredWad")
+        + _sum(ev.get("BadDebtRecorded", []), "amountWad"),
     }
     checks["ok"] = (
         all(checks.values())
@@ -406,6 +420,7 @@ def build(bw: Bulwark, result: RunResult) -> dict[str, Any]:
         "bad_debt": ledger,
         "adl": adl,
         "keeper": {
+            "log": _log_summary(result),
             "liquidatable_left_max": max(s.liquidatable_left for s in samples),
             "liquidatable_left_end": last.liquidatable_left,
             "pass_seconds_median": round(
@@ -422,6 +437,17 @@ def build(bw: Bulwark, result: RunResult) -> dict[str, Any]:
         "conservation": conservation.as_dict(),
         "checks": checks,
         "timeline": timeline(result, events, markets),
+    }
+
+
+def _log_summary(result: RunResult) -> dict[str, Any]:
+    tally = result.keeper_log
+    if tally is None:
+        return {"file": None, "warnings": 0, "by_message": {}}
+    return {
+        "file": str(tally.file) if tally.file is not None else None,
+        "warnings": tally.total,
+        "by_message": dict(sorted(tally.counts.items(), key=lambda kv: -kv[1])),
     }
 
 
@@ -695,7 +721,10 @@ def _haircut_plot(plt: Any, data: Mapping[str, Any], out: Path) -> Path:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     top = haircuts[:30]
     left.bar(range(1, len(top) + 1), [h / WAD for h in top], color="tab:purple")
-    left.set_title(f"Largest haircuts (largest share {100 * adl['largest_share']:.1f}%)")
+    left.set_title(
+        f"Largest haircuts of the {adl['accounts_hit']} traders hit "
+        f"(largest {100 * adl['largest_share']:.1f}% of all)"
+    )
     left.set_xlabel("trader, by haircut")
     left.xaxis.set_major_locator(MaxNLocator(integer=True))
     left.set_ylabel("USD")
@@ -704,8 +733,7 @@ def _haircut_plot(plt: Any, data: Mapping[str, Any], out: Path) -> Path:
     x, y = lorenz(eligible)
     right.plot(x, y, color="tab:purple", label="haircuts")
     right.plot([0, 1], [0, 1], color="grey", linestyle=":", label="equal")
-    gini_txt = adl["gini_eligible"] if adl["gini_eligible"] is not None else adl["gini_affected"]
-    right.set_title(f"Lorenz curve over {len(eligible)} eligible traders (Gini {gini_txt:.2f})")
+    right.set_title(_lorenz_title(adl, len(eligible)), fontsize=10)
     right.set_xlabel("share of traders")
     right.set_ylabel("share of haircuts")
     right.legend(loc="upper left", fontsize=8)
@@ -715,6 +743,18 @@ def _haircut_plot(plt: Any, data: Mapping[str, Any], out: Path) -> Path:
     fig.savefig(file, dpi=110)
     plt.close(fig)
     return file
+
+
+def _lorenz_title(adl: Mapping[str, Any], n: int) -> str:
+    """Each Gini with the population it is over: the eligible traders (zeros included) and the
+    traders hit differ, and so do their coefficients."""
+    hit = f"Gini {adl['gini_affected']:.2f} over the {adl['accounts_hit']} hit"
+    if adl["gini_eligible"] is None:
+        return f"Lorenz curve over the {n} traders hit ({hit})"
+    return (
+        f"Lorenz curve over the {n} eligible traders, zeros included:\n"
+        f"Gini {adl['gini_eligible']:.2f} over the eligible; {hit}"
+    )
 
 
 def _cumulative(rows: Sequence[Mapping[str, Any]], key: str) -> list[float]:
@@ -775,10 +815,10 @@ def summary_lines(data: Mapping[str, Any], files: Mapping[str, Path] | None = No
         "  prices      " + "   ".join(_price_line(m, p) for m, p in data["prices"].items()),
         "  setup       " + _setup_line(data["setup"]),
         "  liquidated  " + _liquidation_line(data["liquidations"]),
-        "  shortfall   " + _shortfall_line(data),
-        "  fund        " + _fund_line(data["fund"]),
-        "  ADL         " + _adl_line(data["adl"], data["bad_debt"]),
+        "  shortfall   " + _shortfall_line(data["liquidations"]),
         "  bad debt    " + _debt_line(data["bad_debt"]),
+        "  fund        " + _fund_line(data["fund"], data["liquidations"], data["bad_debt"]),
+        "  ADL         " + _adl_line(data["adl"], data["bad_debt"]),
         "  keeper      " + _keeper_line(data["keeper"]),
         "  conservation "
         + (
@@ -818,18 +858,40 @@ def _liquidation_line(liq: Mapping[str, Any]) -> str:
     )
 
 
-def _shortfall_line(data: Mapping[str, Any]) -> str:
-    liq, fund, debt = data["liquidations"], data["fund"], data["bad_debt"]
+def _shortfall_line(liq: Mapping[str, Any]) -> str:
+    """At liquidation, each shortfall is paid by the fund at once or recorded as bad debt: the two
+    parts add up to the shortfall (what the fund pays later, from the bad debt, is on its own line)."""
     return (
-        f"{_money(liq['shortfall_usd'])}: the fund paid {_money(fund['paid_usd'])} in "
-        f"{fund['payouts']} payouts, {_money(debt['recorded_usd'])} became bad debt"
+        f"{_money(liq['shortfall_usd'])} at liquidation = {_money(liq['shortfall_covered_usd'])} "
+        f"paid by the fund at once + {_money(liq['shortfall_to_bad_debt_usd'])} recorded as bad debt"
     )
 
 
-def _fund_line(fund: Mapping[str, Any]) -> str:
+def _debt_line(debt: Mapping[str, Any]) -> str:
+    """Where the bad debt went: opening + recorded = covered later + ADL + close haircuts +
+    socialised + closing (ADL's part is what the ledger leaves for it; its haircuts match it when
+    the overshoot is zero)."""
+    parts = [
+        f"{_money(debt['covered_by_fund_later_usd'])} covered later by the fund",
+        f"{_money(int(debt['retired_by_adl_wad']) / WAD)} by ADL",
+    ]
+    if debt["close_haircuts_usd"]:
+        parts.append(f"{_money(debt['close_haircuts_usd'])} by haircuts on profitable closes")
+    parts.append(f"{_money(debt['socialized_usd'])} socialised to the pool")
+    opening = f"{_money(debt['opening_usd'])} open + " if debt["opening_usd"] else ""
+    return (
+        f"{opening}{_money(debt['recorded_usd'])} recorded = "
+        + " + ".join(parts)
+        + f" + {_money(debt['closing_usd'])} left at the end"
+    )
+
+
+def _fund_line(fund: Mapping[str, Any], liq: Mapping[str, Any], debt: Mapping[str, Any]) -> str:
     return (
         f"{_money(fund['assets_start_usd'])} -> min {_money(fund['assets_min_usd'])} -> "
-        f"{_money(fund['assets_end_usd'])}; nothing available during "
+        f"{_money(fund['assets_end_usd'])}; paid {_money(fund['paid_usd'])} in "
+        f"{fund['payouts']} payouts ({_money(liq['shortfall_covered_usd'])} at liquidation + "
+        f"{_money(debt['covered_by_fund_later_usd'])} later); nothing available during "
         f"{fund['steps_exhausted']} steps"
     )
 
@@ -839,27 +901,27 @@ def _adl_line(adl: Mapping[str, Any], debt: Mapping[str, Any]) -> str:
     text = (
         f"{adl['steps']} steps on {adl['targets']} traders, haircuts "
         f"{_money(adl['haircut_total_usd'])}; overshoot {overshoot} (must be zero); largest share "
-        f"{100 * adl['largest_share']:.1f}%, Gini {adl['gini_affected']:.2f} over those hit"
+        f"{100 * adl['largest_share']:.1f}%, Gini {adl['gini_affected']:.2f} over the "
+        f"{adl['accounts_hit']} hit"
     )
     if adl["gini_eligible"] is not None:
-        text += f", {adl['gini_eligible']:.2f} over {adl['eligible_at_start']} eligible"
+        text += f", {adl['gini_eligible']:.2f} over the {adl['eligible_at_start']} eligible"
     if adl["targets_later_bankrupt"]:
         text += f"; {adl['targets_later_bankrupt']} targets went bankrupt afterwards"
     return text
 
 
-def _debt_line(debt: Mapping[str, Any]) -> str:
-    return (
-        f"at the end {_money(debt['closing_usd'])} (socialised {_money(debt['socialized_usd'])}, "
-        f"covered later by the fund {_money(debt['covered_by_fund_later_usd'])})"
-    )
-
-
 def _keeper_line(k: Mapping[str, Any]) -> str:
-    return (
+    text = (
         f"at most {k['liquidatable_left_max']} accounts still liquidatable after a pass; "
         f"pass median {k['pass_seconds_median']:.2f} s"
     )
+    log = k.get("log") or {}
+    if log.get("warnings"):
+        top = ", ".join(f"{n} x {m}" for m, n in list(log["by_message"].items())[:3])
+        where = f" in {log['file']}" if log.get("file") else ""
+        text += f"; {log['warnings']} warnings logged{where} ({top})"
+    return text
 
 
 def _checks_line(chk: Mapping[str, Any]) -> str:

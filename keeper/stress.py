@@ -18,7 +18,9 @@ The run, on a local chain (an embedded Anvil unless `--rpc` is given):
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import logging
 import math
 import os
 import random
@@ -81,7 +83,7 @@ class StressConfig:
     min_leverage: float = 1.5
     max_leverage: float = 19.0
     long_share: float = 0.55  # crowds lean long before a crash
-    fund_ratio: float = 0.04  # fund seed as a share of the traders' collateral
+    fund_ratio: float = 0.04  # fund seed as a share of the traders' collateral; 0: no stake
     pool_ratio: float = 1.0  # pool seed as a share of the traders' collateral (at least)
 
     def validate(self) -> None:
@@ -174,7 +176,7 @@ def plan_population(
     # trades arrive.
     skew_need = max(side_notional.values()) // WAD * unit // 2
     pool_seed = max(int(total_collateral * cfg.pool_ratio), skew_need, 100_000 * unit)
-    fund_seed = max(int(total_collateral * cfg.fund_ratio), 1_000 * unit)
+    fund_seed = max(int(total_collateral * cfg.fund_ratio), 1_000 * unit) if cfg.fund_ratio else 0
     return Population(
         admin=admin,
         keeper=derived_account(cfg.seed, "keeper"),
@@ -207,7 +209,12 @@ class TxPipe:
         self.chain_id = bw.w3.eth.chain_id
         self._nonces: dict[str, int] = {}
         self._pending: list[_Pending] = []
-        self.sent = 0
+        self.sent = 0  # mined and checked
+        self.sent_now = 0  # accepted by the node
+        self.on_sent: Callable[[], None] | None = None  # after each chunk the node accepted
+        # mine each flush's transactions explicitly (automine paused), so blocks do not depend on
+        # timing; only on a node that automines (an interval-mining node keeps its own pace)
+        self.mine_together = True
         self._refresh_fees()
 
     def _refresh_fees(self) -> None:
@@ -246,6 +253,28 @@ class TxPipe:
         pending, self._pending = self._pending, []
         if not pending:
             return 0
+        manual = self.mine_together and self._automine()
+        if manual:
+            rpc(self.bw.w3, "evm_setAutomine", False)
+        try:
+            receipts = self._send(pending, manual)
+        finally:
+            if manual:
+                rpc(self.bw.w3, "evm_setAutomine", True)
+        for p, receipt in zip(pending, receipts, strict=True):
+            if int(receipt["status"], 16) != 1:
+                block = int(receipt["blockNumber"], 16)
+                raise StressError(f"{p.label} reverted: {self.bw.replay_revert(p.tx, block)}")
+        self.sent += len(pending)
+        self._refresh_fees()
+        return len(pending)
+
+    def _automine(self) -> bool:
+        """Whether the node mines each transaction as it arrives (not on an interval)."""
+        reply = self.bw.w3.provider.make_request("anvil_getAutomine", [])  # type: ignore[arg-type]
+        return bool(reply.get("result"))
+
+    def _send(self, pending: Sequence[_Pending], manual: bool) -> list[dict[str, Any]]:
         for start in range(0, len(pending), self.chunk):
             part = pending[start : start + self.chunk]
             replies = _batch(self.bw.w3, [("eth_sendRawTransaction", [p.raw]) for p in part])
@@ -255,14 +284,28 @@ class TxPipe:
                         f"{p.label}: the node refused it: {reply['error'].get('message')}"
                     )
                 p.tx_hash = reply["result"]
-        receipts = self._receipts([p.tx_hash for p in pending])
-        for p, receipt in zip(pending, receipts, strict=True):
-            if int(receipt["status"], 16) != 1:
-                block = int(receipt["blockNumber"], 16)
-                raise StressError(f"{p.label} reverted: {self.bw.replay_revert(p.tx, block)}")
-        self.sent += len(pending)
-        self._refresh_fees()
-        return len(pending)
+            self.sent_now += len(part)
+            if self.on_sent is not None:
+                self.on_sent()
+        hashes = [p.tx_hash for p in pending]
+        return self._mine(hashes) if manual else self._receipts(hashes)
+
+    def _mine(self, hashes: Sequence[str]) -> list[dict[str, Any]]:
+        """Mines blocks until every transaction is in one: which block each lands in then depends
+        on the transactions alone, not on when they reached the node."""
+        found: dict[str, dict[str, Any]] = {}
+        for _ in range(len(hashes) + 10):
+            rpc(self.bw.w3, "evm_mine")
+            missing = [h for h in hashes if h not in found]
+            for start in range(0, len(missing), self.chunk):
+                part = missing[start : start + self.chunk]
+                calls = [("eth_getTransactionReceipt", [h]) for h in part]
+                for h, reply in zip(part, _batch(self.bw.w3, calls), strict=True):
+                    if reply.get("result"):
+                        found[h] = reply["result"]
+            if len(found) == len(hashes):
+                return [found[h] for h in hashes]
+        raise StressError(f"{len(hashes) - len(found)} transactions stayed out of every block")
 
     def _receipts(self, hashes: Sequence[str], timeout: float = 120.0) -> list[dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
@@ -370,46 +413,143 @@ class RunResult:
     tx_count: int = 0
     step_seconds: int | None = None
     synthetic: bool = False
+    keeper_log: KeeperLogTally | None = None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The chain after setup, before the first step: what a replay (or many) starts from."""
+
+    population: Population
+    setup_block: int
+    opening_answers: dict[str, int]  # each feed's opening answer (8 decimals)
+    setup_seconds: float
+    tx_count: int
+
+
+# ---------------------------------------------------------------------------- the keeper's log
+
+
+@dataclass
+class KeeperLogTally:
+    """What the keeper logged during a replay: the file it went to, and the warnings and errors
+    counted by message, so the summary can say what happened without printing each line."""
+
+    file: Path | None = None
+    counts: dict[str, int] = field(default_factory=dict)  # message ("error: ..." ) -> count
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+class _Tally(logging.Handler):
+    def __init__(self, tally: KeeperLogTally) -> None:
+        super().__init__(logging.WARNING)
+        self.tally = tally
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = "" if record.levelno == logging.WARNING else f"{record.levelname.lower()}: "
+        key = level + record.getMessage()
+        self.tally.counts[key] = self.tally.counts.get(key, 0) + 1
+
+
+@contextmanager
+def keeper_log(file: Path | None) -> Iterator[KeeperLogTally]:
+    """Routes the keeper's log to `file` (appended; none: nowhere) instead of the terminal, where its
+    warnings used to land in the middle of the progress bar, and counts its warnings and errors."""
+    from keeper.logs import LOGGER_NAME, PlainFormatter
+
+    tally = KeeperLogTally(file)
+    logger = logging.getLogger(LOGGER_NAME)
+    handlers: list[logging.Handler] = [_Tally(tally)]
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        to_file = logging.FileHandler(file, encoding="utf-8")
+        to_file.setFormatter(PlainFormatter())
+        handlers.append(to_file)
+    saved = (logger.level, logger.propagate)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    for h in handlers:
+        logger.addHandler(h)
+    try:
+        yield tally
+    finally:
+        for h in handlers:
+            logger.removeHandler(h)
+            h.close()
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
 
 
 class Progress:
-    """A one-line progress bar on a terminal; silent elsewhere (tests, pipes)."""
+    """Progress of a long phase: a rich progress bar on a terminal; elsewhere (a pipe, a log file,
+    CI) a plain line at each tenth of the way, so a log shows the run advancing without a flood."""
 
     def __init__(self, total: int, stream: TextIO | None = None, label: str = "") -> None:
         self.total = max(total, 1)
         self.stream = stream if stream is not None else sys.stderr
-        self.enabled = self.stream.isatty()
         self.label = label
         self.started = time.monotonic()
+        self._tenths_shown = 0
+        self._bar: Any = None
+        self._task: Any = None
+        if self.stream.isatty():
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+            from rich.progress import Progress as RichProgress
+            from rich.table import Column
+
+            console = Console(file=self.stream, force_terminal=True)
+            self._bar = RichProgress(
+                TextColumn("{task.description}", table_column=Column(min_width=len(label))),
+                BarColumn(bar_width=24),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                TextColumn(
+                    "{task.fields[note]}",
+                    table_column=Column(ratio=1, no_wrap=True, overflow="ellipsis"),
+                ),
+                console=console,
+                transient=False,
+                expand=True,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task(label, total=self.total, note="")
 
     def update(self, done: int, note: str = "") -> None:
-        if not self.enabled:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done, note=note)
             return
-        width = 28
-        filled = int(width * done / self.total)
-        elapsed = time.monotonic() - self.started
-        eta = elapsed / done * (self.total - done) if done else 0.0
-        bar = "#" * filled + "." * (width - filled)
-        line = f"\r{self.label} [{bar}] {done}/{self.total} {note}  eta {_clock(eta)} "
-        self.stream.write(line[: _term_width()])
+        tenths = 10 * done // self.total
+        if tenths <= self._tenths_shown and done < self.total:
+            return
+        if done >= self.total and self._tenths_shown >= 10:
+            return
+        self._tenths_shown = min(tenths, 10) if done < self.total else 10
+        elapsed = _clock(time.monotonic() - self.started)
+        text = f"{self.label}: {done}/{self.total}"
+        self.stream.write(f"{text} {note} ({elapsed} elapsed)\n".replace("  (", " ("))
         self.stream.flush()
 
     def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\n")
-            self.stream.flush()
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
 
 
 def _clock(seconds: float) -> str:
     s = int(seconds)
     return f"{s // 60}:{s % 60:02d}"
-
-
-def _term_width() -> int:
-    try:
-        return os.get_terminal_size().columns
-    except OSError:
-        return 120
 
 
 class StressRun:
@@ -422,8 +562,12 @@ class StressRun:
         admin: LocalAccount,
         progress_stream: TextIO | None = None,
         planner: Planner | None = None,
+        keeper_log_file: Path | None = None,
     ) -> None:
         cfg.validate()
+        self.keeper_log_file = keeper_log_file
+        # called after each replay step instead of drawing this run's own progress (a sweep's)
+        self.on_step: Callable[[int, str], None] | None = None
         self.bw = bw
         self.w3 = bw.w3
         self.cfg = cfg
@@ -451,7 +595,25 @@ class StressRun:
     def run(
         self, driver_factory: Callable[[Bulwark, LocalAccount], Driver] = make_keeper
     ) -> RunResult:
-        walls: dict[str, float] = {}
+        """Setup, then the replay, on a steady clock (see :meth:`steady_clock`)."""
+        with self.steady_clock():
+            prepared = self.prepare()
+            return self.replay(prepared, driver_factory)
+
+    @contextmanager
+    def steady_clock(self) -> Iterator[None]:
+        """Chain time moves only when the replay pins a step's time: every other block has the
+        timestamp of the one before (the keeper acts at the price's time), so chain time never
+        depends on how fast this machine is or on how transactions were packed into blocks, and
+        the same seed gives the same run to the wei. The node's own clock is restored afterwards."""
+        rpc(self.w3, "anvil_setBlockTimestampInterval", 0)
+        try:
+            yield
+        finally:
+            rpc(self.w3, "anvil_removeBlockTimestampInterval")
+
+    def prepare(self) -> Prepared:
+        """Opening prices, the population, and its collateral and positions on the chain."""
         t0 = time.monotonic()
         self._check_chain()
         setup_block = self.w3.eth.block_number + 1
@@ -461,26 +623,44 @@ class StressRun:
         )
         pipe = TxPipe(self.bw)
         self._setup(population, pipe)
-        walls["setup"] = time.monotonic() - t0
-        driver = driver_factory(self.bw, population.keeper)
-        start_block = self.w3.eth.block_number + 1
-        t1 = time.monotonic()
-        samples = self._replay(population, driver, pipe)
-        walls["replay"] = time.monotonic() - t1
+        return Prepared(
+            population=population,
+            setup_block=setup_block,
+            opening_answers=dict(self.last_answer),
+            setup_seconds=time.monotonic() - t0,
+            tx_count=pipe.sent,
+        )
+
+    def replay(
+        self,
+        prepared: Prepared,
+        driver_factory: Callable[[Bulwark, LocalAccount], Driver] = make_keeper,
+    ) -> RunResult:
+        """The price path from the chain's current state, with a new keeper: a sweep calls it once
+        per point, each time from the same snapshot of the prepared chain."""
+        population = prepared.population
+        self.last_answer = dict(prepared.opening_answers)
+        pipe = TxPipe(self.bw)
+        with keeper_log(self.keeper_log_file) as tally:
+            driver = driver_factory(self.bw, population.keeper)
+            start_block = self.w3.eth.block_number + 1
+            t1 = time.monotonic()
+            samples = self._replay(population, driver, pipe)
         return RunResult(
             config=self.cfg,
             path=self.path,
             population=population,
             start_block=start_block,
-            setup_block=setup_block,
+            setup_block=prepared.setup_block,
             end_block=self.w3.eth.block_number,
             samples=samples,
-            wall_seconds=walls,
+            wall_seconds={"setup": prepared.setup_seconds, "replay": time.monotonic() - t1},
             scenario_title=self.scenario.title if self.scenario else self.path.name,
             keeper_kind=type(driver).__module__ + "." + type(driver).__name__,
-            tx_count=pipe.sent,
+            tx_count=prepared.tx_count + pipe.sent,
             step_seconds=self.step_seconds,
             synthetic=bool(self.scenario and self.scenario.synthetic),
+            keeper_log=tally,
         )
 
     def _check_chain(self) -> None:
@@ -520,6 +700,11 @@ class StressRun:
 
     def _setup(self, pop: Population, pipe: TxPipe) -> None:
         bw, admin = self.bw, self.admin
+        legs = sum(len(t.legs) for t in pop.traders)
+        label = f"setup: {len(pop.traders)} accounts"
+        total = 7 + (1 if pop.fund_seed_tokens else 0) + len(pop.traders) + legs
+        progress = Progress(total, self.progress_stream, label=label)
+        pipe.on_sent = lambda: progress.update(pipe.sent_now, "transactions")
         helpers = (pop.keeper, pop.lp, pop.staker)
         _batch(self.w3, [("anvil_setBalance", [a.address, hex(GAS_MONEY_WEI)]) for a in helpers])
         _batch(
@@ -548,12 +733,13 @@ class StressRun:
             "seed the pool",
             gas=600_000,
         )
-        pipe.add(
-            pop.staker,
-            bw.fund.functions.deposit(pop.fund_seed_tokens, pop.staker.address),
-            "seed the fund",
-            gas=600_000,
-        )
+        if pop.fund_seed_tokens:
+            pipe.add(
+                pop.staker,
+                bw.fund.functions.deposit(pop.fund_seed_tokens, pop.staker.address),
+                "seed the fund",
+                gas=600_000,
+            )
         for t in pop.traders:
             pipe.add(
                 admin,
@@ -571,6 +757,8 @@ class StressRun:
                     gas=TRADE_GAS,
                 )
         pipe.flush()
+        pipe.on_sent = None
+        progress.close()
 
     def _trade_fn(self, leg: Leg, price_wad: int) -> Any:
         limit = price_wad * 105 // 100 if leg.size_wad > 0 else price_wad * 95 // 100
@@ -578,11 +766,17 @@ class StressRun:
 
     def _replay(self, pop: Population, driver: Driver, pipe: TxPipe) -> list[Sample]:
         steps = self.path.steps
-        progress = Progress(len(steps) - 1, self.progress_stream, label=self.path.name)
+        own = self.on_step is None
+        progress = Progress(len(steps) - 1, self.progress_stream if own else io.StringIO(),
+                            label=self.path.name)  # fmt: skip
         samples = [self._sample(0, steps[0].timestamp, pop, 0.0)]
+        opened_at = samples[0].chain_time
         for i in range(1, len(steps)):
-            gap = steps[i].timestamp - steps[i - 1].timestamp
-            rpc(self.w3, "evm_increaseTime", max(1, round(gap / self.cfg.speed)))
+            # Step i is published at the path's elapsed time divided by the speed (at least one
+            # second after the step before).
+            elapsed = round((steps[i].timestamp - steps[0].timestamp) / self.cfg.speed)
+            due = max(opened_at + elapsed, samples[-1].chain_time + 1)
+            rpc(self.w3, "evm_setNextBlockTimestamp", due)
             for market in self.markets:
                 if market in steps[i].prices:
                     self.last_answer[market] = scenarios.feed_answer(steps[i].prices[market])
@@ -596,7 +790,10 @@ class StressRun:
             driver.run_once()
             sample = self._sample(i, steps[i].timestamp, pop, time.monotonic() - started)
             samples.append(sample)
-            progress.update(i, self._progress_note(sample))
+            if self.on_step is not None:
+                self.on_step(i, self._progress_note(sample))
+            else:
+                progress.update(i, self._progress_note(sample))
         progress.close()
         return samples
 
@@ -741,6 +938,13 @@ def config_from_args(args: argparse.Namespace) -> StressConfig:
     )
 
 
+def fresh_log(file: Path) -> Path:
+    """The keeper's log file of a run, emptied (the replay appends to it)."""
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text("")
+    return file
+
+
 def default_out(scenario: str) -> Path:
     name = Path(scenario).stem if scenario.lower().endswith(".csv") else scenario
     return Path("reports") / name
@@ -750,13 +954,19 @@ def run_from_cli(args: argparse.Namespace) -> int:
     """`bulwark stress`: runs the scenario, writes the report, prints the summary (or JSON)."""
     from keeper import report
 
+    if getattr(args, "fund_sweep", None) is not None:
+        from keeper import sweep
+
+        return sweep.run_from_cli(args)
     try:
         cfg = config_from_args(args)
         cfg.validate()
         scenarios.find(cfg.scenario)  # a bad name fails before any node starts
         out = Path(args.out) if getattr(args, "out", None) else default_out(cfg.scenario)
+        log_file = fresh_log(out / "keeper.log")
         with chain_for(args) as (bw, embedded):
-            run = StressRun(bw, cfg, dev_account(0) if embedded else admin_signer(args))
+            admin = dev_account(0) if embedded else admin_signer(args)
+            run = StressRun(bw, cfg, admin, keeper_log_file=log_file)
             result = run.run()
             started = time.monotonic()
             data = report.build(bw, result)

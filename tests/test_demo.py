@@ -75,6 +75,22 @@ def test_demo_tells_the_whole_story(demo_run: dict[str, Any]) -> None:
     assert str(out / "report.json") in story and "overview.png" in story
 
 
+def test_each_gini_is_named_with_its_population(demo_run: dict[str, Any]) -> None:
+    """The story and the Lorenz plot's title give the same two coefficients, each with the traders
+    it is over (those hit; every eligible trader, zeros included), so neither reads as the other."""
+    from keeper import report
+
+    adl = demo_run["data"]["adl"]
+    story = "\n".join(demo_run["data"]["narrative"])
+    hit = f"Gini {adl['gini_affected']:.2f} over the {adl['accounts_hit']} traders hit"
+    eligible = f"{adl['gini_eligible']:.2f} over all {adl['eligible_at_start']} traders eligible"
+    assert hit in story and eligible in story
+    title = report._lorenz_title(adl, len(adl["eligible_haircuts_wad"]))
+    assert f"Gini {adl['gini_eligible']:.2f} over the eligible" in title
+    assert f"Gini {adl['gini_affected']:.2f} over the {adl['accounts_hit']} hit" in title
+    assert adl["gini_affected"] != adl["gini_eligible"]  # the two populations differ here
+
+
 def test_demo_prints_the_story_in_plain_words(demo_run: dict[str, Any]) -> None:
     text = demo_run["text"]
     assert text.startswith("What happened")

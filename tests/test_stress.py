@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,7 @@ def test_totals_match_the_chain(gap_run: dict[str, Any]) -> None:
     assert data["liquidations"]["count"] == len(liquidated)
     assert data["liquidations"]["bankrupt"] == sum(1 for a in liquidated if a["bankrupt"])
     assert data["adl"]["steps"] == len(adl)
+    assert data["adl"]["steps_without_haircut"] == sum(1 for a in adl if a["haircutWad"] == 0)
     assert int(data["bad_debt"]["adl_haircuts_wad"]) == sum(a["haircutWad"] for a in adl)
     assert int(data["fund"]["paid_wad"]) == sum(a["paidWad"] for a in paid)
     assert int(data["bad_debt"]["closing_wad"]) == ch.totalBadDebtWad().call(block_identifier=end)
@@ -222,15 +224,63 @@ class _Terminal(io.StringIO):
         return True
 
 
-def test_progress_bar_draws_on_a_terminal_only() -> None:
+def test_progress_draws_a_bar_on_a_terminal_and_plain_lines_elsewhere() -> None:
     tty = _Terminal()
     bar = Progress(4, tty, label="gap")
     bar.update(1, "ETH 2,250")
     bar.update(4, "ETH 2,310")
     bar.close()
     text = tty.getvalue()
-    assert "\rgap [#######.....................] 1/4 ETH 2,250" in text
-    assert "4/4 ETH 2,310" in text and text.endswith("\n")
-    quiet = io.StringIO()
-    Progress(4, quiet).update(2, "x")
-    assert quiet.getvalue() == ""
+    assert "gap" in text and "4/4" in text and "ETH 2,310" in text and "\x1b[" in text
+    plain = io.StringIO()
+    bar = Progress(100, plain, label="gap")
+    for i in range(1, 101):
+        bar.update(i, f"step {i}")
+    bar.close()
+    lines = plain.getvalue().splitlines()
+    assert len(lines) == 10  # one line per tenth of the way, no terminal codes
+    assert lines[0].startswith("gap: 10/100 step 10 (") and lines[-1].startswith("gap: 100/100")
+    assert "\x1b[" not in plain.getvalue()
+
+
+def test_summary_shortfall_adds_up_and_later_covers_stand_apart(gap_run: dict[str, Any]) -> None:
+    data = gap_run["data"]
+    liq, debt, fund = data["liquidations"], data["bad_debt"], data["fund"]
+    assert int(liq["shortfall_wad"]) == int(liq["shortfall_covered_wad"]) + int(
+        liq["shortfall_to_bad_debt_wad"]
+    )
+    assert int(liq["shortfall_to_bad_debt_wad"]) == int(debt["recorded_wad"])
+    assert data["checks"]["shortfall_adds_up"] is True
+    # the fund's payouts: at liquidation, then later from the bad debt
+    assert fund["paid_usd"] == pytest.approx(
+        liq["shortfall_covered_usd"] + debt["covered_by_fund_later_usd"], abs=1e-5
+    )
+    lines = report.summary_lines(data, gap_run["files"])
+    shortfall = next(line for line in lines if line.startswith("  shortfall"))
+    numbers = [float(x.replace(",", "")) for x in re.findall(r"\$([\d,]+(?:\.\d+)?)", shortfall)]
+    assert len(numbers) == 3 and numbers[0] == pytest.approx(numbers[1] + numbers[2], abs=1.01)
+    bad = next(line for line in lines if line.startswith("  bad debt"))
+    parts = [float(x.replace(",", "")) for x in re.findall(r"\$([\d,]+(?:\.\d+)?)", bad)]
+    assert parts[0] == pytest.approx(sum(parts[1:]), abs=len(parts))
+
+
+def test_cli_keeps_the_keepers_log_off_the_terminal(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The gap with ADL makes the keeper warn; the terminal shows progress and the summary only,
+    the log goes to the report folder and the summary counts its warnings."""
+    args = argparse.Namespace(
+        scenario="gap", accounts=ACCOUNTS, out=str(tmp_path), speed=None, seed=7, json=False,
+        rpc=None, deployment=None, keystore=None, dev_account=None,
+    )  # fmt: skip
+    assert run_from_cli(args) == 0
+    out, err = capsys.readouterr()
+    assert all(line.startswith(("setup: ", "gap: ")) for line in err.splitlines()), err
+    log = (tmp_path / "keeper.log").read_text()
+    assert "startup checks passed" in log
+    data = json.loads((tmp_path / "report.json").read_text())
+    warnings = data["keeper"]["log"]["warnings"]
+    levels = [line.split()[1] for line in log.splitlines()]
+    assert warnings == sum(1 for level in levels if level in ("WARNING", "ERROR", "CRITICAL"))
+    if warnings:
+        assert f"{warnings} warnings logged in {tmp_path / 'keeper.log'}" in out

@@ -356,6 +356,28 @@ def build_parser() -> Parser:
         help="replay one price every SECONDS of the path (0: every row; default: the scenario's)",
     )
     sx.add_argument("--max-steps", type=_positive_int, metavar="N", help="stop after N price steps")
+    sx.add_argument(
+        "--fund-sweep",
+        nargs="?",
+        const="",
+        metavar="PCTS",
+        help="replay the crash from one snapshot for each fund size, in %% of open interest "
+        "(default 0,0.25,0.5,1,2,4,8); see docs/stress.md",
+    )
+    sx.add_argument(
+        "--window-caps", metavar="PCTS", help="with --fund-sweep: window caps in %% (default 50)"
+    )
+    sx.add_argument(
+        "--haircut-bound",
+        metavar="PCT",
+        help="with --fund-sweep: haircuts to stay within, %% of open interest (default 0.1)",
+    )
+    sx.add_argument(
+        "--refine",
+        type=_whole_number,
+        metavar="N",
+        help="with --fund-sweep: N more replays per marker, bisecting towards it (default 0)",
+    )
 
     web = add(
         commands,
