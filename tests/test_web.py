@@ -645,7 +645,9 @@ def test_stake_request_wait_and_claim(open_page: Any, protocol: Protocol) -> Non
     # At the end of the cooldown the request is claimable until its window ends.
     mine_at(bw, ready_at)
     expect(state).to_have_attribute("data-state", "claimable")
-    expect(state).to_have_text(re.compile(rf"^claimable until {re.escape(render.when(claim_until))}"))
+    expect(state).to_have_text(
+        re.compile(rf"^claimable until {re.escape(render.when(claim_until))}")
+    )
     pays = int(f.claimable(first.request_id).call())
     assert pays == min(at_request, int(f.convertToAssets(req_shares).call()))
     page.expect_value(row.locator("td.pays"), pays)
@@ -665,9 +667,7 @@ def test_stake_request_wait_and_claim(open_page: Any, protocol: Protocol) -> Non
     expect(state).to_contain_text(f"lapsed {render.when(second.claim_until)}")
     expect(row.locator("button[data-claim]")).to_have_count(0)
     with pytest.raises(TxReverted) as info:
-        bw.call(
-            f.claim(second.request_id), action="claim", call_params={"from": page.address}
-        )
+        bw.call(f.claim(second.request_id), action="claim", call_params={"from": page.address})
     assert info.value.error.name == "FundClaimWindowPassed"
     page.shot("unstake-lapsed")
     staked = int(f.balanceOf(page.address).call())
