@@ -666,6 +666,7 @@ def test_stake_request_wait_and_claim(open_page: Any, protocol: Protocol) -> Non
     expect(state).to_have_attribute("data-state", "lapsed")
     expect(state).to_contain_text(f"lapsed {render.when(second.claim_until)}")
     expect(row.locator("button[data-claim]")).to_have_count(0)
+    page.expect_value(row.locator("td.pays"), 0)
     with pytest.raises(TxReverted) as info:
         bw.call(f.claim(second.request_id), action="claim", call_params={"from": page.address})
     assert info.value.error.name == "FundClaimWindowPassed"

@@ -681,7 +681,7 @@ function renderFund(v, p) {
             r.state === "lapsed"
               ? `<button class="act small" data-lapse="${r.id}">Lapse</button>`
               : `<button class="act small" data-claim="${r.id}" data-waiting="${r.state !== "claimable"}" ${r.state === "claimable" ? "" : "disabled"}>Claim</button>`;
-          return `<tr data-request="${r.id}" data-state="${r.state}"><td>${r.id}</td>${num(r.shares, formatUnits(r.shares, v.decimals, 4, { group: true, down: true }))}${num(r.claimable, pays, "pays")}<td class="request-state ${r.state === "claimable" ? "ok" : r.state === "lapsed" ? "warn" : ""}" data-testid="request-state" data-state="${r.state}">${stateText[r.state](r)}</td><td>${button}</td></tr>`;
+          return `<tr data-request="${r.id}" data-state="${r.state}"><td>${r.id}</td>${num(r.shares, formatUnits(r.shares, v.decimals, 4, { group: true, down: true }))}${num(r.state === "lapsed" ? 0n : r.claimable, pays, "pays")}<td class="request-state ${r.state === "claimable" ? "ok" : r.state === "lapsed" ? "warn" : ""}" data-testid="request-state" data-state="${r.state}">${stateText[r.state](r)}</td><td>${button}</td></tr>`;
         })
         .join("")}</tbody></table></div>`
     : "";
@@ -741,7 +741,7 @@ function renderTradePreview() {
       const after = (position ? position.size : 0n) + (long ? size : -size);
       const leaves = notional(after, market.priceWad);
       const tooSmall = after !== 0n && leaves < minimum;
-      rows.push(["Position after", `<span class="${tooSmall ? "bad" : ""}" data-testid="trade-leaves" data-value="${leaves}">${wad(leaves)}${tooSmall ? " (below the minimum)" : ""}</span>`]);
+      rows.push(["Position notional after", `<span class="${tooSmall ? "bad" : ""}" data-testid="trade-leaves" data-value="${leaves}">${wad(leaves)}${tooSmall ? " (below the minimum)" : ""}</span>`]);
     }
     rows.push(["Minimum position", `<span data-testid="trade-minimum" data-value="${minimum}">${wad(minimum)}</span> <span class="muted">or flat</span>`]);
     if (market.roomLong !== undefined) rows.push(["Pool room in this market", `${wad(long ? market.roomLong : market.roomShort, 4, { down: true })} ${esc(base)} ${long ? "long" : "short"}`]);
