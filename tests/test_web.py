@@ -567,7 +567,28 @@ def test_an_lp_deposit_is_locked_and_a_withdrawal_shows_why(
         )
     assert info.value.error.name == "PoolSharesLocked"
     assert shown == render.revert_message(info.value, 6)
+
+    # A trader's unrealised loss is the pool's equity, not yet its margin: exits pay the lower.
+    trader = dev_account(TRADER)
+    protocol.fund_trader(trader, 1000)
+    protocol.trade(trader, "ETH-USD", 1)
+    protocol.set_price("ETH-USD", 2900)
+    page.wait_block(bw.w3.eth.block_number)
+    value = int(bw.pool.functions.convertToAssets(shares).call())
+    exit_value = int(bw.pool.functions.previewRedeem(shares).call())
+    assert exit_value < value
+    page.expect_value(page.stat("pool-value"), value)
+    page.expect_value(page.stat("pool-exit-value"), exit_value)
+    expect(page.stat("pool-exit-value")).to_contain_text(
+        "lower of the pool's equity and its margin"
+    )
     page.shot("pool-locked")
+    protocol.trade(trader, "ETH-USD", -1)  # the loss realised: margin and equity agree again
+    exit_value = int(bw.pool.functions.previewRedeem(shares).call())
+    assert exit_value == int(bw.pool.functions.convertToAssets(shares).call())
+    page.wait_block(bw.w3.eth.block_number)
+    page.expect_value(page.stat("pool-exit-value"), exit_value)
+    expect(page.stat("pool-exit-value")).not_to_contain_text("lower")
 
     # Past the lock, `max` withdraws what the pool says it pays, rounded down to token units.
     now = int(bw.w3.eth.get_block("latest")["timestamp"])
