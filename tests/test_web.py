@@ -552,6 +552,10 @@ def test_an_lp_deposit_is_locked_and_a_withdrawal_shows_why(
     page.expect_value(
         page.stat("pool-value"), int(bw.pool.functions.convertToAssets(shares).call())
     )
+    # Exits are priced at min(pool equity, pool margin): the page shows what the shares pay.
+    page.expect_value(
+        page.stat("pool-exit-value"), int(bw.pool.functions.previewRedeem(shares).call())
+    )
 
     page.submit("pool-withdraw-form", "pool-withdraw-amount", "100")
     shown = page.expect_failed("pool withdraw")
@@ -563,7 +567,28 @@ def test_an_lp_deposit_is_locked_and_a_withdrawal_shows_why(
         )
     assert info.value.error.name == "PoolSharesLocked"
     assert shown == render.revert_message(info.value, 6)
+
+    # A trader's unrealised loss is the pool's equity, not yet its margin: exits pay the lower.
+    trader = dev_account(TRADER)
+    protocol.fund_trader(trader, 1000)
+    protocol.trade(trader, "ETH-USD", 1)
+    protocol.set_price("ETH-USD", 2900)
+    page.wait_block(bw.w3.eth.block_number)
+    value = int(bw.pool.functions.convertToAssets(shares).call())
+    exit_value = int(bw.pool.functions.previewRedeem(shares).call())
+    assert exit_value < value
+    page.expect_value(page.stat("pool-value"), value)
+    page.expect_value(page.stat("pool-exit-value"), exit_value)
+    expect(page.stat("pool-exit-value")).to_contain_text(
+        "lower of the pool's equity and its margin"
+    )
     page.shot("pool-locked")
+    protocol.trade(trader, "ETH-USD", -1)  # the loss realised: margin and equity agree again
+    exit_value = int(bw.pool.functions.previewRedeem(shares).call())
+    assert exit_value == int(bw.pool.functions.convertToAssets(shares).call())
+    page.wait_block(bw.w3.eth.block_number)
+    page.expect_value(page.stat("pool-exit-value"), exit_value)
+    expect(page.stat("pool-exit-value")).not_to_contain_text("lower")
 
     # Past the lock, `max` withdraws what the pool says it pays, rounded down to token units.
     now = int(bw.w3.eth.get_block("latest")["timestamp"])
@@ -577,43 +602,105 @@ def test_an_lp_deposit_is_locked_and_a_withdrawal_shows_why(
     assert page.tab.locator("#pool-withdraw-amount").input_value() == render.units.format_units(
         most, 6
     )
+    assert int(bw.pool.functions.maxRedeem(page.address).call()) == shares
     wallet_before = int(bw.token.functions.balanceOf(page.address).call())
     page.act(page.tab.locator("#pool-withdraw-submit"))
     page.expect_confirmed("pool withdraw")
     assert int(bw.token.functions.balanceOf(page.address).call()) == wallet_before + most
+    # Every share could leave, so `max` redeemed them all: no dust of shares stays behind.
+    assert int(bw.pool.functions.balanceOf(page.address).call()) == 0
+    page.expect_value(page.stat("pool-shares"), 0)
+
+
+def mine_at(bw: Bulwark, timestamp: int) -> None:
+    """Mines one block at exactly `timestamp` (chain time, whatever the wall clock does)."""
+    bw.w3.provider.make_request("evm_setNextBlockTimestamp", [timestamp])  # type: ignore[arg-type]
+    bw.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    assert int(bw.w3.eth.get_block("latest")["timestamp"]) == timestamp
 
 
 def test_stake_request_wait_and_claim(open_page: Any, protocol: Protocol) -> None:
+    """Two requests: one claimed inside its claim window, one left to lapse and returned to staked."""
     bw = protocol.bw
+    f = bw.fund.functions
     page = open_page(account=OTHER)
     page.connect()
     page.submit("stake-form", "stake-amount", "2000")
     page.expect_confirmed("fund stake")
-    shares = int(bw.fund.functions.balanceOf(page.address).call())
+    shares = int(f.balanceOf(page.address).call())
     page.expect_value(page.stat("fund-shares"), shares)
+    decimals = int(f.decimals().call())
 
+    # Half the shares, typed; then the rest with `all`.
+    half = shares // 2
+    page.submit("unstake-form", "unstake-shares", render.units.format_units(half, decimals))
+    page.expect_confirmed("unstake request")
+    page.expect_value(page.stat("fund-shares"), shares - half)
     page.tab.locator(".max[data-max='unstake']").click()
     page.act(page.tab.locator("#unstake-submit"))
     page.expect_confirmed("unstake request")
-    request = page.tab.locator("tr[data-request='0']")
-    owner, ready_at, req_shares, at_request = bw.fund.functions.unstakeRequest(0).call()
-    assert owner == page.address and req_shares == shares
-    pays = min(at_request, int(bw.fund.functions.convertToAssets(req_shares).call()))
-    page.expect_value(request.locator("td.pays"), pays)
-    expect(request.get_by_test_id("ready")).to_contain_text(render.when(ready_at))
-    expect(request.locator("button[data-claim]")).to_be_disabled()
+    first, second = status.unstake_requests(bw, page.address)
+    assert (first.shares, second.shares) == (half, shares - half)
+    owner, ready_at, window, req_shares, at_request = f.unstakeRequest(first.request_id).call()
+    assert owner == page.address and req_shares == half and window > 0
+    claim_until = ready_at + window
+    assert first.claim_until == claim_until
 
-    now = int(bw.w3.eth.get_block("latest")["timestamp"])
-    bw.w3.provider.make_request("evm_increaseTime", [ready_at - now + 1])  # type: ignore[arg-type]
-    bw.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
-    expect(request.get_by_test_id("ready")).to_have_text("now", timeout=TIMEOUT_MS)
+    # The fund panel: what open requests reserve, and the free assets that back payouts.
+    page.wait_block(bw.w3.eth.block_number)
+    page.expect_value(page.stat("fund-reserved"), int(f.reservedAssets().call()))
+    page.expect_value(page.stat("fund-free"), int(f.freeAssetsWad().call()))
+    expect(page.stat("fund-free")).to_have_text(fmt(int(f.freeAssetsWad().call())))
+    page.expect_value(page.stat("fund-claim-window"), window)
+
+    row = page.tab.locator(f"tr[data-request='{first.request_id}']")
+    state = row.get_by_test_id("request-state")
+    page.expect_value(row.locator("td.pays"), int(f.claimable(first.request_id).call()))
+    expect(state).to_have_attribute("data-state", "cooldown")
+    expect(state).to_contain_text(f"in cooldown until {render.when(ready_at)}")
+    expect(state).to_contain_text(f"then claimable until {render.when(claim_until)}")
+    expect(row.locator("button[data-claim]")).to_be_disabled()
+    expect(row.locator("button[data-lapse]")).to_have_count(0)
+    page.shot("unstake-cooldown")
+
+    # At the end of the cooldown the request is claimable until its window ends.
+    mine_at(bw, ready_at)
+    expect(state).to_have_attribute("data-state", "claimable")
+    expect(state).to_have_text(
+        re.compile(rf"^claimable until {re.escape(render.when(claim_until))}")
+    )
+    pays = int(f.claimable(first.request_id).call())
+    assert pays == min(at_request, int(f.convertToAssets(req_shares).call()))
+    page.expect_value(row.locator("td.pays"), pays)
     wallet_before = int(bw.token.functions.balanceOf(page.address).call())
-    page.act(request.locator("button[data-claim]"))
+    page.act(row.locator("button[data-claim]"))
     page.expect_confirmed("claim")
     paid = int(bw.token.functions.balanceOf(page.address).call()) - wallet_before
     assert paid == pays
-    expect(request).to_have_count(0, timeout=TIMEOUT_MS)
+    expect(row).to_have_count(0)
     page.expect_value(page.stat("wallet"), wallet_before + paid)
+
+    # The second request, left unclaimed past its window: lapsed, no Claim, a Lapse.
+    row = page.tab.locator(f"tr[data-request='{second.request_id}']")
+    state = row.get_by_test_id("request-state")
+    mine_at(bw, second.claim_until)
+    expect(state).to_have_attribute("data-state", "lapsed")
+    expect(state).to_contain_text(f"lapsed {render.when(second.claim_until)}")
+    expect(row.locator("button[data-claim]")).to_have_count(0)
+    page.expect_value(row.locator("td.pays"), 0)
+    with pytest.raises(TxReverted) as info:
+        bw.call(f.claim(second.request_id), action="claim", call_params={"from": page.address})
+    assert info.value.error.name == "FundClaimWindowPassed"
+    page.shot("unstake-lapsed")
+    staked = int(f.balanceOf(page.address).call())
+    assert staked == 0
+    page.act(row.locator("button[data-lapse]"))
+    page.expect_confirmed("lapse")
+    assert int(f.balanceOf(page.address).call()) == shares - half
+    assert int(f.unstakeRequest(second.request_id).call()[0], 16) == 0
+    expect(row).to_have_count(0)
+    page.expect_value(page.stat("fund-shares"), shares - half)
+    page.expect_value(page.stat("fund-reserved"), int(f.reservedAssets().call()))
 
 
 def test_too_much_leverage_shows_the_clis_plain_message(open_page: Any, protocol: Protocol) -> None:
@@ -644,6 +731,65 @@ def test_too_much_leverage_shows_the_clis_plain_message(open_page: Any, protocol
     # An amount finer than the token's units is refused before the wallet is asked.
     page.submit("deposit-form", "deposit-amount", "1.0000001")
     assert "more than 6 decimal places" in page.expect_failed("deposit")
+
+
+def test_a_position_below_the_minimum_is_refused_in_the_clis_words(
+    open_page: Any, protocol: Protocol
+) -> None:
+    bw = protocol.bw
+    seed_pool(protocol)
+    trader = dev_account(TRADER)
+    protocol.fund_trader(trader, 1000)
+    page = open_page(on_chain=True)
+    page.tab.get_by_test_id("connect").click()
+    page.expect_value(page.stat("margin"), 1000 * WAD)
+    config = rm.MarketConfig.from_tuple(bw.ch.functions.marketConfig(0).call())
+    minimum = config.min_position_notional
+    assert minimum > 0
+    cell = page.tab.locator("#markets tr[data-market='ETH-USD'] td.min-position")
+    page.expect_value(cell, minimum)
+    expect(cell).to_have_text(fmt(minimum))
+    page.expect_value(page.tab.get_by_test_id("trade-minimum"), minimum)
+
+    price = protocol.price_wad("ETH-USD")
+    small = (minimum * WAD // price) // (10**14) * 10**14 // 2  # half the minimum, 0.0001 steps
+    assert 0 < rm.notional(small, price) < minimum
+    text = render.units.format_units(small, 18)
+
+    def expected(size: int) -> str:
+        with pytest.raises(TxReverted) as info:
+            bw.call(
+                bw.ch.functions.trade(0, size, price * 2 if size > 0 else 1),
+                action="trade ETH-USD",
+                call_params={"from": trader.address},
+            )
+        assert info.value.error.name == "TradePositionBelowMinimum"
+        return render.revert_message(info.value, 6)
+
+    # Opening below the minimum: refused in the form, the wallet never asked to send.
+    page.tab.locator("#trade-size").fill(text)
+    expect(page.tab.get_by_test_id("trade-leaves")).to_contain_text("below the minimum")
+    page.act(page.tab.locator("#trade-submit"))
+    shown = page.expect_failed("trade ETH-USD")
+    assert shown == expected(small)
+    assert "at least the market's minimum notional" in shown
+    assert page.wallet_log("eth_sendTransaction") == []
+    page.shot("below-minimum")
+
+    # A position at the minimum opens; reducing it below the minimum is refused; closing works.
+    size = small * 4
+    assert rm.notional(size, price) >= minimum
+    page.submit("trade-form", "trade-size", render.units.format_units(size, 18))
+    page.expect_confirmed("trade ETH-USD")
+    page.tab.locator("#side-short").click()
+    page.submit("trade-form", "trade-size", render.units.format_units(size - small, 18))
+    shown = page.expect_failed("trade ETH-USD")
+    assert shown == expected(-(size - small))
+    assert int(bw.ch.functions.positionOf(trader.address, 0).call()[0]) == size
+    row = page.tab.locator("tr[data-position='ETH-USD']")
+    page.act(row.locator("button[data-close]"))
+    page.expect_confirmed("trade ETH-USD")
+    assert int(bw.ch.functions.positionOf(trader.address, 0).call()[0]) == 0
 
 
 def test_the_pages_arithmetic_matches_the_clis(open_page: Any) -> None:

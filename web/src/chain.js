@@ -121,11 +121,16 @@ export class Reader {
       m.oiShort = m.state.shortOpenInterestWad;
       if (m.priceWad !== null) {
         m.oiNotional = notional(m.oiLong + m.oiShort, m.priceWad);
-        m.exposure = notional(m.state.sumSizeWad, m.priceWad);
+        // The exposure cap counts the larger side's open interest (TradeLogic.exposureOf).
+        const side = m.oiLong > m.oiShort ? m.oiLong : m.oiShort;
+        m.exposure = side ? notional(side, m.priceWad) : 0n;
         if (equity !== null) {
           const cap = equity > 0n ? (equity * risk.poolExposureMultipleWad) / WAD : 0n;
           m.exposureCap = cap;
-          m.room = cap > m.exposure ? cap - m.exposure : 0n;
+          // The largest new long and new short the pool takes now (status.pool_room), base units.
+          const most = (cap * WAD) / m.priceWad;
+          m.roomLong = most > m.oiLong ? most - m.oiLong : 0n;
+          m.roomShort = most > m.oiShort ? most - m.oiShort : 0n;
         }
       }
       m.age = m.updatedAt !== null ? now - m.updatedAt : null;
@@ -146,25 +151,36 @@ export class Reader {
     ]);
     const view = { supply, assets, sharePrice, cooldown, decimals: st.poolDecimals };
     if (me) {
-      const [shares, lockedUntil, maxWithdraw] = await Promise.all([
+      // The max views never revert: zero while locked, under water, with bad debt or a stale price.
+      const [shares, lockedUntil, maxWithdraw, maxRedeem] = await Promise.all([
         this.read(c.pool, "balanceOf", [me], blockNumber),
         this.read(c.pool, "lockedUntil", [me], blockNumber),
         this.read(c.pool, "maxWithdraw", [me], blockNumber),
+        this.read(c.pool, "maxRedeem", [me], blockNumber),
       ]);
-      Object.assign(view, { shares, lockedUntil, maxWithdraw, value: await this.read(c.pool, "convertToAssets", [shares], blockNumber) });
+      // Exits pay at min(pool equity, pool margin): previewRedeem reverts only on a stale price.
+      const [value, exitValue] = await Promise.all([
+        this.read(c.pool, "convertToAssets", [shares], blockNumber),
+        this.settle(c.pool, "previewRedeem", [shares], blockNumber),
+      ]);
+      Object.assign(view, { shares, lockedUntil, maxWithdraw, maxRedeem, value, exitValue: exitValue.ok ? exitValue.value : null });
     }
     return view;
   }
 
-  async fund(blockNumber, me) {
+  async fund(blockNumber, me, now) {
     const { c, cfg } = this;
     const st = await this.loadStatic();
     const f = (name, args = []) => this.read(c.fund, name, args, blockNumber);
-    const [assets, available, windowRemaining, windowCap, windowStart, windowDuration, windowRatio, capAssets, cooldown, supply] = await Promise.all([
+    const [assets, available, windowRemaining, windowCap, windowStart, windowDuration, windowRatio, capAssets, cooldown, supply, claimWindow, freeAssets, reserved] = await Promise.all([
       f("assetsWad"), f("availableWad"), f("windowRemainingWad"), f("windowCapWad"), f("windowStart"),
       f("windowDuration"), f("windowCapRatioWad"), f("capAssets"), f("cooldown"), f("totalSupply"),
+      f("claimWindow"), f("freeAssetsWad"), f("reservedAssets"),
     ]);
-    const view = { assets, available, windowRemaining, windowCap, windowDuration, windowEndsAt: BigInt(windowStart) + BigInt(windowDuration), windowRatio, capAssets, cooldown, supply, decimals: st.fundDecimals };
+    const view = {
+      assets, available, windowRemaining, windowCap, windowDuration, windowEndsAt: BigInt(windowStart) + BigInt(windowDuration),
+      windowRatio, capAssets, cooldown, supply, claimWindow, freeAssets, reserved, decimals: st.fundDecimals,
+    };
     // Payouts: every ShortfallCovered, newest first (kept incrementally).
     const from = this.cache.payoutsTo === undefined || this.cache.payoutsTo === null ? BigInt(cfg.deployBlock) : this.cache.payoutsTo + 1n;
     if (from <= blockNumber) {
@@ -178,12 +194,12 @@ export class Reader {
       view.shares = shares;
       view.room = room;
       view.value = await f("convertToAssets", [shares]);
-      view.requests = await this.requests(blockNumber, me);
+      view.requests = await this.requests(blockNumber, me, now);
     }
     return view;
   }
 
-  async requests(blockNumber, me) {
+  async requests(blockNumber, me, now) {
     const { c, cfg } = this;
     const key = me.toLowerCase();
     if (this.cache.requestsFor !== key) {
@@ -200,10 +216,16 @@ export class Reader {
     const open = [];
     for (const id of this.cache.requests.keys()) {
       const r = await this.read(c.fund, "unstakeRequest", [id], blockNumber);
-      if (!r.owner || r.owner === ZERO) continue; // claimed
-      const valueNow = await this.read(c.fund, "convertToAssets", [r.shares], blockNumber);
-      const extra = Object.entries(r).filter(([k]) => !["owner", "readyAt", "shares", "assetsAtRequest"].includes(k));
-      open.push({ id, ...r, valueNow, pays: valueNow < r.assetsAtRequest ? valueNow : r.assetsAtRequest, extra });
+      if (!r.owner || r.owner === ZERO) continue; // claimed or lapsed
+      const [valueNow, claimable] = await Promise.all([
+        this.read(c.fund, "convertToAssets", [r.shares], blockNumber),
+        this.read(c.fund, "claimable", [id], blockNumber),
+      ]);
+      const readyAt = BigInt(r.readyAt);
+      const claimUntil = readyAt + BigInt(r.claimWindow);
+      // As the fund decides: claimable in [readyAt, claimUntil), lapsed from claimUntil on.
+      const state = now < readyAt ? "cooldown" : now < claimUntil ? "claimable" : "lapsed";
+      open.push({ id, owner: r.owner, shares: r.shares, assetsAtRequest: r.assetsAtRequest, readyAt, claimUntil, valueNow, claimable, state });
     }
     return open;
   }

@@ -1,9 +1,9 @@
 // The Bulwark trading page: reads the chain from the deployment's RPC at every new block and
 // sends transactions through the browser's wallet (EIP-1193, found through EIP-6963).
-import { createPublicClient, createWalletClient, custom, defineChain, getAddress, http, numberToHex, BaseError, ContractFunctionRevertedError } from "viem";
+import { createPublicClient, createWalletClient, custom, defineChain, encodeErrorResult, getAddress, http, numberToHex, BaseError, ContractFunctionRevertedError } from "viem";
 import { WAD, formatUnits, wad, percent, parseUnits, when, duration, relative, short } from "./format.js";
 import { decodeRevert, revertMessage } from "./errors.js";
-import { Reader, liquidationPrice } from "./chain.js";
+import { Reader, liquidationPrice, notional } from "./chain.js";
 
 const $ = (id) => document.getElementById(id);
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
@@ -238,7 +238,7 @@ function note(text) {
 }
 
 // The card whose form started the current action: its last transaction is shown under it too.
-const CARDS = { trade: "trade", deposit: "margin", withdraw: "margin", pool: "pool", fund: "fund", unstake: "fund", claim: "fund" };
+const CARDS = { trade: "trade", deposit: "margin", withdraw: "margin", pool: "pool", fund: "fund", unstake: "fund", claim: "fund", lapse: "fund" };
 
 function addTx(action, stateName, text) {
   const list = $("txs");
@@ -324,8 +324,8 @@ async function ensureAllowance(spender, amount) {
   return (await send("approve", app.contracts.token, "approve", [spender, amount])) !== null;
 }
 
-function refuse(action, text) {
-  addTx(action, "failed", `${action}: ${text}`);
+function refuse(action, text, prefix = true) {
+  addTx(action, "failed", prefix ? `${action}: ${text}` : text);
 }
 
 function amountOf(input, what) {
@@ -353,6 +353,8 @@ function wireForms() {
   }
   for (const id of ["trade-size", "trade-slippage", "trade-market"]) $(id).addEventListener("input", renderTradePreview);
   for (const span of document.querySelectorAll(".max")) span.onclick = () => fillMax(span.dataset.max);
+  // An amount filled by `max` is the pool's limit, read again when sent; typing makes it an amount.
+  $("pool-withdraw-amount").addEventListener("input", (e) => delete e.target.dataset.max);
 
   $("trade-form").onsubmit = (e) => {
     e.preventDefault();
@@ -384,7 +386,18 @@ function wireForms() {
   };
   $("pool-withdraw-form").onsubmit = (e) => {
     e.preventDefault();
-    guarded("pool withdraw", async () => send("pool withdraw", app.contracts.pool, "withdraw", [amountOf("pool-withdraw-amount", "AMOUNT"), app.account, app.account]));
+    guarded("pool withdraw", async () => {
+      if ($("pool-withdraw-amount").dataset.max !== "true") {
+        return send("pool withdraw", app.contracts.pool, "withdraw", [amountOf("pool-withdraw-amount", "AMOUNT"), app.account, app.account]);
+      }
+      // `max`: the pool's own limits at this moment. They never revert; when every share can leave,
+      // redeem them all (no dust of shares stays behind), else withdraw what the pool pays now.
+      const read = (functionName) => app.pub.readContract({ ...app.contracts.pool, functionName, args: [app.account] });
+      const [shares, maxRedeem, maxWithdraw] = await Promise.all([read("balanceOf"), read("maxRedeem"), read("maxWithdraw")]);
+      if (maxRedeem === 0n || maxWithdraw === 0n) throw new Error(`${app.account} has nothing to withdraw from the pool now`);
+      if (maxRedeem === shares) return send("pool withdraw", app.contracts.pool, "redeem", [maxRedeem, app.account, app.account]);
+      return send("pool withdraw", app.contracts.pool, "withdraw", [maxWithdraw, app.account, app.account]);
+    });
   };
   $("stake-form").onsubmit = (e) => {
     e.preventDefault();
@@ -419,6 +432,7 @@ function fillMax(which) {
   };
   const [input, value, d] = values[which];
   $(input).value = exact(value, d);
+  if (which === "pool-withdraw") $(input).dataset.max = "true";
 }
 
 function acceptablePrice(price, buy, slippageText) {
@@ -432,7 +446,23 @@ async function trade(market, size) {
     throw new Error(failure(`price of ${market.name}`, error));
   });
   const limit = acceptablePrice(price, size > 0n, $("trade-slippage").value);
-  return send(`trade ${market.name}`, app.contracts.ch, "trade", [BigInt(market.id), size, limit]);
+  const action = `trade ${market.name}`;
+  const below = await belowMinimum(market, size, price);
+  if (below) return refuse(action, below, false);
+  return send(action, app.contracts.ch, "trade", [BigInt(market.id), size, limit]);
+}
+
+/** The clearing house's rule, checked before the wallet is asked: a trade leaves the position flat
+ * or at least the market's minimum notional. The refusal is the contract's error in the CLI's words. */
+async function belowMinimum(market, size, price) {
+  const id = BigInt(market.id);
+  const read = (functionName, args) => app.pub.readContract({ ...app.contracts.ch, functionName, args });
+  const [position, config] = await Promise.all([read("positionOf", [app.account, id]), read("marketConfig", [id])]);
+  const after = position.sizeWad + size;
+  const leaves = notional(after, price);
+  if (after === 0n || leaves >= config.minPositionNotionalWad) return null;
+  const raw = encodeErrorResult({ abi: app.errorAbi, errorName: "TradePositionBelowMinimum", args: [id, leaves, config.minPositionNotionalWad] });
+  return revertMessage(`trade ${market.name}`, decodeRevert(app.errorAbi, raw, app.cfg.words), dec(), app.cfg.words);
 }
 
 // ---------------------------------------------------------------------------- refresh
@@ -453,7 +483,7 @@ async function refresh() {
       const protocol = await app.reader.protocol(blockNumber);
       const [pool, fund, account] = await Promise.all([
         app.reader.pool(blockNumber, me),
-        app.reader.fund(blockNumber, me),
+        app.reader.fund(blockNumber, me, protocol.now),
         me ? app.reader.account(blockNumber, me, protocol) : null,
       ]);
       app.snap = { blockNumber, protocol, pool, fund, account };
@@ -496,12 +526,12 @@ function renderBanners(p) {
 }
 
 function renderMarkets(p) {
-  const head = `<thead><tr><th>Market</th><th>Price</th><th>Age</th><th title="positive: longs pay shorts; negative: shorts pay longs">Funding / day</th><th>OI long</th><th>OI short</th><th>Pool exposure</th><th>Room</th><th>Bad debt long / short</th></tr></thead>`;
+  const head = `<thead><tr><th>Market</th><th>Price</th><th>Age</th><th title="positive: longs pay shorts; negative: shorts pay longs">Funding / day</th><th>OI long</th><th>OI short</th><th title="the larger side's open interest at the price: what the pool's exposure cap counts">Pool exposure</th><th title="the largest new long / new short the pool takes now">Room long / short</th><th title="a trade must leave a position flat or at least this notional">Min. position</th><th>Bad debt long / short</th></tr></thead>`;
   const rows = p.markets.map((m) => {
     const base = m.name.split("-")[0];
     const price = m.priceWad !== null ? num(m.priceWad, wad(m.priceWad)) : `<td class="num bad">unavailable</td>`;
     const age = m.age !== null ? `<td class="num ${m.stale ? "bad" : ""}">${duration(m.age < 0n ? 0n : m.age)}</td>` : `<td>-</td>`;
-    return `<tr data-market="${esc(m.name)}"><td class="name">${esc(m.name)}</td>${price}${age}${num(m.fundingPerDay, percent(m.fundingPerDay, 4), signClass(m.fundingPerDay))}${num(m.oiLong, `${wad(m.oiLong, 4)} ${esc(base)}`)}${num(m.oiShort, `${wad(m.oiShort, 4)} ${esc(base)}`)}${num(m.exposure, m.exposure !== undefined ? wad(m.exposure) : "-")}${num(m.room, m.room !== undefined ? wad(m.room) : "-")}${num(m.debtLong + m.debtShort, `${wad(m.debtLong)} / ${wad(m.debtShort)}`, m.debtLong + m.debtShort > 0n ? "bad" : "")}</tr>`;
+    return `<tr data-market="${esc(m.name)}"><td class="name">${esc(m.name)}</td>${price}${age}${num(m.fundingPerDay, percent(m.fundingPerDay, 4), signClass(m.fundingPerDay))}${num(m.oiLong, `${wad(m.oiLong, 4)} ${esc(base)}`)}${num(m.oiShort, `${wad(m.oiShort, 4)} ${esc(base)}`)}${num(m.exposure, m.exposure !== undefined ? wad(m.exposure) : "-")}${num(m.roomLong, m.roomLong !== undefined ? `${wad(m.roomLong, 4, { down: true })} / ${wad(m.roomShort, 4, { down: true })} ${esc(base)}` : "-", "room")}${num(m.config.minPositionNotionalWad, wad(m.config.minPositionNotionalWad), "min-position")}${num(m.debtLong + m.debtShort, `${wad(m.debtLong)} / ${wad(m.debtShort)}`, m.debtLong + m.debtShort > 0n ? "bad" : "")}</tr>`;
   });
   $("markets").innerHTML = head + `<tbody>${rows.join("")}</tbody>`;
 }
@@ -598,6 +628,13 @@ function renderPool(v, p) {
     stats.push(
       stat("My shares", v.shares, formatUnits(v.shares, v.decimals, 4, { group: true, down: true }), "pool-shares"),
       stat("Worth", v.value, `${tokensDown(v.value)} ${esc(sym())}`, "pool-value"),
+      stat(
+        "Exit value",
+        v.exitValue,
+        v.exitValue === null ? "unavailable (stale feed)" : `${tokensDown(v.exitValue)} ${esc(sym())}${v.exitValue < v.value ? ` <span class="muted">(exits pay at the lower of the pool's equity and its margin)</span>` : ""}`,
+        "pool-exit-value",
+        v.exitValue !== null && v.exitValue < v.value ? "warn" : "",
+      ),
       stat("Locked until", v.lockedUntil, locked ? `${when(v.lockedUntil)} (${relative(v.lockedUntil, p.now)})` : "unlocked", "pool-lock", locked ? "warn" : ""),
       stat("Can withdraw", v.maxWithdraw, `${tokensDown(v.maxWithdraw)} ${esc(sym())}`, "pool-max-withdraw"),
     );
@@ -611,10 +648,13 @@ function renderFund(v, p) {
   const windowText = v.windowEndsAt > p.now ? `ends ${relative(v.windowEndsAt, p.now)}` : "opens with the next payout";
   const stats = [
     stat("Assets", v.assets, wad(v.assets), "fund-assets"),
-    stat("Available now", v.available, wad(v.available), "fund-available"),
+    stat("Free assets", v.freeAssets, wad(v.freeAssets), "fund-free"),
+    stat("Reserved for requests", v.reserved, `${tokens(v.reserved)} ${esc(sym())}`, "fund-reserved"),
+    stat("Payable now", v.available, wad(v.available), "fund-available"),
     stat("Window left", v.windowRemaining, `${wad(v.windowRemaining)} (${percent(v.windowRatio)} per ${duration(v.windowDuration ?? 0)}; ${windowText})`, "fund-window"),
     stat("Coverage of OI", coverage, coverage !== null ? percent(coverage) : "no open interest", "fund-coverage"),
     stat("Unstake cooldown", v.cooldown, duration(v.cooldown), "fund-cooldown"),
+    stat("Then claim within", v.claimWindow, duration(v.claimWindow), "fund-claim-window"),
   ];
   if (v.shares !== undefined) {
     stats.push(
@@ -627,18 +667,31 @@ function renderFund(v, p) {
     : "";
   $("fund").innerHTML = `<dl class="stats">${stats.join("")}</dl>${payouts}`;
   const reqs = v.requests || [];
+  const at = (t) => `${when(t)} (${relative(t, p.now)})`;
+  const stateText = {
+    cooldown: (r) => `in cooldown until ${at(r.readyAt)}; then claimable until ${when(r.claimUntil)}`,
+    claimable: (r) => `claimable until ${at(r.claimUntil)}`,
+    lapsed: (r) => `lapsed ${at(r.claimUntil)}: Lapse returns the shares to your stake`,
+  };
   $("requests").innerHTML = reqs.length
-    ? `<h3>My unstake requests</h3><table data-testid="request-table"><thead><tr><th>#</th><th>Shares</th><th>Would pay</th><th>Claimable</th><th></th></tr></thead><tbody>${reqs
+    ? `<h3>My unstake requests</h3><div class="scroll"><table data-testid="request-table"><thead><tr><th>#</th><th>Shares</th><th title="the lower of the value at request and the value now">Claim pays</th><th>State</th><th></th></tr></thead><tbody>${reqs
         .map((r) => {
-          const ready = r.readyAt <= p.now;
-          const extra = r.extra.map(([k, val]) => `<div class="muted">${esc(k)}: ${typeof val === "bigint" && val > 1000000000n && val < 2n ** 40n ? `${when(val)} (${relative(val, p.now)})` : esc(String(val))}</div>`).join("");
-          return `<tr data-request="${r.id}"><td>${r.id}</td>${num(r.shares, formatUnits(r.shares, v.decimals, 4, { group: true, down: true }))}${num(r.pays, `${tokensDown(r.pays)} ${esc(sym())}`, "pays")}<td class="${ready ? "ok" : ""}" data-testid="ready">${ready ? "now" : `${when(r.readyAt)} (${relative(r.readyAt, p.now)})`}${extra}</td><td><button class="act small" data-claim="${r.id}" data-waiting="${!ready}" ${ready ? "" : "disabled"}>Claim</button></td></tr>`;
+          const pays = r.state === "lapsed" ? `<span class="muted">nothing: lapsed</span>` : `${tokensDown(r.claimable)} ${esc(sym())}`;
+          const button =
+            r.state === "lapsed"
+              ? `<button class="act small" data-lapse="${r.id}">Lapse</button>`
+              : `<button class="act small" data-claim="${r.id}" data-waiting="${r.state !== "claimable"}" ${r.state === "claimable" ? "" : "disabled"}>Claim</button>`;
+          return `<tr data-request="${r.id}" data-state="${r.state}"><td>${r.id}</td>${num(r.shares, formatUnits(r.shares, v.decimals, 4, { group: true, down: true }))}${num(r.state === "lapsed" ? 0n : r.claimable, pays, "pays")}<td class="request-state ${r.state === "claimable" ? "ok" : r.state === "lapsed" ? "warn" : ""}" data-testid="request-state" data-state="${r.state}">${stateText[r.state](r)}</td><td>${button}</td></tr>`;
         })
-        .join("")}</tbody></table>`
+        .join("")}</tbody></table></div>`
     : "";
   $("requests").querySelectorAll("[data-claim]").forEach((b) => {
     b.disabled = !onRightChain() || b.dataset.waiting === "true";
     b.onclick = () => guarded("claim", () => send("claim", app.contracts.fund, "claim", [BigInt(b.dataset.claim)]));
+  });
+  $("requests").querySelectorAll("[data-lapse]").forEach((b) => {
+    b.disabled = !onRightChain();
+    b.onclick = () => guarded("lapse", () => send("lapse", app.contracts.fund, "lapse", [BigInt(b.dataset.lapse)]));
   });
 }
 
@@ -683,7 +736,15 @@ function renderTradePreview() {
         rows.push(["Your free margin", `<span class="${short ? "bad" : ""}">${wad(acct.freeMargin, 2, { down: true })}</span>`]);
       }
     }
-    if (market.room !== undefined) rows.push(["Pool room in this market", wad(market.room)]);
+    const minimum = market.config.minPositionNotionalWad;
+    if (size !== null && size > 0n) {
+      const after = (position ? position.size : 0n) + (long ? size : -size);
+      const leaves = notional(after, market.priceWad);
+      const tooSmall = after !== 0n && leaves < minimum;
+      rows.push(["Position notional after", `<span class="${tooSmall ? "bad" : ""}" data-testid="trade-leaves" data-value="${leaves}">${wad(leaves)}${tooSmall ? " (below the minimum)" : ""}</span>`]);
+    }
+    rows.push(["Minimum position", `<span data-testid="trade-minimum" data-value="${minimum}">${wad(minimum)}</span> <span class="muted">or flat</span>`]);
+    if (market.roomLong !== undefined) rows.push(["Pool room in this market", `${wad(long ? market.roomLong : market.roomShort, 4, { down: true })} ${esc(base)} ${long ? "long" : "short"}`]);
     rows.push(["Max leverage", `${wad((WAD * WAD) / market.config.imRatioWad, 0)}x`]);
   }
   $("trade-preview").innerHTML = rows.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join("");
