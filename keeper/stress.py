@@ -468,9 +468,12 @@ def keeper_log(file: Path | None) -> Iterator[KeeperLogTally]:
         to_file = logging.FileHandler(file, encoding="utf-8")
         to_file.setFormatter(PlainFormatter())
         handlers.append(to_file)
-    saved = (logger.level, logger.propagate)
+    saved = (logger.level, logger.propagate, list(logger.handlers))
     logger.setLevel(logging.INFO)
     logger.propagate = False
+    # Only these handlers while the run lasts: one installed before (the terminal's) stays detached.
+    for h in saved[2]:
+        logger.removeHandler(h)
     for h in handlers:
         logger.addHandler(h)
     try:
@@ -479,6 +482,8 @@ def keeper_log(file: Path | None) -> Iterator[KeeperLogTally]:
         for h in handlers:
             logger.removeHandler(h)
             h.close()
+        for h in saved[2]:
+            logger.addHandler(h)
         logger.setLevel(saved[0])
         logger.propagate = saved[1]
 

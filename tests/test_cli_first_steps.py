@@ -80,7 +80,7 @@ def test_deploy_no_seed_and_json(run: Cli, tmp_path: Path) -> None:
     assert code == 0 and data["seed"] is None
     text_run = Cli(run.rpc, target, run.capsys)
     text_run.ok("trade", "deposit", "1000", "--dev-account", str(TRADER))
-    refused = text_run("trade", "open", "ETH-USD", "0.001", "--dev-account", str(TRADER))
+    refused = text_run("trade", "open", "ETH-USD", "0.1", "--dev-account", str(TRADER))
     assert_one_line_error(refused, "TradePoolExposureCap", "bulwark pool deposit")
 
 

@@ -166,10 +166,14 @@ def test_deposit_into_an_insolvent_pool_reverts(protocol: Protocol) -> None:
     assert equity < 0 and p.bw.pool.functions.totalAssets().call() == 0
     assert p.bw.pool.functions.maxDeposit(p.staker.address).call() == 0
     tx(p, p.bw.token.functions.approve(p.bw.pool.address, MAX_UINT), p.staker)
-    with reverts("PoolInsolvent", equityWad=equity):
+    # The revert reports the equity at the block the call is simulated in: funding may have accrued
+    # for a second or two since `equity` was read, so only its sign is pinned here.
+    with reverts("PoolInsolvent") as refused:
         tx(p, p.bw.pool.functions.deposit(1_000 * USDC, p.staker.address), p.staker)
-    with reverts("PoolInsolvent", equityWad=equity):
+    assert refused.value.error.args["equityWad"] < 0
+    with reverts("PoolInsolvent") as refused:
         tx(p, p.bw.pool.functions.mint(10**12, p.staker.address), p.staker)
+    assert refused.value.error.args["equityWad"] < 0
     p.set_price("ETH-USD", 3_000)  # solvent again: deposits reopen
     tx(p, p.bw.pool.functions.deposit(1_000 * USDC, p.staker.address), p.staker)
     p.assert_conserved()
