@@ -8,7 +8,7 @@ import pytest
 from eth_account import Account
 from test_keeper_support import Chain, crash_book
 
-from keeper import daemon, invariants
+from keeper import daemon, decisions, invariants
 from keeper.chain import Bulwark, BulwarkError, dev_account
 from keeper.config import KeeperSettings
 from keeper.daemon import Keeper, PassResult
@@ -211,8 +211,8 @@ def test_a_batch_predicted_short_of_gas_gets_more_until_every_entry_fits(
     chain: Chain, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # given a prediction of 70% of the gas a batch needs (at that limit the batch runs out of gas)
-    monkeypatch.setattr(daemon, "BATCH_PREDICT_BPS", -3_000)
-    monkeypatch.setattr(daemon, "BATCH_HEADROOM_BPS", 0)
+    monkeypatch.setattr(decisions, "BATCH_PREDICT_BPS", -3_000)
+    monkeypatch.setattr(decisions, "BATCH_HEADROOM_BPS", 0)
     traders = crash_book(chain, 6, salt="shortgas", margin=500, smallest=2.0, largest=3.0)
     k = keeper(chain)
     k.run_once()
