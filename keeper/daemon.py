@@ -1231,14 +1231,14 @@ class Keeper:
             gas, fallback = dec.fitted_gas(
                 batch.gas, batch.count >= batch.want, batch.predicted, head.gas_limit
             )
-            if fallback:
+            if fallback is not None:
                 batch.source = f"fallback: {dec.BATCH_FALLBACK_MULTIPLE}x predicted"
                 log.warning(
                     "batch: no checked gas limit below the block's fitted; capped fallback",
                     extra=kv(
                         entries=len(batch.entries),
                         predicted=batch.predicted,
-                        gas=gas,
+                        gas=fallback,
                         would=batch.count,
                         want=batch.want,
                     ),
@@ -1598,7 +1598,7 @@ def run_from_cli(bw: Bulwark, signer: LocalAccount, args: Any) -> int:
     try:
         settings = load_settings(
             getattr(args, "config", None),
-            os.environ,
+            None,  # the settings loader reads BULWARK_KEEPER_* from the environment
             {
                 "metrics_port": getattr(args, "metrics_port", None),
                 "log_format": getattr(args, "log_format", None),

@@ -166,14 +166,15 @@ def plan_batches(
 
 def fitted_gas(
     checked_gas: int, fits: bool, predicted: int, block_gas_limit: int
-) -> tuple[int, bool]:
-    """The gas limit a batch is sent with, and whether it is the capped fallback.
+) -> tuple[int, int | None]:
+    """The gas limit a batch is sent with, and the fallback limit it came from (None if none).
 
     A batch whose eth_call at `checked_gas` liquidated all it can gets that limit; one no checked
-    limit fitted gets at most 4x its prediction, never the whole block (a real chain charges the
-    limit up front). Either way 3% headroom, capped at the block gas limit."""
-    gas = checked_gas if fits else min(block_gas_limit, BATCH_FALLBACK_MULTIPLE * predicted)
-    return min(block_gas_limit, gas * (BPS + BATCH_HEADROOM_BPS) // BPS), not fits
+    limit fitted falls back to at most 4x its prediction, never the whole block (a real chain
+    charges the limit up front). Either way 3% headroom, capped at the block gas limit."""
+    fallback = None if fits else min(block_gas_limit, BATCH_FALLBACK_MULTIPLE * predicted)
+    gas = checked_gas if fallback is None else fallback
+    return min(block_gas_limit, gas * (BPS + BATCH_HEADROOM_BPS) // BPS), fallback
 
 
 # ---------------------------------------------------------------------------- bad debt
