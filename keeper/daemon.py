@@ -49,7 +49,7 @@ from keeper import paths
 from keeper import riskmath as rm
 from keeper.chain import Bulwark, BulwarkError, DecodedError, Deployment
 from keeper.config import KeeperSettings, load_settings
-from keeper.index import AccountIndex, BlockRef, SyncReport, get_block, rpc_batch
+from keeper.index import AccountIndex, SyncReport
 from keeper.logs import Throttle, get_logger, human, kv, setup_logging
 from keeper.metrics import (
     HealthState,
@@ -58,6 +58,7 @@ from keeper.metrics import (
     instrument_provider,
     wad_to_float,
 )
+from keeper.rpc import BlockRef, get_block, rpc_batch
 from keeper.screening import (
     MarketSnapshot,
     adl_scores,

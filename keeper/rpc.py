@@ -1,6 +1,6 @@
 """The JSON-RPC layer: raw requests, batches that return a result or a typed failure per call, and
-one ABI encoder/decoder for batched calls. Every batched read of the package goes through
-:func:`rpc_batch` (the index, screening, status, the node manager, stress)."""
+one ABI encoder/decoder for batched calls. The package's batched reads go through
+:func:`rpc_batch`: the index, screening, the sender, status and the invariant checker."""
 
 from __future__ import annotations
 
