@@ -44,11 +44,27 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 from web3.logs import DISCARD
 
-from keeper import decisions as dec
 from keeper import paths
 from keeper import riskmath as rm
 from keeper.chain import Bulwark, BulwarkError, DecodedError, Deployment
 from keeper.config import KeeperSettings, load_settings
+from keeper.decisions import (
+    BATCH_FALLBACK_MULTIPLE,
+    AccountView,
+    Act,
+    BadDebtPolicy,
+    Sharding,
+    SideState,
+    bad_debt_sides,
+    bad_debt_turn,
+    choose_liquidations,
+    fitted_gas,
+    gas_per_entry,
+    plan_batches,
+    probe_entries,
+    side_action,
+    socializable_at,
+)
 from keeper.index import AccountIndex, SyncReport
 from keeper.logs import Throttle, get_logger, human, kv, setup_logging
 from keeper.metrics import (
@@ -84,7 +100,6 @@ from keeper.units import format_units
 log = get_logger()
 EXIT_OK, EXIT_ERROR, EXIT_CIRCUIT_BREAKER, EXIT_CHAIN_RESET = 0, 2, 3, 4
 SIDES = ("Long", "Short")
-BATCH_FIXED_GAS = dec.BATCH_FIXED_GAS
 BATCH_GAS_STEPS = 6  # at most this many 15% raises of a batch whose eth_call fell short
 BAD_DEBT_ROUNDS = 6  # cover/ADL/socialise steps within one round
 BAD_DEBT_ACTIONS = frozenset({"coverBadDebt", "autoDeleverage", "socializeBadDebt"})
@@ -1120,9 +1135,9 @@ class Keeper:
         return {a for a, _ in result.liquidated[before:]}
 
     @property
-    def _sharding(self) -> dec.Sharding:
+    def _sharding(self) -> Sharding:
         s = self.settings
-        return dec.Sharding(s.keeper_count, s.keeper_index, s.backup_delay_blocks)
+        return Sharding(s.keeper_count, s.keeper_index, s.backup_delay_blocks)
 
     def _choose_entries(
         self,
@@ -1135,11 +1150,11 @@ class Keeper:
             k[1] for k in self.sender.in_flight() if isinstance(k, tuple) and k[0] == "liquidate"
         }
         views = [
-            dec.AccountView(a, True, healths[a].equity, state.positions if state else {})
+            AccountView(a, True, healths[a].equity, state.positions if state else {})
             for a in liquidatable
             for state in [self.index.accounts.get(a)]
         ]
-        choice = dec.choose_liquidations(
+        choice = choose_liquidations(
             views,
             snap.prices,
             snap.risk,
@@ -1229,11 +1244,11 @@ class Keeper:
             if batch.want == 0:
                 self._batch_lost(len(batch.entries), "the batch would liquidate nothing", result)
                 continue
-            gas, fallback = dec.fitted_gas(
+            gas, fallback = fitted_gas(
                 batch.gas, batch.count >= batch.want, batch.predicted, head.gas_limit
             )
             if fallback is not None:
-                batch.source = f"fallback: {dec.BATCH_FALLBACK_MULTIPLE}x predicted"
+                batch.source = f"fallback: {BATCH_FALLBACK_MULTIPLE}x predicted"
                 log.warning(
                     "batch: no checked gas limit below the block's fitted; capped fallback",
                     extra=kv(
@@ -1254,13 +1269,13 @@ class Keeper:
         """Chunks and predicted gas limits, from one eth_estimateGas of a probe batch."""
         if not passing:
             return []
-        probe = list(dec.probe(passing, self.settings.max_batch))
+        probe = list(probe_entries(passing, self.settings.max_batch))
         estimate = self.sender.estimate_many([self._batch_call(probe)])[0]
         if isinstance(estimate, DecodedError):
             self._not_sending(estimate, result, probe[0][1], len(passing), step="batch estimate")
             return []
-        per_entry = dec.gas_per_entry(estimate, len(probe))
-        plans = dec.plan_batches(passing, per_entry, head.gas_limit, self.settings.max_batch)
+        per_entry = gas_per_entry(estimate, len(probe))
+        plans = plan_batches(passing, per_entry, head.gas_limit, self.settings.max_batch)
         return [Batch(list(p.entries), p.gas, len(p.entries), predicted=p.gas) for p in plans]
 
     def _check_batches(self, batches: list[Batch], head: BlockRef) -> None:
@@ -1445,7 +1460,7 @@ class Keeper:
                 log.info("bad debt: an earlier transaction is still pending; waiting for it")
                 break
             acted = False
-            for market, side, debt in dec.bad_debt_sides(snap.bad_debt):
+            for market, side, debt in bad_debt_sides(snap.bad_debt):
                 acted |= self._settle_side(snap, market, side, debt, result)
             if not acted:
                 break
@@ -1456,7 +1471,7 @@ class Keeper:
     def _bad_debt_mine(self, snap: MarketSnapshot) -> bool:
         """Bad debt is outstanding and this keeper should act: keeper 0 at once, the others as
         backups once it has been outstanding for `backup_delay_blocks` (so they do not race)."""
-        mine, self.bad_debt_seen_at = dec.bad_debt_turn(
+        mine, self.bad_debt_seen_at = bad_debt_turn(
             snap.total_bad_debt, self.bad_debt_seen_at, snap.block.number, self._sharding
         )
         return mine
@@ -1467,18 +1482,18 @@ class Keeper:
         """One market side: asks :func:`keeper.decisions.side_action` what to do, reading the ADL
         targets and the side's grace clock only when it asks for them, and does it."""
         where = kv(market=market, side=SIDES[side], debt=human(debt))
-        policy = dec.BadDebtPolicy(adl_role=self._adl_role, socialize=self.settings.socialize)
-        state = dec.SideState(
+        policy = BadDebtPolicy(adl_role=self._adl_role, socialize=self.settings.socialize)
+        state = SideState(
             fund_available=snap.fund_available,
             price_fresh=market in snap.prices,
             now=snap.block.timestamp,
             grace_period=snap.risk.socialize_grace_period,
         )
-        while (act := dec.side_action(state, policy)) in (
-            dec.Act.NEED_TARGETS,
-            dec.Act.NEED_GRACE_CLOCK,
+        while (act := side_action(state, policy)) in (
+            Act.NEED_TARGETS,
+            Act.NEED_GRACE_CLOCK,
         ):
-            if act is dec.Act.NEED_TARGETS:
+            if act is Act.NEED_TARGETS:
                 targets = tuple(self._adl_targets(snap, market, side, debt))
                 state = dataclasses.replace(state, targets=targets)
             else:
@@ -1488,14 +1503,14 @@ class Keeper:
                 )
                 state = dataclasses.replace(state, recorded_at=int(recorded_at))
         fns = self.bw.ch.functions
-        if act is dec.Act.COVER:
+        if act is Act.COVER:
             return self._send_and_wait(fns.coverBadDebt(market, side), act.value, result)
-        if act is dec.Act.DELEVERAGE:
+        if act is Act.DELEVERAGE:
             return self._deleverage(market, list(state.targets or ()), result)
-        if act is dec.Act.SOCIALISE:
+        if act is Act.SOCIALISE:
             log.warning("no ADL target left: socialising to the pool", extra=where)
             return self._send_and_wait(fns.socializeBadDebt(market, side), act.value, result)
-        if act is dec.Act.WAIT_STALE_PRICE:
+        if act is Act.WAIT_STALE_PRICE:
             held = self.repeats.due(("bad debt stale", market, side))
             if held is not None:
                 log.warning(
@@ -1505,7 +1520,7 @@ class Keeper:
             return False
         held = self.repeats.due(("grace", market, side))
         if held is not None:
-            at = dec.socializable_at(state.recorded_at or 0, state.grace_period)
+            at = socializable_at(state.recorded_at or 0, state.grace_period)
             log.info(
                 "bad debt without ADL target; waiting for the grace period",
                 extra=kv(**where["fields"], socializable_at=at, repeats=held),

@@ -136,7 +136,7 @@ class BatchPlan:
     gas: int
 
 
-def probe(entries: Sequence[Entry], max_batch: int) -> tuple[Entry, ...]:
+def probe_entries(entries: Sequence[Entry], max_batch: int) -> tuple[Entry, ...]:
     """The entries whose eth_estimateGas as one batch gives the gas per entry."""
     return tuple(entries[: min(PROBE_ENTRIES, max_batch)])
 

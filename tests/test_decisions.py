@@ -193,7 +193,7 @@ entries_lists = st.lists(
 def test_plan_batches_covers_every_entry_once_within_the_limits(
     entries: list[tuple[str, int]], estimate: int, probe_size: int, block_gas: int, max_batch: int
 ) -> None:
-    probe = dec.probe(entries, max_batch)
+    probe = dec.probe_entries(entries, max_batch)
     assert len(probe) <= min(dec.PROBE_ENTRIES, max_batch)
     per_entry = dec.gas_per_entry(estimate * probe_size, probe_size)
     plans = dec.plan_batches(entries, per_entry, block_gas, max_batch)

@@ -8,7 +8,7 @@ import pytest
 from eth_account import Account
 from test_keeper_support import Chain, crash_book
 
-from keeper import daemon, decisions, invariants
+from keeper import decisions, invariants
 from keeper.chain import Bulwark, BulwarkError, dev_account
 from keeper.config import KeeperSettings
 from keeper.daemon import Keeper, PassResult
@@ -224,7 +224,7 @@ def test_a_batch_predicted_short_of_gas_gets_more_until_every_entry_fits(
     (fitted,) = k._fit_batches([(a, 0) for a in doomed], k._advance()[1].block, result)
     chunk, gas = fitted.entries, fitted.gas
     assert fitted.want == fitted.count == len(doomed) == len(chunk)
-    assert gas < daemon.BATCH_FIXED_GAS * 100
+    assert gas < decisions.BATCH_FIXED_GAS * 100
     call = k._batch_call(chunk)
     tx = {"from": KEEPER.address, "to": call.to, "data": call.data}
 
@@ -236,7 +236,7 @@ def test_a_batch_predicted_short_of_gas_gets_more_until_every_entry_fits(
 
     assert liquidated_with(gas) == len(doomed) and liquidated_with(gas * 2 // 3) < len(doomed)
     (probe,) = k.sender.estimate_many([call])
-    assert isinstance(probe, int) and gas > probe * 7 // 10 + daemon.BATCH_FIXED_GAS  # raised
+    assert isinstance(probe, int) and gas > probe * 7 // 10 + decisions.BATCH_FIXED_GAS  # raised
     # and a pass sends it so: every entry liquidated, none skipped
     done = k.run_once()
     assert {a for a, _ in done.liquidated} == set(doomed)
