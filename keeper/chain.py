@@ -26,16 +26,14 @@ from web3.exceptions import ContractCustomError, ContractLogicError, ContractPan
 from web3.types import TxReceipt
 
 from keeper import compiler, paths
+from keeper.errors import BulwarkError as BulwarkError  # the root, importable from here as before
+from keeper.rpc import abi_type
 
 WAD = 10**18
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
 LOCAL_CHAIN_IDS = frozenset({31337, 1337})
 
 Account.enable_unaudited_hdwallet_features()
-
-
-class BulwarkError(Exception):
-    """A failure with a message fit to show a person on one line."""
 
 
 class TxReverted(BulwarkError):
@@ -105,7 +103,7 @@ class ErrorDecoder:
             for item in abi:
                 if item.get("type") != "error":
                     continue
-                types = [_abi_type(i) for i in item["inputs"]]
+                types = [abi_type(i) for i in item["inputs"]]
                 names = [i["name"] or f"arg{n}" for n, i in enumerate(item["inputs"])]
                 selector = function_signature_to_4byte_selector(
                     f"{item['name']}({','.join(types)})"
@@ -144,14 +142,6 @@ class ErrorDecoder:
             message = str(exc.message or exc)
             return DecodedError("Error", {"message": message})
         return None
-
-
-def _abi_type(item: Mapping[str, Any]) -> str:
-    kind = str(item["type"])
-    if kind.startswith("tuple"):
-        inner = ",".join(_abi_type(c) for c in item["components"])
-        return f"({inner}){kind[5:]}"
-    return kind
 
 
 def _as_bytes(data: str | bytes | None) -> bytes:

@@ -1,20 +1,32 @@
 """Keeper settings: defaults, then a TOML file, then ``BULWARK_KEEPER_*`` variables, then flags.
 
-``KeeperSettings()`` alone is a working configuration for a local chain. Amounts sent on-chain (fees,
-balances) are integers in wei; intervals are seconds. Private keys never pass through here: the
-command line reads them from a keystore file or ``BULWARK_PRIVATE_KEY`` and hands over a signer, and a
-settings file that tries to carry one is refused.
+``KeeperSettings()`` alone is a working configuration for a local chain (it reads nothing: only
+:func:`load_settings` reads the file and the environment). Amounts sent on-chain (fees, balances)
+are integers in wei; intervals are seconds. Private keys never pass through here: the command line
+reads them from a keystore file or ``BULWARK_PRIVATE_KEY`` and hands over a signer, and a settings
+file that tries to carry one is refused. The settings are a pydantic-settings model: each source is
+validated against the field's type, and a refusal is a :class:`SettingsError` of one plain line per
+problem naming the setting, where it came from and what it must be.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import contextvars
 import os
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from keeper.chain import BulwarkError
 from keeper.logs import FORMATS
@@ -29,8 +41,47 @@ class SettingsError(BulwarkError):
     """A setting is unknown or has a value out of range."""
 
 
-@dataclass(frozen=True)
-class KeeperSettings:
+class _Sources:
+    """The file and environment one :func:`load_settings` call reads (none by default)."""
+
+    def __init__(
+        self,
+        toml: Mapping[str, Any],
+        env: Mapping[str, str] | None,
+        where: Mapping[str, str],
+        values: Mapping[str, Any],
+    ) -> None:
+        self.toml = toml
+        self.env = env
+        self.where = where  # setting name -> the file, variable or flag that set it
+        self.values = values  # setting name -> the value as given
+
+
+_SOURCES: contextvars.ContextVar[_Sources | None] = contextvars.ContextVar(
+    "keeper_settings_sources", default=None
+)
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """``BULWARK_KEEPER_*`` variables from a given mapping instead of the process environment."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        self._env = env
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {k.lower(): v for k, v in self._env.items()}
+
+
+class KeeperSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        frozen=True,
+        extra="forbid",
+        use_attribute_docstrings=True,
+        validate_default=False,
+    )
+
     # ---- scheduling
     poll_interval: float = 0.25
     """Seconds between polls for a new block (a new block triggers one full pass)."""
@@ -121,17 +172,59 @@ class KeeperSettings:
     """A warning that repeats every block (a stale market, a grace period) is logged at most once
     per this many seconds, with the number of repeats held back."""
 
-    def __post_init__(self) -> None:
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            sources = _SOURCES.get()
+            where = dict(sources.where) if sources else {}
+            raise _plain(exc, where, {**(sources.values if sources else {}), **values}) from None
+
+    @field_validator("checkpoint_file", "state_dir", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_as_number(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, bool) and _KINDS.get(info.field_name) != "bool":
+            raise ValueError("not a number")
+        return value
+
+    @model_validator(mode="after")
+    def _in_range(self) -> KeeperSettings:
         validate(self)
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Flags (the constructor's arguments) < environment < TOML file, for :func:`load_settings`
+        only; a plain ``KeeperSettings(...)`` reads neither the environment nor a file."""
+        sources = _SOURCES.get()
+        if sources is None:
+            return (init_settings,)
+        env = env_settings if sources.env is None else _MappingEnvSource(settings_cls, sources.env)
+        return (init_settings, env, InitSettingsSource(settings_cls, dict(sources.toml)))
 
     def replace(self, **changes: Any) -> KeeperSettings:
-        return dataclasses.replace(self, **changes)
+        return KeeperSettings(**(self.as_dict() | changes))
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return self.model_dump()
 
 
-_FIELDS = {f.name: f for f in fields(KeeperSettings)}
+_KINDS = {
+    name: getattr(f.annotation, "__name__", "str")
+    for name, f in KeeperSettings.model_fields.items()
+}
 
 
 def validate(s: KeeperSettings) -> None:
@@ -188,42 +281,12 @@ def validate(s: KeeperSettings) -> None:
 # ---------------------------------------------------------------------------- sources
 
 
-def _coerce(name: str, value: Any, source: str) -> Any:
-    """A value from TOML, the environment or a flag, as the field's type."""
-    kind = _FIELDS[name].type
-    try:
-        if kind == "bool":
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text in ("1", "true", "yes", "on"):
-                return True
-            if text in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(value)
-        if kind == "int":
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError(value)
-            return int(str(value).replace("_", "")) if isinstance(value, str) else int(value)
-        if kind == "float":
-            if isinstance(value, bool):
-                raise ValueError(value)
-            return float(value)
-        if kind == "str | None":
-            return None if value is None or str(value) == "" else str(value)
-        return str(value)
-    except (TypeError, ValueError):
-        raise SettingsError(
-            f"{source}: {name} must be {kind.split(' ')[0]}, got {value!r}"
-        ) from None
-
-
 def _check_name(name: str, source: str) -> None:
     if name in _SECRET_KEYS:
         raise SettingsError(
             f"{source}: keys do not belong in keeper settings; use --keystore FILE or BULWARK_PRIVATE_KEY"
         )
-    if name not in _FIELDS:
+    if name not in _KINDS:
         raise SettingsError(f"{source}: unknown keeper setting {name!r}")
 
 
@@ -238,23 +301,42 @@ def from_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise SettingsError(f"keeper config {file} is not valid TOML: {exc}") from None
     table = dict(data.pop("keeper", {}) or {})
     merged = {**data, **table}
-    out: dict[str, Any] = {}
-    for name, value in merged.items():
+    for name in merged:
         _check_name(name, str(file))
-        out[name] = _coerce(name, value, str(file))
+    return merged
+
+
+def env_names(env: Mapping[str, str]) -> dict[str, str]:
+    """Setting name to variable, for every ``BULWARK_KEEPER_<NAME>`` variable (each checked)."""
+    out: dict[str, str] = {}
+    for var in env:
+        if var.upper().startswith(ENV_PREFIX):
+            name = var[len(ENV_PREFIX) :].lower()
+            _check_name(name, var)
+            out[name] = var
     return out
 
 
-def from_env(env: Mapping[str, str]) -> dict[str, Any]:
-    """Settings from ``BULWARK_KEEPER_<NAME>`` variables (e.g. ``BULWARK_KEEPER_METRICS_PORT=9100``)."""
-    out: dict[str, Any] = {}
-    for var, value in env.items():
-        if not var.startswith(ENV_PREFIX):
-            continue
-        name = var[len(ENV_PREFIX) :].lower()
-        _check_name(name, var)
-        out[name] = _coerce(name, value, var)
-    return out
+def _plain(
+    exc: ValidationError, sources: dict[str, str], values: Mapping[str, Any]
+) -> SettingsError:
+    """One line per problem: where the value came from, the setting, what it must be, the value."""
+    lines = []
+    for err in exc.errors():
+        name = str(err["loc"][0]) if err["loc"] else "?"
+        where = sources.get(name, "settings")
+        got = values.get(name, err.get("input"))
+        lines.append(f"{where}: {name} must be {_KINDS.get(name, 'str')}, got {got!r}")
+    return SettingsError("\n".join(lines))
+
+
+@contextmanager
+def _reading(sources: _Sources) -> Iterator[None]:
+    token = _SOURCES.set(sources)
+    try:
+        yield
+    finally:
+        _SOURCES.reset(token)
 
 
 def load_settings(
@@ -262,14 +344,18 @@ def load_settings(
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> KeeperSettings:
-    """Defaults < TOML file < environment < ``overrides`` (the command-line flags; None is skipped)."""
-    values: dict[str, Any] = {}
-    if config_file is not None:
-        values.update(from_toml(config_file))
-    values.update(from_env(os.environ if env is None else env))
-    for name, value in (overrides or {}).items():
-        if value is None:
-            continue
+    """Defaults < TOML file < environment < ``overrides`` (the command-line flags; None is skipped).
+
+    `env` stands in for the process environment (tests); None reads ``os.environ``."""
+    toml = from_toml(config_file) if config_file is not None else {}
+    environ: Mapping[str, str] = os.environ if env is None else env
+    from_env = env_names(environ)
+    flags = {n: v for n, v in (overrides or {}).items() if v is not None}
+    for name in flags:
         _check_name(name, "flag")
-        values[name] = _coerce(name, value, f"--{name.replace('_', '-')}")
-    return KeeperSettings(**values)
+    sources = dict.fromkeys(toml, str(config_file))
+    sources |= from_env
+    sources |= {n: f"--{n.replace('_', '-')}" for n in flags}
+    values = {**toml, **{n: environ[v] for n, v in from_env.items()}, **flags}
+    with _reading(_Sources(toml, env, sources, values)):
+        return KeeperSettings(**flags)

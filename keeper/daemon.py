@@ -22,6 +22,7 @@ genesis) is not a reorg: the keeper says so in one critical line and exits with 
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import fcntl
 import json
 import os
@@ -47,7 +48,24 @@ from keeper import paths
 from keeper import riskmath as rm
 from keeper.chain import Bulwark, BulwarkError, DecodedError, Deployment
 from keeper.config import KeeperSettings, load_settings
-from keeper.index import AccountIndex, BlockRef, SyncReport, get_block, rpc_batch
+from keeper.decisions import (
+    BATCH_FALLBACK_MULTIPLE,
+    AccountView,
+    Act,
+    BadDebtPolicy,
+    Sharding,
+    SideState,
+    bad_debt_sides,
+    bad_debt_turn,
+    choose_liquidations,
+    fitted_gas,
+    gas_per_entry,
+    plan_batches,
+    probe_entries,
+    side_action,
+    socializable_at,
+)
+from keeper.index import AccountIndex, SyncReport
 from keeper.logs import Throttle, get_logger, human, kv, setup_logging
 from keeper.metrics import (
     HealthState,
@@ -56,13 +74,13 @@ from keeper.metrics import (
     instrument_provider,
     wad_to_float,
 )
+from keeper.rpc import BlockRef, get_block, rpc_batch
 from keeper.screening import (
     MarketSnapshot,
     adl_scores,
     adl_side_holders,
     confirm,
     confirm_adl_scores,
-    liquidation_market,
     read_markets,
     screen,
     shard_of,
@@ -82,14 +100,7 @@ from keeper.units import format_units
 log = get_logger()
 EXIT_OK, EXIT_ERROR, EXIT_CIRCUIT_BREAKER, EXIT_CHAIN_RESET = 0, 2, 3, 4
 SIDES = ("Long", "Short")
-BPS = 10_000
-PROBE_ENTRIES = 32  # entries of the batch whose eth_estimateGas gives the gas per entry
-BATCH_PREDICT_BPS = 1_000  # a batch's predicted limit: the probe's gas per entry + 10%
-BATCH_FIXED_GAS = 30_000  # plus the transaction's own overhead
 BATCH_GAS_STEPS = 6  # at most this many 15% raises of a batch whose eth_call fell short
-BATCH_HEADROOM_BPS = 300  # sent with 3% above the verified limit: state moves before inclusion
-BATCH_FALLBACK_MULTIPLE = 4  # a batch no checked limit fitted: at most 4x its predicted limit
-BATCH_BLOCK_SHARE = 4  # a batch takes at most a quarter of the block gas limit
 BAD_DEBT_ROUNDS = 6  # cover/ADL/socialise steps within one round
 BAD_DEBT_ACTIONS = frozenset({"coverBadDebt", "autoDeleverage", "socializeBadDebt"})
 LOCAL_JOBS = frozenset({"watch_passes"})  # jobs that read no chain state: they run during a backoff
@@ -1123,6 +1134,11 @@ class Keeper:
             self._note_outcome(outcome, result)
         return {a for a, _ in result.liquidated[before:]}
 
+    @property
+    def _sharding(self) -> Sharding:
+        s = self.settings
+        return Sharding(s.keeper_count, s.keeper_index, s.backup_delay_blocks)
+
     def _choose_entries(
         self,
         liquidatable: list[str],
@@ -1130,32 +1146,30 @@ class Keeper:
         snap: MarketSnapshot,
         result: PassResult,
     ) -> list[tuple[str, int]]:
-        s = self.settings
         busy = {
             k[1] for k in self.sender.in_flight() if isinstance(k, tuple) and k[0] == "liquidate"
         }
-        entries: list[tuple[str, int]] = []
-        for account in liquidatable:
-            if account in busy or account == self.signer.address:
-                continue
-            if s.keeper_count > 1 and shard_of(account, s.keeper_count) != s.keeper_index:
-                # the delay counts from pass to pass: blocks of this pass's own rounds do not count
-                first = self.first_seen.setdefault(account, result.block)
-                if result.block - first < s.backup_delay_blocks:
-                    if account not in result.deferred:
-                        result.deferred.append(account)
-                    continue
-                log.info("backing up another keeper", extra=kv(account=account, since_block=first))
-            state = self.index.accounts.get(account)
-            market = (
-                liquidation_market(state.positions, snap, healths[account].equity)
-                if state
-                else None
-            )
-            if market is None:
-                continue
-            entries.append((account, market))
-        return entries
+        views = [
+            AccountView(a, True, healths[a].equity, state.positions if state else {})
+            for a in liquidatable
+            for state in [self.index.accounts.get(a)]
+        ]
+        choice = choose_liquidations(
+            views,
+            snap.prices,
+            snap.risk,
+            me=self.signer.address,
+            busy=busy,
+            block=result.block,  # pass to pass: blocks of this pass's own rounds do not count
+            first_seen=self.first_seen,
+            sharding=self._sharding,
+            shard_of=shard_of,
+        )
+        self.first_seen = dict(choice.first_seen)
+        result.deferred += [a for a in choice.deferred if a not in result.deferred]
+        for account, first in choice.backups:
+            log.info("backing up another keeper", extra=kv(account=account, since_block=first))
+        return list(choice.entries)
 
     def _simulate_entries(
         self, entries: list[tuple[str, int]], head: BlockRef, result: PassResult
@@ -1230,24 +1244,22 @@ class Keeper:
             if batch.want == 0:
                 self._batch_lost(len(batch.entries), "the batch would liquidate nothing", result)
                 continue
-            if batch.count >= batch.want:
-                gas = batch.gas
-            else:
-                # No limit checked short of the block's fitted: send with a bounded multiple of
-                # the prediction, never the whole block (a real chain charges the limit up front).
-                gas = min(head.gas_limit, BATCH_FALLBACK_MULTIPLE * batch.predicted)
+            gas, fallback = fitted_gas(
+                batch.gas, batch.count >= batch.want, batch.predicted, head.gas_limit
+            )
+            if fallback is not None:
                 batch.source = f"fallback: {BATCH_FALLBACK_MULTIPLE}x predicted"
                 log.warning(
                     "batch: no checked gas limit below the block's fitted; capped fallback",
                     extra=kv(
                         entries=len(batch.entries),
                         predicted=batch.predicted,
-                        gas=gas,
+                        gas=fallback,
                         would=batch.count,
                         want=batch.want,
                     ),
                 )
-            batch.gas = min(head.gas_limit, gas * (BPS + BATCH_HEADROOM_BPS) // BPS)
+            batch.gas = gas
             fitted.append(batch)
         return fitted
 
@@ -1257,20 +1269,14 @@ class Keeper:
         """Chunks and predicted gas limits, from one eth_estimateGas of a probe batch."""
         if not passing:
             return []
-        probe = passing[: min(PROBE_ENTRIES, self.settings.max_batch)]
+        probe = list(probe_entries(passing, self.settings.max_batch))
         estimate = self.sender.estimate_many([self._batch_call(probe)])[0]
         if isinstance(estimate, DecodedError):
             self._not_sending(estimate, result, probe[0][1], len(passing), step="batch estimate")
             return []
-        per_entry = estimate * (BPS + BATCH_PREDICT_BPS) / BPS / len(probe)
-        share = head.gas_limit // BATCH_BLOCK_SHARE
-        size = max(1, min(self.settings.max_batch, int(share / per_entry)))
-        chunks = [passing[i : i + size] for i in range(0, len(passing), size)]
-        batches = []
-        for c in chunks:
-            predicted = min(head.gas_limit, int(per_entry * len(c)) + BATCH_FIXED_GAS)
-            batches.append(Batch(c, predicted, len(c), predicted=predicted))
-        return batches
+        per_entry = gas_per_entry(estimate, len(probe))
+        plans = plan_batches(passing, per_entry, head.gas_limit, self.settings.max_batch)
+        return [Batch(list(p.entries), p.gas, len(p.entries), predicted=p.gas) for p in plans]
 
     def _check_batches(self, batches: list[Batch], head: BlockRef) -> None:
         """An eth_call of each batch at its limit; one short of its count learns what the whole
@@ -1454,7 +1460,7 @@ class Keeper:
                 log.info("bad debt: an earlier transaction is still pending; waiting for it")
                 break
             acted = False
-            for (market, side), debt in sorted(snap.bad_debt.items()):
+            for market, side, debt in bad_debt_sides(snap.bad_debt):
                 acted |= self._settle_side(snap, market, side, debt, result)
             if not acted:
                 break
@@ -1465,25 +1471,46 @@ class Keeper:
     def _bad_debt_mine(self, snap: MarketSnapshot) -> bool:
         """Bad debt is outstanding and this keeper should act: keeper 0 at once, the others as
         backups once it has been outstanding for `backup_delay_blocks` (so they do not race)."""
-        if snap.total_bad_debt == 0:
-            self.bad_debt_seen_at = None
-            return False
-        if self.bad_debt_seen_at is None:
-            self.bad_debt_seen_at = snap.block.number
-        s = self.settings
-        if s.keeper_count == 1 or s.keeper_index == 0:
-            return True
-        return snap.block.number - self.bad_debt_seen_at >= s.backup_delay_blocks
+        mine, self.bad_debt_seen_at = bad_debt_turn(
+            snap.total_bad_debt, self.bad_debt_seen_at, snap.block.number, self._sharding
+        )
+        return mine
 
     def _settle_side(
         self, snap: MarketSnapshot, market: int, side: int, debt: int, result: PassResult
     ) -> bool:
+        """One market side: asks :func:`keeper.decisions.side_action` what to do, reading the ADL
+        targets and the side's grace clock only when it asks for them, and does it."""
         where = kv(market=market, side=SIDES[side], debt=human(debt))
-        if snap.fund_available > 0:
-            return self._send_and_wait(
-                self.bw.ch.functions.coverBadDebt(market, side), "coverBadDebt", result
-            )
-        if market not in snap.prices:
+        policy = BadDebtPolicy(adl_role=self._adl_role, socialize=self.settings.socialize)
+        state = SideState(
+            fund_available=snap.fund_available,
+            price_fresh=market in snap.prices,
+            now=snap.block.timestamp,
+            grace_period=snap.risk.socialize_grace_period,
+        )
+        while (act := side_action(state, policy)) in (
+            Act.NEED_TARGETS,
+            Act.NEED_GRACE_CLOCK,
+        ):
+            if act is Act.NEED_TARGETS:
+                targets = tuple(self._adl_targets(snap, market, side, debt))
+                state = dataclasses.replace(state, targets=targets)
+            else:
+                # each market side's grace runs from the last debt recorded on it
+                recorded_at = self.bw.ch.functions.badDebtRecordedAt(market, side).call(
+                    block_identifier=snap.block.number
+                )
+                state = dataclasses.replace(state, recorded_at=int(recorded_at))
+        fns = self.bw.ch.functions
+        if act is Act.COVER:
+            return self._send_and_wait(fns.coverBadDebt(market, side), act.value, result)
+        if act is Act.DELEVERAGE:
+            return self._deleverage(market, list(state.targets or ()), result)
+        if act is Act.SOCIALISE:
+            log.warning("no ADL target left: socialising to the pool", extra=where)
+            return self._send_and_wait(fns.socializeBadDebt(market, side), act.value, result)
+        if act is Act.WAIT_STALE_PRICE:
             held = self.repeats.due(("bad debt stale", market, side))
             if held is not None:
                 log.warning(
@@ -1491,26 +1518,12 @@ class Keeper:
                     extra=kv(**where["fields"], repeats=held),
                 )
             return False
-        targets = self._adl_targets(snap, market, side, debt) if self._adl_role else []
-        if targets:
-            return self._deleverage(market, targets, result)
-        # each market side's grace runs from the last debt recorded on it
-        recorded_at = int(
-            self.bw.ch.functions.badDebtRecordedAt(market, side).call(
-                block_identifier=snap.block.number
-            )
-        )
-        socializable_at = recorded_at + snap.risk.socialize_grace_period
-        if self.settings.socialize and snap.block.timestamp >= socializable_at:
-            log.warning("no ADL target left: socialising to the pool", extra=where)
-            return self._send_and_wait(
-                self.bw.ch.functions.socializeBadDebt(market, side), "socializeBadDebt", result
-            )
         held = self.repeats.due(("grace", market, side))
         if held is not None:
+            at = socializable_at(state.recorded_at or 0, state.grace_period)
             log.info(
                 "bad debt without ADL target; waiting for the grace period",
-                extra=kv(**where["fields"], socializable_at=socializable_at, repeats=held),
+                extra=kv(**where["fields"], socializable_at=at, repeats=held),
             )
         return False
 
@@ -1601,7 +1614,7 @@ def run_from_cli(bw: Bulwark, signer: LocalAccount, args: Any) -> int:
     try:
         settings = load_settings(
             getattr(args, "config", None),
-            os.environ,
+            None,  # the settings loader reads BULWARK_KEEPER_* from the environment
             {
                 "metrics_port": getattr(args, "metrics_port", None),
                 "log_format": getattr(args, "log_format", None),

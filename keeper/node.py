@@ -36,13 +36,14 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from keeper import paths
+from keeper.errors import BulwarkError
 
 _LISTENING = re.compile(rb"Listening on ([0-9A-Za-z.:\[\]-]+):(\d+)")
 _PR_SET_PDEATHSIG = 1
 _T = TypeVar("_T")
 
 
-class AnvilError(RuntimeError):
+class AnvilError(BulwarkError, RuntimeError):
     """Anvil did not start, or stopped answering."""
 
 

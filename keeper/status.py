@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from eth_abi.exceptions import DecodingError
 from eth_utils.address import to_checksum_address
 
 from keeper import invariants, riskmath
 from keeper.chain import WAD, Bulwark, BulwarkError, TxReverted
+from keeper.rpc import decode_output, function_call, rpc_batch
 
 BATCH = 200
 LONG, SHORT = 0, 1
@@ -25,21 +27,23 @@ LONG, SHORT = 0, 1
 
 
 def batch_call(bw: Bulwark, fns: Sequence[Any], block: int | str = "latest") -> list[Any]:
-    """Calls many views, in JSON-RPC batches of ``BATCH``; a failing batch is retried one by one so
-    that a revert surfaces as :class:`TxReverted` with its decoded error."""
+    """Calls many views at `block`, in JSON-RPC batches of ``BATCH`` (:func:`keeper.rpc.rpc_batch`);
+    a call that fails is made again alone so that a revert surfaces as :class:`TxReverted` with
+    its decoded error."""
+    requests = [function_call(str(fn.address), fn.abi, fn.args, block) for fn in fns]
+    try:
+        replies = rpc_batch(bw.w3, requests, BATCH)
+    except (BulwarkError, ValueError, OSError):  # the node refused or lost the batch: one by one
+        replies = [None] * len(fns)
     results: list[Any] = []
-    for start in range(0, len(fns), BATCH):
-        chunk = fns[start : start + BATCH]
-        try:
-            with bw.w3.batch_requests() as batch:
-                for fn in chunk:
-                    batch.add(fn)
-                answers = list(batch.execute())
-            if len(answers) != len(chunk) or any(isinstance(a, BaseException) for a in answers):
-                raise ValueError("incomplete batch")
-        except Exception:
-            answers = [bw.call(fn, block=block) for fn in chunk]
-        results.extend(answers)
+    for fn, reply in zip(fns, replies, strict=True):
+        if isinstance(reply, str):
+            try:
+                results.append(decode_output(fn.abi, reply))
+                continue
+            except (DecodingError, ValueError):
+                pass
+        results.append(bw.call(fn, block=block))
     return results
 
 

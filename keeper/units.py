@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from decimal import ROUND_HALF_EVEN, Decimal, DecimalException, localcontext
 
-from keeper.chain import WAD, BulwarkError
+from keeper.errors import BulwarkError
+from keeper.riskmath import WAD
 
 WAD_DECIMALS = 18
 

@@ -120,3 +120,44 @@ def test_fee_bumps_are_at_least_12_5_percent_and_capped() -> None:
     assert seen[-1].max_fee * 9 > 10 * gwei * 8  # the last one sits within one bump of the cap
     # a rising base fee lifts the max fee beyond the plain bump
     assert strategy.bump(fees, base_fee=4 * gwei) == Fees(9_125_000_000, 1_125_000_000)
+
+
+def test_each_problem_is_one_plain_line_naming_its_source(tmp_path: Path) -> None:
+    file = tmp_path / "keeper.toml"
+    file.write_text("[keeper]\nmax_batch = 2.5\nsocialize = true\n")
+    env = {"BULWARK_KEEPER_POLL_INTERVAL": "soon", "BULWARK_KEEPER_SOCIALIZE": "maybe"}
+    with pytest.raises(SettingsError) as info:
+        load_settings(file, env=env, overrides={"metrics_port": "ninety"})
+    lines = str(info.value).splitlines()
+    assert len(lines) == 4 and set(lines) == {
+        "--metrics-port: metrics_port must be int, got 'ninety'",
+        "BULWARK_KEEPER_POLL_INTERVAL: poll_interval must be float, got 'soon'",
+        "BULWARK_KEEPER_SOCIALIZE: socialize must be bool, got 'maybe'",
+        f"{file}: max_batch must be int, got 2.5",
+    }
+
+
+def test_types_and_empty_values_coerce_as_before(tmp_path: Path) -> None:
+    env = {
+        "BULWARK_KEEPER_PRIORITY_FEE_WEI": "2_000_000_000",
+        "BULWARK_KEEPER_SOCIALIZE": "off",
+        "BULWARK_KEEPER_CHECKPOINT_FILE": "",
+        "BULWARK_KEEPER_SCREEN_BUFFER": "0.05",
+    }
+    s = load_settings(None, env=env)
+    assert s.priority_fee_wei == 2 * 10**9 and s.socialize is False
+    assert s.checkpoint_file is None and s.screen_buffer == 0.05
+    with pytest.raises(SettingsError, match="poll_interval must be float, got True"):
+        KeeperSettings(poll_interval=True)
+    assert s.replace(max_batch=3).max_batch == 3 and s.replace(max_batch=3).socialize is False
+    with pytest.raises(SettingsError, match="max_batch must be at least 1"):
+        s.replace(max_batch=0)
+
+
+def test_settings_read_the_environment_only_through_the_loader(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BULWARK_KEEPER_MAX_BATCH", "9")
+    assert KeeperSettings().max_batch == 40  # a plain construction reads nothing
+    assert load_settings(None).max_batch == 9  # the loader reads the process environment
+    assert KeeperSettings.model_fields["max_batch"].description  # documented field by field

@@ -8,7 +8,7 @@ import pytest
 from eth_account import Account
 from test_keeper_support import Chain, crash_book
 
-from keeper import daemon, invariants
+from keeper import decisions, invariants
 from keeper.chain import Bulwark, BulwarkError, dev_account
 from keeper.config import KeeperSettings
 from keeper.daemon import Keeper, PassResult
@@ -211,8 +211,8 @@ def test_a_batch_predicted_short_of_gas_gets_more_until_every_entry_fits(
     chain: Chain, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # given a prediction of 70% of the gas a batch needs (at that limit the batch runs out of gas)
-    monkeypatch.setattr(daemon, "BATCH_PREDICT_BPS", -3_000)
-    monkeypatch.setattr(daemon, "BATCH_HEADROOM_BPS", 0)
+    monkeypatch.setattr(decisions, "BATCH_PREDICT_BPS", -3_000)
+    monkeypatch.setattr(decisions, "BATCH_HEADROOM_BPS", 0)
     traders = crash_book(chain, 6, salt="shortgas", margin=500, smallest=2.0, largest=3.0)
     k = keeper(chain)
     k.run_once()
@@ -224,7 +224,7 @@ def test_a_batch_predicted_short_of_gas_gets_more_until_every_entry_fits(
     (fitted,) = k._fit_batches([(a, 0) for a in doomed], k._advance()[1].block, result)
     chunk, gas = fitted.entries, fitted.gas
     assert fitted.want == fitted.count == len(doomed) == len(chunk)
-    assert gas < daemon.BATCH_FIXED_GAS * 100
+    assert gas < decisions.BATCH_FIXED_GAS * 100
     call = k._batch_call(chunk)
     tx = {"from": KEEPER.address, "to": call.to, "data": call.data}
 
@@ -236,7 +236,7 @@ def test_a_batch_predicted_short_of_gas_gets_more_until_every_entry_fits(
 
     assert liquidated_with(gas) == len(doomed) and liquidated_with(gas * 2 // 3) < len(doomed)
     (probe,) = k.sender.estimate_many([call])
-    assert isinstance(probe, int) and gas > probe * 7 // 10 + daemon.BATCH_FIXED_GAS  # raised
+    assert isinstance(probe, int) and gas > probe * 7 // 10 + decisions.BATCH_FIXED_GAS  # raised
     # and a pass sends it so: every entry liquidated, none skipped
     done = k.run_once()
     assert {a for a, _ in done.liquidated} == set(doomed)
