@@ -10,7 +10,8 @@ NPM ?= npm
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8545
-PYTEST_ARGS ?=
+# Two workers, each with its own Anvil; a test file stays on one worker (its chain fixtures).
+PYTEST_ARGS ?= -n 2 --dist loadfile
 ANVIL := node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 
 VENV_STAMP := $(VENV)/.stamp
