@@ -144,7 +144,8 @@ interface IClearingHouse {
     );
     /// @notice How a market's ADL shares its debt among the winning side (see docs/protocol.md, ADL).
     /// Queue: targets in non-increasing ADL score, each closed as far as the debt left needs.
-    /// ProRata: every presented target pays debtTaken x its profit / the presented profit, rounded down.
+    /// ProRata: every presented target pays debtTaken x its profit / the presented profit, rounded down
+    /// or up so that the shares add up to debtTaken exactly.
     enum AdlPolicy {
         Queue,
         ProRata
@@ -263,7 +264,8 @@ interface IClearingHouse {
     /// (trusted to pass the highest-ranked targets), and only while that part is not zero.
     /// Under the market's ProRata policy instead: every target (ascending addresses, each an
     /// eligible profitable position on the winning side) pays its share of debtTaken = min(debt - available,
-    /// sum of presented profit), share = debtTaken x its profit / presented profit rounded down, capped by
+    /// sum of presented profit), share = debtTaken x its profit / presented profit (rounded down, the
+    /// remainder one wei each to the first targets whose share was not whole), capped by
     /// what keeps it at maintenance margin; the total never exceeds the debt. Completeness of the set rests
     /// on ADL_KEEPER_ROLE; `AdlProRataApplied` publishes the set's coverage of the side's open interest.
     /// @return absorbedWad The bad debt the haircuts paid down (the queue's doc above applies under Queue).

@@ -36,6 +36,7 @@ library AdlLogic {
         int256 size;
         int256 pnl;
         uint256 score;
+        uint256 share; // of the debt taken, set by `_allot`
     }
 
     /// @notice See IClearingHouse.autoDeleverage; `policy` is the market's (ClearingHouse.adlPolicyOf).
@@ -110,9 +111,10 @@ library AdlLogic {
     // ---------------------------------------------------------------- pro rata
 
     /// @dev First pass: every target is checked (ascending, eligible) and its profit summed; second pass:
-    /// each pays share_i = debtTaken x pnl_i / sum(pnl), rounded down, so sum(share_i) <= debtTaken <= debt.
-    /// A target's haircut is at most its share (and its realised profit, and its room above maintenance):
-    /// nobody pays for another's cap, the part a cap leaves stays as bad debt for the next call.
+    /// each pays its share of debtTaken = min(debt, sum(pnl)), in proportion to pnl_i (`_allot`), so
+    /// sum(share_i) == debtTaken <= debt. A target's haircut is at most its share (and its realised profit,
+    /// and its room above maintenance): nobody pays for another's cap, the part a cap leaves stays as bad
+    /// debt for the next call.
     function _proRata(Ledger.Layout storage s, Ledger.Prices memory px, AdlStep memory step, address[] calldata targets)
         private
         returns (uint256 absorbed)
@@ -120,9 +122,9 @@ library AdlLogic {
         (Share[] memory shares, uint256 sumPnl, uint256 sumSize) = _present(s, px, step, targets);
         uint256 debtTaken = step.debt.min(sumPnl);
         uint256 sideOi = _sideOpenInterest(s, step);
+        _allot(shares, debtTaken, sumPnl);
         for (uint256 i; i < targets.length; ++i) {
-            uint256 share = Math.mulDiv(debtTaken, uint256(shares[i].pnl), sumPnl);
-            if (share != 0) absorbed += _cutShare(s, px, step, targets[i], shares[i], share, absorbed);
+            if (shares[i].share != 0) absorbed += _cutShare(s, px, step, targets[i], shares[i], absorbed);
         }
         emit IClearingHouse.AdlProRataApplied(
             step.marketId, step.debtSide, targets.length, sumPnl, sumSize, sideOi, debtTaken, absorbed
@@ -143,24 +145,41 @@ library AdlLogic {
             int256 size = _requireWinningSide(s, step, target);
             s.settleFunding(target, step.marketId);
             (uint256 score, int256 pnl) = _score(s, px, step.marketId, target, size);
-            shares[i] = Share(size, pnl, score);
+            shares[i] = Share(size, pnl, score, 0);
             sumPnl += uint256(pnl);
             sumSize += size.abs();
         }
     }
 
-    /// @dev Closes what realises `share` of the target's profit and takes at most `share` of it.
+    /// @dev Shares of `debtTaken` in proportion to profit that add up to it exactly: each the exact share
+    /// rounded down, then the rounding remainder r (< number of targets) one wei each to the first r
+    /// targets whose exact share was not whole. The exact fractions add up to r and each is below one, so
+    /// more than r targets have one: every share is its exact share rounded down or up, never more.
+    function _allot(Share[] memory shares, uint256 debtTaken, uint256 sumPnl) private pure {
+        uint256 left = debtTaken;
+        for (uint256 i; i < shares.length; ++i) {
+            shares[i].share = Math.mulDiv(debtTaken, uint256(shares[i].pnl), sumPnl);
+            left -= shares[i].share;
+        }
+        for (uint256 i; i < shares.length && left != 0; ++i) {
+            if (mulmod(debtTaken, uint256(shares[i].pnl), sumPnl) != 0) {
+                ++shares[i].share;
+                --left;
+            }
+        }
+    }
+
+    /// @dev Closes what realises the target's share of profit and takes at most that share.
     function _cutShare(
         Ledger.Layout storage s,
         Ledger.Prices memory px,
         AdlStep memory step,
         address target,
         Share memory sh,
-        uint256 share,
         uint256 absorbedBefore
     ) private returns (uint256 haircut) {
-        int256 closeSize = _closeSizeFor(sh.size, sh.pnl, share);
-        haircut = _closeAndCut(s, px, step.marketId, target, closeSize, share);
+        int256 closeSize = _closeSizeFor(sh.size, sh.pnl, sh.share);
+        haircut = _closeAndCut(s, px, step.marketId, target, closeSize, sh.share);
         emit IClearingHouse.AutoDeleveraged(
             target, step.marketId, sh.score, closeSize, px.wad[step.marketId], haircut,
             step.debt - absorbedBefore - haircut

@@ -7,7 +7,7 @@ import {AttackBase} from "./AttackBase.sol";
 
 /// @title Shifting a pro-rata ADL share onto someone else.
 /// @notice Under the ProRata policy every presented target pays debtTaken x its profit / the presented
-/// profit, rounded down. Must hold: nobody pays more than its share of the set presented, the total never
+/// profit, rounded down or up (the shares add up to debtTaken). Must hold: nobody pays more than its share of the set presented, the total never
 /// exceeds the debt the fund cannot pay, a target listed twice, out of order or ineligible is refused, only
 /// the ADL keeper may present a set, and a set that leaves out part of the winning side shows it in
 /// `AdlProRataApplied` (presented size below the side's open interest).
@@ -88,10 +88,11 @@ contract ProRataShiftAttackTest is AttackBase {
         assertEq(bobPnl, 60_000 * WAD, "bob's profit");
         assertEq(carolPnl, 30_000 * WAD, "carol's profit");
         (uint256[] memory cut, uint256[] memory applied) = adl(list(bob, carol));
-        assertEq(cut[0], debtTaken * 2 / 3, "bob pays two thirds, rounded down");
+        assertEq(cut[0], debtTaken * 2 / 3 + 1, "bob pays two thirds, and the rounding wei (first in order)");
         assertEq(cut[1], debtTaken / 3, "carol pays one third, rounded down");
-        assertEq(shortDebt(ETH), debt - cut[0] - cut[1], "the debt falls by exactly the haircuts");
-        assertLe(shortDebt(ETH), 1, "at most the rounding wei is left");
+        assertEq(cut[0], 23_408_233_333_333_333_333_334, "bob's figure in docs/protocol.md");
+        assertEq(cut[1], 11_704_116_666_666_666_666_666, "carol's figure in docs/protocol.md");
+        assertEq(shortDebt(ETH), 0, "the debt falls by exactly the haircuts, to zero");
         assertEq(applied[2], 90_000 * WAD, "presented profit");
         assertEq(applied[3], 150e18, "presented size");
         assertEq(applied[4], 150e18, "the long side's open interest: the set covers it");
@@ -161,7 +162,7 @@ contract ProRataShiftAttackTest is AttackBase {
         vm.expectRevert(); // AdlTargetIneligible(attacker2, 25e18, pnl <= 0, equity)
         ch.autoDeleverage(ETH, set);
         (uint256[] memory cut,) = adl(list(bob, carol));
-        assertEq(cut[0] + cut[1], debtTaken - 1, "the honest set pays the debt taken, but its rounding wei");
+        assertEq(cut[0] + cut[1], debtTaken, "the honest set pays exactly the debt taken");
     }
 
     /// @notice Fuzzed sizes and crash: nobody pays more than its share, the total never exceeds the debt.
@@ -191,8 +192,8 @@ contract ProRataShiftAttackTest is AttackBase {
         uint256 sum = bp + cp;
         if (taken > sum) taken = sum;
         (uint256[] memory cut,) = adl(list(bob, carol));
-        assertLe(cut[0], taken * bp / sum, "bob pays at most his share");
-        assertLe(cut[1], taken * cp / sum, "carol pays at most her share");
+        assertLe(cut[0], (taken * bp + sum - 1) / sum, "bob pays at most his share, rounded up");
+        assertLe(cut[1], (taken * cp + sum - 1) / sum, "carol pays at most her share, rounded up");
         assertLe(cut[0] + cut[1], d, "never more than the debt");
         assertEq(shortDebt(ETH), d - cut[0] - cut[1], "the debt falls by exactly the haircuts");
         assertConserved(actors());

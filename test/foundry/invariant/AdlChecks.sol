@@ -209,7 +209,7 @@ abstract contract AdlChecks is LiquidationChecks {
 
     /// @notice Pro rata: the ADL keeper presents every eligible trader on the winning side in ascending
     /// address order; one time in five one of them is listed twice, which must revert. On success: each
-    /// haircut is at most debtTaken x its profit / the presented profit (rounded down), within its profit,
+    /// haircut is at most debtTaken x its profit / the presented profit (rounded up), within its profit,
     /// taken from profit only; the haircuts add up to what the debt fell by, never above the debt the fund
     /// could not pay; the coverage event reports the presented size.
     function _autoDeleverageProRata(uint256 seed, uint256 m, IClearingHouse.Side side, Target[] memory targets)
@@ -263,7 +263,8 @@ abstract contract AdlChecks is LiquidationChecks {
             address account = _topicAddress(logs[i], 1);
             Target memory t = targets[_targetIndex(targets, account)];
             (,,, uint256 haircut,) = abi.decode(logs[i].data, (uint256, int256, uint256, uint256, uint256));
-            assertLe(haircut, taken * _pos(t.pnl) / sumPnl, "a target paid more than its pro-rata share");
+            uint256 ceilShare = (taken * _pos(t.pnl) + sumPnl - 1) / sumPnl;
+            assertLe(haircut, ceilShare, "a target paid more than its pro-rata share");
             assertLe(haircut, _pos(t.pnl), "ADL took more than the profit");
             int256 drop = t.equity - ch.healthOf(account).equityWad;
             assertApproxEq(_abs(drop), haircut + _capped(logs, account), uint256(DUST), "ADL took principal");
