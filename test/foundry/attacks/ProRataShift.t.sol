@@ -19,9 +19,13 @@ contract ProRataShiftAttackTest is AttackBase {
     /// @dev The queue's setting (AdlOutOfOrder): alice short 100 ETH from 3,000 goes bankrupt at 3,600;
     /// bob (long 100) and carol (long 50) are the winning side; dave is short 1 (a loser).
     function setUp() public {
+        crash(IClearingHouse.AdlPolicy.ProRata);
+    }
+
+    function crash(IClearingHouse.AdlPolicy policy) internal {
         setUpProtocol(1_000_000 * USDC, 10_000 * USDC);
         ch.grantRole(keccak256("ADL_KEEPER_ROLE"), keeper);
-        ch.setAdlPolicy(ETH, IClearingHouse.AdlPolicy.ProRata);
+        ch.setAdlPolicy(ETH, policy);
         fundAccount(alice, 20_000 * USDC);
         fundAccount(bob, 20_000 * USDC);
         fundAccount(carol, 20_000 * USDC);
@@ -79,11 +83,11 @@ contract ProRataShiftAttackTest is AttackBase {
         }
     }
 
-    /// @notice The worked example of docs/protocol.md (ADL, pro rata): bob's profit is 60,000, carol's
+    /// @notice Worked example C of docs/protocol.md (pro rata): bob's profit is 60,000, carol's
     /// 30,000; the fund's window is spent, so the whole debt is taken: bob pays two thirds, carol one third.
     function test_autoDeleverage_proRata_workedExample() public {
         assertEq(fund.availableWad(), 0, "the fund's window is spent");
-        assertApproxEq(debt, 35_112_5e17, 1e18, "the debt left by alice");
+        assertEq(debt, 35_112_35e16, "the debt left by alice");
         (uint256 bobPnl, uint256 carolPnl) = (pnlOf(bob), pnlOf(carol));
         assertEq(bobPnl, 60_000 * WAD, "bob's profit");
         assertEq(carolPnl, 30_000 * WAD, "carol's profit");
@@ -104,6 +108,20 @@ contract ProRataShiftAttackTest is AttackBase {
         address[] memory all = actors();
         all[6] = dave; // the attackers hold nothing here
         assertConserved(all);
+    }
+
+    /// @notice The queue's side of worked example C: on the same crash bob pays it all, carol nothing.
+    function test_autoDeleverage_queue_workedExampleC() public {
+        crash(IClearingHouse.AdlPolicy.Queue);
+        assertEq(debtTaken, 35_112_35e16, "the debt taken, as under pro rata");
+        int256 carolBefore = equityOf(carol);
+        (uint256[] memory cut, uint256[] memory applied) = adl(list(bob, carol));
+        assertEq(cut[0], debtTaken, "bob pays the whole debt");
+        assertEq(cut[1], 0, "carol is not reached");
+        assertEq(equityOf(carol), carolBefore, "carol untouched");
+        assertEq(applied.length, 0, "no pro-rata report under the queue");
+        assertEq(ch.positionOf(bob, ETH).sizeWad, 100e18 - 58_520_583_333_333_333_334, "bob closed 58.52 ETH");
+        assertEq(shortDebt(ETH), 0, "no debt left");
     }
 
     /// @notice Listing a target twice would double its weight in the sum and lower everyone else's share:
