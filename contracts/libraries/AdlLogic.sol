@@ -137,7 +137,7 @@ library AdlLogic {
         returns (Share[] memory shares, uint256 sumPnl, uint256 sumSize)
     {
         shares = new Share[](targets.length);
-        address previous;
+        address previous = address(0); // every target above it: no zero address, none twice
         for (uint256 i; i < targets.length; ++i) {
             address target = targets[i];
             if (target <= previous) revert IClearingHouse.AdlTargetsNotAscending(target, previous);
