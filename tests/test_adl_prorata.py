@@ -112,3 +112,12 @@ def test_keeper_pro_rata_takes_every_share_the_plan_predicts(chain: Chain) -> No
     assert chain.bw.ch.functions.totalBadDebtWad().call() == 0
     report = invariants.check(chain.bw)
     assert report.ok, report.as_dict()
+
+
+def test_gini_of_the_policy_comparison() -> None:
+    from bench.adl_policies import gini
+
+    assert gini([5, 5, 5, 5]) == 0.0
+    assert gini([]) == 0.0 and gini([0, 0]) == 0.0
+    assert abs(gini([0, 0, 9]) - 2 / 3) < 1e-12  # one of three pays everything: (n - 1) / n
+    assert gini([1, 2, 3]) < gini([0, 1, 5])
