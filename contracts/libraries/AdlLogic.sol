@@ -49,7 +49,9 @@ library AdlLogic {
     ) external returns (uint256 absorbed) {
         if (targets.length == 0) revert IClearingHouse.AdlNoTargets();
         (Ledger.Prices memory px, AdlStep memory step) = _begin(s, oracle, marketId, targets[0]);
-        absorbed = policy == IClearingHouse.AdlPolicy.ProRata ? _proRata(s, px, step, targets) : _queue(s, px, step, targets);
+        absorbed = policy == IClearingHouse.AdlPolicy.ProRata
+            ? _proRata(s, px, step, targets)
+            : _queue(s, px, step, targets);
         s.reduceBadDebt(marketId, step.debtSide, absorbed);
     }
 

@@ -7,10 +7,11 @@ import {AttackBase} from "./AttackBase.sol";
 
 /// @title Shifting a pro-rata ADL share onto someone else.
 /// @notice Under the ProRata policy every presented target pays debtTaken x its profit / the presented
-/// profit, rounded down or up (the shares add up to debtTaken). Must hold: nobody pays more than its share of the set presented, the total never
-/// exceeds the debt the fund cannot pay, a target listed twice, out of order or ineligible is refused, only
-/// the ADL keeper may present a set, and a set that leaves out part of the winning side shows it in
-/// `AdlProRataApplied` (presented size below the side's open interest).
+/// profit, rounded down or up (the shares add up to debtTaken). Must hold: nobody pays more than its
+/// share of the set presented, the total never exceeds the debt the fund cannot pay, a target listed
+/// twice, out of order or ineligible is refused, only the ADL keeper may present a set, and a set that
+/// leaves out part of the winning side shows it in `AdlProRataApplied` (presented size below the side's
+/// open interest).
 contract ProRataShiftAttackTest is AttackBase {
     address internal dave = address(0x2004);
     uint256 internal debt;

@@ -158,7 +158,9 @@ abstract contract AdlChecks is LiquidationChecks {
         (uint256 m, IClearingHouse.Side side) = _debtSide(seed);
         Target[] memory targets = _rankTargets(m, side);
         if (targets.length == 0) return;
-        if (ch.adlPolicyOf(m) == IClearingHouse.AdlPolicy.ProRata) return _autoDeleverageProRata(seed, m, side, targets);
+        if (ch.adlPolicyOf(m) == IClearingHouse.AdlPolicy.ProRata) {
+            return _autoDeleverageProRata(seed, m, side, targets);
+        }
         bool reversed = seed % 5 == 0 && targets.length > 1 && targets[0].score > targets[targets.length - 1].score;
         if (reversed) _reverse(targets);
         address[] memory list = new address[](targets.length);
