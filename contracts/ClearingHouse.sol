@@ -14,6 +14,7 @@ import {IInsuranceFund} from "./interfaces/IInsuranceFund.sol";
 import {IOracleAdapter} from "./interfaces/IOracleAdapter.sol";
 import {FixedPointMath} from "./libraries/FixedPointMath.sol";
 import {Ledger} from "./libraries/Ledger.sol";
+import {AdlLogic} from "./libraries/AdlLogic.sol";
 import {LiquidationLogic} from "./libraries/LiquidationLogic.sol";
 import {ParamBounds} from "./libraries/ParamBounds.sol";
 import {PositionMath} from "./libraries/PositionMath.sol";
@@ -21,7 +22,7 @@ import {TradeLogic} from "./libraries/TradeLogic.sol";
 
 /// @title Bulwark clearing house
 /// @notice Holds the collateral, every account's margin and positions. Trades and withdrawals run in
-/// `TradeLogic`, liquidation, bad debt and ADL in `LiquidationLogic`: external libraries that run on this
+/// `TradeLogic`, liquidation and bad debt in `LiquidationLogic`, ADL in `AdlLogic`: external libraries that run on this
 /// contract's storage.
 /// Conservation: token balance (WAD) + bad debt == sum of all margins, pool and fund included.
 contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, ReentrancyGuardTransient {
@@ -44,6 +45,8 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
     IOracleAdapter public immutable oracle;
 
     Ledger.Layout internal _s;
+    /// @dev Each market's ADL policy, kept apart from its MarketConfig (Queue by default).
+    mapping(uint256 marketId => AdlPolicy) internal _adlPolicy;
 
     modifier onlyRiskAdmin() {
         _checkRole(RISK_ADMIN_ROLE);
@@ -100,6 +103,15 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
         _s.accrueFunding(marketId, oracle.priceWad(marketId)); // funding so far at the old parameters
         _s.configs[marketId] = config;
         emit MarketConfigured(marketId, config);
+    }
+
+    /// @inheritdoc IClearingHouse
+    function setAdlPolicy(uint256 marketId, AdlPolicy policy) external onlyRiskAdmin {
+        _requireMarket(marketId);
+        uint256 debt = _s.badDebt[marketId][0] + _s.badDebt[marketId][1];
+        if (debt != 0) revert AdlPolicyLocked(marketId, debt);
+        _adlPolicy[marketId] = policy;
+        emit AdlPolicySet(marketId, policy);
     }
 
     function setRiskParams(RiskParams calldata risk) external onlyRiskAdmin {
@@ -182,7 +194,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
         onlyAdlKeeper
         returns (uint256 absorbedWad)
     {
-        return LiquidationLogic.autoDeleverage(_s, oracle, marketId, targets);
+        return AdlLogic.autoDeleverage(_s, oracle, marketId, targets, _adlPolicy[marketId]);
     }
 
     /// @inheritdoc IClearingHouse
@@ -275,6 +287,12 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
             scores[i] =
                 PositionMath.adlScore(pnl, p.openNotionalWad, PositionMath.notional(p.sizeWad, price), equity);
         }
+    }
+
+    /// @inheritdoc IClearingHouse
+    function adlPolicyOf(uint256 marketId) external view returns (AdlPolicy) {
+        _requireMarket(marketId);
+        return _adlPolicy[marketId];
     }
 
     function poolEquityWad() external view returns (int256) {

@@ -44,7 +44,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 from web3.logs import DISCARD
 
-from keeper import paths
+from keeper import paths, prorata
 from keeper import riskmath as rm
 from keeper.chain import Bulwark, BulwarkError, DecodedError, Deployment
 from keeper.config import KeeperSettings, load_settings
@@ -1528,7 +1528,8 @@ class Keeper:
         return False
 
     def _adl_targets(self, snap: MarketSnapshot, market: int, side: int, debt: int) -> list[str]:
-        """Eligible targets in the contract's order, as many as the debt needs (plus one), capped."""
+        """Eligible targets in the contract's order, as many as the debt needs (plus one), capped;
+        under the market's pro-rata policy every eligible target, in ascending address order."""
         off_chain = adl_scores(self.index, snap, market, side)
         if not off_chain:
             return []
@@ -1547,6 +1548,9 @@ class Keeper:
                     example=str(next(iter(mismatched.items()))),
                 ),
             )
+        if self._adl_policy(snap, market) == prorata.PRO_RATA:
+            # pro rata: every eligible position pays its share, so the whole side is presented
+            return prorata.pro_rata_set(on_chain)
         ranked = rm.rank_adl(on_chain)
         price = snap.prices[market]
         chosen: list[str] = []
@@ -1560,6 +1564,12 @@ class Keeper:
         sign = adl_side_holders(side)
         assert all(self.index.accounts[a].positions[market].size * sign > 0 for a in chosen)
         return chosen
+
+    def _adl_policy(self, snap: MarketSnapshot, market: int) -> int:
+        """The market's ADL policy (``adlPolicyOf``) at the snapshot's block."""
+        return int(
+            self.bw.ch.functions.adlPolicyOf(market).call(block_identifier=snap.block.number)
+        )
 
     def _deleverage(self, market: int, targets: list[str], result: PassResult) -> bool:
         """Sends autoDeleverage; a simulation that finds the order broken (funding moved a near tie)

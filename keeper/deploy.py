@@ -197,7 +197,7 @@ def deploy_all(
     )
     oracle = d.deploy("OracleAdapter", admin)
     d.transact("OracleAdapter", oracle, "grantRole", role("RISK_ADMIN_ROLE"), admin)
-    libraries = {name: d.deploy(name) for name in ("LiquidationLogic", "TradeLogic")}
+    libraries = {name: d.deploy(name) for name in ("AdlLogic", "LiquidationLogic", "TradeLogic")}
     ch = d.deploy("ClearingHouse", token, oracle, params.risk_tuple(), admin, libraries=libraries)
     pool = d.deploy("LiquidityPool", token, ch, params.pool_cooldown, admin)
     fund = d.deploy(

@@ -43,6 +43,8 @@ MUST_REACH = (
     "gap",
     "lapse",
     "lpExitAtMax",
+    "adlPolicy",
+    "adlProRata",
 )
 _CALLS = re.compile(r"\[PASS\] invariant_\w+\(\) \(runs: (\d+), calls: (\d+), reverts: (\d+)\)")
 

@@ -142,6 +142,30 @@ interface IClearingHouse {
         uint256 haircutWad,
         uint256 badDebtRemainingWad
     );
+    /// @notice How a market's ADL shares its debt among the winning side (see docs/protocol.md, ADL).
+    /// Queue: targets in non-increasing ADL score, each closed as far as the debt left needs.
+    /// ProRata: every presented target pays debtTaken x its profit / the presented profit, rounded down
+    /// or up so that the shares add up to debtTaken exactly.
+    enum AdlPolicy {
+        Queue,
+        ProRata
+    }
+
+    /// @notice The risk admin chose `policy` for `marketId`'s ADL.
+    event AdlPolicySet(uint256 indexed marketId, AdlPolicy policy);
+    /// @notice A pro-rata ADL call: the set presented held `presentedSizeWad` of the side's
+    /// `sideOpenInterestWad` (its coverage, public for anyone to check against the positions) and
+    /// `presentedPnlWad` of profit; `debtTakenWad` = min(debt left to the fund, presented profit) was shared.
+    event AdlProRataApplied(
+        uint256 indexed marketId,
+        Side debtSide,
+        uint256 targets,
+        uint256 presentedPnlWad,
+        uint256 presentedSizeWad,
+        uint256 sideOpenInterestWad,
+        uint256 debtTakenWad,
+        uint256 absorbedWad
+    );
     /// @notice A trader closed profit while the opposite side's bad debt awaited ADL: the profit paid it first.
     event ProfitHaircutOnClose(address indexed account, uint256 indexed marketId, uint256 haircutWad, uint256 badDebtRemainingWad);
     /// @notice The pool owed `account` `owedWad` (realised profit or funding) and held only `paidWad`: the
@@ -194,6 +218,10 @@ interface IClearingHouse {
     error AdlNoTargets();
     error AdlTargetIneligible(address target, int256 sizeWad, int256 pnlWad, int256 equityWad);
     error AdlOutOfOrder(address target, uint256 scoreWad, uint256 previousScoreWad);
+    /// @notice A pro-rata set must list targets in strictly ascending address order (no target twice).
+    error AdlTargetsNotAscending(address target, address previousTarget);
+    /// @notice A market's ADL policy cannot change while either side of it carries bad debt.
+    error AdlPolicyLocked(uint256 marketId, uint256 badDebtWad);
     error BadDebtNone(uint256 marketId, Side side);
     error BadDebtGracePeriod(uint256 socializableAt);
     error BadDebtFundEmpty(uint256 marketId, Side side);
@@ -233,8 +261,22 @@ interface IClearingHouse {
     /// score order, taking haircuts from the profit each close realises until the part of the debt the
     /// insurance fund cannot pay now (debt - available) is exactly zero. A haircut never exceeds the realised
     /// profit, nor what keeps the target at maintenance margin. Only holders of ADL_KEEPER_ROLE may call it
-    /// (they are trusted to pass the highest-ranked targets), and only while that part is not zero.
+    /// (trusted to pass the highest-ranked targets), and only while that part is not zero.
+    /// Under the market's ProRata policy instead: every target (ascending addresses, each an
+    /// eligible profitable position on the winning side) pays its share of debtTaken = min(debt - available,
+    /// sum of presented profit), share = debtTaken x its profit / presented profit (rounded down, the
+    /// remainder one wei each to the first targets whose share was not whole), capped by
+    /// what keeps it at maintenance margin; the total never exceeds the debt. Completeness of the set rests
+    /// on ADL_KEEPER_ROLE; `AdlProRataApplied` publishes the set's coverage of the side's open interest.
+    /// @return absorbedWad The bad debt the haircuts paid down (the queue's doc above applies under Queue).
     function autoDeleverage(uint256 marketId, address[] calldata targets) external returns (uint256 absorbedWad);
+
+    /// @notice The risk admin's choice of ADL policy for `marketId`; refused while the market has bad debt
+    /// (`AdlPolicyLocked`), so the policy cannot change in the middle of a deleveraging.
+    function setAdlPolicy(uint256 marketId, AdlPolicy policy) external;
+
+    /// @notice The market's ADL policy (Queue unless the risk admin chose otherwise).
+    function adlPolicyOf(uint256 marketId) external view returns (AdlPolicy);
 
     /// @notice Pays down a market side's bad debt from what the insurance fund has available.
     function coverBadDebt(uint256 marketId, Side side) external returns (uint256 coveredWad);

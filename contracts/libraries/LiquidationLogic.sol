@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
-import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 
 import {IClearingHouse} from "../interfaces/IClearingHouse.sol";
@@ -11,7 +10,7 @@ import {Ledger} from "./Ledger.sol";
 import {LiquidationMath} from "./LiquidationMath.sol";
 import {PositionMath} from "./PositionMath.sol";
 
-/// @title Liquidation, shortfall settlement, bad debt and auto-deleveraging.
+/// @title Liquidation, shortfall settlement and bad debt (auto-deleveraging is in `AdlLogic`).
 /// @notice An external library: the clearing house delegates to it, so it runs on the clearing house's
 /// storage and emits the clearing house's events.
 library LiquidationLogic {
@@ -28,14 +27,6 @@ library LiquidationLogic {
         IClearingHouse.Side[] sides; // side held per market
         uint256 penaltyWad; // uncapped penalty over every closed notional
         uint256 remainderMarket; // the last market with a loss, else the liquidated (or first) market
-    }
-
-    /// @dev State carried from one ADL step to the next.
-    struct AdlStep {
-        uint256 marketId;
-        IClearingHouse.Side debtSide;
-        uint256 debt;
-        uint256 previousScore;
     }
 
     /// @notice Liquidates `account` in `marketId`; see IClearingHouse.liquidate.
@@ -272,100 +263,7 @@ library LiquidationLogic {
         s.addMargin(address(s.fund), sp.paddingWad.toInt256());
     }
 
-    // ================================================================ ADL and bad debt
-
-    /// @notice See IClearingHouse.autoDeleverage.
-    function autoDeleverage(
-        Ledger.Layout storage s,
-        IOracleAdapter oracle,
-        uint256 marketId,
-        address[] calldata targets
-    ) external returns (uint256 absorbed) {
-        if (marketId >= s.configs.length) revert IClearingHouse.MarketUnknown(marketId);
-        if (targets.length == 0) revert IClearingHouse.AdlNoTargets();
-        int256 firstSize = s.positions[targets[0]][marketId].sizeWad;
-        if (firstSize == 0) revert IClearingHouse.AdlTargetIneligible(targets[0], 0, 0, 0);
-        // Targets hold the side opposite the bad debt: longs absorb the debt bankrupt shorts left.
-        IClearingHouse.Side debtSide = firstSize > 0 ? IClearingHouse.Side.Short : IClearingHouse.Side.Long;
-        uint256 debt = s.badDebt[marketId][uint256(debtSide)];
-        uint256 available = s.fund.availableWad();
-        // Only the part the fund cannot pay now: a donation below the debt changes how much, not whether.
-        if (debt <= available) revert IClearingHouse.AdlNotRequired(debt, available);
-
-        Ledger.Prices memory px = s.newPrices(oracle);
-        s.accrueFunding(marketId, px.price(marketId));
-        AdlStep memory step = AdlStep(marketId, debtSide, debt - available, type(uint256).max);
-        for (uint256 i; i < targets.length && step.debt != 0; ++i) {
-            uint256 haircut = _deleverage(s, px, step, targets[i]);
-            step.debt -= haircut;
-            absorbed += haircut;
-        }
-        s.reduceBadDebt(marketId, debtSide, absorbed);
-    }
-
-    /// @dev One ADL step: recomputes the target's score, requires it not above the previous one, closes
-    /// the position (only as far as the debt needs) and takes the haircut from the realised profit.
-    function _deleverage(Ledger.Layout storage s, Ledger.Prices memory px, AdlStep memory step, address target)
-        private
-        returns (uint256 haircut)
-    {
-        int256 size = s.positions[target][step.marketId].sizeWad;
-        if (s.isProtected(target) || (step.debtSide == IClearingHouse.Side.Short ? size <= 0 : size >= 0)) {
-            revert IClearingHouse.AdlTargetIneligible(target, size, 0, 0);
-        }
-        s.settleFunding(target, step.marketId);
-        int256 closeSize;
-        {
-            (uint256 score, int256 pnl) = _score(s, px, step.marketId, target, size);
-            if (score > step.previousScore) revert IClearingHouse.AdlOutOfOrder(target, score, step.previousScore);
-            step.previousScore = score;
-            closeSize = _closeSizeFor(size, pnl, step.debt);
-        }
-        uint256 priceWad = px.wad[step.marketId];
-        haircut = s.changePosition(target, step.marketId, -closeSize, priceWad).positivePart().min(step.debt);
-        haircut = haircut.min(_haircutRoom(s, px, target));
-        s.addMargin(target, -haircut.toInt256());
-        emit IClearingHouse.AutoDeleveraged(
-            target, step.marketId, step.previousScore, closeSize, priceWad, haircut, step.debt - haircut
-        );
-    }
-
-    /// @dev All of the position when its profit is within the debt; else only as much as the debt needs.
-    /// Closing c of size S realises more than c x pnl / S - 2 (one unit lost to each of the two roundings
-    /// of the fill), so c = ceil(S x (debt + 1) / pnl) realises at least the debt: no dust is left behind
-    /// however small the profit per unit of size.
-    function _closeSizeFor(int256 size, int256 pnl, uint256 debt) private pure returns (int256) {
-        if (uint256(pnl) <= debt) return size;
-        uint256 part = Math.mulDiv(size.abs(), debt + 1, uint256(pnl), Math.Rounding.Ceil);
-        if (part >= size.abs()) return size;
-        return size > 0 ? part.toInt256() : -part.toInt256();
-    }
-
-    /// @dev What a haircut may take from a target after its close without pushing the account below
-    /// maintenance margin: under cross margin the leg's profit may be what carries a losing leg elsewhere,
-    /// and taking it would turn the target into the next bankruptcy.
-    function _haircutRoom(Ledger.Layout storage s, Ledger.Prices memory px, address target)
-        private
-        view
-        returns (uint256)
-    {
-        (int256 equity,, uint256 mmr) = s.health(target, px);
-        return (equity - mmr.toInt256()).positivePart();
-    }
-
-    /// @dev ADL score of a target's position; reverts unless both its PnL and its equity are positive.
-    function _score(Ledger.Layout storage s, Ledger.Prices memory px, uint256 marketId, address target, int256 size)
-        private
-        view
-        returns (uint256 score, int256 pnl)
-    {
-        uint256 priceWad = px.wad[marketId];
-        int256 openNotional = s.positions[target][marketId].openNotionalWad;
-        pnl = PositionMath.unrealizedPnl(size, openNotional, priceWad);
-        (int256 equity,,) = s.health(target, px);
-        score = PositionMath.adlScore(pnl, openNotional, PositionMath.notional(size, priceWad), equity);
-        if (score == 0) revert IClearingHouse.AdlTargetIneligible(target, size, pnl, equity);
-    }
+    // ================================================================ bad debt (ADL is in AdlLogic)
 
     /// @notice See IClearingHouse.coverBadDebt.
     function coverBadDebt(Ledger.Layout storage s, uint256 marketId, IClearingHouse.Side side)

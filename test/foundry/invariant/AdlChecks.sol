@@ -158,6 +158,9 @@ abstract contract AdlChecks is LiquidationChecks {
         (uint256 m, IClearingHouse.Side side) = _debtSide(seed);
         Target[] memory targets = _rankTargets(m, side);
         if (targets.length == 0) return;
+        if (ch.adlPolicyOf(m) == IClearingHouse.AdlPolicy.ProRata) {
+            return _autoDeleverageProRata(seed, m, side, targets);
+        }
         bool reversed = seed % 5 == 0 && targets.length > 1 && targets[0].score > targets[targets.length - 1].score;
         if (reversed) _reverse(targets);
         address[] memory list = new address[](targets.length);
@@ -182,6 +185,106 @@ abstract contract AdlChecks is LiquidationChecks {
         } catch (bytes memory reason) {
             _adlReverted(reason, debt, available, reversed, m);
             _count("adl", false);
+        }
+    }
+
+    /// @notice The risk admin switches a market's ADL policy: accepted exactly when neither side of the
+    /// market carries bad debt, and then read back; anyone else is refused.
+    function setAdlPolicy(uint256 seed) external {
+        uint256 m = seed % 2;
+        IClearingHouse.AdlPolicy policy = IClearingHouse.AdlPolicy((seed >> 1) % 2);
+        uint256 debt = ch.badDebtOf(m, IClearingHouse.Side.Long) + ch.badDebtOf(m, IClearingHouse.Side.Short);
+        vm.prank(_pick(traders, seed >> 2));
+        try ch.setAdlPolicy(m, policy) {
+            revert("a trader set the ADL policy");
+        } catch {}
+        try ch.setAdlPolicy(m, policy) {
+            assertEq(debt, 0, "ADL policy changed while the market carries bad debt");
+            assertTrue(ch.adlPolicyOf(m) == policy, "ADL policy not stored");
+            _count("adlPolicy", true);
+        } catch (bytes memory reason) {
+            assertTrue(_sel(reason) == IClearingHouse.AdlPolicyLocked.selector, "policy refused, not for debt");
+            assertTrue(debt != 0, "AdlPolicyLocked without debt");
+            _count("adlPolicy", false);
+        }
+    }
+
+    /// @notice Pro rata: the ADL keeper presents every eligible trader on the winning side in ascending
+    /// address order; one time in five one of them is listed twice, which must revert. On success: each
+    /// haircut is at most debtTaken x its profit / the presented profit (rounded up), within its profit,
+    /// taken from profit only; the haircuts add up to what the debt fell by, never above the debt the fund
+    /// could not pay; the coverage event reports the presented size.
+    function _autoDeleverageProRata(uint256 seed, uint256 m, IClearingHouse.Side side, Target[] memory targets)
+        internal
+    {
+        _sortByAddress(targets);
+        bool duplicate = seed % 5 == 0;
+        address[] memory list = new address[](targets.length + (duplicate ? 1 : 0));
+        for (uint256 i; i < targets.length; ++i) list[i] = targets[i].account;
+        if (duplicate) list[targets.length] = targets[(seed >> 8) % targets.length].account;
+        uint256 debt = ch.badDebtOf(m, side);
+        uint256 available = fund.availableWad();
+        (int256[] memory margins, bool[] memory flat) = (_margins(), _flat());
+        vm.recordLogs();
+        vm.prank(keepers[0]);
+        try ch.autoDeleverage(m, list) returns (uint256 absorbed) {
+            assertTrue(!duplicate, "a target listed twice was accepted");
+            assertTrue(debt > available, "ADL ran while the fund could pay the debt");
+            assertLe(absorbed, debt - available, "ADL took what the fund could pay");
+            assertEq(ch.badDebtOf(m, side), debt - absorbed, "debt after ADL");
+            _checkProRataLogs(vm.getRecordedLogs(), targets, absorbed, debt - available);
+            _checkBystanders(margins, flat, address(0));
+            ghostBadDebtRepaid += absorbed;
+            _count("adlProRata", true);
+        } catch (bytes memory reason) {
+            bytes4 sel = _sel(reason);
+            if (sel == IClearingHouse.AdlTargetsNotAscending.selector) assertTrue(duplicate, "ascending set refused");
+            else _adlReverted(reason, debt, available, false, m);
+            _count("adlProRata", false);
+        }
+    }
+
+    /// @dev Invariant of the pro-rata policy: nobody pays more than its share of the set presented.
+    function _checkProRataLogs(Vm.Log[] memory logs, Target[] memory targets, uint256 absorbed, uint256 owed)
+        internal
+    {
+        uint256 sumPnl;
+        for (uint256 i; i < targets.length; ++i) sumPnl += _pos(targets[i].pnl);
+        uint256 taken = owed < sumPnl ? owed : sumPnl;
+        uint256 sum;
+        for (uint256 i; i < logs.length; ++i) {
+            if (_isCh(logs[i], IClearingHouse.AdlProRataApplied.selector)) {
+                (,, uint256 presentedPnl,,, uint256 debtTaken, uint256 reported) =
+                    abi.decode(logs[i].data, (uint8, uint256, uint256, uint256, uint256, uint256, uint256));
+                assertEq(presentedPnl, sumPnl, "presented profit");
+                assertEq(debtTaken, taken, "debt taken");
+                assertEq(reported, absorbed, "reported absorbed");
+                continue;
+            }
+            if (!_isCh(logs[i], IClearingHouse.AutoDeleveraged.selector)) continue;
+            address account = _topicAddress(logs[i], 1);
+            Target memory t = targets[_targetIndex(targets, account)];
+            (,,, uint256 haircut,) = abi.decode(logs[i].data, (uint256, int256, uint256, uint256, uint256));
+            uint256 ceilShare = (taken * _pos(t.pnl) + sumPnl - 1) / sumPnl;
+            assertLe(haircut, ceilShare, "a target paid more than its pro-rata share");
+            assertLe(haircut, _pos(t.pnl), "ADL took more than the profit");
+            int256 drop = t.equity - ch.healthOf(account).equityWad;
+            assertApproxEq(_abs(drop), haircut + _capped(logs, account), uint256(DUST), "ADL took principal");
+            sum += haircut;
+            ++successes["adlStep"];
+        }
+        assertEq(sum, absorbed, "haircuts != absorbed");
+    }
+
+    function _sortByAddress(Target[] memory t) internal pure {
+        for (uint256 i = 1; i < t.length; ++i) {
+            Target memory x = t[i];
+            uint256 j = i;
+            while (j > 0 && t[j - 1].account > x.account) {
+                t[j] = t[j - 1];
+                --j;
+            }
+            t[j] = x;
         }
     }
 

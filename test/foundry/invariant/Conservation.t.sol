@@ -34,6 +34,7 @@ contract ConservationInvariantTest is Fixture {
             ch.deposit(trader, (10_000 + 10_000 * i) * USDC);
         }
         ch.grantRole(ch.ADL_KEEPER_ROLE(), handler.keepers(0)); // the ADL keeper; keepers(1) is not one
+        ch.grantRole(ch.RISK_ADMIN_ROLE(), address(handler)); // switches ADL policies (setAdlPolicy)
         tokensAtStart = usdc.balanceOf(address(ch));
         // Open books from the start, both sides of both markets at 5-12x, so that a few price moves
         // already reach liquidation, bankruptcy and ADL.
@@ -45,7 +46,7 @@ contract ConservationInvariantTest is Fixture {
         _open(4, BTC, -3e18);
 
         targetContract(address(handler));
-        bytes4[] memory selectors = new bytes4[](22);
+        bytes4[] memory selectors = new bytes4[](23);
         selectors[0] = handler.deposit.selector;
         selectors[1] = handler.withdraw.selector;
         selectors[2] = handler.trade.selector;
@@ -68,6 +69,7 @@ contract ConservationInvariantTest is Fixture {
         selectors[19] = handler.tradeDust.selector;
         selectors[20] = handler.hedgedPair.selector;
         selectors[21] = handler.adlAnyCaller.selector;
+        selectors[22] = handler.setAdlPolicy.selector;
         targetSelector(FuzzSelector(address(handler), selectors));
     }
 
@@ -219,7 +221,7 @@ contract ConservationInvariantTest is Fixture {
     /// BULWARK_INVARIANT_LOG names a file under out/, appended to it as one line of JSON, so the test
     /// command can check that the campaign reached every path it claims to check.
     function afterInvariant() public {
-        bytes32[19] memory names = [
+        bytes32[21] memory names = [
             bytes32("trade"),
             "hedgedPair",
             "adlAnyCaller",
@@ -238,7 +240,9 @@ contract ConservationInvariantTest is Fixture {
             "stake",
             "gap",
             "lapse",
-            "lpExitAtMax"
+            "lpExitAtMax",
+            "adlPolicy",
+            "adlProRata"
         ];
         string memory line = "{";
         for (uint256 i; i < names.length; ++i) {
