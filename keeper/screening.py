@@ -9,7 +9,7 @@ and only what the chain confirms is acted on. ADL targets are ranked with the ex
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -200,20 +200,6 @@ def confirm(
         for address, h in zip(part, calls.decode("healthsOf", reply), strict=True):
             out[address] = ConfirmedHealth(int(h[0]), int(h[1]), int(h[2]), bool(h[3]))
     return out
-
-
-def liquidation_market(
-    state_positions: Mapping[int, rm.Position], snap: MarketSnapshot, equity: int
-) -> int | None:
-    """The market to liquidate first: any for a bankrupt account (all close), else the largest notional."""
-    open_markets = sorted(m for m in state_positions if m in snap.prices)
-    if not open_markets:
-        return None
-    if rm.is_bankrupt(equity, snap.risk):
-        return open_markets[0]
-    return max(
-        open_markets, key=lambda m: (rm.notional(state_positions[m].size, snap.prices[m]), -m)
-    )
 
 
 # ---------------------------------------------------------------------------- sharding

@@ -19,9 +19,18 @@ ROOT = Path(keeper.__file__).parent
 LAYERS: dict[str, set[str]] = {
     "core": {"errors", "units", "riskmath", "paths", "logs"},
     "chain": {"rpc", "chain", "sender"},
-    "keeper": {"daemon", "decisions", "screening", "metrics", "config", "index", "status"},
+    "keeper": {
+        "daemon",
+        "decisions",
+        "prorata",
+        "screening",
+        "metrics",
+        "config",
+        "index",
+        "status",
+    },
     "devnet": {"node", "compiler", "deploy"},
-    "sim": {"stress", "report", "scenarios", "demo", "invariants"},
+    "sim": {"stress", "sweep", "report", "scenarios", "demo", "invariants"},
     "cli": {"cli"},
 }
 # which layers a layer may import (besides itself)
