@@ -168,11 +168,13 @@ library Ledger {
 
     function fundingIndexNow(Layout storage s, uint256 marketId, uint256 priceWad) internal view returns (int256) {
         MarketStore storage st = s.states[marketId];
+        // Accrued in this block already (every state-changing call accrues before it reads the index).
+        if (st.lastFundingAt >= block.timestamp) return st.cumFundingWad;
         IClearingHouse.MarketConfig storage cfg = s.configs[marketId];
         int256 rate = FundingMath.ratePerDayWad(st.sumSizeWad, cfg.skewScaleWad, cfg.maxFundingRatePerDayWad);
-        // A call simulated at a time before the last accrual (a node's pending block) accrues nothing.
-        uint256 elapsed = block.timestamp > st.lastFundingAt ? block.timestamp - st.lastFundingAt : 0;
-        return st.cumFundingWad + FundingMath.indexDeltaWad(rate, elapsed, priceWad);
+        // A call simulated at a time before the last accrual (a node's pending block) accrues nothing: the
+        // early return above.
+        return st.cumFundingWad + FundingMath.indexDeltaWad(rate, block.timestamp - st.lastFundingAt, priceWad);
     }
 
     // ---------------------------------------------------------------- health
