@@ -73,6 +73,33 @@ library Ledger {
         }
     }
 
+    // ---------------------------------------------------------------- markets
+
+    /// @notice Market `marketId`'s configuration, without the array's length read and bounds check: every
+    /// caller passes a market id already checked against `configs.length` (or a bit of an open-market
+    /// bitmap, set only for listed markets). A MarketConfig takes 4 slots: change the 4 with the struct.
+    function config(Layout storage s, uint256 marketId)
+        internal
+        view
+        returns (IClearingHouse.MarketConfig storage c)
+    {
+        IClearingHouse.MarketConfig[] storage arr = s.configs;
+        assembly ("memory-safe") {
+            mstore(0, arr.slot)
+            c.slot := add(keccak256(0, 32), mul(marketId, 4))
+        }
+    }
+
+    /// @notice Market `marketId`'s running sums; as `config`, for a checked id. A MarketStore takes 3 slots: change the 3
+    /// with the struct.
+    function state(Layout storage s, uint256 marketId) internal view returns (MarketStore storage st) {
+        MarketStore[] storage arr = s.states;
+        assembly ("memory-safe") {
+            mstore(0, arr.slot)
+            st.slot := add(keccak256(0, 32), mul(marketId, 3))
+        }
+    }
+
     // ---------------------------------------------------------------- margin
 
     function addMargin(Layout storage s, address account, int256 amountWad) internal {
@@ -124,7 +151,7 @@ library Ledger {
         (realized, openNotionalAfter) = PositionMath.fill(size, p.openNotionalWad, delta, priceWad);
         realized = payFromPool(s, account, marketId, realized);
 
-        MarketStore storage st = s.states[marketId];
+        MarketStore storage st = state(s, marketId);
         int256 basisAfter = PositionMath.fundingBasis(newSize, st.cumFundingWad);
         st.sumSizeWad = (st.sumSizeWad + delta).toInt128();
         st.sumOpenNotionalWad = (st.sumOpenNotionalWad + openNotionalAfter - p.openNotionalWad).toInt128();
@@ -150,7 +177,7 @@ library Ledger {
         IClearingHouse.Position storage p = s.positions[account][marketId];
         int256 size = p.sizeWad;
         if (size == 0) return 0;
-        MarketStore storage st = s.states[marketId];
+        MarketStore storage st = state(s, marketId);
         int256 basis = PositionMath.fundingBasis(size, st.cumFundingWad);
         owed = basis - p.fundingBasisWad;
         if (owed == 0) return 0;
@@ -160,17 +187,17 @@ library Ledger {
     }
 
     function accrueFunding(Layout storage s, uint256 marketId, uint256 priceWad) internal {
-        MarketStore storage st = s.states[marketId];
+        MarketStore storage st = state(s, marketId);
         if (st.lastFundingAt == block.timestamp) return;
         st.cumFundingWad = fundingIndexNow(s, marketId, priceWad).toInt128();
         st.lastFundingAt = uint64(block.timestamp);
     }
 
     function fundingIndexNow(Layout storage s, uint256 marketId, uint256 priceWad) internal view returns (int256) {
-        MarketStore storage st = s.states[marketId];
+        MarketStore storage st = state(s, marketId);
         // Accrued in this block already (every state-changing call accrues before it reads the index).
         if (st.lastFundingAt >= block.timestamp) return st.cumFundingWad;
-        IClearingHouse.MarketConfig storage cfg = s.configs[marketId];
+        IClearingHouse.MarketConfig storage cfg = config(s, marketId);
         int256 rate = FundingMath.ratePerDayWad(st.sumSizeWad, cfg.skewScaleWad, cfg.maxFundingRatePerDayWad);
         // A call simulated at a time before the last accrual (a node's pending block) accrues nothing: the
         // early return above.
@@ -191,8 +218,9 @@ library Ledger {
             if ((open >> m) & 1 == 0) continue;
             (int256 value, uint256 notional) = positionValue(s, account, m, price(px, m));
             equity += value;
-            imr += notional.mulWadUp(s.configs[m].imRatioWad);
-            mmr += notional.mulWadUp(s.configs[m].mmRatioWad);
+            IClearingHouse.MarketConfig storage cfg = config(s, m);
+            imr += notional.mulWadUp(cfg.imRatioWad);
+            mmr += notional.mulWadUp(cfg.mmRatioWad);
         }
     }
 
@@ -215,7 +243,7 @@ library Ledger {
         equity = s.accounts[s.pool].marginWad;
         uint256 n = s.states.length;
         for (uint256 m; m < n; ++m) {
-            MarketStore storage st = s.states[m];
+            MarketStore storage st = state(s, m);
             if (st.sumSizeWad == 0 && st.sumOpenNotionalWad == 0 && st.sumFundingBasisWad == 0) continue;
             uint256 priceWad = price(px, m);
             int256 tradersPnl = PositionMath.unrealizedPnl(st.sumSizeWad, st.sumOpenNotionalWad, priceWad);

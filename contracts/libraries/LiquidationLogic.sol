@@ -79,7 +79,7 @@ library LiquidationLogic {
     ) private {
         int256 size = s.positions[account][marketId].sizeWad;
         if (size == 0) revert IClearingHouse.LiquidationNoPosition(account, marketId);
-        IClearingHouse.MarketConfig memory cfg = s.configs[marketId];
+        IClearingHouse.MarketConfig storage cfg = s.config(marketId); // fields read as needed
         uint256 priceWad = px.wad[marketId];
         _requireLargest(s, px, account, marketId, PositionMath.notional(size, priceWad));
         int256 closeSize = _liquidationSize(s, size, priceWad, cfg, equity, mmr);
@@ -128,7 +128,7 @@ library LiquidationLogic {
         Ledger.Layout storage s,
         int256 size,
         uint256 priceWad,
-        IClearingHouse.MarketConfig memory cfg,
+        IClearingHouse.MarketConfig storage cfg,
         int256 equity,
         uint256 mmr
     ) private view returns (int256) {
@@ -223,7 +223,7 @@ library LiquidationLogic {
     {
         int256 size = s.positions[account][m].sizeWad;
         c.sides[m] = size > 0 ? IClearingHouse.Side.Long : IClearingHouse.Side.Short;
-        penalty = PositionMath.notional(size, priceWad).mulWadUp(s.configs[m].penaltyRatioWad);
+        penalty = PositionMath.notional(size, priceWad).mulWadUp(s.config(m).penaltyRatioWad);
         (int256 funding, int256 realized) = _close(s, account, m, size, priceWad);
         loss = funding - realized;
         if (loss > 0) c.losses[m] = uint256(loss);
@@ -250,7 +250,7 @@ library LiquidationLogic {
     function _split(
         Ledger.Layout storage s,
         uint256 closedNotionalWad,
-        IClearingHouse.MarketConfig memory cfg,
+        IClearingHouse.MarketConfig storage cfg,
         int256 equity
     ) private view returns (LiquidationMath.Split memory) {
         IClearingHouse.RiskParams memory risk = s.risk;

@@ -125,7 +125,7 @@ library TradeLogic {
         int256 newSize
     ) private view {
         uint256 newNotional = PositionMath.notional(newSize, px.price(marketId));
-        uint256 minNotional = s.configs[marketId].minPositionNotionalWad;
+        uint256 minNotional = s.config(marketId).minPositionNotionalWad;
         if (newSize != 0 && newNotional < minNotional) {
             revert IClearingHouse.TradePositionBelowMinimum(marketId, newNotional, minNotional);
         }
@@ -147,7 +147,7 @@ library TradeLogic {
         private
         returns (uint256 fee)
     {
-        fee = PositionMath.notional(sizeDeltaWad, price).mulWadUp(s.configs[marketId].takerFeeWad);
+        fee = PositionMath.notional(sizeDeltaWad, price).mulWadUp(s.config(marketId).takerFeeWad);
         uint256 toFund = fee.mulWadDown(s.risk.fundFeeShareWad);
         s.addMargin(account, -fee.toInt256());
         s.addMargin(address(s.fund), toFund.toInt256());
@@ -207,16 +207,16 @@ library TradeLogic {
         view
         returns (uint256)
     {
-        Ledger.MarketStore storage st = s.states[marketId];
+        Ledger.MarketStore storage st = s.state(marketId);
         uint256 side = uint256(st.longOpenInterestWad).max(st.shortOpenInterestWad);
         if (side == 0) return 0;
         return side.mulWadUp(px.price(marketId));
     }
 
     function _checkOpenInterest(Ledger.Layout storage s, uint256 marketId, bool long) private view {
-        Ledger.MarketStore storage st = s.states[marketId];
+        Ledger.MarketStore storage st = s.state(marketId);
         uint256 oi = long ? st.longOpenInterestWad : st.shortOpenInterestWad;
-        uint256 cap = s.configs[marketId].maxOpenInterestWad;
+        uint256 cap = s.config(marketId).maxOpenInterestWad;
         if (oi > cap) revert IClearingHouse.TradeOpenInterestCap(marketId, oi, cap);
     }
 }
