@@ -145,17 +145,50 @@ library Ledger {
         returns (int256 realized)
     {
         IClearingHouse.Position storage p = s.positions[account][marketId];
+        return _change(s, p, account, marketId, delta, priceWad, p.fundingBasisWad);
+    }
+
+    /// @notice `settleFunding` then `changePosition`, with the position's funding basis and the market's
+    /// sum of bases written once instead of twice. Returns what the account paid in funding (negative:
+    /// received) and the PnL realised as paid.
+    function settleAndChange(Layout storage s, address account, uint256 marketId, int256 delta, uint256 priceWad)
+        internal
+        returns (int256 funding, int256 realized)
+    {
+        IClearingHouse.Position storage p = s.positions[account][marketId];
+        int256 size = p.sizeWad;
+        int256 storedBasis = p.fundingBasisWad;
+        if (size != 0) {
+            int256 owed = PositionMath.fundingBasis(size, state(s, marketId).cumFundingWad) - storedBasis;
+            if (owed != 0) funding = -payFromPool(s, account, marketId, -owed);
+        }
+        // The settled basis is replaced by the post-fill one: the sum moves from the stored basis directly.
+        realized = _change(s, p, account, marketId, delta, priceWad, storedBasis);
+    }
+
+    /// @dev The fill of `changePosition` on `p`, the account's position in the market; `basisBefore` is
+    /// the position's basis as the market's sum holds it.
+    function _change(
+        Layout storage s,
+        IClearingHouse.Position storage p,
+        address account,
+        uint256 marketId,
+        int256 delta,
+        uint256 priceWad,
+        int256 basisBefore
+    ) private returns (int256 realized) {
         int256 size = p.sizeWad;
         int256 newSize = size + delta;
+        int256 openNotionalBefore = p.openNotionalWad;
         int256 openNotionalAfter;
-        (realized, openNotionalAfter) = PositionMath.fill(size, p.openNotionalWad, delta, priceWad);
+        (realized, openNotionalAfter) = PositionMath.fill(size, openNotionalBefore, delta, priceWad);
         realized = payFromPool(s, account, marketId, realized);
 
         MarketStore storage st = state(s, marketId);
         int256 basisAfter = PositionMath.fundingBasis(newSize, st.cumFundingWad);
         st.sumSizeWad = (st.sumSizeWad + delta).toInt128();
-        st.sumOpenNotionalWad = (st.sumOpenNotionalWad + openNotionalAfter - p.openNotionalWad).toInt128();
-        st.sumFundingBasisWad = (st.sumFundingBasisWad + basisAfter - p.fundingBasisWad).toInt128();
+        st.sumOpenNotionalWad = (st.sumOpenNotionalWad + openNotionalAfter - openNotionalBefore).toInt128();
+        st.sumFundingBasisWad = (st.sumFundingBasisWad + basisAfter - basisBefore).toInt128();
         st.longOpenInterestWad =
             (uint256(st.longOpenInterestWad) + newSize.positivePart() - size.positivePart()).toUint96();
         st.shortOpenInterestWad =

@@ -114,8 +114,7 @@ library LiquidationLogic {
         private
         returns (int256 funding, int256 realized)
     {
-        funding = s.settleFunding(account, marketId);
-        realized = s.changePosition(account, marketId, -closeSize, priceWad);
+        (funding, realized) = s.settleAndChange(account, marketId, -closeSize, priceWad);
         emit IClearingHouse.PositionLiquidated(
             account, marketId, closeSize, s.positions[account][marketId].sizeWad, priceWad, realized, funding
         );

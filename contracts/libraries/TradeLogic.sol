@@ -104,8 +104,7 @@ library TradeLogic {
         int256 oldSize
     ) private returns (Fill memory f) {
         s.accrueFunding(marketId, price);
-        f.fundingWad = s.settleFunding(account, marketId);
-        f.realizedWad = s.changePosition(account, marketId, sizeDeltaWad, price);
+        (f.fundingWad, f.realizedWad) = s.settleAndChange(account, marketId, sizeDeltaWad, price);
         // Any close that realises profit, a flip included, pays outstanding ADL debt first.
         if (f.realizedWad > 0) _haircutCloseDuringAdl(s, account, marketId, oldSize, f.realizedWad);
         f.feeWad = _chargeFee(s, account, marketId, sizeDeltaWad, price);
