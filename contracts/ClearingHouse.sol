@@ -88,6 +88,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
         if (marketId >= MAX_MARKETS) revert MarketLimitReached(MAX_MARKETS);
         ParamBounds.checkMarket(config, _s.risk.rewardFloorWad);
         _s.configs.push(config);
+        _s.marketCount = uint16(marketId + 1);
         _s.states.push(Ledger.MarketStore(0, 0, 0, 0, 0, 0, uint64(block.timestamp)));
         _s.names.push(name);
         _s.idPlusOne[key] = marketId + 1;
@@ -286,7 +287,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
     }
 
     function marketCount() external view returns (uint256) {
-        return _s.configs.length;
+        return _s.marketCount;
     }
 
     function marketConfig(uint256 marketId) external view returns (MarketConfig memory) {
@@ -328,7 +329,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
     }
 
     function _requireMarket(uint256 marketId) internal view {
-        if (marketId >= _s.configs.length) revert MarketUnknown(marketId);
+        if (marketId >= _s.marketCount) revert MarketUnknown(marketId);
     }
 
     function _setRiskParams(RiskParams memory risk) internal {

@@ -42,6 +42,7 @@ library Ledger {
         address pool;
         bool reduceOnly;
         uint64 badDebtSince;
+        uint16 marketCount; // configs.length, kept in the slot every call reads first (the pool)
         IInsuranceFund fund;
         uint256 totalBadDebtWad;
         IClearingHouse.RiskParams risk;
@@ -62,7 +63,7 @@ library Ledger {
     }
 
     function newPrices(Layout storage s, IOracleAdapter oracle) internal view returns (Prices memory) {
-        return Prices(oracle, new uint256[](s.configs.length));
+        return Prices(oracle, new uint256[](s.marketCount));
     }
 
     function price(Prices memory px, uint256 marketId) internal view returns (uint256 p) {
@@ -76,7 +77,7 @@ library Ledger {
     // ---------------------------------------------------------------- markets
 
     /// @notice Market `marketId`'s configuration, without the array's length read and bounds check: every
-    /// caller passes a market id already checked against `configs.length` (or a bit of an open-market
+    /// caller passes a market id already checked against `marketCount` (or a bit of an open-market
     /// bitmap, set only for listed markets). A MarketConfig takes 4 slots: change the 4 with the struct.
     function config(Layout storage s, uint256 marketId)
         internal
@@ -274,7 +275,7 @@ library Ledger {
     /// @notice Pool equity: its margin minus the traders' uPnL plus the funding the traders owe.
     function poolEquity(Layout storage s, Prices memory px) internal view returns (int256 equity) {
         equity = s.accounts[s.pool].marginWad;
-        uint256 n = s.states.length;
+        uint256 n = s.marketCount;
         for (uint256 m; m < n; ++m) {
             MarketStore storage st = state(s, m);
             if (st.sumSizeWad == 0 && st.sumOpenNotionalWad == 0 && st.sumFundingBasisWad == 0) continue;

@@ -48,7 +48,7 @@ library LiquidationLogic {
     ) external {
         if (s.isProtected(account)) revert IClearingHouse.AccountProtected(account);
         if (account == keeper) revert IClearingHouse.LiquidationSelf(account);
-        if (marketId >= s.configs.length) revert IClearingHouse.MarketUnknown(marketId);
+        if (marketId >= s.marketCount) revert IClearingHouse.MarketUnknown(marketId);
 
         Ledger.Prices memory px = s.newPrices(oracle);
         uint128 open = s.accounts[account].openMarkets;
@@ -198,7 +198,7 @@ library LiquidationLogic {
         private
         returns (Closure memory c)
     {
-        uint256 n = s.configs.length;
+        uint256 n = s.marketCount;
         c.losses = new uint256[](n);
         c.sides = new IClearingHouse.Side[](n);
         uint256 lastLoss = type(uint256).max;

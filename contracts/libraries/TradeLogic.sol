@@ -72,7 +72,7 @@ library TradeLogic {
         uint256 acceptablePriceWad
     ) external {
         if (sizeDeltaWad == 0) revert IClearingHouse.TradeZeroSize();
-        if (marketId >= s.configs.length) revert IClearingHouse.MarketUnknown(marketId);
+        if (marketId >= s.marketCount) revert IClearingHouse.MarketUnknown(marketId);
         if (s.isProtected(account)) revert IClearingHouse.AccountProtected(account);
 
         int256 oldSize = s.positions[account][marketId].sizeWad;
@@ -181,7 +181,7 @@ library TradeLogic {
         view
     {
         uint256 cap = _exposureCap(s, px, withdrawalWad);
-        uint256 n = s.states.length;
+        uint256 n = s.marketCount;
         for (uint256 m; m < n; ++m) {
             uint256 exposure = exposureOf(s, px, m);
             if (exposure > cap) revert IClearingHouse.VaultPoolExposure(m, exposure, cap);
