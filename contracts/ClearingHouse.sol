@@ -156,6 +156,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
         if (accounts.length != marketIds.length) {
             revert LiquidationBatchLengthMismatch(accounts.length, marketIds.length);
         }
+        Ledger.openBatchPrices();
         for (uint256 i; i < accounts.length; ++i) {
             uint256 gasBefore = gasleft();
             // A self-call gives each entry its own revert scope, so one failure skips only itself.
@@ -168,6 +169,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
                 emit LiquidationSkipped(accounts[i], marketIds[i], reason);
             }
         }
+        _s.closeBatchPrices();
     }
 
     /// @notice One entry of `liquidateBatch`; callable only by this contract, inside the batch's guard.

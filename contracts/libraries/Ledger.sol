@@ -62,8 +62,40 @@ library Ledger {
         uint256[] wad;
     }
 
+    /// @dev Transient storage: the batch flag at this slot, market m's price at this slot + 1 + m.
+    uint256 private constant BATCH_PRICES_SLOT = uint256(keccak256("bulwark.ledger.batchPrices"));
+
     function newPrices(Layout storage s, IOracleAdapter oracle) internal view returns (Prices memory) {
         return Prices(oracle, new uint256[](s.marketCount));
+    }
+
+    /// @notice Whether a liquidation batch is running: its entries share their prices (`sharedPrice`).
+    /// The entries of a batch run in one transaction, in which no price can change (nothing a
+    /// liquidation calls updates a feed), so each market's feed is read once per batch, not per entry.
+    function inBatch() internal view returns (bool open) {
+        uint256 slot = BATCH_PRICES_SLOT;
+        assembly ("memory-safe") {
+            open := tload(slot)
+        }
+    }
+
+    /// @notice Opens the batch price cache (`liquidateBatch`, under its reentrancy guard).
+    function openBatchPrices() internal {
+        uint256 slot = BATCH_PRICES_SLOT;
+        assembly ("memory-safe") {
+            tstore(slot, 1)
+        }
+    }
+
+    /// @notice Closes the batch price cache and clears its prices, so that nothing later in the same
+    /// transaction reads them.
+    function closeBatchPrices(Layout storage s) internal {
+        uint256 slot = BATCH_PRICES_SLOT;
+        uint256 n = s.marketCount;
+        assembly ("memory-safe") {
+            tstore(slot, 0)
+            for { let m := 0 } lt(m, n) { m := add(m, 1) } { tstore(add(slot, add(1, m)), 0) }
+        }
     }
 
     function price(Prices memory px, uint256 marketId) internal view returns (uint256 p) {
@@ -72,6 +104,24 @@ library Ledger {
             p = px.oracle.priceWad(marketId);
             px.wad[marketId] = p;
         }
+    }
+
+    /// @notice `price` inside a liquidation batch (`inBatch`): a market's first read in the batch stores
+    /// the price in the batch's transient cache, later entries take it from there.
+    function sharedPrice(Prices memory px, uint256 marketId) internal returns (uint256 p) {
+        p = px.wad[marketId];
+        if (p != 0) return p;
+        uint256 slot = BATCH_PRICES_SLOT + 1 + marketId;
+        assembly ("memory-safe") {
+            p := tload(slot)
+        }
+        if (p == 0) {
+            p = px.oracle.priceWad(marketId);
+            assembly ("memory-safe") {
+                tstore(slot, p)
+            }
+        }
+        px.wad[marketId] = p;
     }
 
     // ---------------------------------------------------------------- markets

@@ -51,10 +51,12 @@ library LiquidationLogic {
         if (marketId >= s.marketCount) revert IClearingHouse.MarketUnknown(marketId);
 
         Ledger.Prices memory px = s.newPrices(oracle);
+        bool shared = Ledger.inBatch();
         uint128 open = s.accounts[account].openMarkets;
         if (open == 0) revert IClearingHouse.LiquidationNoPosition(account, marketId);
+        // Every open market is priced here (the checks below read px.wad directly).
         for (uint256 m; open >> m != 0; ++m) {
-            if ((open >> m) & 1 == 1) s.accrueFunding(m, px.price(m));
+            if ((open >> m) & 1 == 1) s.accrueFunding(m, shared ? px.sharedPrice(m) : px.price(m));
         }
         (int256 equity,, uint256 mmr) = s.health(account, px);
         if (equity >= mmr.toInt256()) revert IClearingHouse.LiquidationAccountHealthy(account, equity, mmr);
