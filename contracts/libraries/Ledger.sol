@@ -41,7 +41,7 @@ library Ledger {
     struct Layout {
         address pool;
         bool reduceOnly;
-        uint64 badDebtSince;
+        uint64 badDebtSince; // non-zero exactly while totalBadDebtWad is (set when it leaves zero)
         uint16 marketCount; // configs.length, kept in the slot every call reads first (the pool)
         IInsuranceFund fund;
         uint256 totalBadDebtWad;

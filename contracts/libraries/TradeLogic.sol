@@ -42,7 +42,8 @@ library TradeLogic {
     ) external {
         if (amountTokens == 0) revert IClearingHouse.VaultZeroAmount();
         if (to == address(0)) revert IClearingHouse.ZeroAddress();
-        if (s.totalBadDebtWad != 0) revert IClearingHouse.VaultBadDebtOutstanding(s.totalBadDebtWad);
+        // badDebtSince (in the slot with the pool, read anyway) is non-zero exactly while bad debt is.
+        if (s.badDebtSince != 0) revert IClearingHouse.VaultBadDebtOutstanding(s.totalBadDebtWad);
         uint256 amountWad = amountTokens * tokenScale;
         Ledger.Account storage acc = s.accounts[account];
         if (int256(acc.marginWad) < amountWad.toInt256()) {
