@@ -61,8 +61,7 @@ library LiquidationLogic {
         (int256 equity,, uint256 mmr) = s.health(account, px);
         if (equity >= mmr.toInt256()) revert IClearingHouse.LiquidationAccountHealthy(account, equity, mmr);
 
-        IClearingHouse.RiskParams memory risk = s.risk;
-        if (equity < uint256(risk.rewardFloorWad).toInt256()) {
+        if (equity < uint256(s.risk.rewardFloorWad).toInt256()) {
             _liquidateBankrupt(s, px, account, marketId, keeper, equity);
         } else {
             _liquidateMarket(s, px, account, marketId, keeper, equity, mmr);
@@ -172,7 +171,7 @@ library LiquidationLogic {
         int256 equity
     ) private {
         Closure memory c = _closeEverything(s, px, account, marketId);
-        IClearingHouse.RiskParams memory risk = s.risk;
+        IClearingHouse.RiskParams storage risk = s.risk;
         LiquidationMath.Split memory sp =
             LiquidationMath.split(c.penaltyWad, equity, risk.keeperShareWad, risk.rewardFloorWad, risk.rewardCeilingWad);
         _pay(s, account, keeper, sp);
@@ -254,7 +253,7 @@ library LiquidationLogic {
         IClearingHouse.MarketConfig storage cfg,
         int256 equity
     ) private view returns (LiquidationMath.Split memory) {
-        IClearingHouse.RiskParams memory risk = s.risk;
+        IClearingHouse.RiskParams storage risk = s.risk; // fields read as needed
         return LiquidationMath.split(
             closedNotionalWad.mulWadUp(cfg.penaltyRatioWad),
             equity,
