@@ -91,6 +91,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
         if (marketId >= MAX_MARKETS) revert MarketLimitReached(MAX_MARKETS);
         ParamBounds.checkMarket(config, _s.risk.rewardFloorWad);
         _s.configs.push(config);
+        _s.marketCount = uint16(marketId + 1);
         _s.states.push(Ledger.MarketStore(0, 0, 0, 0, 0, 0, uint64(block.timestamp)));
         _s.names.push(name);
         _s.idPlusOne[key] = marketId + 1;
@@ -167,6 +168,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
         if (accounts.length != marketIds.length) {
             revert LiquidationBatchLengthMismatch(accounts.length, marketIds.length);
         }
+        Ledger.openBatchPrices();
         for (uint256 i; i < accounts.length; ++i) {
             uint256 gasBefore = gasleft();
             // A self-call gives each entry its own revert scope, so one failure skips only itself.
@@ -179,6 +181,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
                 emit LiquidationSkipped(accounts[i], marketIds[i], reason);
             }
         }
+        _s.closeBatchPrices();
     }
 
     /// @notice One entry of `liquidateBatch`; callable only by this contract, inside the batch's guard.
@@ -304,7 +307,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
     }
 
     function marketCount() external view returns (uint256) {
-        return _s.configs.length;
+        return _s.marketCount;
     }
 
     function marketConfig(uint256 marketId) external view returns (MarketConfig memory) {
@@ -346,7 +349,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
     }
 
     function _requireMarket(uint256 marketId) internal view {
-        if (marketId >= _s.configs.length) revert MarketUnknown(marketId);
+        if (marketId >= _s.marketCount) revert MarketUnknown(marketId);
     }
 
     function _setRiskParams(RiskParams memory risk) internal {

@@ -43,9 +43,15 @@ contract InsuranceFund is IInsuranceFund, ERC4626, AccessControlDefaultAdminRule
     uint256 public capAssets;
     address public treasury;
 
-    uint64 public windowStart;
-    uint256 public windowCapWad;
-    uint256 public windowPaidWad;
+    /// @dev The current payout window in one slot: what a payout and `availableWad` read and write.
+    /// The cap is bounded by 2^96 - 1 WAD (79 billion tokens), the largest promise a window makes.
+    struct Window {
+        uint64 start;
+        uint96 capWad;
+        uint96 paidWad;
+    }
+
+    Window internal _window;
 
     uint256 public nextRequestId;
     mapping(uint256 requestId => UnstakeRequest) internal _requests;
@@ -210,12 +216,12 @@ contract InsuranceFund is IInsuranceFund, ERC4626, AccessControlDefaultAdminRule
     /// @inheritdoc IInsuranceFund
     function coverShortfall(uint256 shortfallWad) external returns (uint256 paidWad) {
         if (msg.sender != address(clearingHouse)) revert FundUnauthorized(msg.sender);
-        _rollWindow();
-        uint256 remaining = windowCapWad - windowPaidWad;
-        paidWad = shortfallWad.min(freeAssetsWad()).min(remaining);
-        windowPaidWad += paidWad;
+        Window memory w = _currentWindow();
+        paidWad = shortfallWad.min(freeAssetsWad()).min(w.capWad - w.paidWad);
+        w.paidWad += uint96(paidWad); // at most capWad - paidWad
+        _window = w;
         if (paidWad != 0 && balanceOf(address(this)) != 0) _recordLoss(paidWad);
-        emit ShortfallCovered(shortfallWad, paidWad, windowPaidWad, windowCapWad);
+        emit ShortfallCovered(shortfallWad, paidWad, w.paidWad, w.capWad);
     }
 
     /// @notice Sends the assets above the cap to the treasury; anyone may call. What open requests may
@@ -241,7 +247,7 @@ contract InsuranceFund is IInsuranceFund, ERC4626, AccessControlDefaultAdminRule
     function freeAssetsWad() public view returns (uint256) {
         // Every open request holds escrowed shares: none escrowed, nothing reserved.
         if (balanceOf(address(this)) == 0) return assetsWad();
-        uint256 windowEnd = uint256(windowStart) + windowDuration;
+        uint256 windowEnd = uint256(_window.start) + windowDuration;
         uint256 horizon = block.timestamp < windowEnd ? windowEnd : block.timestamp + windowDuration;
         uint256 due = (_reserveByReadyAt.upperLookupRecent(uint48(horizon)) - _releasedAssets) * _tokenScale;
         uint256 assets = assetsWad();
@@ -260,10 +266,24 @@ contract InsuranceFund is IInsuranceFund, ERC4626, AccessControlDefaultAdminRule
 
     /// @inheritdoc IInsuranceFund
     function windowRemainingWad() public view returns (uint256) {
-        if (block.timestamp >= uint256(windowStart) + windowDuration) {
-            return freeAssetsWad().mulWadDown(windowCapRatioWad);
-        }
-        return windowCapWad - windowPaidWad;
+        Window memory w = _window;
+        if (block.timestamp >= uint256(w.start) + windowDuration) return _newWindowCap();
+        return w.capWad - w.paidWad;
+    }
+
+    /// @notice Start of the current payout window.
+    function windowStart() external view returns (uint64) {
+        return _window.start;
+    }
+
+    /// @notice What the current window may pay in all (WAD).
+    function windowCapWad() external view returns (uint256) {
+        return _window.capWad;
+    }
+
+    /// @notice What the current window has paid (WAD).
+    function windowPaidWad() external view returns (uint256) {
+        return _window.paidWad;
     }
 
     // ================================================================ internals
@@ -298,11 +318,16 @@ contract InsuranceFund is IInsuranceFund, ERC4626, AccessControlDefaultAdminRule
         return 6;
     }
 
-    function _rollWindow() internal {
-        if (block.timestamp < uint256(windowStart) + windowDuration) return;
-        windowStart = uint64(block.timestamp);
-        windowCapWad = freeAssetsWad().mulWadDown(windowCapRatioWad);
-        windowPaidWad = 0;
+    /// @dev The window a payout now falls in: the stored one, or a new one starting now once it has ended.
+    function _currentWindow() internal view returns (Window memory w) {
+        w = _window;
+        if (block.timestamp < uint256(w.start) + windowDuration) return w;
+        w = Window(uint64(block.timestamp), uint96(_newWindowCap()), 0);
+    }
+
+    /// @dev The cap of a window starting now: the ratio of the free assets, within what the slot holds.
+    function _newWindowCap() internal view returns (uint256) {
+        return freeAssetsWad().mulWadDown(windowCapRatioWad).min(type(uint96).max);
     }
 
     function _setParams(

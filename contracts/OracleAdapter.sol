@@ -18,9 +18,25 @@ contract OracleAdapter is IOracleAdapter, AccessControlDefaultAdminRules {
     uint256 public constant MAX_DEVIATION_WAD = 0.2e18;
     uint256 public constant MAX_GRACE_PERIOD = 1 days;
 
-    mapping(uint256 marketId => FeedConfig) internal _feeds;
+    /// @dev A market's FeedConfig, plus whether a sequencer feed is set, in the first slot's spare bytes:
+    /// a read with no sequencer feed (and no secondary) touches no slot but this one.
+    struct FeedStore {
+        AggregatorV3Interface primary;
+        uint32 primaryHeartbeat;
+        uint8 primaryDecimals;
+        uint8 secondaryDecimals;
+        bool hasSecondary;
+        bool checkSequencer;
+        AggregatorV3Interface secondary;
+        uint32 secondaryHeartbeat;
+        uint64 maxDeviationWad;
+    }
+
+    mapping(uint256 marketId => FeedStore) internal _feeds;
     AggregatorV3Interface public sequencerFeed;
     uint32 public sequencerGracePeriod;
+    /// @dev Every market with a feed, in the order first configured (`setSequencerFeed` flags each).
+    uint256[] internal _marketIds;
 
     constructor(address admin) AccessControlDefaultAdminRules(1 days, admin) {}
 
@@ -40,12 +56,14 @@ contract OracleAdapter is IOracleAdapter, AccessControlDefaultAdminRules {
             _checkBound("maxDeviation", maxDeviationWad, 1, MAX_DEVIATION_WAD);
             secondaryDecimals = _checkDecimals(secondary);
         }
-        _feeds[marketId] = FeedConfig(
+        if (address(_feeds[marketId].primary) == address(0)) _marketIds.push(marketId);
+        _feeds[marketId] = FeedStore(
             primary,
             primaryHeartbeat,
             _checkDecimals(primary),
             secondaryDecimals,
             address(secondary) != address(0),
+            address(sequencerFeed) != address(0),
             secondary,
             secondaryHeartbeat,
             maxDeviationWad
@@ -59,16 +77,18 @@ contract OracleAdapter is IOracleAdapter, AccessControlDefaultAdminRules {
         _checkBound("sequencerGracePeriod", gracePeriod, 0, MAX_GRACE_PERIOD);
         sequencerFeed = feed;
         sequencerGracePeriod = gracePeriod;
+        bool on = address(feed) != address(0);
+        uint256 n = _marketIds.length;
+        for (uint256 i; i < n; ++i) _feeds[_marketIds[i]].checkSequencer = on;
         emit SequencerFeedConfigured(address(feed), gracePeriod);
     }
 
     /// @inheritdoc IOracleAdapter
     function priceWad(uint256 marketId) external view returns (uint256 price) {
-        FeedConfig storage f = _feeds[marketId]; // read field by field: the second slot only if needed
+        FeedStore storage f = _feeds[marketId]; // read field by field: the second slot only if needed
         AggregatorV3Interface primary = f.primary;
         if (address(primary) == address(0)) revert OracleFeedMissing(marketId);
-        AggregatorV3Interface sequencer = sequencerFeed;
-        if (address(sequencer) != address(0)) OracleLib.checkSequencer(sequencer, sequencerGracePeriod);
+        if (f.checkSequencer) OracleLib.checkSequencer(sequencerFeed, sequencerGracePeriod);
         price = OracleLib.readWad(primary, f.primaryHeartbeat, f.primaryDecimals);
         if (f.hasSecondary) {
             uint256 second = OracleLib.readWad(f.secondary, f.secondaryHeartbeat, f.secondaryDecimals);
@@ -78,7 +98,17 @@ contract OracleAdapter is IOracleAdapter, AccessControlDefaultAdminRules {
 
     /// @inheritdoc IOracleAdapter
     function feedConfig(uint256 marketId) external view returns (FeedConfig memory) {
-        return _feeds[marketId];
+        FeedStore storage f = _feeds[marketId];
+        return FeedConfig(
+            f.primary,
+            f.primaryHeartbeat,
+            f.primaryDecimals,
+            f.secondaryDecimals,
+            f.hasSecondary,
+            f.secondary,
+            f.secondaryHeartbeat,
+            f.maxDeviationWad
+        );
     }
 
     function _checkDecimals(AggregatorV3Interface feed) internal view returns (uint8 d) {

@@ -41,7 +41,8 @@ library Ledger {
     struct Layout {
         address pool;
         bool reduceOnly;
-        uint64 badDebtSince;
+        uint64 badDebtSince; // non-zero exactly while totalBadDebtWad is (set when it leaves zero)
+        uint16 marketCount; // configs.length, kept in the slot every call reads first (the pool)
         IInsuranceFund fund;
         uint256 totalBadDebtWad;
         IClearingHouse.RiskParams risk;
@@ -61,8 +62,40 @@ library Ledger {
         uint256[] wad;
     }
 
+    /// @dev Transient storage: the batch flag at this slot, market m's price at this slot + 1 + m.
+    uint256 private constant BATCH_PRICES_SLOT = uint256(keccak256("bulwark.ledger.batchPrices"));
+
     function newPrices(Layout storage s, IOracleAdapter oracle) internal view returns (Prices memory) {
-        return Prices(oracle, new uint256[](s.configs.length));
+        return Prices(oracle, new uint256[](s.marketCount));
+    }
+
+    /// @notice Whether a liquidation batch is running: its entries share their prices (`sharedPrice`).
+    /// The entries of a batch run in one transaction, in which no price can change (nothing a
+    /// liquidation calls updates a feed), so each market's feed is read once per batch, not per entry.
+    function inBatch() internal view returns (bool open) {
+        uint256 slot = BATCH_PRICES_SLOT;
+        assembly ("memory-safe") {
+            open := tload(slot)
+        }
+    }
+
+    /// @notice Opens the batch price cache (`liquidateBatch`, under its reentrancy guard).
+    function openBatchPrices() internal {
+        uint256 slot = BATCH_PRICES_SLOT;
+        assembly ("memory-safe") {
+            tstore(slot, 1)
+        }
+    }
+
+    /// @notice Closes the batch price cache and clears its prices, so that nothing later in the same
+    /// transaction reads them.
+    function closeBatchPrices(Layout storage s) internal {
+        uint256 slot = BATCH_PRICES_SLOT;
+        uint256 n = s.marketCount;
+        assembly ("memory-safe") {
+            tstore(slot, 0)
+            for { let m := 0 } lt(m, n) { m := add(m, 1) } { tstore(add(slot, add(1, m)), 0) }
+        }
     }
 
     function price(Prices memory px, uint256 marketId) internal view returns (uint256 p) {
@@ -70,6 +103,51 @@ library Ledger {
         if (p == 0) {
             p = px.oracle.priceWad(marketId);
             px.wad[marketId] = p;
+        }
+    }
+
+    /// @notice `price` inside a liquidation batch (`inBatch`): a market's first read in the batch stores
+    /// the price in the batch's transient cache, later entries take it from there.
+    function sharedPrice(Prices memory px, uint256 marketId) internal returns (uint256 p) {
+        p = px.wad[marketId];
+        if (p != 0) return p;
+        uint256 slot = BATCH_PRICES_SLOT + 1 + marketId;
+        assembly ("memory-safe") {
+            p := tload(slot)
+        }
+        if (p == 0) {
+            p = px.oracle.priceWad(marketId);
+            assembly ("memory-safe") {
+                tstore(slot, p)
+            }
+        }
+        px.wad[marketId] = p;
+    }
+
+    // ---------------------------------------------------------------- markets
+
+    /// @notice Market `marketId`'s configuration, without the array's length read and bounds check: every
+    /// caller passes a market id already checked against `marketCount` (or a bit of an open-market
+    /// bitmap, set only for listed markets). A MarketConfig takes 4 slots: change the 4 with the struct.
+    function config(Layout storage s, uint256 marketId)
+        internal
+        view
+        returns (IClearingHouse.MarketConfig storage c)
+    {
+        IClearingHouse.MarketConfig[] storage arr = s.configs;
+        assembly ("memory-safe") {
+            mstore(0, arr.slot)
+            c.slot := add(keccak256(0, 32), mul(marketId, 4))
+        }
+    }
+
+    /// @notice Market `marketId`'s running sums; as `config`, for a checked id. A MarketStore takes 3 slots: change the 3
+    /// with the struct.
+    function state(Layout storage s, uint256 marketId) internal view returns (MarketStore storage st) {
+        MarketStore[] storage arr = s.states;
+        assembly ("memory-safe") {
+            mstore(0, arr.slot)
+            st.slot := add(keccak256(0, 32), mul(marketId, 3))
         }
     }
 
@@ -118,17 +196,50 @@ library Ledger {
         returns (int256 realized)
     {
         IClearingHouse.Position storage p = s.positions[account][marketId];
+        return _change(s, p, account, marketId, delta, priceWad, p.fundingBasisWad);
+    }
+
+    /// @notice `settleFunding` then `changePosition`, with the position's funding basis and the market's
+    /// sum of bases written once instead of twice. Returns what the account paid in funding (negative:
+    /// received) and the PnL realised as paid.
+    function settleAndChange(Layout storage s, address account, uint256 marketId, int256 delta, uint256 priceWad)
+        internal
+        returns (int256 funding, int256 realized)
+    {
+        IClearingHouse.Position storage p = s.positions[account][marketId];
+        int256 size = p.sizeWad;
+        int256 storedBasis = p.fundingBasisWad;
+        if (size != 0) {
+            int256 owed = PositionMath.fundingBasis(size, state(s, marketId).cumFundingWad) - storedBasis;
+            if (owed != 0) funding = -payFromPool(s, account, marketId, -owed);
+        }
+        // The settled basis is replaced by the post-fill one: the sum moves from the stored basis directly.
+        realized = _change(s, p, account, marketId, delta, priceWad, storedBasis);
+    }
+
+    /// @dev The fill of `changePosition` on `p`, the account's position in the market; `basisBefore` is
+    /// the position's basis as the market's sum holds it.
+    function _change(
+        Layout storage s,
+        IClearingHouse.Position storage p,
+        address account,
+        uint256 marketId,
+        int256 delta,
+        uint256 priceWad,
+        int256 basisBefore
+    ) private returns (int256 realized) {
         int256 size = p.sizeWad;
         int256 newSize = size + delta;
+        int256 openNotionalBefore = p.openNotionalWad;
         int256 openNotionalAfter;
-        (realized, openNotionalAfter) = PositionMath.fill(size, p.openNotionalWad, delta, priceWad);
+        (realized, openNotionalAfter) = PositionMath.fill(size, openNotionalBefore, delta, priceWad);
         realized = payFromPool(s, account, marketId, realized);
 
-        MarketStore storage st = s.states[marketId];
+        MarketStore storage st = state(s, marketId);
         int256 basisAfter = PositionMath.fundingBasis(newSize, st.cumFundingWad);
         st.sumSizeWad = (st.sumSizeWad + delta).toInt128();
-        st.sumOpenNotionalWad = (st.sumOpenNotionalWad + openNotionalAfter - p.openNotionalWad).toInt128();
-        st.sumFundingBasisWad = (st.sumFundingBasisWad + basisAfter - p.fundingBasisWad).toInt128();
+        st.sumOpenNotionalWad = (st.sumOpenNotionalWad + openNotionalAfter - openNotionalBefore).toInt128();
+        st.sumFundingBasisWad = (st.sumFundingBasisWad + basisAfter - basisBefore).toInt128();
         st.longOpenInterestWad =
             (uint256(st.longOpenInterestWad) + newSize.positivePart() - size.positivePart()).toUint96();
         st.shortOpenInterestWad =
@@ -150,7 +261,7 @@ library Ledger {
         IClearingHouse.Position storage p = s.positions[account][marketId];
         int256 size = p.sizeWad;
         if (size == 0) return 0;
-        MarketStore storage st = s.states[marketId];
+        MarketStore storage st = state(s, marketId);
         int256 basis = PositionMath.fundingBasis(size, st.cumFundingWad);
         owed = basis - p.fundingBasisWad;
         if (owed == 0) return 0;
@@ -160,19 +271,21 @@ library Ledger {
     }
 
     function accrueFunding(Layout storage s, uint256 marketId, uint256 priceWad) internal {
-        MarketStore storage st = s.states[marketId];
+        MarketStore storage st = state(s, marketId);
         if (st.lastFundingAt == block.timestamp) return;
         st.cumFundingWad = fundingIndexNow(s, marketId, priceWad).toInt128();
         st.lastFundingAt = uint64(block.timestamp);
     }
 
     function fundingIndexNow(Layout storage s, uint256 marketId, uint256 priceWad) internal view returns (int256) {
-        MarketStore storage st = s.states[marketId];
-        IClearingHouse.MarketConfig storage cfg = s.configs[marketId];
+        MarketStore storage st = state(s, marketId);
+        // Accrued in this block already (every state-changing call accrues before it reads the index).
+        if (st.lastFundingAt >= block.timestamp) return st.cumFundingWad;
+        IClearingHouse.MarketConfig storage cfg = config(s, marketId);
         int256 rate = FundingMath.ratePerDayWad(st.sumSizeWad, cfg.skewScaleWad, cfg.maxFundingRatePerDayWad);
-        // A call simulated at a time before the last accrual (a node's pending block) accrues nothing.
-        uint256 elapsed = block.timestamp > st.lastFundingAt ? block.timestamp - st.lastFundingAt : 0;
-        return st.cumFundingWad + FundingMath.indexDeltaWad(rate, elapsed, priceWad);
+        // A call simulated at a time before the last accrual (a node's pending block) accrues nothing: the
+        // early return above.
+        return st.cumFundingWad + FundingMath.indexDeltaWad(rate, block.timestamp - st.lastFundingAt, priceWad);
     }
 
     // ---------------------------------------------------------------- health
@@ -189,8 +302,9 @@ library Ledger {
             if ((open >> m) & 1 == 0) continue;
             (int256 value, uint256 notional) = positionValue(s, account, m, price(px, m));
             equity += value;
-            imr += notional.mulWadUp(s.configs[m].imRatioWad);
-            mmr += notional.mulWadUp(s.configs[m].mmRatioWad);
+            IClearingHouse.MarketConfig storage cfg = config(s, m);
+            imr += notional.mulWadUp(cfg.imRatioWad);
+            mmr += notional.mulWadUp(cfg.mmRatioWad);
         }
     }
 
@@ -211,9 +325,9 @@ library Ledger {
     /// @notice Pool equity: its margin minus the traders' uPnL plus the funding the traders owe.
     function poolEquity(Layout storage s, Prices memory px) internal view returns (int256 equity) {
         equity = s.accounts[s.pool].marginWad;
-        uint256 n = s.states.length;
+        uint256 n = s.marketCount;
         for (uint256 m; m < n; ++m) {
-            MarketStore storage st = s.states[m];
+            MarketStore storage st = state(s, m);
             if (st.sumSizeWad == 0 && st.sumOpenNotionalWad == 0 && st.sumFundingBasisWad == 0) continue;
             uint256 priceWad = price(px, m);
             int256 tradersPnl = PositionMath.unrealizedPnl(st.sumSizeWad, st.sumOpenNotionalWad, priceWad);

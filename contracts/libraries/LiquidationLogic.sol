@@ -39,19 +39,20 @@ library LiquidationLogic {
     ) external {
         if (s.isProtected(account)) revert IClearingHouse.AccountProtected(account);
         if (account == keeper) revert IClearingHouse.LiquidationSelf(account);
-        if (marketId >= s.configs.length) revert IClearingHouse.MarketUnknown(marketId);
+        if (marketId >= s.marketCount) revert IClearingHouse.MarketUnknown(marketId);
 
         Ledger.Prices memory px = s.newPrices(oracle);
+        bool shared = Ledger.inBatch();
         uint128 open = s.accounts[account].openMarkets;
         if (open == 0) revert IClearingHouse.LiquidationNoPosition(account, marketId);
+        // Every open market is priced here (the checks below read px.wad directly).
         for (uint256 m; open >> m != 0; ++m) {
-            if ((open >> m) & 1 == 1) s.accrueFunding(m, px.price(m));
+            if ((open >> m) & 1 == 1) s.accrueFunding(m, shared ? px.sharedPrice(m) : px.price(m));
         }
         (int256 equity,, uint256 mmr) = s.health(account, px);
         if (equity >= mmr.toInt256()) revert IClearingHouse.LiquidationAccountHealthy(account, equity, mmr);
 
-        IClearingHouse.RiskParams memory risk = s.risk;
-        if (equity < uint256(risk.rewardFloorWad).toInt256()) {
+        if (equity < uint256(s.risk.rewardFloorWad).toInt256()) {
             _liquidateBankrupt(s, px, account, marketId, keeper, equity);
         } else {
             _liquidateMarket(s, px, account, marketId, keeper, equity, mmr);
@@ -70,7 +71,7 @@ library LiquidationLogic {
     ) private {
         int256 size = s.positions[account][marketId].sizeWad;
         if (size == 0) revert IClearingHouse.LiquidationNoPosition(account, marketId);
-        IClearingHouse.MarketConfig memory cfg = s.configs[marketId];
+        IClearingHouse.MarketConfig storage cfg = s.config(marketId); // fields read as needed
         uint256 priceWad = px.wad[marketId];
         _requireLargest(s, px, account, marketId, PositionMath.notional(size, priceWad));
         int256 closeSize = _liquidationSize(s, size, priceWad, cfg, equity, mmr);
@@ -105,8 +106,7 @@ library LiquidationLogic {
         private
         returns (int256 funding, int256 realized)
     {
-        funding = s.settleFunding(account, marketId);
-        realized = s.changePosition(account, marketId, -closeSize, priceWad);
+        (funding, realized) = s.settleAndChange(account, marketId, -closeSize, priceWad);
         emit IClearingHouse.PositionLiquidated(
             account, marketId, closeSize, s.positions[account][marketId].sizeWad, priceWad, realized, funding
         );
@@ -119,7 +119,7 @@ library LiquidationLogic {
         Ledger.Layout storage s,
         int256 size,
         uint256 priceWad,
-        IClearingHouse.MarketConfig memory cfg,
+        IClearingHouse.MarketConfig storage cfg,
         int256 equity,
         uint256 mmr
     ) private view returns (int256) {
@@ -162,7 +162,7 @@ library LiquidationLogic {
         int256 equity
     ) private {
         Closure memory c = _closeEverything(s, px, account, marketId);
-        IClearingHouse.RiskParams memory risk = s.risk;
+        IClearingHouse.RiskParams storage risk = s.risk;
         LiquidationMath.Split memory sp =
             LiquidationMath.split(c.penaltyWad, equity, risk.keeperShareWad, risk.rewardFloorWad, risk.rewardCeilingWad);
         _pay(s, account, keeper, sp);
@@ -190,7 +190,7 @@ library LiquidationLogic {
         private
         returns (Closure memory c)
     {
-        uint256 n = s.configs.length;
+        uint256 n = s.marketCount;
         c.losses = new uint256[](n);
         c.sides = new IClearingHouse.Side[](n);
         uint256 lastLoss = type(uint256).max;
@@ -214,7 +214,7 @@ library LiquidationLogic {
     {
         int256 size = s.positions[account][m].sizeWad;
         c.sides[m] = size > 0 ? IClearingHouse.Side.Long : IClearingHouse.Side.Short;
-        penalty = PositionMath.notional(size, priceWad).mulWadUp(s.configs[m].penaltyRatioWad);
+        penalty = PositionMath.notional(size, priceWad).mulWadUp(s.config(m).penaltyRatioWad);
         (int256 funding, int256 realized) = _close(s, account, m, size, priceWad);
         loss = funding - realized;
         if (loss > 0) c.losses[m] = uint256(loss);
@@ -241,10 +241,10 @@ library LiquidationLogic {
     function _split(
         Ledger.Layout storage s,
         uint256 closedNotionalWad,
-        IClearingHouse.MarketConfig memory cfg,
+        IClearingHouse.MarketConfig storage cfg,
         int256 equity
     ) private view returns (LiquidationMath.Split memory) {
-        IClearingHouse.RiskParams memory risk = s.risk;
+        IClearingHouse.RiskParams storage risk = s.risk; // fields read as needed
         return LiquidationMath.split(
             closedNotionalWad.mulWadUp(cfg.penaltyRatioWad),
             equity,

@@ -42,7 +42,8 @@ library TradeLogic {
     ) external {
         if (amountTokens == 0) revert IClearingHouse.VaultZeroAmount();
         if (to == address(0)) revert IClearingHouse.ZeroAddress();
-        if (s.totalBadDebtWad != 0) revert IClearingHouse.VaultBadDebtOutstanding(s.totalBadDebtWad);
+        // badDebtSince (in the slot with the pool, read anyway) is non-zero exactly while bad debt is.
+        if (s.badDebtSince != 0) revert IClearingHouse.VaultBadDebtOutstanding(s.totalBadDebtWad);
         uint256 amountWad = amountTokens * tokenScale;
         Ledger.Account storage acc = s.accounts[account];
         if (int256(acc.marginWad) < amountWad.toInt256()) {
@@ -72,7 +73,7 @@ library TradeLogic {
         uint256 acceptablePriceWad
     ) external {
         if (sizeDeltaWad == 0) revert IClearingHouse.TradeZeroSize();
-        if (marketId >= s.configs.length) revert IClearingHouse.MarketUnknown(marketId);
+        if (marketId >= s.marketCount) revert IClearingHouse.MarketUnknown(marketId);
         if (s.isProtected(account)) revert IClearingHouse.AccountProtected(account);
 
         int256 oldSize = s.positions[account][marketId].sizeWad;
@@ -104,8 +105,7 @@ library TradeLogic {
         int256 oldSize
     ) private returns (Fill memory f) {
         s.accrueFunding(marketId, price);
-        f.fundingWad = s.settleFunding(account, marketId);
-        f.realizedWad = s.changePosition(account, marketId, sizeDeltaWad, price);
+        (f.fundingWad, f.realizedWad) = s.settleAndChange(account, marketId, sizeDeltaWad, price);
         // Any close that realises profit, a flip included, pays outstanding ADL debt first.
         if (f.realizedWad > 0) _haircutCloseDuringAdl(s, account, marketId, oldSize, f.realizedWad);
         f.feeWad = _chargeFee(s, account, marketId, sizeDeltaWad, price);
@@ -125,7 +125,7 @@ library TradeLogic {
         int256 newSize
     ) private view {
         uint256 newNotional = PositionMath.notional(newSize, px.price(marketId));
-        uint256 minNotional = s.configs[marketId].minPositionNotionalWad;
+        uint256 minNotional = s.config(marketId).minPositionNotionalWad;
         if (newSize != 0 && newNotional < minNotional) {
             revert IClearingHouse.TradePositionBelowMinimum(marketId, newNotional, minNotional);
         }
@@ -147,7 +147,7 @@ library TradeLogic {
         private
         returns (uint256 fee)
     {
-        fee = PositionMath.notional(sizeDeltaWad, price).mulWadUp(s.configs[marketId].takerFeeWad);
+        fee = PositionMath.notional(sizeDeltaWad, price).mulWadUp(s.config(marketId).takerFeeWad);
         uint256 toFund = fee.mulWadDown(s.risk.fundFeeShareWad);
         s.addMargin(account, -fee.toInt256());
         s.addMargin(address(s.fund), toFund.toInt256());
@@ -182,7 +182,7 @@ library TradeLogic {
         view
     {
         uint256 cap = _exposureCap(s, px, withdrawalWad);
-        uint256 n = s.states.length;
+        uint256 n = s.marketCount;
         for (uint256 m; m < n; ++m) {
             uint256 exposure = exposureOf(s, px, m);
             if (exposure > cap) revert IClearingHouse.VaultPoolExposure(m, exposure, cap);
@@ -207,16 +207,16 @@ library TradeLogic {
         view
         returns (uint256)
     {
-        Ledger.MarketStore storage st = s.states[marketId];
+        Ledger.MarketStore storage st = s.state(marketId);
         uint256 side = uint256(st.longOpenInterestWad).max(st.shortOpenInterestWad);
         if (side == 0) return 0;
         return side.mulWadUp(px.price(marketId));
     }
 
     function _checkOpenInterest(Ledger.Layout storage s, uint256 marketId, bool long) private view {
-        Ledger.MarketStore storage st = s.states[marketId];
+        Ledger.MarketStore storage st = s.state(marketId);
         uint256 oi = long ? st.longOpenInterestWad : st.shortOpenInterestWad;
-        uint256 cap = s.configs[marketId].maxOpenInterestWad;
+        uint256 cap = s.config(marketId).maxOpenInterestWad;
         if (oi > cap) revert IClearingHouse.TradeOpenInterestCap(marketId, oi, cap);
     }
 }
