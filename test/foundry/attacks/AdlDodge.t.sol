@@ -14,20 +14,7 @@ contract AdlDodgeAttackTest is AttackBase {
     /// @dev alice (short 100 ETH on 20k) goes bankrupt at 3600; the fund (10k staked) covers one window,
     /// the rest is bad debt on the short side, which bob's and carol's profitable longs would absorb.
     function setUp() public {
-        setUpProtocol(1_000_000 * USDC, 10_000 * USDC);
-        ch.grantRole(ch.ADL_KEEPER_ROLE(), address(this)); // this test is the ADL keeper
-        fundAccount(alice, 20_000 * USDC);
-        fundAccount(bob, 20_000 * USDC);
-        fundAccount(carol, 20_000 * USDC);
-        openPosition(alice, ETH, -100e18);
-        openPosition(bob, ETH, 100e18);
-        openPosition(carol, ETH, 50e18);
-        uint256 half = fund.balanceOf(staker) / 2;
-        vm.prank(staker);
-        fund.requestUnstake(half);
-        setPrice(ETH, 3600);
-        liquidateAs(keeper, alice, ETH);
-        debt = shortDebt(ETH);
+        debt = bankruptShortBook(address(this)); // this test is the ADL keeper
         assertGt(debt, 30_000 * WAD, "bad debt outstanding");
         assertEq(fund.availableWad(), 0, "fund window exhausted");
     }

@@ -17,20 +17,7 @@ contract AdlOutOfOrderAttackTest is AttackBase {
     /// covers one window; the rest is bad debt on the short side. bob (long 100 on 20k) ranks above carol
     /// (long 50 on 20k).
     function setUp() public {
-        setUpProtocol(1_000_000 * USDC, 10_000 * USDC);
-        ch.grantRole(keccak256("ADL_KEEPER_ROLE"), keeper);
-        fundAccount(alice, 20_000 * USDC);
-        fundAccount(bob, 20_000 * USDC);
-        fundAccount(carol, 20_000 * USDC);
-        openPosition(alice, ETH, -100e18);
-        openPosition(bob, ETH, 100e18);
-        openPosition(carol, ETH, 50e18);
-        uint256 half = fund.balanceOf(staker) / 2;
-        vm.prank(staker);
-        fund.requestUnstake(half);
-        setPrice(ETH, 3600);
-        liquidateAs(keeper, alice, ETH);
-        debt = shortDebt(ETH);
+        debt = bankruptShortBook(keeper);
         // 35,117 before the fix; 4.5 less now that the fund no longer pays the keeper's floor for alice
         assertApproxEq(debt, 35_117 * WAD, 5 * WAD, "the issue's debt");
         address[] memory pair = new address[](2);

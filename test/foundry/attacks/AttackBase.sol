@@ -45,6 +45,26 @@ abstract contract AttackBase is Fixture {
         (a[4], a[5], a[6], a[7]) = (bob, carol, attacker, attacker2);
     }
 
+    /// @dev The ADL attacks' book: a 1M pool and a 10k fund (half of it leaving); alice shorts 100 ETH,
+    /// bob longs 100 and carol 50, each on 20k; alice goes bankrupt at 3,600 and the fund covers one
+    /// window, leaving bad debt on the short side. `adlKeeper` holds ADL_KEEPER_ROLE.
+    function bankruptShortBook(address adlKeeper) internal returns (uint256 debt) {
+        setUpProtocol(1_000_000 * USDC, 10_000 * USDC);
+        ch.grantRole(ch.ADL_KEEPER_ROLE(), adlKeeper);
+        fundAccount(alice, 20_000 * USDC);
+        fundAccount(bob, 20_000 * USDC);
+        fundAccount(carol, 20_000 * USDC);
+        openPosition(alice, ETH, -100e18);
+        openPosition(bob, ETH, 100e18);
+        openPosition(carol, ETH, 50e18);
+        uint256 half = fund.balanceOf(staker) / 2;
+        vm.prank(staker);
+        fund.requestUnstake(half);
+        setPrice(ETH, 3600);
+        liquidateAs(keeper, alice, ETH);
+        debt = shortDebt(ETH);
+    }
+
     function shortDebt(uint256 marketId) internal view returns (uint256) {
         return ch.badDebtOf(marketId, IClearingHouse.Side.Short);
     }
