@@ -20,6 +20,10 @@ from keeper.chain import Bulwark
 
 BROWNIE_VERSION = "1.22.2"
 ROOT = paths.project_root()
+pytestmark = pytest.mark.skipif(
+    toolvenv.brownie_cannot_run_scripts_here() is not None,
+    reason=str(toolvenv.brownie_cannot_run_scripts_here()),
+)
 
 
 @pytest.fixture(scope="module")

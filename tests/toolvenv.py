@@ -39,3 +39,16 @@ def tool(name: str, requirement: str, executable: str, override_env: str) -> Pat
         if pip.returncode != 0 or not exe.exists():
             pytest.fail(f"could not install {requirement} from PyPI:\n{pip.stderr[-3_000:]}")
     return exe
+
+
+def brownie_cannot_run_scripts_here() -> str | None:
+    """Why `brownie run` cannot import the project's scripts from this checkout, or None.
+
+    Brownie imports a script under a module name made of every folder of its absolute path joined
+    by dots, so a folder name with a dot in it (a `mktemp -d` folder, `/tmp/tmp.x1`) breaks the import
+    (docs/brownie.md, known problems).
+    """
+    dotted = [part for part in paths.project_root().parts[1:] if "." in part]
+    if dotted:
+        return f"brownie run cannot import scripts from a path with a dot in {dotted[0]!r}"
+    return None
