@@ -27,7 +27,7 @@ from typing import Any, Self
 
 import pytest
 from faultproxy import Fault, FaultProxy
-from test_keeper_support import Chain, crash_book, own_chain, wait_for
+from test_keeper_support import Book, Chain, crash_book, own_chain, reverted, wait_for
 
 from keeper.chain import Bulwark, connect, dev_account
 from keeper.config import KeeperSettings
@@ -45,12 +45,6 @@ BOOK_SIZE = 6
 # ---------------------------------------------------------------------------- fixtures
 
 
-@dataclass
-class Book:
-    chain: Chain
-    traders: list[str]
-
-
 @pytest.fixture(scope="module")
 def shared() -> Iterator[Book]:
     """One chain for the module: a pool, a stake and the book, reverted to after every test."""
@@ -63,16 +57,8 @@ def shared() -> Iterator[Book]:
 
 @pytest.fixture
 def book(shared: Book) -> Iterator[Book]:
-    chain = shared.chain
-    snapshot = chain.rpc("evm_snapshot")
-    try:
-        yield shared
-    finally:
-        chain.automine()
-        assert chain.rpc("evm_revert", snapshot) is True
-        # the node's fee market is not part of a snapshot: the next block pays what the last did
-        base_fee = chain.rpc("eth_getBlockByNumber", "latest", False)["baseFeePerGas"]
-        chain.rpc("anvil_setNextBlockBaseFeePerGas", base_fee)
+    with reverted(shared) as b:
+        yield b
 
 
 @pytest.fixture(autouse=True)

@@ -15,13 +15,12 @@ import signal
 import socket
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_keeper_support import Chain, crash_book, own_chain, wait_for
+from test_keeper_support import Book, Chain, crash_book, own_chain, reverted, wait_for
 
 from keeper import cli
 from keeper.chain import WAD, Bulwark, BulwarkError, connect, dev_account
@@ -37,12 +36,6 @@ OTHER = dev_account(5)
 CRASH_PRICE = 2_850
 
 
-@dataclass
-class Book:
-    chain: Chain
-    traders: list[str]
-
-
 @pytest.fixture(scope="module")
 def shared() -> Iterator[Book]:
     with own_chain() as chain:
@@ -54,15 +47,8 @@ def shared() -> Iterator[Book]:
 
 @pytest.fixture
 def book(shared: Book) -> Iterator[Book]:
-    chain = shared.chain
-    snapshot = chain.rpc("evm_snapshot")
-    try:
-        yield shared
-    finally:
-        chain.automine()
-        assert chain.rpc("evm_revert", snapshot) is True
-        base_fee = chain.rpc("eth_getBlockByNumber", "latest", False)["baseFeePerGas"]
-        chain.rpc("anvil_setNextBlockBaseFeePerGas", base_fee)
+    with reverted(shared) as b:
+        yield b
 
 
 class Records(logging.Handler):

@@ -117,6 +117,29 @@ def own_chain(state_file: Path | None = None, **node_args: Any) -> Iterator[Chai
         yield Chain(node, Bulwark(w3, deployment))
 
 
+@dataclass
+class Book:
+    """A module's chain with a book of traders on it (their addresses)."""
+
+    chain: Chain
+    traders: list[str]
+
+
+@contextmanager
+def reverted(book: Book) -> Iterator[Book]:
+    """Yields `book`, then puts its chain back as it was: mining, state and the next base fee."""
+    chain = book.chain
+    snapshot = chain.rpc("evm_snapshot")
+    try:
+        yield book
+    finally:
+        chain.automine()
+        assert chain.rpc("evm_revert", snapshot) is True
+        # the node's fee market is not part of a snapshot: the next block pays what the last did
+        base_fee = chain.rpc("eth_getBlockByNumber", "latest", False)["baseFeePerGas"]
+        chain.rpc("anvil_setNextBlockBaseFeePerGas", base_fee)
+
+
 def reconnect(chain: Chain, deployment: Deployment) -> Bulwark:
     return Bulwark(connect(chain.node.rpc_url), deployment, chain.bw.artifacts)
 
