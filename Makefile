@@ -68,12 +68,12 @@ bench: bootstrap
 	$(PY) -m bench
 
 compile: bootstrap
-	$(PY) -m keeper.compiler
+	$(PY) -m bulwark.devnet.compiler
 
-# The ABIs the package ships (keeper/abi.json), rewritten from a fresh build; commit them with
+# The ABIs the package ships (bulwark/core/abi.json), rewritten from a fresh build; commit them with
 # every change to a contract's interface (tests/test_install.py fails until they match).
 abi: bootstrap
-	$(PY) -m keeper.compiler --abis
+	$(PY) -m bulwark.devnet.compiler --abis
 
 node: bootstrap
 	$(ANVIL) --port $(PORT)

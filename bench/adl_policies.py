@@ -19,11 +19,11 @@ from eth_account.signers.local import LocalAccount
 from eth_typing import HexStr
 
 from bench.common import RESULTS_DIR
-from keeper.chain import Bulwark, connect, dev_account
-from keeper.deploy import deploy_all, role
-from keeper.node import AnvilNode
-from keeper.prorata import POLICY_NAMES, PRO_RATA, QUEUE
-from keeper.stress import Driver, RunResult, StressConfig, StressRun, make_keeper
+from bulwark.chain.contracts import Bulwark, connect, dev_account
+from bulwark.devnet.deploy import deploy_all, role
+from bulwark.devnet.node import AnvilNode
+from bulwark.keeper.prorata import POLICY_NAMES, PRO_RATA, QUEUE
+from bulwark.sim.stress import Driver, RunResult, StressConfig, StressRun, make_keeper
 
 WAD = 10**18
 

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Row, fmt_ms, fmt_s, median
-from keeper import compiler, paths
+from bulwark.core import paths
+from bulwark.devnet import compiler
 
 _COLD = (
     "import json, sys, time; from pathlib import Path; from keeper import compiler; "

@@ -3,7 +3,7 @@
 Anvil runs with ``--block-time 2 --gas-limit 30000000``. The accounts are set up with automine
 switched on (so setup takes seconds rather than one block per transaction); before the update the
 node is switched back to mining a block every 2 seconds (``evm_setIntervalMining 2``). The keeper is
-the project's own (``keeper.daemon.Keeper(bw, signer, settings).run_once()``), already synced before
+the project's own (``bulwark.keeper.daemon.Keeper(bw, signer, settings).run_once()``), already synced before
 the update, as a running daemon would be. After the update is mined (block U) the driver runs passes,
 as the daemon does on each new block, until a pass finds nothing liquidatable.
 
@@ -53,7 +53,7 @@ def book(n: int, price: float, seed: int = 5) -> Book:
 
 
 def _settings(kind: str) -> Any:
-    from keeper.config import KeeperSettings
+    from bulwark.keeper.config import KeeperSettings
 
     if kind == "default":
         return KeeperSettings(log_level="WARNING")
@@ -116,7 +116,7 @@ class KeeperLog(logging.Handler):
 
 @contextmanager
 def keeper_log() -> Iterator[KeeperLog]:
-    from keeper.logs import LOGGER_NAME
+    from bulwark.core.logs import LOGGER_NAME
 
     logger = logging.getLogger(LOGGER_NAME)
     handler = KeeperLog()
@@ -147,7 +147,7 @@ def _liquidatable(w: World, accounts: Sequence[str]) -> int:
 def _keeper(w: World, kind: str, replay: int) -> Any:
     """A keeper with its own signer per replay: a replay after evm_revert must not resend byte-identical
     transactions, which the node would take for ones it already knows."""
-    from keeper.daemon import Keeper
+    from bulwark.keeper.daemon import Keeper
 
     signer = bench_account(replay, "e2e-keeper")
     w.give_ether([signer])
@@ -373,7 +373,7 @@ def run(runs: int = 1, accounts: int = ACCOUNTS, kinds: Sequence[str] = KINDS) -
         "node": f"anvil --block-time {BLOCK_TIME} --gas-limit {GAS_LIMIT}",
         "price_drop": DROP,
         "setup_seconds": setup_seconds,
-        "keeper": "keeper.daemon.Keeper(bw, signer, settings).run_once(), one pass per new block",
+        "keeper": "bulwark.keeper.daemon.Keeper(bw, signer, settings).run_once(), one pass per new block",
         "configs": summary,
         "all_runs": results,
     }

@@ -1,4 +1,4 @@
-"""Gas per operation on a real Anvil node running the real deployment (keeper.deploy.deploy_all).
+"""Gas per operation on a real Anvil node running the real deployment (bulwark.devnet.deploy.deploy_all).
 
 One base state is built once: a seeded pool, a staked insurance fund, a few background traders in
 both markets (so market sums are non-zero, as on a live market), 50 accounts at 10 ETH long on
@@ -25,7 +25,7 @@ from eth_account.signers.local import LocalAccount
 from bench import profile as gas_profile
 from bench.common import Row, fmt_gas, median
 from bench.world import MAX_UINT, USDC, BenchError, World, bench_account, wad, world
-from keeper.chain import WAD, dev_account
+from bulwark.chain.contracts import WAD, dev_account
 
 BLOCK_GAP_SECONDS = 12
 BATCH_SIZES = (1, 10, 50)

@@ -80,7 +80,7 @@ class KeeperProcess:
         for name, value in self.settings.items():
             env[f"BULWARK_KEEPER_{name.upper()}"] = str(value)
         argv = [
-            sys.executable, "-m", "keeper.cli", "keeper",
+            sys.executable, "-m", "bulwark.cli", "keeper",
             "--rpc", self.rpc_url, "--deployment", str(self.deployment),
             "--dev-account", str(self.dev_account), "--log-format", "json",
         ]  # fmt: skip
@@ -170,7 +170,7 @@ def keeper_settings(metrics_port: int = 0) -> dict[str, Any]:
 
 def crash_path() -> list[float]:
     """ETH-USD from Black Thursday in hourly steps, rescaled to start at 3,000, up to its low."""
-    from keeper.scenarios import load
+    from bulwark.sim.scenarios import load
 
     _, path = load("black-thursday")
     eth = [(s.timestamp, s.prices["ETH-USD"]) for s in path.steps if "ETH-USD" in s.prices]

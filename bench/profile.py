@@ -29,7 +29,8 @@ from typing import Any
 
 import solcx
 
-from keeper import compiler, paths
+from bulwark.core import paths
+from bulwark.devnet import compiler
 
 CALL_OPS = frozenset({"CALL", "STATICCALL", "DELEGATECALL", "CALLCODE"})
 _LINK_PLACEHOLDER = re.compile(r"__\$[0-9a-fA-F]{34}\$__")

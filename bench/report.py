@@ -83,7 +83,7 @@ def screening_md(r: Mapping[str, Any]) -> str:
         "| kernel | accounts x markets | per tick | p95 | peak RSS | target | |",
         "| --- | --- | ---: | ---: | ---: | --- | --- |",
     ]
-    names = {"keeper": "`keeper.screening.screen`", "core": "numpy core, arrays resident"}
+    names = {"keeper": "`bulwark.keeper.screening.screen`", "core": "numpy core, arrays resident"}
     for c in r["cases"]:
         target = "< 50 ms, < 300 MB" if c["target_seconds"] else ""
         lines.append(

@@ -11,7 +11,7 @@ market a size, an open notional (size x entry price summed over open fills) and 
 That is the contract's Ledger.health; the floats only pick candidates, which the keeper confirms with
 the exact on-chain view (healthsOf) before it liquidates anything.
 
-Two kernels are timed: the keeper's own (keeper.screening.screen, given an index of the same synthetic
+Two kernels are timed: the keeper's own (bulwark.keeper.screening.screen, given an index of the same synthetic
 accounts held as AccountIndex holds them) and this module's :func:`screen`, an element-wise pass over
 resident arrays, kept as an independent baseline.
 
@@ -95,7 +95,7 @@ def synthetic_book(n: int, m: int, seed: int = 7) -> tuple[Book, Array, Markets]
 
 def keeper_kernel_available() -> bool:
     try:
-        from keeper import screening as keeper_screening
+        from bulwark.keeper import screening as keeper_screening
     except ImportError:
         return False
     return hasattr(keeper_screening, "screen")
@@ -103,7 +103,7 @@ def keeper_kernel_available() -> bool:
 
 def _keeper_has_arrays() -> bool:
     try:
-        from keeper import index as keeper_index
+        from bulwark.keeper import index as keeper_index
     except ImportError:
         return False
     return hasattr(keeper_index, "ScreenArrays")
@@ -115,10 +115,10 @@ def _keeper_inputs(book: Book, prices: Array, markets: Markets) -> tuple[Any, An
     reads accounts), and a MarketSnapshot; `screen` reads ``index.arrays`` or ``index.accounts``."""
     from types import SimpleNamespace
 
-    from keeper import index as keeper_index
-    from keeper import riskmath as rm
-    from keeper.index import AccountState, BlockRef
-    from keeper.screening import MarketSnapshot
+    from bulwark.core import riskmath as rm
+    from bulwark.keeper import index as keeper_index
+    from bulwark.keeper.index import AccountState, BlockRef
+    from bulwark.keeper.screening import MarketSnapshot
 
     w = 10**18
     accounts: dict[str, AccountState] = {}
@@ -150,7 +150,7 @@ def _keeper_inputs(book: Book, prices: Array, markets: Markets) -> tuple[Any, An
 
 
 def _tick_keeper(index: Any, snap: Any, prices: Array, indices: Array) -> int:
-    from keeper.screening import screen as keeper_screen
+    from bulwark.keeper.screening import screen as keeper_screen
 
     w = 10**18
     snap.prices = {k: int(p * w) for k, p in enumerate(prices)}
@@ -161,7 +161,7 @@ def _tick_keeper(index: Any, snap: Any, prices: Array, indices: Array) -> int:
 def measure(n: int, m: int, ticks: int = TICKS, kernel: str = "core") -> dict[str, Any]:
     """Times `ticks` screens of N accounts in M markets on a random price walk (this process).
 
-    kernel "core": :func:`screen` over arrays kept resident; "keeper": keeper.screening.screen, which
+    kernel "core": :func:`screen` over arrays kept resident; "keeper": bulwark.keeper.screening.screen, which
     rebuilds its arrays from the account index on every call."""
     rss_before = peak_rss_mb()
     book, prices, markets = synthetic_book(n, m)
@@ -253,8 +253,8 @@ def run(runs: int = 3, sizes: tuple[int, ...] = SIZES) -> dict[str, Any]:
     return {
         "runs": runs,
         "kernels": {
-            "keeper": "keeper.screening.screen(index, snapshot) over an index holding the accounts as "
-            "AccountIndex does (exact states, plus its resident ScreenArrays when keeper.index has "
+            "keeper": "bulwark.keeper.screening.screen(index, snapshot) over an index holding the accounts as "
+            "AccountIndex does (exact states, plus its resident ScreenArrays when bulwark.keeper.index has "
             "them: "
             + ("yes" if _keeper_has_arrays() else "no, so the arrays are built per call")
             + ")",
@@ -272,7 +272,9 @@ def rows(result: dict[str, Any]) -> list[Row]:
     out = []
     for c in result["cases"]:
         name = (
-            "keeper.screening.screen" if c["kernel"] == "keeper" else "numpy core, arrays resident"
+            "bulwark.keeper.screening.screen"
+            if c["kernel"] == "keeper"
+            else "numpy core, arrays resident"
         )
         item = f"{name}: {c['accounts']:,} accounts x {c['markets']} markets"
         value = f"{fmt_ms(c['seconds_median'])}, {c['peak_rss_mb']:.0f} MB peak RSS"

@@ -21,10 +21,10 @@ from eth_utils import keccak
 from web3 import Web3
 from web3.exceptions import TransactionNotFound
 
-from keeper import compiler
-from keeper.chain import WAD, Bulwark, Deployment, connect, dev_account
-from keeper.deploy import FEED_DECIMALS, deploy_all
-from keeper.node import AnvilNode
+from bulwark.chain.contracts import WAD, Bulwark, Deployment, connect, dev_account
+from bulwark.devnet import compiler
+from bulwark.devnet.deploy import FEED_DECIMALS, deploy_all
+from bulwark.devnet.node import AnvilNode
 
 USDC = 10**6
 MAX_UINT = 2**256 - 1

@@ -1,8 +1,8 @@
 """Shared by the scripts: run one ``bulwark`` command, here or through the project's CLI.
 
 With the project's interpreter (``.venv/bin/python scripts/deploy.py``) the command runs in this
-process through ``keeper.cli.main``. Under Brownie, which lives in its own virtualenv with web3 7,
-the keeper package (web3 8) cannot be imported, so the command runs through the project's
+process through ``bulwark.cli.main``. Under Brownie, which lives in its own virtualenv with web3 7,
+the bulwark package (web3 8) cannot be imported, so the command runs through the project's
 ``.venv/bin/bulwark``, pointed at the node Brownie is connected to.
 
 A signer for Brownie runs comes from the environment: ``BULWARK_PRIVATE_KEY``,
@@ -41,7 +41,7 @@ def _keeper_cli() -> ModuleType | None:
 
         if int(web3.__version__.split(".")[0]) < 8:
             return None
-        from keeper import cli
+        from bulwark import cli
     except ImportError:
         return None
     return cli

@@ -13,10 +13,11 @@ import pytest
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from keeper import compiler, invariants
-from keeper.chain import WAD, Bulwark, Deployment, connect, dev_account
-from keeper.deploy import deploy_all
-from keeper.node import AnvilNode
+from bulwark.chain.contracts import WAD, Bulwark, Deployment, connect, dev_account
+from bulwark.devnet import compiler
+from bulwark.devnet.deploy import deploy_all
+from bulwark.devnet.node import AnvilNode
+from bulwark.sim import invariants
 
 MAX_UINT = 2**256 - 1
 USDC = 10**6

@@ -16,8 +16,8 @@ from web3.contract import Contract
 from web3.exceptions import LogTopicError, MismatchedABI
 from web3.types import TxReceipt
 
-from keeper import riskmath as rm
-from keeper.chain import WAD, TxReverted
+from bulwark.chain.contracts import WAD, TxReverted
+from bulwark.core import riskmath as rm
 
 ETH, BTC = 0, 1
 LONG, SHORT = 0, 1

@@ -22,8 +22,8 @@ from helpers import (
     wad,
 )
 
-from keeper import riskmath as rm
-from keeper.chain import WAD
+from bulwark.chain.contracts import WAD
+from bulwark.core import riskmath as rm
 
 
 def _scores(p: Protocol, who: list[str]) -> list[int]:

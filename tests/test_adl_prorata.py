@@ -7,12 +7,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_keeper_support import Chain
 
-from keeper import invariants, prorata
-from keeper import riskmath as rm
-from keeper.chain import Bulwark, dev_account
-from keeper.config import KeeperSettings
-from keeper.daemon import Keeper
-from keeper.node import AnvilNode
+from bulwark.chain.contracts import Bulwark, dev_account
+from bulwark.core import riskmath as rm
+from bulwark.devnet.node import AnvilNode
+from bulwark.keeper import prorata
+from bulwark.keeper.config import KeeperSettings
+from bulwark.keeper.daemon import Keeper
+from bulwark.sim import invariants
 
 KEEPER = dev_account(3)
 ETH = 0

@@ -1,6 +1,6 @@
 """The layers of docs/architecture.md, enforced: every module's imports (parsed, not run) go down or
 sideways only, only the command line reads argv and the environment, and every error the package
-defines derives from keeper.errors.BulwarkError. Known departures are listed with their reason; a new
+defines derives from bulwark.core.errors.BulwarkError. Known departures are listed with their reason; a new
 one fails, and so does a listed one that has gone (the list must shrink with the code)."""
 
 from __future__ import annotations
@@ -11,29 +11,12 @@ import pkgutil
 from importlib import import_module
 from pathlib import Path
 
-import keeper
-from keeper.errors import BulwarkError
+import bulwark
+from bulwark.core.errors import BulwarkError
 
-ROOT = Path(keeper.__file__).parent
+ROOT = Path(bulwark.__file__).parent
 
-LAYERS: dict[str, set[str]] = {
-    "core": {"errors", "units", "riskmath", "paths", "logs"},
-    "chain": {"rpc", "chain", "sender"},
-    "keeper": {
-        "daemon",
-        "decisions",
-        "prorata",
-        "screening",
-        "metrics",
-        "config",
-        "index",
-        "status",
-    },
-    "devnet": {"node", "compiler", "deploy"},
-    "sim": {"stress", "sweep", "report", "scenarios", "demo", "invariants"},
-    "cli": {"cli"},
-}
-# which layers a layer may import (besides itself)
+# The layers are the subpackages of bulwark/; which layers each may import (besides itself).
 ALLOWED: dict[str, set[str]] = {
     "core": set(),
     "chain": {"core"},
@@ -43,21 +26,26 @@ ALLOWED: dict[str, set[str]] = {
     "cli": {"core", "chain", "keeper", "devnet", "sim"},
 }
 KNOWN_EDGES: dict[tuple[str, str], str] = {
-    ("chain", "compiler"): "Bulwark() loads the ABIs from build/ when there is one, else the "
-    "packaged keeper/abi.json; the loader lives in the compiler",
-    ("sender", "index"): "the sender takes the pending block from keeper.index's names "
-    "(BlockRef, rpc_batch); they live in keeper.rpc and the import can move there",
-    ("sender", "metrics"): "the sender counts replacements and outcomes on the keeper's metrics",
-    ("status", "invariants"): "status shows the solvency identities the invariant checker computes",
+    ("chain.contracts", "devnet.compiler"): "Bulwark() loads the ABIs from build/ when there is "
+    "one, else the packaged bulwark/core/abi.json; the loader lives in the compiler",
+    ("chain.sender", "keeper.index"): "the sender takes the pending block from "
+    "bulwark.keeper.index's names (BlockRef, rpc_batch); they live in bulwark.chain.rpc and the "
+    "import can move there",
+    ("chain.sender", "keeper.metrics"): "the sender counts replacements and outcomes on the "
+    "keeper's metrics",
+    ("keeper.status", "sim.invariants"): "status shows the solvency identities the invariant "
+    "checker computes",
 }
 ENV_READERS: dict[str, str] = {
-    "config": "the settings loader reads BULWARK_KEEPER_* (KeeperSettings() alone reads nothing)",
-    "paths": "where tools and state live: BULWARK_HOME and XDG_STATE_HOME",
-    "chain": "account_from_keystore reads BULWARK_KEYSTORE_PASSWORD where the keystore is opened",
-    "compiler": "`python -m keeper.compiler` (make build) parses its own argv",
-    "scenarios": "`python -m keeper.scenarios` parses its own argv",
-    "stress": "the stress run resolves its signer, node and deployment from BULWARK_PRIVATE_KEY, "
-    "BULWARK_RPC and BULWARK_DEPLOYMENT itself",
+    "keeper.config": "the settings loader reads BULWARK_KEEPER_* (KeeperSettings() alone reads "
+    "nothing)",
+    "core.paths": "where tools and state live: BULWARK_HOME and XDG_STATE_HOME",
+    "chain.contracts": "account_from_keystore reads BULWARK_KEYSTORE_PASSWORD where the keystore "
+    "is opened",
+    "devnet.compiler": "`python -m bulwark.devnet.compiler` (make build) parses its own argv",
+    "sim.scenarios": "`python -m bulwark.sim.scenarios` parses its own argv",
+    "sim.stress": "the stress run resolves its signer, node and deployment from "
+    "BULWARK_PRIVATE_KEY, BULWARK_RPC and BULWARK_DEPLOYMENT itself",
 }
 KNOWN_ERRORS: dict[str, str] = {
     "CompileError": "a RuntimeError the build tooling catches by that name",
@@ -68,45 +56,60 @@ KNOWN_ERRORS: dict[str, str] = {
 
 
 def modules() -> dict[str, Path]:
-    """Every module of the package by its name under ``keeper`` (cli modules as ``cli``)."""
-    return {
-        p.relative_to(ROOT).with_suffix("").as_posix(): p
-        for p in sorted(ROOT.rglob("*.py"))
-        if p.name != "__init__.py" or p.parent != ROOT
-    }
+    """Every module of the package by its dotted name under ``bulwark`` (``keeper.daemon``); the
+    command line's modules all count as ``cli``."""
+    out = {}
+    for p in sorted(ROOT.rglob("*.py")):
+        rel = p.relative_to(ROOT).with_suffix("").parts
+        if len(rel) < 2:
+            assert rel == ("__init__",), f"bulwark/{p.name} is in no layer: put it in a subpackage"
+            continue
+        out[".".join(rel)] = p
+    return out
 
 
 def unit(name: str) -> str:
-    """The unit a module belongs to for the layer rule: its file name, or ``cli`` for keeper/cli/*."""
-    return "cli" if name == "cli" or name.startswith("cli/") or name.startswith("cli.") else name
+    """The unit a module belongs to for the layer rule: its dotted name, or ``cli`` for
+    bulwark/cli/*; a subpackage's ``__init__`` is the subpackage."""
+    if name == "cli" or name.startswith("cli."):
+        return "cli"
+    return name.removesuffix(".__init__")
 
 
 def layer_of(name: str) -> str:
-    u = unit(name)
-    found = [layer for layer, members in LAYERS.items() if u in members]
-    assert len(found) == 1, f"keeper/{name}.py is in no layer (or in several): {found}"
-    return found[0]
+    layer = name.split(".")[0]
+    assert layer in ALLOWED, f"bulwark/{layer} is not a layer of docs/architecture.md"
+    return layer
+
+
+def resolve(name: str) -> str | None:
+    """The unit a dotted import names: a module, a subpackage, or None outside the package."""
+    parts = name.split(".")
+    if parts[0] != "bulwark" or len(parts) < 2:
+        return None
+    if parts[1] == "cli":
+        return "cli"
+    if len(parts) >= 3 and (ROOT / parts[1] / f"{parts[2]}.py").is_file():
+        return f"{parts[1]}.{parts[2]}"
+    return parts[1] if (ROOT / parts[1] / "__init__.py").is_file() else None
 
 
 def imported(path: Path) -> set[str]:
-    """The keeper modules a file imports (at any depth: imports inside functions count too)."""
+    """The package modules a file imports (at any depth: imports inside functions count too);
+    ``from bulwark.core import units`` imports ``core.units``, not the subpackage."""
     out: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
+            found = [resolve(a.name) for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module:
-            base = node.module
-            names = [base] + [f"{base}.{a.name}" for a in node.names]
+            base = resolve(node.module)
+            found = [
+                full if (full := resolve(f"{node.module}.{a.name}")) != base else base
+                for a in node.names
+            ]
         else:
             continue
-        for name in names:
-            parts = name.split(".")
-            if parts[0] != "keeper" or len(parts) < 2:
-                continue
-            if parts[1] == "cli":
-                out.add("cli")
-            elif (ROOT / f"{parts[1]}.py").is_file():
-                out.add(parts[1])
+        out.update(u for u in found if u is not None)
     return out
 
 
@@ -119,7 +122,7 @@ def edges() -> set[tuple[str, str]]:
     return found
 
 
-def test_every_module_is_in_exactly_one_layer() -> None:
+def test_every_module_is_in_a_layer() -> None:
     for name in modules():
         layer_of(name)
 
@@ -142,7 +145,7 @@ def test_the_keeper_runs_without_devnet_or_sim() -> None:
     graph: dict[str, set[str]] = {}
     for a, b in edges():
         graph.setdefault(a, set()).add(b)
-    seen, todo = set(), ["daemon"]
+    seen, todo = set(), ["keeper.daemon"]
     while todo:
         m = todo.pop()
         if m in seen:
@@ -166,18 +169,18 @@ def reads_environment(path: Path) -> bool:
 def test_only_the_command_line_reads_argv_and_the_environment() -> None:
     readers = {unit(n) for n, p in modules().items() if reads_environment(p)} - {"cli"}
     new = sorted(readers - set(ENV_READERS))
-    assert not new, f"modules reading argv or the environment outside keeper/cli: {new}"
+    assert not new, f"modules reading argv or the environment outside bulwark/cli: {new}"
     gone = sorted(set(ENV_READERS) - readers)
     assert not gone, f"listed as reading the environment but no longer do (remove them): {gone}"
 
 
 def test_the_package_errors_share_one_root() -> None:
-    from keeper import chain
+    from bulwark.chain import contracts as chain
 
     assert chain.BulwarkError is BulwarkError
     outside = set()
-    for info in pkgutil.walk_packages(keeper.__path__, "keeper."):
-        if info.name in ("keeper.report", "keeper.demo", "keeper.cli.__main__"):
+    for info in pkgutil.walk_packages(bulwark.__path__, "bulwark."):
+        if info.name in ("bulwark.sim.report", "bulwark.sim.demo", "bulwark.cli.__main__"):
             continue  # matplotlib at import; __main__ runs the CLI
         module = import_module(info.name)
         for name, cls in inspect.getmembers(module, inspect.isclass):

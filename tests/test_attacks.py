@@ -1,4 +1,4 @@
-"""Attacks on the deployed protocol (keeper/deploy.py parameters) on a real Anvil node. Each test
+"""Attacks on the deployed protocol (bulwark/devnet/deploy.py parameters) on a real Anvil node. Each test
 states the attack and shows that it fails or that its damage is bounded. The same attacks, and
 more, run in Solidity under test/foundry/attacks (tests/test_forge.py)."""
 
@@ -9,7 +9,7 @@ from conftest import USDC, Protocol
 from eth_account.signers.local import LocalAccount
 from web3.logs import DISCARD
 
-from keeper.chain import WAD, TxReverted
+from bulwark.chain.contracts import WAD, TxReverted
 
 ETH = "ETH-USD"
 WINDOW_CAP_RATIO = WAD // 2  # DeployParams.fund_window_cap_ratio

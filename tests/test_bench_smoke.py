@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keeper import riskmath as rm
+from bulwark.core import riskmath as rm
 
 WAD = 10**18
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from conftest import Protocol, clear_cli_env
 
-from keeper import cli
-from keeper.chain import WAD, Bulwark, Deployment, dev_account
-from keeper.units import parse_wad
+from bulwark import cli
+from bulwark.chain.contracts import WAD, Bulwark, Deployment, dev_account
+from bulwark.core.units import parse_wad
 
 TRADER, OTHER, LP, STAKER = 4, 5, 1, 2
 
@@ -493,8 +493,10 @@ def test_stress_and_demo_receive_the_namespace(run: Cli, monkeypatch: pytest.Mon
         module.run_from_cli = run_from_cli  # type: ignore[attr-defined]
         return module
 
-    monkeypatch.setitem(__import__("sys").modules, "keeper.stress", entry("keeper.stress"))
-    monkeypatch.setitem(__import__("sys").modules, "keeper.demo", entry("keeper.demo"))
+    monkeypatch.setitem(
+        __import__("sys").modules, "bulwark.sim.stress", entry("bulwark.sim.stress")
+    )
+    monkeypatch.setitem(__import__("sys").modules, "bulwark.sim.demo", entry("bulwark.sim.demo"))
     assert (
         cli.main(
             [
@@ -514,7 +516,7 @@ def test_stress_and_demo_receive_the_namespace(run: Cli, monkeypatch: pytest.Mon
         == 0
     )
     assert cli.main(["demo", "--out", "/tmp/x"]) == 0
-    stress, demo = seen["keeper.stress"], seen["keeper.demo"]
+    stress, demo = seen["bulwark.sim.stress"], seen["bulwark.sim.demo"]
     assert (stress.scenario, stress.accounts, stress.seed, str(stress.speed)) == (
         "scenarios/gap.csv",
         50,

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import toolvenv
 
-from keeper import paths
-from keeper.chain import Bulwark
+from bulwark.chain.contracts import Bulwark
+from bulwark.core import paths
 
 BROWNIE_VERSION = "1.22.2"
 ROOT = paths.project_root()

@@ -14,8 +14,8 @@ from conftest import USDC, Protocol, clear_cli_env
 from test_cli import Cli, assert_one_line_error
 from web3.exceptions import Web3RPCError
 
-from keeper import cli, riskmath
-from keeper.chain import (
+from bulwark import cli
+from bulwark.chain.contracts import (
     WAD,
     Bulwark,
     DecodedError,
@@ -24,9 +24,10 @@ from keeper.chain import (
     dev_account,
     node_error_line,
 )
-from keeper.cli.render import revert_message
-from keeper.deploy import SEED_FUND_ACCOUNT, SEED_POOL_ACCOUNT
-from keeper.units import format_wad, parse_wad
+from bulwark.cli.render import revert_message
+from bulwark.core import riskmath
+from bulwark.core.units import format_wad, parse_wad
+from bulwark.devnet.deploy import SEED_FUND_ACCOUNT, SEED_POOL_ACCOUNT
 
 TRADER = 4
 
@@ -365,7 +366,7 @@ def test_accounts_create_fund_and_pick_by_index(
 
 def test_riskmath_values_the_stale_account_like_the_chain(protocol: Protocol) -> None:
     """The stale view's arithmetic is the contract's: with fresh prices both agree exactly."""
-    from keeper import status
+    from bulwark.keeper import status
 
     p = protocol
     trader = dev_account(TRADER)

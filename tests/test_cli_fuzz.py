@@ -24,8 +24,8 @@ from conftest import clear_cli_env
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from keeper import cli
-from keeper.chain import Bulwark, dev_account
+from bulwark import cli
+from bulwark.chain.contracts import Bulwark, dev_account
 
 DEEP = os.environ.get("BULWARK_DEEP") == "1"
 

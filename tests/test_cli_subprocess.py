@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from keeper.chain import Bulwark, connect
+from bulwark.chain.contracts import Bulwark, connect
 
 BULWARK = Path(sys.executable).parent / "bulwark"
 

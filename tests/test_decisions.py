@@ -1,5 +1,5 @@
-"""keeper.decisions without a chain: which accounts, which batches, cover/ADL/socialise and in what
-order, checked by example and by property against keeper/riskmath.py."""
+"""bulwark.keeper.decisions without a chain: which accounts, which batches, cover/ADL/socialise and in what
+order, checked by example and by property against bulwark/core/riskmath.py."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import dataclasses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keeper import decisions as dec
-from keeper import riskmath as rm
+from bulwark.core import riskmath as rm
+from bulwark.keeper import decisions as dec
 
 WAD = rm.WAD
 RISK = rm.RiskParams(

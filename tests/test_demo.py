@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from keeper import demo
+from bulwark.sim import demo
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -78,7 +78,7 @@ def test_demo_tells_the_whole_story(demo_run: dict[str, Any]) -> None:
 def test_each_gini_is_named_with_its_population(demo_run: dict[str, Any]) -> None:
     """The story and the Lorenz plot's title give the same two coefficients, each with the traders
     it is over (those hit; every eligible trader, zeros included), so neither reads as the other."""
-    from keeper import report
+    from bulwark.sim import report
 
     adl = demo_run["data"]["adl"]
     story = "\n".join(demo_run["data"]["narrative"])

@@ -50,7 +50,7 @@ from pathlib import Path
 import pytest
 import toolvenv
 
-from keeper import paths
+from bulwark.core import paths
 
 ROOT = paths.project_root()
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

@@ -29,12 +29,12 @@ import pytest
 from faultproxy import Fault, FaultProxy
 from test_keeper_support import Book, Chain, crash_book, own_chain, reverted, wait_for
 
-from keeper.chain import Bulwark, connect, dev_account
-from keeper.config import KeeperSettings
-from keeper.daemon import Keeper
-from keeper.deploy import deploy_all
-from keeper.logs import LOGGER_NAME, PlainFormatter
-from keeper.node import AnvilNode
+from bulwark.chain.contracts import Bulwark, connect, dev_account
+from bulwark.core.logs import LOGGER_NAME, PlainFormatter
+from bulwark.devnet.deploy import deploy_all
+from bulwark.devnet.node import AnvilNode
+from bulwark.keeper.config import KeeperSettings
+from bulwark.keeper.daemon import Keeper
 
 KEEPER = dev_account(3)
 GWEI = 10**9

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from keeper import paths
+from bulwark.core import paths
 
 REPO = Path(__file__).resolve().parents[1]
 PATHS_LOG = "out/invariant-paths.jsonl"

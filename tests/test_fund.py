@@ -27,9 +27,9 @@ from helpers import (
     wad,
 )
 
-from keeper import cli
-from keeper import riskmath as rm
-from keeper.chain import WAD
+from bulwark import cli
+from bulwark.chain.contracts import WAD
+from bulwark.core import riskmath as rm
 
 
 def _request(p: Protocol, who: LocalAccount, shares: int | None = None) -> tuple[int, dict]:  # type: ignore[type-arg]

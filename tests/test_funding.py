@@ -15,7 +15,7 @@ from helpers import (
     wad,
 )
 
-from keeper import riskmath as rm
+from bulwark.core import riskmath as rm
 
 WARP = 3_000  # below the feeds' 3,600 s heartbeat
 

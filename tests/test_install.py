@@ -12,20 +12,20 @@ from pathlib import Path
 import pytest
 from conftest import Protocol
 
-from keeper import compiler
-from keeper.chain import dev_account
+from bulwark.chain.contracts import dev_account
+from bulwark.devnet import compiler
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def test_packaged_abis_match_the_build(artifacts: dict[str, compiler.Artifact]) -> None:
-    """keeper/abi.json is what the contracts compile to now (`python -m keeper.compiler --abis`)."""
+    """bulwark/core/abi.json is what the contracts compile to now (`python -m bulwark.devnet.compiler --abis`)."""
     shipped = json.loads(compiler.PACKAGED_ABIS.read_text())
     built = compiler.abis_of(artifacts)
     stale = sorted(
         name for name in built.keys() | shipped.keys() if built.get(name) != shipped.get(name)
     )
-    assert not stale, f"keeper/abi.json differs from the build for {stale}: run `make abi`"
+    assert not stale, f"bulwark/core/abi.json differs from the build for {stale}: run `make abi`"
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +61,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_installed_wheel_holds_no_checkout_paths(installed: Path) -> None:
     (site,) = installed.glob("lib/python3*/site-packages")
-    package = site / "keeper"
-    assert (package / "abi.json").is_file()
+    package = site / "bulwark"
+    assert (package / "core" / "abi.json").is_file()
+    assert (package / "core" / "errors.json").is_file()
+    assert not (site / "matplotlib").exists(), "plots are the sim extra, not the keeper's install"
     assert not (site / "contracts").exists()
     assert not any(site.glob("*.egg-link")), "an editable install would read the checkout"
 

@@ -8,8 +8,8 @@ import pytest
 from conftest import USDC, Protocol
 from eth_utils.crypto import keccak
 
-from keeper import invariants
-from keeper.chain import WAD
+from bulwark.chain.contracts import WAD
+from bulwark.sim import invariants
 
 ETH = 0
 LAYOUT_SLOTS = 64  # where to look for the accounts mapping of the clearing house's storage

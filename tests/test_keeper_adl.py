@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from test_keeper_support import Chain, trader_key
 
-from keeper import invariants
-from keeper import riskmath as rm
-from keeper.chain import Bulwark, dev_account
-from keeper.config import KeeperSettings
-from keeper.daemon import Keeper
-from keeper.node import AnvilNode
+from bulwark.chain.contracts import Bulwark, dev_account
+from bulwark.core import riskmath as rm
+from bulwark.devnet.node import AnvilNode
+from bulwark.keeper.config import KeeperSettings
+from bulwark.keeper.daemon import Keeper
+from bulwark.sim import invariants
 
 KEEPER = dev_account(3)
 LONG, SHORT = 0, 1

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from keeper.config import KeeperSettings, SettingsError, load_settings
-from keeper.logs import kv, setup_logging
-from keeper.sender import Eip1559Strategy, Fees
+from bulwark.chain.sender import Eip1559Strategy, Fees
+from bulwark.core.logs import kv, setup_logging
+from bulwark.keeper.config import KeeperSettings, SettingsError, load_settings
 
 
 def test_defaults_need_no_file() -> None:

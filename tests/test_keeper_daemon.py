@@ -14,10 +14,10 @@ from typing import Self
 import pytest
 from test_keeper_support import Chain, crash_book, own_chain, wait_for
 
-from keeper.chain import dev_account
-from keeper.config import KeeperSettings
-from keeper.daemon import EXIT_CIRCUIT_BREAKER, Keeper
-from keeper.screening import shard_of
+from bulwark.chain.contracts import dev_account
+from bulwark.keeper.config import KeeperSettings
+from bulwark.keeper.daemon import EXIT_CIRCUIT_BREAKER, Keeper
+from bulwark.keeper.screening import shard_of
 
 
 @pytest.fixture

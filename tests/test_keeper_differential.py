@@ -9,11 +9,11 @@ import random
 import pytest
 from test_keeper_support import Chain
 
-from keeper import riskmath as rm
-from keeper.chain import WAD, Bulwark, TxReverted
-from keeper.index import AccountIndex, get_block
-from keeper.node import AnvilNode
-from keeper.screening import read_markets, screen
+from bulwark.chain.contracts import WAD, Bulwark, TxReverted
+from bulwark.core import riskmath as rm
+from bulwark.devnet.node import AnvilNode
+from bulwark.keeper.index import AccountIndex, get_block
+from bulwark.keeper.screening import read_markets, screen
 
 MARKETS = {"ETH-USD": 3000.0, "BTC-USD": 60000.0}
 

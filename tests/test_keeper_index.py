@@ -9,10 +9,17 @@ import numpy as np
 import pytest
 from test_keeper_support import Chain
 
-from keeper import riskmath as rm
-from keeper.chain import WAD, Bulwark, BulwarkError, dev_account
-from keeper.index import AccountIndex, AccountState, Calls, ScreenArrays, get_block, rpc_batch
-from keeper.node import AnvilNode
+from bulwark.chain.contracts import WAD, Bulwark, BulwarkError, dev_account
+from bulwark.core import riskmath as rm
+from bulwark.devnet.node import AnvilNode
+from bulwark.keeper.index import (
+    AccountIndex,
+    AccountState,
+    Calls,
+    ScreenArrays,
+    get_block,
+    rpc_batch,
+)
 
 
 def test_index_tracks_every_account_with_exact_state(

@@ -8,11 +8,12 @@ import pytest
 from eth_account import Account
 from test_keeper_support import Chain, crash_book
 
-from keeper import decisions, invariants
-from keeper.chain import Bulwark, BulwarkError, dev_account
-from keeper.config import KeeperSettings
-from keeper.daemon import Keeper, PassResult
-from keeper.node import AnvilError, AnvilNode
+from bulwark.chain.contracts import Bulwark, BulwarkError, dev_account
+from bulwark.devnet.node import AnvilError, AnvilNode
+from bulwark.keeper import decisions
+from bulwark.keeper.config import KeeperSettings
+from bulwark.keeper.daemon import Keeper, PassResult
+from bulwark.sim import invariants
 
 KEEPER = dev_account(3)
 RIVAL = dev_account(5)

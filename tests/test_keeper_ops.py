@@ -22,14 +22,14 @@ from typing import Any
 import pytest
 from test_keeper_support import Book, Chain, crash_book, own_chain, reverted, wait_for
 
-from keeper import cli
-from keeper.chain import WAD, Bulwark, BulwarkError, connect, dev_account
-from keeper.config import KeeperSettings
-from keeper.daemon import EXIT_CHAIN_RESET, Keeper
-from keeper.deploy import deploy_all
-from keeper.index import get_block
-from keeper.logs import LOGGER_NAME
-from keeper.node import AnvilNode
+from bulwark import cli
+from bulwark.chain.contracts import WAD, Bulwark, BulwarkError, connect, dev_account
+from bulwark.core.logs import LOGGER_NAME
+from bulwark.devnet.deploy import deploy_all
+from bulwark.devnet.node import AnvilNode
+from bulwark.keeper.config import KeeperSettings
+from bulwark.keeper.daemon import EXIT_CHAIN_RESET, Keeper
+from bulwark.keeper.index import get_block
 
 KEEPER = dev_account(3)
 OTHER = dev_account(5)
@@ -531,8 +531,8 @@ def test_head_age_is_not_clamped_when_chain_time_runs_ahead(book: Book) -> None:
 def test_state_and_deployment_defaults_stay_out_of_the_checkout(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from keeper import paths
-    from keeper.chain import Deployment
+    from bulwark.chain.contracts import Deployment
+    from bulwark.core import paths
 
     project, state = tmp_path / "project", tmp_path / "state"
     monkeypatch.setenv("BULWARK_HOME", str(project))

@@ -17,17 +17,17 @@ from pathlib import Path
 import pytest
 from test_keeper_support import Chain, crash_book, own_chain, wait_for
 
-from keeper.chain import Bulwark, connect, dev_account
-from keeper.config import KeeperSettings
-from keeper.daemon import Keeper
-from keeper.deploy import deploy_all
-from keeper.node import AnvilNode
+from bulwark.chain.contracts import Bulwark, connect, dev_account
+from bulwark.devnet.deploy import deploy_all
+from bulwark.devnet.node import AnvilNode
+from bulwark.keeper.config import KeeperSettings
+from bulwark.keeper.daemon import Keeper
 
 KEEPER = dev_account(3)
 DAEMON = """
 import argparse, sys
-from keeper.chain import Bulwark, Deployment, connect, dev_account
-from keeper.daemon import run_from_cli
+from bulwark.chain.contracts import Bulwark, Deployment, connect, dev_account
+from bulwark.keeper.daemon import run_from_cli
 bw = Bulwark(connect(sys.argv[1]), Deployment.load(sys.argv[2]))
 args = argparse.Namespace(once=False, config=sys.argv[3], metrics_port=None, log_format="json")
 sys.exit(run_from_cli(bw, dev_account(3), args))
@@ -227,7 +227,7 @@ def test_run_from_cli_reports_a_bad_config_in_one_line(
 ) -> None:
     import argparse
 
-    from keeper.daemon import run_from_cli
+    from bulwark.keeper.daemon import run_from_cli
 
     bad = tmp_path / "k.toml"
     bad.write_text("bump_bps = 100\n")

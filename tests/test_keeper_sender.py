@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from keeper.chain import Bulwark, dev_account
-from keeper.node import AnvilNode
-from keeper.sender import Eip1559Strategy, Simulation, TxSender
+from bulwark.chain.contracts import Bulwark, dev_account
+from bulwark.chain.sender import Eip1559Strategy, Simulation, TxSender
+from bulwark.devnet.node import AnvilNode
 
 KEEPER = dev_account(3)
 GWEI = 10**9

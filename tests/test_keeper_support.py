@@ -15,9 +15,9 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from web3 import Web3
 
-from keeper.chain import WAD, Bulwark, Deployment, TxReverted, connect, dev_account
-from keeper.deploy import deploy_all
-from keeper.node import AnvilNode
+from bulwark.chain.contracts import WAD, Bulwark, Deployment, TxReverted, connect, dev_account
+from bulwark.devnet.deploy import deploy_all
+from bulwark.devnet.node import AnvilNode
 
 USDC = 10**6
 MAX_UINT = 2**256 - 1

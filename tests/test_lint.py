@@ -1,5 +1,5 @@
 """The codebase's own checks: ruff (rules and formatting, line length 100) and mypy --strict on the
-keeper package, with the settings in pyproject.toml."""
+bulwark package, with the settings in pyproject.toml."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from keeper import paths
+from bulwark.core import paths
 
 ROOT = paths.project_root()
 BIN = Path(sys.executable).parent
-TARGETS = ["keeper", "tests", "bench", "scripts"]
+TARGETS = ["bulwark", "tests", "bench", "scripts"]
 
 
 def _run(*argv: str) -> subprocess.CompletedProcess[str]:

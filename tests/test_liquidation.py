@@ -29,8 +29,8 @@ from helpers import (
 )
 from web3.exceptions import Web3RPCError
 
-from keeper import riskmath as rm
-from keeper.chain import WAD, TxReverted
+from bulwark.chain.contracts import WAD, TxReverted
+from bulwark.core import riskmath as rm
 
 
 def _liquidate(p: Protocol, who: str, market: int = ETH) -> tuple[dict, rm.Health, int]:  # type: ignore[type-arg]

@@ -1,4 +1,4 @@
-"""keeper.node.AnvilNode: starts on a free port, answers, and never outlives its owner."""
+"""bulwark.devnet.node.AnvilNode: starts on a free port, answers, and never outlives its owner."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from keeper.node import AnvilError, AnvilNode
+from bulwark.devnet.node import AnvilError, AnvilNode
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -115,7 +115,7 @@ def test_crashed_session_leaves_no_anvil_running() -> None:
     child = textwrap.dedent(
         """
         import os, signal, sys
-        from keeper.node import AnvilNode
+        from bulwark.devnet.node import AnvilNode
 
         node = AnvilNode().start()
         print(node.pid, flush=True)
@@ -139,7 +139,7 @@ def test_crashed_session_leaves_no_anvil_running() -> None:
 def test_normal_exit_without_stop_stops_anvil() -> None:
     child = textwrap.dedent(
         """
-        from keeper.node import AnvilNode
+        from bulwark.devnet.node import AnvilNode
 
         node = AnvilNode().start()
         print(node.pid, flush=True)

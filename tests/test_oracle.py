@@ -9,8 +9,8 @@ from conftest import Protocol
 from helpers import ETH, events, reverts, trade_wad, tx, wad
 from web3.contract import Contract
 
-from keeper.chain import WAD
-from keeper.deploy import Deployer, role
+from bulwark.chain.contracts import WAD
+from bulwark.devnet.deploy import Deployer, role
 
 ZERO = "0x0000000000000000000000000000000000000000"
 HEARTBEAT = 3_600

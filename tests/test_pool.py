@@ -20,9 +20,9 @@ from helpers import (
     wad,
 )
 
-from keeper import cli
-from keeper import riskmath as rm
-from keeper.chain import WAD
+from bulwark import cli
+from bulwark.chain.contracts import WAD
+from bulwark.core import riskmath as rm
 
 
 def _cooldown(p: Protocol) -> int:

@@ -1,4 +1,4 @@
-"""keeper.riskmath: exact identities against rational arithmetic, rounding always against the holder,
+"""bulwark.core.riskmath: exact identities against rational arithmetic, rounding always against the holder,
 and agreement with the contracts' own views on a live book."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from helpers import BTC, ETH, trade_wad, view, wad
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keeper import riskmath as rm
+from bulwark.core import riskmath as rm
 
 WAD = rm.WAD
 signed = st.integers(min_value=-(10**30), max_value=10**30)

@@ -17,9 +17,9 @@ from helpers import (
     tx,
 )
 
-from keeper import riskmath as rm
-from keeper.chain import WAD
-from keeper.deploy import role
+from bulwark.chain.contracts import WAD
+from bulwark.core import riskmath as rm
+from bulwark.devnet.deploy import role
 
 ZERO = "0x0000000000000000000000000000000000000000"
 

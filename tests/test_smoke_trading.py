@@ -5,7 +5,7 @@ from __future__ import annotations
 from conftest import USDC, Protocol
 from web3.logs import DISCARD
 
-from keeper.chain import WAD
+from bulwark.chain.contracts import WAD
 
 
 def test_trade_open_close_roundtrip_conserves(protocol: Protocol) -> None:

@@ -56,9 +56,9 @@ from bench.keeperlat import (  # noqa: E402
     run_path,
     wait_blocks,
 )
-from keeper import invariants  # noqa: E402
-from keeper.chain import dev_account  # noqa: E402
-from keeper.node import AnvilNode  # noqa: E402
+from bulwark.chain.contracts import dev_account  # noqa: E402
+from bulwark.devnet.node import AnvilNode  # noqa: E402
+from bulwark.sim import invariants  # noqa: E402
 
 pytestmark = [pytest.mark.soak, pytest.mark.timeout(900)]
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import toolvenv
 
-from keeper import paths
+from bulwark.core import paths
 
 REPO = Path(__file__).resolve().parents[1]
 TRIAGE = REPO / "docs" / "slither-triage.json"

@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 from eth_utils import event_abi_to_log_topic
 
-from keeper import report
-from keeper.chain import WAD, Bulwark, connect, dev_account
-from keeper.deploy import deploy_all
-from keeper.node import AnvilNode
-from keeper.stress import Progress, StressConfig, StressRun, plan_population, run_from_cli
+from bulwark.chain.contracts import WAD, Bulwark, connect, dev_account
+from bulwark.devnet.deploy import deploy_all
+from bulwark.devnet.node import AnvilNode
+from bulwark.sim import report
+from bulwark.sim.stress import Progress, StressConfig, StressRun, plan_population, run_from_cli
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ACCOUNTS = 30

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from keeper import scenarios
-from keeper.scenarios import PricePath, ScenarioError, Step
+from bulwark.sim import scenarios
+from bulwark.sim.scenarios import PricePath, ScenarioError, Step
 
 DEPLOYED = {"ETH-USD", "BTC-USD"}
 

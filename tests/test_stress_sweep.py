@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 from eth_utils import event_abi_to_log_topic
 
-from keeper import sweep
-from keeper.chain import WAD, Bulwark, connect, dev_account
-from keeper.deploy import deploy_all
-from keeper.node import AnvilNode
-from keeper.report import Event
-from keeper.stress import StressConfig, StressRun
-from keeper.sweep import FundSweep, Point, SweepConfig
+from bulwark.chain.contracts import WAD, Bulwark, connect, dev_account
+from bulwark.devnet.deploy import deploy_all
+from bulwark.devnet.node import AnvilNode
+from bulwark.sim import sweep
+from bulwark.sim.report import Event
+from bulwark.sim.stress import StressConfig, StressRun
+from bulwark.sim.sweep import FundSweep, Point, SweepConfig
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ACCOUNTS = 24
@@ -237,7 +237,7 @@ def test_debt_episodes_follow_the_running_total() -> None:
 def test_sweep_mistakes_are_one_line(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, flags: dict[str, str], message: str
 ) -> None:
-    from keeper.stress import run_from_cli
+    from bulwark.sim.stress import run_from_cli
 
     args = argparse.Namespace(
         scenario="gap", accounts=10, out=str(tmp_path), speed=None, seed=0, json=False,
@@ -252,7 +252,7 @@ def test_sweep_mistakes_are_one_line(
 
 
 def test_command_line_flags_reach_the_sweep() -> None:
-    from keeper.cli import parse_args
+    from bulwark.cli import parse_args
 
     plain = parse_args(["stress", "gap"])
     assert plain.fund_sweep is None  # a plain stress run

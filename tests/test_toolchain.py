@@ -1,5 +1,5 @@
-"""The offline toolchain: tools/solc.js (as py-solc-x and Forge use it), keeper.paths and
-keeper.compiler. Everything compiles in temp dirs, never the changing contracts/."""
+"""The offline toolchain: tools/solc.js (as py-solc-x and Forge use it), bulwark.core.paths and
+bulwark.devnet.compiler. Everything compiles in temp dirs, never the changing contracts/."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ import solcx
 from packaging.version import Version
 from solcx.wrapper import VERSION_REGEX
 
-from keeper import compiler, paths
+from bulwark.core import paths
+from bulwark.devnet import compiler
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -295,7 +296,7 @@ def test_forge_build_compiles_through_solc_js(token_project: Path) -> None:
     assert artifact["deployedBytecode"]["object"].startswith("0x6080")
 
 
-# --- keeper.paths ---------------------------------------------------------------------------
+# --- bulwark.core.paths ---------------------------------------------------------------------------
 
 
 def test_project_root_prefers_bulwark_home(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -335,7 +336,7 @@ def test_toolchain_files_fall_back_to_package_repo(
         paths.node_bin("no-such-tool")
 
 
-# --- keeper.compiler ------------------------------------------------------------------------
+# --- bulwark.devnet.compiler ------------------------------------------------------------------------
 
 
 def test_compile_contracts_writes_artifacts(token_project: Path) -> None:

@@ -18,7 +18,7 @@ from helpers import (
     wad,
 )
 
-from keeper.chain import WAD
+from bulwark.chain.contracts import WAD
 
 ZERO = "0x0000000000000000000000000000000000000000"
 

@@ -3,7 +3,7 @@
 The wallet is an injected EIP-1193 provider, announced through EIP-6963, that forwards every request
 to this Anvil, whose dev accounts are unlocked: each transaction the page sends is a real transaction
 on a real chain. Every assertion reads what the page shows from the DOM and compares it with the
-chain's own views (keeper/status.py, the contracts' view functions) and with the CLI's words.
+chain's own views (bulwark/keeper/status.py, the contracts' view functions) and with the CLI's words.
 """
 
 from __future__ import annotations
@@ -30,12 +30,14 @@ from playwright.sync_api import expect
 from web3 import Web3
 from web3.logs import DISCARD
 
-from keeper import cli, paths, status
-from keeper import riskmath as rm
-from keeper.chain import WAD, Bulwark, Deployment, TxReverted, dev_account
-from keeper.cli import render
-from keeper.cli.web import PageServer, page_config, start_page, web_dir
-from keeper.node import AnvilNode
+from bulwark import cli
+from bulwark.chain.contracts import WAD, Bulwark, Deployment, TxReverted, dev_account
+from bulwark.cli import render
+from bulwark.cli.web import PageServer, page_config, start_page, web_dir
+from bulwark.core import paths
+from bulwark.core import riskmath as rm
+from bulwark.devnet.node import AnvilNode
+from bulwark.keeper import status
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -793,8 +795,8 @@ def test_a_position_below_the_minimum_is_refused_in_the_clis_words(
 
 
 def test_the_pages_arithmetic_matches_the_clis(open_page: Any) -> None:
-    """Differential: the page's formatting and liquidation price against keeper.units and
-    keeper.status on the same random integers, ties of half-even rounding included."""
+    """Differential: the page's formatting and liquidation price against bulwark.core.units and
+    bulwark.keeper.status on the same random integers, ties of half-even rounding included."""
     page = open_page()
     rng = random.Random(14)
     formats: list[dict[str, Any]] = []
@@ -895,7 +897,7 @@ def test_bulwark_web_serves_the_page_and_the_deployments_config(
     anvil: AnvilNode, deployment_file: Path, bw: Bulwark, w3: Web3
 ) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "keeper.cli", "web", "--port", "0",
+        [sys.executable, "-m", "bulwark.cli", "web", "--port", "0",
          "--rpc", anvil.rpc_url, "--deployment", str(deployment_file)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={k: v for k, v in os.environ.items() if not k.startswith("BULWARK_")},
@@ -972,7 +974,7 @@ def test_bulwark_web_without_a_node_says_so_in_one_line(
 def test_bulwark_node_deploy_web_starts_chain_and_page(tmp_path: Path) -> None:
     deployment = tmp_path / "d.json"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "keeper.cli", "node", "--port", "0", "--deploy", "--web", "0",
+        [sys.executable, "-m", "bulwark.cli", "node", "--port", "0", "--deploy", "--web", "0",
          "--deployment", str(deployment)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={k: v for k, v in os.environ.items() if not k.startswith("BULWARK_")},

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from keeper import paths
+from bulwark.core import paths
 
 
 def tool(name: str, requirement: str, executable: str, override_env: str) -> Path:

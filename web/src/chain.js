@@ -1,5 +1,5 @@
 // Reads of the protocol at one block, in exact integers, and the few derived figures
-// (liquidation price, ADL queue place, funding rate) computed as keeper/status.py does.
+// (liquidation price, ADL queue place, funding rate) computed as bulwark/keeper/status.py does.
 import { WAD } from "./format.js";
 
 const ZERO = "0x0000000000000000000000000000000000000000";

@@ -1,5 +1,5 @@
-// Decoded reverts in the command line's words (keeper/cli/render.py): the same rendering of
-// arguments and the same hints, read from keeper/errors.json through /config.json.
+// Decoded reverts in the command line's words (bulwark/cli/render.py): the same rendering of
+// arguments and the same hints, read from bulwark/core/errors.json through /config.json.
 import { decodeErrorResult, getAddress, isAddress, hexToBytes, bytesToHex } from "viem";
 import { formatUnits, when } from "./format.js";
 

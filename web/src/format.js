@@ -1,4 +1,4 @@
-// Numbers in human units, exactly as the command line prints them (keeper/units.py):
+// Numbers in human units, exactly as the command line prints them (bulwark/core/units.py):
 // integers with `decimals` decimals, exact or rounded half-even to a number of places,
 // or rounded down (toward zero) where a shown amount is one the user may spend.
 

@@ -1,0 +1,1 @@
+"""A local chain: Anvil, the compiler and the deployer."""

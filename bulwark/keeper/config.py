@@ -1,0 +1,361 @@
+"""Keeper settings: defaults, then a TOML file, then ``BULWARK_KEEPER_*`` variables, then flags.
+
+``KeeperSettings()`` alone is a working configuration for a local chain (it reads nothing: only
+:func:`load_settings` reads the file and the environment). Amounts sent on-chain (fees, balances)
+are integers in wei; intervals are seconds. Private keys never pass through here: the command line
+reads them from a keystore file or ``BULWARK_PRIVATE_KEY`` and hands over a signer, and a settings
+file that tries to carry one is refused. The settings are a pydantic-settings model: each source is
+validated against the field's type, and a refusal is a :class:`SettingsError` of one plain line per
+problem naming the setting, where it came from and what it must be.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import tomllib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from bulwark.chain.contracts import BulwarkError
+from bulwark.core.logs import FORMATS
+
+ENV_PREFIX = "BULWARK_KEEPER_"
+GWEI = 10**9
+MIN_BUMP_BPS = 1_250  # a replacement must pay at least 12.5% more, as nodes require
+_SECRET_KEYS = frozenset({"private_key", "key", "mnemonic", "password", "keystore_password"})
+
+
+class SettingsError(BulwarkError):
+    """A setting is unknown or has a value out of range."""
+
+
+class _Sources:
+    """The file and environment one :func:`load_settings` call reads (none by default)."""
+
+    def __init__(
+        self,
+        toml: Mapping[str, Any],
+        env: Mapping[str, str] | None,
+        where: Mapping[str, str],
+        values: Mapping[str, Any],
+    ) -> None:
+        self.toml = toml
+        self.env = env
+        self.where = where  # setting name -> the file, variable or flag that set it
+        self.values = values  # setting name -> the value as given
+
+
+_SOURCES: contextvars.ContextVar[_Sources | None] = contextvars.ContextVar(
+    "keeper_settings_sources", default=None
+)
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """``BULWARK_KEEPER_*`` variables from a given mapping instead of the process environment."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        self._env = env
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {k.lower(): v for k, v in self._env.items()}
+
+
+class KeeperSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        frozen=True,
+        extra="forbid",
+        use_attribute_docstrings=True,
+        validate_default=False,
+    )
+
+    # ---- scheduling
+    poll_interval: float = 0.25
+    """Seconds between polls for a new block (a new block triggers one full pass)."""
+    resync_interval: float = 60.0
+    """Seconds between full re-reads of every tracked account's margin and positions."""
+    fund_watch_interval: float = 5.0
+    """Seconds between checks of the insurance fund and outstanding bad debt."""
+    metrics_interval: float = 5.0
+    """Seconds between refreshes of the slow gauges (fund assets, bad debt, head age)."""
+    # ---- index
+    checkpoint_file: str | None = None
+    """Where the account index is checkpointed (block number and hash); empty: in state_dir, keyed
+    by genesis hash, deployment and signer, or memory only without a state_dir."""
+    state_dir: str | None = None
+    """The keeper's state: checkpoints and the lock per signer and chain (the command line sets
+    $XDG_STATE_HOME/bulwark/keeper, else ~/.local/state/bulwark/keeper); empty: no files, no lock."""
+    checkpoint_interval: float = 10.0
+    """Least seconds between checkpoint writes when no new account appeared (a new one writes at once)."""
+    log_chunk_blocks: int = 2_000
+    """Blocks per eth_getLogs request while catching up."""
+    rpc_batch_size: int = 300
+    """Calls per JSON-RPC batch when reading accounts."""
+    # ---- screening
+    screen_buffer: float = 0.02
+    """Accounts with equity below (1 + buffer) x maintenance margin are confirmed on-chain."""
+    confirm_chunk: int = 500
+    """Accounts per healthsOf call."""
+    # ---- sending
+    max_batch: int = 40
+    """Most liquidations per liquidateBatch transaction (a batch also stays within a quarter of the
+    block gas limit)."""
+    max_rounds_per_pass: int = 8
+    """Rounds of liquidate, then cover/ADL/socialise, on fresh state within one pass."""
+    priority_fee_wei: int = 1 * GWEI
+    """Tip offered on a first send."""
+    base_fee_multiple: int = 2
+    """Max fee = base fee x this + tip, so a transaction survives a few rising blocks."""
+    max_fee_cap_wei: int = 500 * GWEI
+    """No send or replacement offers more than this per gas."""
+    bump_bps: int = 1_500
+    """Fee increase of a replacement, in basis points (at least 1250 = 12.5%)."""
+    replace_after_blocks: int = 3
+    """A transaction not mined after this many new blocks is replaced with higher fees."""
+    replace_after_seconds: float = 30.0
+    """... or after this many seconds, whichever comes first."""
+    receipt_timeout: float = 60.0
+    """Seconds a pass waits for its transactions; afterwards they stay tracked as in flight."""
+    gas_margin_bps: int = 5_000
+    """Gas limit = simulated gas x (1 + margin) for ADL, cover and socialise. Liquidation batches are
+    sized by an eth_call that must liquidate every entry at the limit, plus 3%."""
+    min_eth_balance_wei: int = 10**16
+    """The signer needs at least this much ETH at startup (0.01 ETH)."""
+    # ---- ADL and bad debt
+    adl_max_targets: int = 20
+    """Targets per autoDeleverage transaction."""
+    socialize: bool = True
+    """Socialise bad debt to the pool after the grace period when no ADL target is left."""
+    # ---- resilience and scale
+    max_failed_ticks: int = 10
+    """Circuit breaker: this many failed passes in a row stop the keeper (exit code 3)."""
+    backoff_initial: float = 1.0
+    """First wait after the node stopped answering; doubles up to backoff_max."""
+    backoff_max: float = 30.0
+    """Longest wait between attempts to reach the node."""
+    rpc_timeout: float = 5.0
+    """Seconds one JSON-RPC request may take before the node counts as away (keep it within one or
+    two block times); requests are never retried behind the keeper's back."""
+    late_pass_blocks: int = 5
+    """No pass completed for this many block intervals: a warning, and /healthz degraded."""
+    keeper_count: int = 1
+    """Keepers sharing the work; each takes the accounts whose hash mod count is its index."""
+    keeper_index: int = 0
+    """This keeper's number among keeper_count (0 .. keeper_count - 1); 0 also settles bad debt first."""
+    backup_delay_blocks: int = 3
+    """Blocks an account of another keeper stays liquidatable before this one takes it."""
+    # ---- observability
+    metrics_port: int = 0
+    """Port of /metrics and /healthz (0: off)."""
+    metrics_host: str = "127.0.0.1"
+    """Interface the metrics server listens on (0.0.0.0 for every interface)."""
+    log_format: str = "plain"
+    """plain or json."""
+    log_level: str = "INFO"
+    """DEBUG (one line per pass), INFO (what was sent and why), WARNING or ERROR."""
+    healthz_max_age: float = 60.0
+    """/healthz fails when the last successful pass is older than this many seconds."""
+    log_repeat_seconds: float = 60.0
+    """A warning that repeats every block (a stale market, a grace period) is logged at most once
+    per this many seconds, with the number of repeats held back."""
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            sources = _SOURCES.get()
+            where = dict(sources.where) if sources else {}
+            raise _plain(exc, where, {**(sources.values if sources else {}), **values}) from None
+
+    @field_validator("checkpoint_file", "state_dir", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_as_number(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, bool) and _KINDS.get(info.field_name) != "bool":
+            raise ValueError("not a number")
+        return value
+
+    @model_validator(mode="after")
+    def _in_range(self) -> KeeperSettings:
+        validate(self)
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Flags (the constructor's arguments) < environment < TOML file, for :func:`load_settings`
+        only; a plain ``KeeperSettings(...)`` reads neither the environment nor a file."""
+        sources = _SOURCES.get()
+        if sources is None:
+            return (init_settings,)
+        env = env_settings if sources.env is None else _MappingEnvSource(settings_cls, sources.env)
+        return (init_settings, env, InitSettingsSource(settings_cls, dict(sources.toml)))
+
+    def replace(self, **changes: Any) -> KeeperSettings:
+        return KeeperSettings(**(self.as_dict() | changes))
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.model_dump()
+
+
+_KINDS = {
+    name: getattr(f.annotation, "__name__", "str")
+    for name, f in KeeperSettings.model_fields.items()
+}
+
+
+def validate(s: KeeperSettings) -> None:
+    positive = (
+        "poll_interval",
+        "resync_interval",
+        "fund_watch_interval",
+        "metrics_interval",
+        "checkpoint_interval",
+        "receipt_timeout",
+        "backoff_initial",
+        "backoff_max",
+        "replace_after_seconds",
+        "healthz_max_age",
+        "rpc_timeout",
+        "log_repeat_seconds",
+    )
+    for name in positive:
+        if not getattr(s, name) > 0:
+            raise SettingsError(f"{name} must be positive, got {getattr(s, name)}")
+    at_least_one = (
+        "log_chunk_blocks",
+        "rpc_batch_size",
+        "confirm_chunk",
+        "max_batch",
+        "max_rounds_per_pass",
+        "base_fee_multiple",
+        "replace_after_blocks",
+        "adl_max_targets",
+        "max_failed_ticks",
+        "keeper_count",
+        "late_pass_blocks",
+    )
+    for name in at_least_one:
+        if getattr(s, name) < 1:
+            raise SettingsError(f"{name} must be at least 1, got {getattr(s, name)}")
+    if s.bump_bps < MIN_BUMP_BPS:
+        raise SettingsError(f"bump_bps must be at least {MIN_BUMP_BPS} (12.5%), got {s.bump_bps}")
+    if not 0 <= s.keeper_index < s.keeper_count:
+        raise SettingsError(f"keeper_index must be in [0, {s.keeper_count}), got {s.keeper_index}")
+    if s.priority_fee_wei < 0 or s.max_fee_cap_wei < s.priority_fee_wei:
+        raise SettingsError("need 0 <= priority_fee_wei <= max_fee_cap_wei")
+    for name in ("screen_buffer", "gas_margin_bps", "min_eth_balance_wei", "backup_delay_blocks"):
+        if getattr(s, name) < 0:
+            raise SettingsError(f"{name} must not be negative, got {getattr(s, name)}")
+    if not 0 <= s.metrics_port <= 65_535:
+        raise SettingsError(f"metrics_port must be in [0, 65535], got {s.metrics_port}")
+    if s.log_format not in FORMATS:
+        raise SettingsError(f"log_format must be one of {', '.join(FORMATS)}, got {s.log_format!r}")
+    if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise SettingsError(f"log_level must be DEBUG, INFO, WARNING or ERROR, got {s.log_level!r}")
+
+
+# ---------------------------------------------------------------------------- sources
+
+
+def _check_name(name: str, source: str) -> None:
+    if name in _SECRET_KEYS:
+        raise SettingsError(
+            f"{source}: keys do not belong in keeper settings; use --keystore FILE or BULWARK_PRIVATE_KEY"
+        )
+    if name not in _KINDS:
+        raise SettingsError(f"{source}: unknown keeper setting {name!r}")
+
+
+def from_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Settings from a TOML file: top-level keys or a ``[keeper]`` table (both may be used)."""
+    file = Path(path)
+    if not file.is_file():
+        raise SettingsError(f"keeper config file not found: {file}")
+    try:
+        data = tomllib.loads(file.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"keeper config {file} is not valid TOML: {exc}") from None
+    table = dict(data.pop("keeper", {}) or {})
+    merged = {**data, **table}
+    for name in merged:
+        _check_name(name, str(file))
+    return merged
+
+
+def env_names(env: Mapping[str, str]) -> dict[str, str]:
+    """Setting name to variable, for every ``BULWARK_KEEPER_<NAME>`` variable (each checked)."""
+    out: dict[str, str] = {}
+    for var in env:
+        if var.upper().startswith(ENV_PREFIX):
+            name = var[len(ENV_PREFIX) :].lower()
+            _check_name(name, var)
+            out[name] = var
+    return out
+
+
+def _plain(
+    exc: ValidationError, sources: dict[str, str], values: Mapping[str, Any]
+) -> SettingsError:
+    """One line per problem: where the value came from, the setting, what it must be, the value."""
+    lines = []
+    for err in exc.errors():
+        name = str(err["loc"][0]) if err["loc"] else "?"
+        where = sources.get(name, "settings")
+        got = values.get(name, err.get("input"))
+        lines.append(f"{where}: {name} must be {_KINDS.get(name, 'str')}, got {got!r}")
+    return SettingsError("\n".join(lines))
+
+
+@contextmanager
+def _reading(sources: _Sources) -> Iterator[None]:
+    token = _SOURCES.set(sources)
+    try:
+        yield
+    finally:
+        _SOURCES.reset(token)
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> KeeperSettings:
+    """Defaults < TOML file < environment < ``overrides`` (the command-line flags; None is skipped).
+
+    `env` stands in for the process environment (tests); None reads ``os.environ``."""
+    toml = from_toml(config_file) if config_file is not None else {}
+    environ: Mapping[str, str] = os.environ if env is None else env
+    from_env = env_names(environ)
+    flags = {n: v for n, v in (overrides or {}).items() if v is not None}
+    for name in flags:
+        _check_name(name, "flag")
+    sources = dict.fromkeys(toml, str(config_file))
+    sources |= from_env
+    sources |= {n: f"--{n.replace('_', '-')}" for n in flags}
+    values = {**toml, **{n: environ[v] for n, v in from_env.items()}, **flags}
+    with _reading(_Sources(toml, env, sources, values)):
+        return KeeperSettings(**flags)
