@@ -51,7 +51,7 @@ from keeper.chain import (
     connect,
     dev_account,
 )
-from keeper.index import RpcFailure, call_data, eth_call, rpc_batch
+from keeper.rpc import NodeError, RpcFailure, call_data, eth_call, rpc_batch
 from keeper.scenarios import PricePath, ScenarioError
 
 MAX_UINT = 2**256 - 1
@@ -279,11 +279,9 @@ class TxPipe:
             part = pending[start : start + self.chunk]
             replies = _batch(self.bw.w3, [("eth_sendRawTransaction", [p.raw]) for p in part])
             for p, reply in zip(part, replies, strict=True):
-                if "error" in reply:
-                    raise StressError(
-                        f"{p.label}: the node refused it: {reply['error'].get('message')}"
-                    )
-                p.tx_hash = reply["result"]
+                if isinstance(reply, RpcFailure):
+                    raise StressError(f"{p.label}: the node refused it: {reply.message}")
+                p.tx_hash = str(reply)
             self.sent_now += len(part)
             if self.on_sent is not None:
                 self.on_sent()
@@ -301,8 +299,8 @@ class TxPipe:
                 part = missing[start : start + self.chunk]
                 calls = [("eth_getTransactionReceipt", [h]) for h in part]
                 for h, reply in zip(part, _batch(self.bw.w3, calls), strict=True):
-                    if reply.get("result"):
-                        found[h] = reply["result"]
+                    if isinstance(reply, dict):
+                        found[h] = reply
             if len(found) == len(hashes):
                 return [found[h] for h in hashes]
         raise StressError(f"{len(hashes) - len(found)} transactions stayed out of every block")
@@ -319,8 +317,8 @@ class TxPipe:
                     _batch(self.bw.w3, [("eth_getTransactionReceipt", [h]) for h in part]),
                     strict=True,
                 ):
-                    if reply.get("result"):
-                        found[h] = reply["result"]
+                    if isinstance(reply, dict):
+                        found[h] = reply
             if len(found) == len(hashes):
                 return [found[h] for h in hashes]
             if time.monotonic() > deadline:
@@ -330,12 +328,14 @@ class TxPipe:
             time.sleep(0.05)
 
 
-def _batch(w3: Web3, calls: Sequence[tuple[str, list[Any]]]) -> list[dict[str, Any]]:
-    """One JSON-RPC batch; replies in the order of the calls."""
-    replies = w3.provider.make_batch_request(calls)  # type: ignore[attr-defined]
-    if isinstance(replies, dict):  # the node answered the whole batch with one error
-        raise StressError(f"the node refused a batch: {replies.get('error')}")
-    return sorted((dict(r) for r in replies), key=lambda r: int(r["id"]))
+def _batch(w3: Web3, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
+    """One JSON-RPC batch through the package's batching (:func:`keeper.rpc.rpc_batch`): each
+    answer is its result or an :class:`RpcFailure`, in the order of the calls; a batch the node
+    refused as a whole is one readable error."""
+    try:
+        return rpc_batch(w3, calls, chunk=SEND_CHUNK)
+    except NodeError as exc:
+        raise StressError(f"the node refused a batch: {exc}") from None
 
 
 def rpc(w3: Web3, method: str, *params: Any) -> Any:
