@@ -22,7 +22,6 @@ checks it), and the measures are written so that another ADL policy can be compa
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -48,12 +47,11 @@ from keeper.stress import (
     RunResult,
     StressConfig,
     StressError,
+    StressOptions,
     StressRun,
     TxPipe,
     admin_signer,
     chain_for,
-    config_from_args,
-    default_out,
     fresh_log,
     rpc,
 )
@@ -1162,45 +1160,25 @@ def parse_pcts(text: str | None, default: tuple[float, ...], flag: str) -> tuple
     return tuple(out)
 
 
-def config_from_cli(args: argparse.Namespace) -> SweepConfig:
-    fund = getattr(args, "fund_sweep", None)
-    bound = getattr(args, "haircut_bound", None)
-    cfg = SweepConfig(
-        fund_pcts=parse_pcts(
-            None if fund in (None, True) else fund, DEFAULT_FUND_PCTS, "--fund-sweep"
-        ),
-        window_caps_pct=parse_pcts(
-            getattr(args, "window_caps", None), DEFAULT_WINDOW_CAPS_PCT, "--window-caps"
-        ),
-        haircut_bound_pct=parse_pcts(bound, (DEFAULT_HAIRCUT_BOUND_PCT,), "--haircut-bound")[0],
-        refine=int(getattr(args, "refine", None) or 0),
-        adl_policy=getattr(args, "adl_policy", None),
-        compare_policies=bool(getattr(args, "compare_policies", False)),
-    )
-    cfg.validate()
-    return cfg
-
-
-def run_from_cli(args: argparse.Namespace) -> int:
-    """`bulwark stress SCENARIO --fund-sweep [PCTS]`: the sweep, its JSON, plot and summary."""
+def run_command(opts: StressOptions, sweep: SweepConfig) -> int:
+    """`bulwark stress SCENARIO --fund-sweep [PCTS]`: the sweep, its JSON, plots and summary. The
+    run's own fund stake is left out (the sweep sets the fund per point)."""
     try:
-        cfg = config_from_args(args)
-        cfg = StressConfig(**{**cfg.__dict__, "fund_ratio": 0.0})
+        cfg = StressConfig(**{**opts.config.__dict__, "fund_ratio": 0.0})
         cfg.validate()
-        sweep = config_from_cli(args)
+        sweep.validate()
         scenarios.find(cfg.scenario)
-        out = Path(args.out) if getattr(args, "out", None) else default_out(cfg.scenario)
-        log_file = fresh_log(out / "fund_sweep_keeper.log")
-        with chain_for(args) as (bw, embedded):
-            admin = dev_account(0) if embedded else admin_signer(args)
+        log_file = fresh_log(opts.out / "fund_sweep_keeper.log")
+        with chain_for(opts.chain) as (bw, embedded):
+            admin = dev_account(0) if embedded else admin_signer(opts.chain)
             run = StressRun(bw, cfg, admin, keeper_log_file=log_file)
             result = FundSweep(run, sweep, restore=not embedded).execute()
         data = to_json(result)
-        files = write(data, out)
+        files = write(data, opts.out)
     except (BulwarkError, ScenarioError) as exc:
         print(f"bulwark stress: error: {exc}", file=sys.stderr)
         return 1
-    if getattr(args, "json", False):
+    if opts.json:
         print(json.dumps(data, indent=2))
     else:
         print("\n".join(summary_lines(data, files)))

@@ -21,9 +21,10 @@ from eth_utils import event_abi_to_log_topic
 
 from keeper import report
 from keeper.chain import WAD, Bulwark, connect, dev_account
+from keeper.cli.ops import run_stress as run_from_cli
 from keeper.deploy import deploy_all
 from keeper.node import AnvilNode
-from keeper.stress import Progress, StressConfig, StressRun, plan_population, run_from_cli
+from keeper.stress import Progress, StressConfig, StressRun, plan_population
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ACCOUNTS = 30

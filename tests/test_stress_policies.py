@@ -190,13 +190,14 @@ def test_adl_policy_is_set_before_the_snapshot() -> None:
 
 def test_command_line_policy_flags() -> None:
     from keeper.cli import parse_args
+    from keeper.cli.ops import sweep_config
 
     args = parse_args(["stress", "gap", "--fund-sweep", "0,1", "--adl-policy", "prorata"])
-    assert sweep.config_from_cli(args).adl_policy == "prorata"
+    assert sweep_config(args).adl_policy == "prorata"
     args = parse_args(["stress", "gap", "--fund-sweep", "--compare-policies"])
-    cfg = sweep.config_from_cli(args)
+    cfg = sweep_config(args)
     assert cfg.compare_policies and cfg.adl_policy is None
-    assert sweep.config_from_cli(parse_args(["stress", "gap", "--fund-sweep"])).adl_policy is None
+    assert sweep_config(parse_args(["stress", "gap", "--fund-sweep"])).adl_policy is None
 
 
 @pytest.mark.parametrize(
@@ -209,7 +210,7 @@ def test_command_line_policy_flags() -> None:
 def test_policy_mistakes_are_one_line(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, flags: dict[str, Any], message: str
 ) -> None:
-    from keeper.stress import run_from_cli
+    from keeper.cli.ops import run_stress as run_from_cli
 
     args = argparse.Namespace(
         scenario="gap", accounts=10, out=str(tmp_path), speed=None, seed=0, json=False,
