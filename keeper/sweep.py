@@ -916,6 +916,8 @@ def plot_comparison(data: Mapping[str, Any], file: Path) -> None:
     colors = ("tab:purple", "tab:blue", "tab:green", "tab:orange", "tab:red", "tab:brown")
     styles = (("o-", 1.0), ("s--", 0.8))
     caps = list(dict.fromkeys(r["window_cap_pct"] for r in rows))
+    ticks = sorted({r["fund_pct_oi"] for r in rows if not r["refined"]})
+    low = min((x for x in ticks if x > 0), default=0.01)
     for ax, (key, title, _) in zip(axes.flat, COMPARISON_PANELS, strict=True):
         for i, cap in enumerate(caps):
             line = sorted((r for r in rows if r["window_cap_pct"] == cap),
@@ -927,7 +929,9 @@ def plot_comparison(data: Mapping[str, Any], file: Path) -> None:
                 ax.plot(x, y, style, color=colors[i % len(colors)], alpha=alpha,
                         label=f"{name}, window cap {cap:g}%")  # fmt: skip
         ax.set_title(title, fontsize=10)
-        ax.set_xscale("symlog", linthresh=0.01, linscale=0.5)
+        ax.set_xscale("symlog", linthresh=max(low, 0.01), linscale=0.5)
+        ax.set_xticks(ticks, [f"{x:.2g}" for x in ticks], fontsize=8)
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xlabel("insurance fund when the crash begins, % of open interest", fontsize=8)
         ax.grid(alpha=0.3)
         ax.set_ylim(bottom=0)
@@ -947,7 +951,9 @@ def plot_comparison(data: Mapping[str, Any], file: Path) -> None:
     fig.suptitle(
         f"{data['scenario']['title']}: ADL policies side by side, {pop['traders']} accounts "
         f"(seed {pop['seed']}), open interest {_money(pop['open_interest_usd'])}; overshoot at "
-        f"most {_money(over / WAD)} under both; {len(rows)} fund sizes with ADL",
+        f"most {_money(over / WAD)} under both; {len(rows)} fund sizes with ADL".replace(
+            "$", r"\$"
+        ),  # a literal dollar: matplotlib reads a pair of them as mathematics
         fontsize=10,
     )
     fig.tight_layout(rect=(0, 0.06, 1, 0.96))
