@@ -8,7 +8,8 @@ measured under both with the policy the chain reports, from the same pre-crash s
 the haircuts add up to exactly the debt ADL retired (no overshoot), no haircut exceeds the target's
 profit, and the ledger of bad debt balances; the pro-rata replays really ran pro-rata calls (and the
 queue's none) and hit at least as many accounts; a point without bad debt is not replayed under pro
-rata and says so. The last replay left on the chain (pro rata) is checked against the raw logs: each
+rata and says so; a pro-rata point replayed after a revert gives exactly what a fresh setup and the
+same point give. The last replay left on the chain (pro rata) is checked against the raw logs: each
 call's haircuts add up to what it absorbed, at most the debt it took; each target paid at most its
 profit; the set presented was every account the contract scored above zero on the winning side.
 `--adl-policy prorata` sets the policy before the snapshot, and the flags reach the sweep."""
@@ -28,6 +29,7 @@ from keeper import sweep
 from keeper.chain import Bulwark, connect, dev_account
 from keeper.deploy import deploy_all
 from keeper.node import AnvilNode
+from keeper.prorata import PRO_RATA
 from keeper.stress import StressConfig, StressRun, derived_account
 from keeper.sweep import FundSweep, SweepConfig
 
@@ -57,6 +59,20 @@ def compared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
         yield {"bw": bw, "result": result, "data": data, "files": files}
 
 
+@pytest.fixture(scope="module")
+def fresh_pro_rata() -> sweep.Point:
+    """The first pro-rata point alone on a fresh chain: setup, then the point, no snapshot."""
+    with AnvilNode() as node:
+        w3 = connect(node.rpc_url, timeout=120)
+        bw = Bulwark(w3, deploy_all(w3, dev_account(0)))
+        run = StressRun(bw, _config(), dev_account(0))
+        with run.steady_clock():
+            prepared = run.prepare()
+            oi = sweep.open_interest_wad(bw)
+            at = int(w3.eth.get_block("latest")["timestamp"]) + sweep.PIN_SECONDS
+            return sweep.run_point(run, prepared, oi, FUNDS[0], CAPS[0], at, PRO_RATA)
+
+
 def _by_point(data: dict[str, Any]) -> dict[tuple[float, float], dict[str, dict[str, Any]]]:
     out: dict[tuple[float, float], dict[str, dict[str, Any]]] = defaultdict(dict)
     for p in data["points"]:
@@ -79,6 +95,23 @@ def test_every_point_runs_under_both_policies_from_the_same_state(
                 assert queue[key] == prorata[key]
     assert compared["data"]["sweep"]["adl_policy"] == "queue"
     assert compared["data"]["sweep"]["compare_policies"] is True
+
+
+def test_a_pro_rata_point_from_the_snapshot_equals_a_fresh_run(
+    compared: dict[str, Any], fresh_pro_rata: sweep.Point
+) -> None:
+    (from_snapshot,) = [
+        p
+        for p in compared["result"].points
+        if (p.policy, p.window_cap_pct, p.fund_pct_asked) == ("pro rata", CAPS[0], FUNDS[0])
+    ]
+    assert from_snapshot.replayed and from_snapshot.metrics["prorata_calls"] > 0
+    # every measure but the block numbers after the replay's first (the packing of the keeper's
+    # back-to-back sends; see tests/test_stress_sweep.py)
+    packing = {"blocks", "blocks_to_clear_max"}
+    assert {k: v for k, v in from_snapshot.metrics.items() if k not in packing} == {
+        k: v for k, v in fresh_pro_rata.metrics.items() if k not in packing
+    }
 
 
 def test_both_policies_take_exactly_the_debt_and_nobody_more_than_its_profit(
