@@ -15,9 +15,16 @@ share of the open interest) and of window caps, each point from a snapshot of th
    covered later, ADL (steps, accounts hit, total and largest haircut, Gini, overshoot, gas, blocks
    until the debt was cleared), socialised debt, and the bystanders' losses.
 
+ADL policy: with `adl_policy`, the risk admin sets it on every market (`setAdlPolicy`) after setup,
+before the snapshot. With `compare_policies`, every point is replayed twice from the snapshot, the
+policy set after each revert: under the queue, then under pro rata (skipped, and marked so, when the
+queue's replay recorded no bad debt: no ADL call ran, so the policy was never read); `comparison`
+puts the two side by side (accounts hit, Gini over the same accounts, largest share, overshoot, gas,
+transactions and blocks to clear, socialised debt) and `plot_comparison` draws them.
+
 Block timestamps are pinned (`StressRun.steady_clock`, a pinned block before each replay): a point
 from the snapshot gives exactly what a fresh setup and the same point give (tests/test_stress_sweep.py
-checks it), and the measures are written so that another ADL policy can be compared point by point.
+and tests/test_stress_policies.py check it, under each policy).
 """
 
 from __future__ import annotations
