@@ -481,7 +481,9 @@ def test_unexpected_errors_are_one_line_unless_debugging(
 # ---------------------------------------------------------------------------- delegated commands
 
 
-def test_stress_and_demo_receive_the_namespace(run: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stress_gets_its_options_and_demo_the_namespace(
+    run: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
     seen: dict[str, Any] = {}
 
     def entry(name: str) -> types.ModuleType:
@@ -493,9 +495,13 @@ def test_stress_and_demo_receive_the_namespace(run: Cli, monkeypatch: pytest.Mon
         module.run_from_cli = run_from_cli  # type: ignore[attr-defined]
         return module
 
-    monkeypatch.setitem(
-        __import__("sys").modules, "bulwark.sim.stress", entry("bulwark.sim.stress")
-    )
+    def run_command(opts: Any) -> int:
+        seen["bulwark.sim.stress"] = opts
+        return 0
+
+    import bulwark.sim.stress
+
+    monkeypatch.setattr(bulwark.sim.stress, "run_command", run_command)
     monkeypatch.setitem(__import__("sys").modules, "bulwark.sim.demo", entry("bulwark.sim.demo"))
     assert (
         cli.main(
@@ -517,13 +523,10 @@ def test_stress_and_demo_receive_the_namespace(run: Cli, monkeypatch: pytest.Mon
     )
     assert cli.main(["demo", "--out", "/tmp/x"]) == 0
     stress, demo = seen["bulwark.sim.stress"], seen["bulwark.sim.demo"]
-    assert (stress.scenario, stress.accounts, stress.seed, str(stress.speed)) == (
-        "scenarios/gap.csv",
-        50,
-        7,
-        "60",
-    )
-    assert stress.json is True and stress.rpc == "http://h:1" and stress.out.endswith("reports/gap")
+    cfg = stress.config
+    assert (cfg.scenario, cfg.accounts, cfg.seed, cfg.speed) == ("scenarios/gap.csv", 50, 7, 60.0)
+    assert stress.json is True and stress.chain.rpc == "http://h:1" and stress.sweep is None
+    assert stress.out.as_posix().endswith("reports/gap")
     assert demo.out == "/tmp/x" and demo.json is False
 
 

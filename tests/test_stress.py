@@ -20,10 +20,11 @@ import pytest
 from eth_utils import event_abi_to_log_topic
 
 from bulwark.chain.contracts import WAD, Bulwark, connect, dev_account
+from bulwark.cli.ops import run_stress as run_from_cli
 from bulwark.devnet.deploy import deploy_all
 from bulwark.devnet.node import AnvilNode
 from bulwark.sim import report
-from bulwark.sim.stress import Progress, StressConfig, StressRun, plan_population, run_from_cli
+from bulwark.sim.stress import Progress, StressConfig, StressRun, plan_population
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ACCOUNTS = 30

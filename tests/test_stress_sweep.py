@@ -237,7 +237,7 @@ def test_debt_episodes_follow_the_running_total() -> None:
 def test_sweep_mistakes_are_one_line(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, flags: dict[str, str], message: str
 ) -> None:
-    from bulwark.sim.stress import run_from_cli
+    from bulwark.cli.ops import run_stress as run_from_cli
 
     args = argparse.Namespace(
         scenario="gap", accounts=10, out=str(tmp_path), speed=None, seed=0, json=False,
@@ -253,16 +253,17 @@ def test_sweep_mistakes_are_one_line(
 
 def test_command_line_flags_reach_the_sweep() -> None:
     from bulwark.cli import parse_args
+    from bulwark.cli.ops import sweep_config
 
     plain = parse_args(["stress", "gap"])
     assert plain.fund_sweep is None  # a plain stress run
     bare = parse_args(["stress", "gap", "--fund-sweep"])
-    assert bare.fund_sweep == "" and sweep.config_from_cli(bare) == SweepConfig()
+    assert bare.fund_sweep == "" and sweep_config(bare) == SweepConfig()
     full = parse_args(
         ["stress", "gap", "--fund-sweep", "0,1.5%,3", "--window-caps", "25,100",
          "--haircut-bound", "0.2", "--refine", "2"]
     )  # fmt: skip
-    assert sweep.config_from_cli(full) == SweepConfig((0.0, 1.5, 3.0), (25.0, 100.0), 0.2, 2)
+    assert sweep_config(full) == SweepConfig((0.0, 1.5, 3.0), (25.0, 100.0), 0.2, 2)
 
 
 def _raw_logs(bw: Bulwark, contract: Any, name: str, start: int, end: int) -> list[Any]:

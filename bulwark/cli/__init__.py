@@ -379,6 +379,18 @@ def build_parser() -> Parser:
         metavar="N",
         help="with --fund-sweep: N more replays per marker, bisecting towards it (default 0)",
     )
+    sx.add_argument(
+        "--adl-policy",
+        choices=("queue", "prorata"),
+        help="with --fund-sweep: the ADL policy the risk admin sets on every market before the "
+        "snapshot (default: as deployed, the queue)",
+    )
+    sx.add_argument(
+        "--compare-policies",
+        action="store_true",
+        help="with --fund-sweep: replay each point under the queue and under pro rata, "
+        "side by side",
+    )
 
     web = add(
         commands,

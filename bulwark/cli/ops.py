@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bulwark.chain.contracts import Bulwark, BulwarkError
 from bulwark.cli.args import EXIT_OK, UsageError
@@ -13,6 +15,10 @@ from bulwark.cli.render import table, tokens, tokens_exact, wad, wad_exact, when
 from bulwark.cli.trading import stale_lines
 from bulwark.core import paths, units
 from bulwark.keeper import status
+
+if TYPE_CHECKING:
+    from bulwark.sim.stress import StressOptions
+    from bulwark.sim.sweep import SweepConfig
 
 # ---------------------------------------------------------------------------- status
 
@@ -320,8 +326,69 @@ def cmd_keeper(ctx: Context) -> int:
 def cmd_stress(ctx: Context) -> int:
     if ctx.args.out is None:
         ctx.args.out = str(paths.project_root() / "reports" / Path(ctx.args.scenario).stem)
-    run_from_cli = _import_entry("bulwark.sim.stress", "the stress replay")
-    return int(run_from_cli(ctx.args) or 0)
+    return run_stress(ctx.args)
+
+
+def run_stress(args: argparse.Namespace) -> int:
+    """`bulwark stress`'s flags into the typed options of bulwark/sim/stress.py, then the run (or the
+    sweep); a mistake in a flag is one line on stderr and exit code 1."""
+    run_command = _import_entry("bulwark.sim.stress", "the stress replay", "run_command")
+    try:
+        opts = stress_options(args)
+    except BulwarkError as exc:
+        print(f"bulwark stress: error: {exc}", file=sys.stderr)
+        return 1
+    return int(run_command(opts) or 0)
+
+
+def stress_options(args: argparse.Namespace) -> StressOptions:
+    """The options of `bulwark stress` from its parsed flags (absent ones take their defaults):
+    the run's StressConfig, the chain, the report folder and, with --fund-sweep, the SweepConfig."""
+    from bulwark.sim.stress import ChainOptions, StressConfig, StressOptions, default_out
+
+    step, seed, speed = (getattr(args, k, None) for k in ("step", "seed", "speed"))
+    max_steps = getattr(args, "max_steps", None)
+    config = StressConfig(
+        scenario=str(args.scenario),
+        accounts=int(getattr(args, "accounts", None) or 500),
+        seed=int(seed) if seed is not None else 1,
+        speed=float(speed) if speed is not None else 1.0,
+        step_seconds=int(step) if step is not None else None,
+        max_steps=int(max_steps) if max_steps is not None else None,
+    )
+    out = getattr(args, "out", None)
+    return StressOptions(
+        config=config,
+        out=Path(out) if out else default_out(config.scenario),
+        chain=ChainOptions.of(args),
+        json=bool(getattr(args, "json", False)),
+        sweep=sweep_config(args) if getattr(args, "fund_sweep", None) is not None else None,
+    )
+
+
+def sweep_config(args: argparse.Namespace) -> SweepConfig:
+    """--fund-sweep [PCTS], --window-caps, --haircut-bound, --refine, --adl-policy and
+    --compare-policies into the sweep's SweepConfig (validated)."""
+    from bulwark.sim import sweep
+
+    fund = getattr(args, "fund_sweep", None)
+    bound = getattr(args, "haircut_bound", None)
+    cfg = sweep.SweepConfig(
+        fund_pcts=sweep.parse_pcts(
+            None if fund in (None, True) else fund, sweep.DEFAULT_FUND_PCTS, "--fund-sweep"
+        ),
+        window_caps_pct=sweep.parse_pcts(
+            getattr(args, "window_caps", None), sweep.DEFAULT_WINDOW_CAPS_PCT, "--window-caps"
+        ),
+        haircut_bound_pct=sweep.parse_pcts(
+            bound, (sweep.DEFAULT_HAIRCUT_BOUND_PCT,), "--haircut-bound"
+        )[0],
+        refine=int(getattr(args, "refine", None) or 0),
+        adl_policy=getattr(args, "adl_policy", None),
+        compare_policies=bool(getattr(args, "compare_policies", False)),
+    )
+    cfg.validate()
+    return cfg
 
 
 def cmd_demo(ctx: Context) -> int:

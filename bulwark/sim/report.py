@@ -46,6 +46,7 @@ CH_EVENTS = (
     "AutoDeleveraged",
     "ProfitHaircutOnClose",
     "LiquidationSkipped",
+    "AdlProRataApplied",
 )
 PLOTS = ("overview", "price", "fund", "bad_debt", "liquidations", "haircuts")
 
@@ -116,7 +117,7 @@ def _sum(events: Iterable[Event], field: str) -> int:
     return sum(int(e.args[field]) for e in events)
 
 
-def _by_name(events: Sequence[Event]) -> dict[str, list[Event]]:
+def by_name(events: Sequence[Event]) -> dict[str, list[Event]]:
     grouped: dict[str, list[Event]] = defaultdict(list)
     for e in events:
         grouped[e.name].append(e)
@@ -295,7 +296,7 @@ def timeline(
             k += 1
         per_step[k].append(e)
     for s, evs in zip(result.samples, per_step, strict=True):
-        g = _by_name(evs)
+        g = by_name(evs)
         liq = g.get("Liquidated", [])
         rows.append(
             {
@@ -345,7 +346,7 @@ def build(bw: Bulwark, result: RunResult) -> dict[str, Any]:
     traders = pop.addresses
     markets = [m for m in bw.market_names()]
     events = fetch_events(bw, result.start_block, result.end_block)
-    ev = _by_name(events)
+    ev = by_name(events)
     end = result.end_block
     opening_debt = int(
         bw.ch.functions.totalBadDebtWad().call(block_identifier=result.start_block - 1)

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from eth_abi.abi import decode as abi_decode
 from eth_account import Account
@@ -50,9 +50,12 @@ from bulwark.chain.contracts import (
     connect,
     dev_account,
 )
-from bulwark.keeper.index import RpcFailure, call_data, eth_call, rpc_batch
+from bulwark.chain.rpc import NodeError, RpcFailure, call_data, eth_call, rpc_batch
 from bulwark.sim import scenarios
 from bulwark.sim.scenarios import PricePath, ScenarioError
+
+if TYPE_CHECKING:
+    from bulwark.sim.sweep import SweepConfig
 
 MAX_UINT = 2**256 - 1
 GAS_MONEY_WEI = 10_000 * 10**18
@@ -279,11 +282,9 @@ class TxPipe:
             part = pending[start : start + self.chunk]
             replies = _batch(self.bw.w3, [("eth_sendRawTransaction", [p.raw]) for p in part])
             for p, reply in zip(part, replies, strict=True):
-                if "error" in reply:
-                    raise StressError(
-                        f"{p.label}: the node refused it: {reply['error'].get('message')}"
-                    )
-                p.tx_hash = reply["result"]
+                if isinstance(reply, RpcFailure):
+                    raise StressError(f"{p.label}: the node refused it: {reply.message}")
+                p.tx_hash = str(reply)
             self.sent_now += len(part)
             if self.on_sent is not None:
                 self.on_sent()
@@ -301,8 +302,8 @@ class TxPipe:
                 part = missing[start : start + self.chunk]
                 calls = [("eth_getTransactionReceipt", [h]) for h in part]
                 for h, reply in zip(part, _batch(self.bw.w3, calls), strict=True):
-                    if reply.get("result"):
-                        found[h] = reply["result"]
+                    if isinstance(reply, dict):
+                        found[h] = reply
             if len(found) == len(hashes):
                 return [found[h] for h in hashes]
         raise StressError(f"{len(hashes) - len(found)} transactions stayed out of every block")
@@ -319,8 +320,8 @@ class TxPipe:
                     _batch(self.bw.w3, [("eth_getTransactionReceipt", [h]) for h in part]),
                     strict=True,
                 ):
-                    if reply.get("result"):
-                        found[h] = reply["result"]
+                    if isinstance(reply, dict):
+                        found[h] = reply
             if len(found) == len(hashes):
                 return [found[h] for h in hashes]
             if time.monotonic() > deadline:
@@ -330,12 +331,14 @@ class TxPipe:
             time.sleep(0.05)
 
 
-def _batch(w3: Web3, calls: Sequence[tuple[str, list[Any]]]) -> list[dict[str, Any]]:
-    """One JSON-RPC batch; replies in the order of the calls."""
-    replies = w3.provider.make_batch_request(calls)  # type: ignore[attr-defined]
-    if isinstance(replies, dict):  # the node answered the whole batch with one error
-        raise StressError(f"the node refused a batch: {replies.get('error')}")
-    return sorted((dict(r) for r in replies), key=lambda r: int(r["id"]))
+def _batch(w3: Web3, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
+    """One JSON-RPC batch through the package's batching (:func:`bulwark.chain.rpc.rpc_batch`): each
+    answer is its result or an :class:`RpcFailure`, in the order of the calls; a batch the node
+    refused as a whole is one readable error."""
+    try:
+        return rpc_batch(w3, calls, chunk=SEND_CHUNK)
+    except NodeError as exc:
+        raise StressError(f"the node refused a batch: {exc}") from None
 
 
 def rpc(w3: Web3, method: str, *params: Any) -> Any:
@@ -887,22 +890,59 @@ def call_views(w3: Web3, calls: Sequence[ViewCall], block: int) -> list[Any]:
 # ---------------------------------------------------------------------------- the command
 
 
-def admin_signer(args: argparse.Namespace) -> LocalAccount:
+@dataclass(frozen=True)
+class ChainOptions:
+    """Where a run happens and who signs as the admin: `--rpc` (else BULWARK_RPC, else an embedded
+    Anvil), its deployment file (`--deployment`, else BULWARK_DEPLOYMENT, else the chain's default),
+    and the admin's key (`--keystore`, else BULWARK_PRIVATE_KEY, else `--dev-account`, else dev
+    account 0)."""
+
+    rpc: str | None = None
+    deployment: str | None = None
+    keystore: str | None = None
+    dev_account: int | None = None
+
+    @classmethod
+    def of(cls, source: object) -> ChainOptions:
+        """The options from any object carrying these names (the command line's namespace)."""
+        if isinstance(source, ChainOptions):
+            return source
+        index = getattr(source, "dev_account", None)
+        return cls(
+            rpc=getattr(source, "rpc", None),
+            deployment=getattr(source, "deployment", None),
+            keystore=getattr(source, "keystore", None),
+            dev_account=int(index) if index is not None else None,
+        )
+
+
+@dataclass(frozen=True)
+class StressOptions:
+    """What `bulwark stress` was asked for, built by the command line (bulwark/cli): the run, where
+    its report goes, the chain, JSON or the summary, and with `sweep` a fund-size sweep instead of
+    one run."""
+
+    config: StressConfig
+    out: Path
+    chain: ChainOptions = field(default_factory=ChainOptions)
+    json: bool = False
+    sweep: SweepConfig | None = None
+
+
+def admin_signer(chain: ChainOptions) -> LocalAccount:
     """The admin (feeder and mock-token owner): --keystore, BULWARK_PRIVATE_KEY, --dev-account,
     else dev account 0."""
-    keystore = getattr(args, "keystore", None)
-    if keystore:
-        return account_from_keystore(keystore)
+    if chain.keystore:
+        return account_from_keystore(chain.keystore)
     key = os.environ.get("BULWARK_PRIVATE_KEY")
     if key:
         return account_from_key(key)
-    index = getattr(args, "dev_account", None)
-    return dev_account(int(index) if index is not None else 0)
+    return dev_account(chain.dev_account if chain.dev_account is not None else 0)
 
 
 @contextmanager
 def chain_for(
-    args: argparse.Namespace, fresh: bool = False, env: bool = True
+    options: ChainOptions | argparse.Namespace, fresh: bool = False, env: bool = True
 ) -> Iterator[tuple[Bulwark, bool]]:
     """A Bulwark client: on `--rpc` or, with `env`, BULWARK_RPC (its deployment file, or a fresh
     deployment with `fresh`), else on a new embedded Anvil with a fresh deployment. The flag says
@@ -910,7 +950,8 @@ def chain_for(
     from bulwark.devnet.deploy import deploy_all
     from bulwark.devnet.node import AnvilNode
 
-    rpc_url = getattr(args, "rpc", None) or (os.environ.get("BULWARK_RPC") if env else None)
+    chain = ChainOptions.of(options)
+    rpc_url = chain.rpc or (os.environ.get("BULWARK_RPC") if env else None)
     if rpc_url:
         w3 = connect(rpc_url, timeout=120)
         if w3.eth.chain_id not in LOCAL_CHAIN_IDS:
@@ -918,7 +959,7 @@ def chain_for(
         if fresh:
             yield Bulwark(w3, deploy_all(w3, dev_account(0))), False
             return
-        deployment_file = getattr(args, "deployment", None) or os.environ.get("BULWARK_DEPLOYMENT")
+        deployment_file = chain.deployment or os.environ.get("BULWARK_DEPLOYMENT")
         path = (
             Path(deployment_file) if deployment_file else Deployment.default_path(w3.eth.chain_id)
         )
@@ -927,20 +968,6 @@ def chain_for(
     with AnvilNode() as node:
         w3 = connect(node.rpc_url, timeout=120)
         yield Bulwark(w3, deploy_all(w3, dev_account(0))), True
-
-
-def config_from_args(args: argparse.Namespace) -> StressConfig:
-    """The run's settings from the command line; absent flags take their defaults."""
-    step, seed, speed = (getattr(args, k, None) for k in ("step", "seed", "speed"))
-    max_steps = getattr(args, "max_steps", None)
-    return StressConfig(
-        scenario=str(args.scenario),
-        accounts=int(getattr(args, "accounts", None) or 500),
-        seed=int(seed) if seed is not None else 1,
-        speed=float(speed) if speed is not None else 1.0,
-        step_seconds=int(step) if step is not None else None,
-        max_steps=int(max_steps) if max_steps is not None else None,
-    )
 
 
 def fresh_log(file: Path) -> Path:
@@ -955,32 +982,33 @@ def default_out(scenario: str) -> Path:
     return Path("reports") / name
 
 
-def run_from_cli(args: argparse.Namespace) -> int:
-    """`bulwark stress`: runs the scenario, writes the report, prints the summary (or JSON)."""
+def run_command(opts: StressOptions) -> int:
+    """`bulwark stress`: runs the scenario, writes the report, prints the summary (or JSON); with
+    a sweep, the sweep (bulwark/sim/sweep.py). Exit code 0, 1 for a mistake (one line on stderr), 3 when
+    a check failed."""
     from bulwark.sim import report
 
-    if getattr(args, "fund_sweep", None) is not None:
+    if opts.sweep is not None:
         from bulwark.sim import sweep
 
-        return sweep.run_from_cli(args)
+        return sweep.run_command(opts, opts.sweep)
     try:
-        cfg = config_from_args(args)
+        cfg = opts.config
         cfg.validate()
         scenarios.find(cfg.scenario)  # a bad name fails before any node starts
-        out = Path(args.out) if getattr(args, "out", None) else default_out(cfg.scenario)
-        log_file = fresh_log(out / "keeper.log")
-        with chain_for(args) as (bw, embedded):
-            admin = dev_account(0) if embedded else admin_signer(args)
+        log_file = fresh_log(opts.out / "keeper.log")
+        with chain_for(opts.chain) as (bw, embedded):
+            admin = dev_account(0) if embedded else admin_signer(opts.chain)
             run = StressRun(bw, cfg, admin, keeper_log_file=log_file)
             result = run.run()
             started = time.monotonic()
             data = report.build(bw, result)
             data["run"]["wall_seconds"]["report"] = round(time.monotonic() - started, 2)
-            files = report.write(data, out)
+            files = report.write(data, opts.out)
     except (BulwarkError, ScenarioError) as exc:
         print(f"bulwark stress: error: {exc}", file=sys.stderr)
         return 1
-    if getattr(args, "json", False):
+    if opts.json:
         print(json.dumps(data, indent=2))
     else:
         print("\n".join(report.summary_lines(data, files)))
