@@ -530,6 +530,19 @@ def test_stress_gets_its_options_and_demo_the_namespace(
     assert demo.out == "/tmp/x" and demo.json is False
 
 
+@pytest.mark.parametrize(
+    "flags",
+    [["--window-caps", "10,50"], ["--adl-policy", "prorata"], ["--compare-policies"]],
+)
+def test_stress_refuses_sweep_flags_without_a_sweep(
+    flags: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A sweep-only flag on a plain replay would be ignored: it is one line and nothing runs."""
+    assert cli.main(["stress", "scenarios/gap.csv", *flags, "--rpc", "http://127.0.0.1:9"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"bulwark stress: error: {flags[0]} applies to a fund sweep: add --fund-sweep"
+
+
 def test_deploy_without_a_node_is_a_dry_run_on_an_embedded_anvil(
     run: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

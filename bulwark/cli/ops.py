@@ -341,11 +341,25 @@ def run_stress(args: argparse.Namespace) -> int:
     return int(run_command(opts) or 0)
 
 
+# Flags of `bulwark stress` that only a fund sweep reads.
+SWEEP_ONLY_FLAGS = (
+    "--window-caps",
+    "--haircut-bound",
+    "--refine",
+    "--adl-policy",
+    "--compare-policies",
+)
+
+
 def stress_options(args: argparse.Namespace) -> StressOptions:
     """The options of `bulwark stress` from its parsed flags (absent ones take their defaults):
     the run's StressConfig, the chain, the report folder and, with --fund-sweep, the SweepConfig."""
     from bulwark.sim.stress import ChainOptions, StressConfig, StressOptions, default_out
 
+    if getattr(args, "fund_sweep", None) is None:
+        for flag in SWEEP_ONLY_FLAGS:
+            if getattr(args, flag.removeprefix("--").replace("-", "_"), None) not in (None, False):
+                raise BulwarkError(f"{flag} applies to a fund sweep: add --fund-sweep")
     step, seed, speed = (getattr(args, k, None) for k in ("step", "seed", "speed"))
     max_steps = getattr(args, "max_steps", None)
     config = StressConfig(
