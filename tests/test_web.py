@@ -592,9 +592,7 @@ def test_an_lp_deposit_is_locked_and_a_withdrawal_shows_why(
     expect(page.stat("pool-exit-value")).not_to_contain_text("lower")
 
     # Past the lock, `max` withdraws what the pool says it pays, rounded down to token units.
-    now = int(bw.w3.eth.get_block("latest")["timestamp"])
-    bw.w3.provider.make_request("evm_increaseTime", [until - now + 1])  # type: ignore[arg-type]
-    bw.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    protocol.mine(until + 1)  # past the lock
     most = int(bw.pool.functions.maxWithdraw(page.address).call())
     assert most > 0
     page.expect_value(page.stat("pool-max-withdraw"), most)
@@ -611,13 +609,6 @@ def test_an_lp_deposit_is_locked_and_a_withdrawal_shows_why(
     # Every share could leave, so `max` redeemed them all: no dust of shares stays behind.
     assert int(bw.pool.functions.balanceOf(page.address).call()) == 0
     page.expect_value(page.stat("pool-shares"), 0)
-
-
-def mine_at(bw: Bulwark, timestamp: int) -> None:
-    """Mines one block at exactly `timestamp` (chain time, whatever the wall clock does)."""
-    bw.w3.provider.make_request("evm_setNextBlockTimestamp", [timestamp])  # type: ignore[arg-type]
-    bw.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
-    assert int(bw.w3.eth.get_block("latest")["timestamp"]) == timestamp
 
 
 def test_stake_request_wait_and_claim(open_page: Any, protocol: World) -> None:
@@ -665,7 +656,7 @@ def test_stake_request_wait_and_claim(open_page: Any, protocol: World) -> None:
     page.shot("unstake-cooldown")
 
     # At the end of the cooldown the request is claimable until its window ends.
-    mine_at(bw, ready_at)
+    assert protocol.mine(ready_at) == ready_at
     expect(state).to_have_attribute("data-state", "claimable")
     expect(state).to_have_text(
         re.compile(rf"^claimable until {re.escape(render.when(claim_until))}")
@@ -684,7 +675,7 @@ def test_stake_request_wait_and_claim(open_page: Any, protocol: World) -> None:
     # The second request, left unclaimed past its window: lapsed, no Claim, a Lapse.
     row = page.tab.locator(f"tr[data-request='{second.request_id}']")
     state = row.get_by_test_id("request-state")
-    mine_at(bw, second.claim_until)
+    assert protocol.mine(second.claim_until) == second.claim_until
     expect(state).to_have_attribute("data-state", "lapsed")
     expect(state).to_contain_text(f"lapsed {render.when(second.claim_until)}")
     expect(row.locator("button[data-claim]")).to_have_count(0)
