@@ -17,9 +17,14 @@ from typing import Any
 
 from bulwark.core import paths
 from bulwark.devnet import compiler
+from bulwark.devnet.world import WorldError
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
+
+
+class BenchError(WorldError):
+    """A benchmark could not set up or check what it measures."""
 
 
 def _first_line(argv: Sequence[str]) -> str:

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import Row, fmt_s
-from bench.world import BenchError, World, bench_account, wad, world
+from bench.common import BenchError, Row, fmt_s
+from bulwark.devnet.world import World, bench_account, wad, world
 
 ACCOUNTS = 1_000
 BLOCK_TIME = 2
@@ -75,8 +75,8 @@ def setup(w: World, n: int) -> list[str]:
     lp = bench_account(0, "e2e-lp")
     staker = bench_account(0, "e2e-staker")
     w.give_ether([lp, staker])
-    w.seed_pool(lp, 8_000_000)
-    w.stake(staker, 4_000_000)
+    w.seed_pool(8_000_000, lp)
+    w.stake(4_000_000, staker)
     traders = [bench_account(i, "e2e") for i in range(n)]
     b = book(n, 3_000.0)
     w.fund_accounts(traders, b.margins)

@@ -23,9 +23,9 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 
 from bench import profile as gas_profile
-from bench.common import Row, fmt_gas, median
-from bench.world import MAX_UINT, USDC, BenchError, World, bench_account, wad, world
+from bench.common import BenchError, Row, fmt_gas, median
 from bulwark.chain.contracts import WAD, dev_account
+from bulwark.devnet.world import MAX_UINT, USDC, World, bench_account, wad, world
 
 BLOCK_GAP_SECONDS = 12
 BATCH_SIZES = (1, 10, 50)
@@ -113,8 +113,8 @@ class GasBench:
         # 2,900): the figures changed from one invocation to the next by 17,100 per such slot. (The
         # interval overrides evm_increaseTime, so it is removed before the first warp.)
         w.rpc("anvil_setBlockTimestampInterval", 1)
-        w.seed_pool(self.lp, 3_000_000)
-        w.stake(self.staker, 100_000)
+        w.seed_pool(3_000_000, self.lp)
+        w.stake(100_000, self.staker)
         w.fund_accounts(self.background, [100_000] * len(self.background))
         w.fund_accounts(self.batch_accounts, [1_600] * len(self.batch_accounts))
         w.give_ether([*self.actors, self.keeper])

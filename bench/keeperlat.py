@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import machine_line, write_result
-from bench.world import BenchError, World, bench_account, wad, world
+from bench.common import BenchError, machine_line, write_result
+from bulwark.devnet.world import World, bench_account, wad, world
 
 ACCOUNTS = 150
 BLOCK_TIME = 1
@@ -187,8 +187,8 @@ def setup(w: World, n: int, seed: int = 12) -> list[str]:
     w.rpc("evm_setAutomine", True)
     lp, staker = bench_account(0, "lat-lp"), bench_account(0, "lat-staker")
     w.give_ether([lp, staker])
-    w.seed_pool(lp, 5_000_000)
-    w.stake(staker, 500_000)
+    w.seed_pool(5_000_000, lp)
+    w.stake(500_000, staker)
     rng = np.random.default_rng(seed)
     notional = rng.uniform(1_000, 8_000, n)
     leverage = rng.uniform(2, 19, n)

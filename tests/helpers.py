@@ -10,7 +10,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from conftest import MAX_UINT, USDC, Protocol
 from eth_account.signers.local import LocalAccount
 from web3.contract import Contract
 from web3.exceptions import LogTopicError, MismatchedABI
@@ -18,6 +17,8 @@ from web3.types import TxReceipt
 
 from bulwark.chain.contracts import WAD, TxReverted
 from bulwark.core import riskmath as rm
+from bulwark.devnet.world import MAX_UINT, USDC
+from bulwark.devnet.world import World as Protocol
 
 ETH, BTC = 0, 1
 LONG, SHORT = 0, 1

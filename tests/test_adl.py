@@ -3,7 +3,6 @@ haircuts from realised profit only, stopping exactly at zero debt; closes and fl
 
 from __future__ import annotations
 
-from conftest import Protocol
 from helpers import (
     BTC,
     ETH,
@@ -21,16 +20,18 @@ from helpers import (
     view,
     wad,
 )
+from support import assert_conserved
 
 from bulwark.chain.contracts import WAD
 from bulwark.core import riskmath as rm
+from bulwark.devnet.world import World
 
 
-def _scores(p: Protocol, who: list[str]) -> list[int]:
+def _scores(p: World, who: list[str]) -> list[int]:
     return [int(s) for s in p.bw.ch.functions.adlScoresOf(ETH, who).call()]
 
 
-def test_adl_scores_match_riskmath(protocol: Protocol) -> None:
+def test_adl_scores_match_riskmath(protocol: World) -> None:
     p = protocol
     book = adl_book(p)
     addrs = [t.address for t in book.shorts] + [
@@ -44,7 +45,7 @@ def test_adl_scores_match_riskmath(protocol: Protocol) -> None:
     assert on_chain[3:] == [0, 0]  # flat victim, the pool is never a target
 
 
-def test_auto_deleverage_clears_debt_exactly_in_score_order(protocol: Protocol) -> None:
+def test_auto_deleverage_clears_debt_exactly_in_score_order(protocol: World) -> None:
     p = protocol
     book = adl_book(p)
     assert p.bw.fund.functions.availableWad().call() == 0
@@ -94,10 +95,10 @@ def test_auto_deleverage_clears_debt_exactly_in_score_order(protocol: Protocol) 
     assert p.bw.ch.functions.badDebtSince().call() == 0
     assert margin(p, pool) < pool_before  # the pool paid the realised profit
     assert sum(s["haircutWad"] for s in steps) == book.debt < realized_total
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_auto_deleverage_out_of_order_reverts(protocol: Protocol) -> None:
+def test_auto_deleverage_out_of_order_reverts(protocol: World) -> None:
     p = protocol
     book = adl_book(p)
     # 1 ETH short (its whole profit is within the debt, so ADL moves on), then the top score
@@ -109,7 +110,7 @@ def test_auto_deleverage_out_of_order_reverts(protocol: Protocol) -> None:
     assert info.value.error.args["scoreWad"] > s_low
 
 
-def test_auto_deleverage_ineligible_targets_revert(protocol: Protocol) -> None:
+def test_auto_deleverage_ineligible_targets_revert(protocol: World) -> None:
     p = protocol
     book = adl_book(p)
     victim, top = book.victim.address, book.shorts[0].address
@@ -139,7 +140,7 @@ def test_auto_deleverage_ineligible_targets_revert(protocol: Protocol) -> None:
 
 
 def test_auto_deleverage_haircut_never_pushes_a_cross_margin_target_below_maintenance(
-    protocol: Protocol,
+    protocol: World,
 ) -> None:
     """A target whose ETH profit carries a losing BTC leg gives up only what keeps it at maintenance
     margin; the rest of the debt passes to the next target."""
@@ -172,10 +173,10 @@ def test_auto_deleverage_haircut_never_pushes_a_cross_margin_target_below_mainte
     assert after.equity == after.mmr  # capped exactly at maintenance margin
     assert sum(s["haircutWad"] for s in steps.values()) == debt
     assert bad_debt(p, ETH, LONG) == 0
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_auto_deleverage_while_fund_can_pay_the_debt_reverts(protocol: Protocol) -> None:
+def test_auto_deleverage_while_fund_can_pay_the_debt_reverts(protocol: World) -> None:
     p = protocol
     book = adl_book(p)
     p.stake(10_000)
@@ -188,7 +189,7 @@ def test_auto_deleverage_while_fund_can_pay_the_debt_reverts(protocol: Protocol)
         tx(p, p.bw.ch.functions.autoDeleverage(ETH, [book.shorts[0].address]), p.keeper)
 
 
-def test_auto_deleverage_without_bad_debt_reverts(protocol: Protocol) -> None:
+def test_auto_deleverage_without_bad_debt_reverts(protocol: World) -> None:
     p = protocol
     p.seed_pool(100_000)
     t = p.traders[1]
@@ -200,7 +201,7 @@ def test_auto_deleverage_without_bad_debt_reverts(protocol: Protocol) -> None:
         tx(p, p.bw.ch.functions.autoDeleverage(ETH, [t.address]), p.keeper)
 
 
-def test_auto_deleverage_needs_the_adl_keeper_role(protocol: Protocol) -> None:
+def test_auto_deleverage_needs_the_adl_keeper_role(protocol: World) -> None:
     p = protocol
     book = adl_book(p)
     ch = p.bw.ch.functions
@@ -215,7 +216,7 @@ def test_auto_deleverage_needs_the_adl_keeper_role(protocol: Protocol) -> None:
     assert bad_debt(p, ETH, LONG) == book.debt
 
 
-def test_auto_deleverage_on_stale_price_reverts(protocol: Protocol) -> None:
+def test_auto_deleverage_on_stale_price_reverts(protocol: World) -> None:
     p = protocol
     book = adl_book(p)
     p.warp(3_601)
@@ -223,7 +224,7 @@ def test_auto_deleverage_on_stale_price_reverts(protocol: Protocol) -> None:
         tx(p, p.bw.ch.functions.autoDeleverage(ETH, [book.shorts[0].address]), p.keeper)
 
 
-def test_profitable_close_during_adl_pays_the_debt(protocol: Protocol) -> None:
+def test_profitable_close_during_adl_pays_the_debt(protocol: World) -> None:
     p = protocol
     book = adl_book(p)
     t = book.shorts[1]  # short 3 ETH from 3,000, now worth +900
@@ -232,10 +233,10 @@ def test_profitable_close_during_adl_pays_the_debt(protocol: Protocol) -> None:
     realized = events(receipt, p.bw.ch, "PositionChanged")[0]["realizedPnlWad"]
     assert ev["haircutWad"] == min(realized, book.debt)
     assert bad_debt(p, ETH, LONG) == book.debt - ev["haircutWad"] == ev["badDebtRemainingWad"]
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_flip_during_adl_pays_the_debt_like_a_close(protocol: Protocol) -> None:
+def test_flip_during_adl_pays_the_debt_like_a_close(protocol: World) -> None:
     p = protocol
     book = adl_book(p)
     t = book.shorts[2]  # short 1 ETH, +300; flips to long 1 ETH in one trade
@@ -245,10 +246,10 @@ def test_flip_during_adl_pays_the_debt_like_a_close(protocol: Protocol) -> None:
     ev = events(receipt, p.bw.ch, "ProfitHaircutOnClose")
     assert len(ev) == 1 and ev[0]["haircutWad"] == min(realized, book.debt)
     assert position(p, t.address).size == wad(1)
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_socialize_after_grace_period(protocol: Protocol) -> None:
+def test_socialize_after_grace_period(protocol: World) -> None:
     p = protocol
     book = adl_book(p)
     since = int(p.bw.ch.functions.badDebtRecordedAt(ETH, LONG).call())  # this side's own clock
@@ -269,10 +270,10 @@ def test_socialize_after_grace_period(protocol: Protocol) -> None:
     assert (ev["amountWad"], ev["totalBadDebtWad"]) == (book.debt - available, 0)
     assert margin(p, pool) == pool_before - (book.debt - available)
     assert p.bw.ch.functions.badDebtSince().call() == 0
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_worked_example_empty_fund_then_adl(protocol: Protocol) -> None:
+def test_worked_example_empty_fund_then_adl(protocol: World) -> None:
     """The numbers of docs/protocol.md, "Worked example B" (funding switched off to pin them)."""
     p = protocol
     no_funding(p)
@@ -298,4 +299,4 @@ def test_worked_example_empty_fund_then_adl(protocol: Protocol) -> None:
     assert kept == 100
     assert [margin(p, a) for a in (s1, s2, s3)] == [497 * WAD, wad(4_995.5), wad(998.5) + kept]
     assert position(p, s3).size == -(WAD - partial)
-    p.assert_conserved()
+    assert_conserved(p)

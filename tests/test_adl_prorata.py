@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_keeper_support import Chain
 
 from bulwark.chain.contracts import Bulwark, dev_account
 from bulwark.core import riskmath as rm
 from bulwark.devnet.node import AnvilNode
+from bulwark.devnet.world import World
 from bulwark.keeper import prorata
 from bulwark.keeper.config import KeeperSettings
 from bulwark.keeper.daemon import Keeper
@@ -53,13 +53,13 @@ def test_pro_rata_shares_refuse_a_target_without_profit() -> None:
 
 
 @pytest.fixture
-def chain(anvil: AnvilNode, bw: Bulwark) -> Chain:
-    c = Chain(anvil, bw)
+def chain(anvil: AnvilNode, bw: Bulwark) -> World:
+    c = World(anvil, bw)
     c.seed_pool(500_000)
     return c
 
 
-def test_keeper_pro_rata_takes_every_share_the_plan_predicts(chain: Chain) -> None:
+def test_keeper_pro_rata_takes_every_share_the_plan_predicts(chain: World) -> None:
     # given ETH under the pro-rata policy, shorts of different sizes and longs a crash bankrupts
     chain.send(chain.bw.ch.functions.setAdlPolicy(ETH, prorata.PRO_RATA), chain.admin)
     assert chain.bw.ch.functions.adlPolicyOf(ETH).call() == prorata.PRO_RATA

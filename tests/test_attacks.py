@@ -5,21 +5,22 @@ more, run in Solidity under test/foundry/attacks (tests/test_forge.py)."""
 from __future__ import annotations
 
 import pytest
-from conftest import USDC, Protocol
 from eth_account.signers.local import LocalAccount
+from support import assert_conserved
 from web3.logs import DISCARD
 
 from bulwark.chain.contracts import WAD, TxReverted
+from bulwark.devnet.world import USDC, World
 
 ETH = "ETH-USD"
 WINDOW_CAP_RATIO = WAD // 2  # DeployParams.fund_window_cap_ratio
 
 
-def _margin(p: Protocol, who: str) -> int:
+def _margin(p: World, who: str) -> int:
     return int(p.bw.ch.functions.marginOf(who).call())
 
 
-def _liquidate(p: Protocol, account: LocalAccount) -> None:
+def _liquidate(p: World, account: LocalAccount) -> None:
     p.bw.send(p.bw.ch.functions.liquidate(account.address, p.bw.market_id(ETH)), p.keeper)
 
 
@@ -27,7 +28,7 @@ def _revert_name(exc: pytest.ExceptionInfo[TxReverted]) -> str:
     return exc.value.error.name
 
 
-def test_mango_style_oracle_spike_drains_at_most_one_window(protocol: Protocol) -> None:
+def test_mango_style_oracle_spike_drains_at_most_one_window(protocol: World) -> None:
     """Attack (Mango Markets, Oct 2022): hold both sides of ETH from two accounts, print a +50%
     price, let the short go bankrupt and cash the long's mirror profit out of the insurance fund.
     Bounded: the fund pays at most its window cap (half its assets), the rest is bad debt that the
@@ -59,10 +60,10 @@ def test_mango_style_oracle_spike_drains_at_most_one_window(protocol: Protocol) 
     p.bw.send(p.bw.ch.functions.withdraw(out, long_acct.address), long_acct)
     gain = out - 200_000 * USDC
     assert gain <= window_cap // p.bw.token_scale
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_batch_liquidation_griefing_entries_are_skipped(protocol: Protocol) -> None:
+def test_batch_liquidation_griefing_entries_are_skipped(protocol: World) -> None:
     """Attack: put a healthy account, an unknown market, the pool and a duplicate into a batch so
     that the one liquidatable account in it escapes. Each bad entry is skipped; the keeper is paid
     once."""
@@ -85,10 +86,10 @@ def test_batch_liquidation_griefing_entries_are_skipped(protocol: Protocol) -> N
     assert [e["args"]["account"] for e in liquidated] == [victim.address]
     assert ch.functions.positionOf(victim.address, eth).call()[0] == 0
     assert _margin(p, p.keeper.address) == liquidated[0]["args"]["rewardWad"]
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_liquidation_on_stale_price_is_refused(protocol: Protocol) -> None:
+def test_liquidation_on_stale_price_is_refused(protocol: World) -> None:
     """Attack: liquidate on a price older than the heartbeat (a feed that stopped updating after a
     crash), when the account may have recovered. Refused; the keeper's confirmation view refuses
     too."""
@@ -107,7 +108,7 @@ def test_liquidation_on_stale_price_is_refused(protocol: Protocol) -> None:
     assert _revert_name(exc) == "OracleStalePrice"
 
 
-def test_healthy_account_cannot_be_liquidated(protocol: Protocol) -> None:
+def test_healthy_account_cannot_be_liquidated(protocol: World) -> None:
     """Attack: a keeper liquidates a healthy account to collect the reward and the penalty."""
     p = protocol
     trader = p.traders[5]

@@ -23,7 +23,7 @@ def to_wad(x: float) -> int:
 
 
 def test_bench_modules_import() -> None:
-    for name in ("common", "world", "profile", "gas", "screening", "e2e", "buildtime", "report"):
+    for name in ("common", "profile", "gas", "screening", "e2e", "buildtime", "report"):
         importlib.import_module(f"bench.{name}")
     main = importlib.import_module("bench.__main__")
     assert main.main(["nonsense"]) == 2

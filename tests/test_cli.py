@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Protocol, clear_cli_env
+from conftest import clear_cli_env
 
 from bulwark import cli
 from bulwark.chain.contracts import WAD, Bulwark, Deployment, dev_account
 from bulwark.core.units import parse_wad
+from bulwark.devnet.world import World
 
 TRADER, OTHER, LP, STAKER = 4, 5, 1, 2
 
@@ -148,7 +149,7 @@ def test_global_options_before_and_after_the_command(run: Cli) -> None:
 # ---------------------------------------------------------------------------- trading
 
 
-def test_trade_deposit_open_account_close_withdraw(run: Cli, protocol: Protocol) -> None:
+def test_trade_deposit_open_account_close_withdraw(run: Cli, protocol: World) -> None:
     protocol.seed_pool(500_000)
     dev = ("--dev-account", str(TRADER))
     deposited = run.json("trade", "deposit", "10000", *dev)
@@ -179,7 +180,7 @@ def test_trade_deposit_open_account_close_withdraw(run: Cli, protocol: Protocol)
     )
 
 
-def test_negative_size_opens_a_short_with_min_price(run: Cli, protocol: Protocol) -> None:
+def test_negative_size_opens_a_short_with_min_price(run: Cli, protocol: World) -> None:
     protocol.seed_pool(500_000)
     protocol.fund_trader(dev_account(TRADER), 10_000)
     short = run.json(
@@ -190,7 +191,7 @@ def test_negative_size_opens_a_short_with_min_price(run: Cli, protocol: Protocol
     assert text.startswith("opened: sold 0.01 BTC-USD at 60,000.00 (bound 59,400.00)")
 
 
-def test_liquidation_price_is_where_the_chain_flips(run: Cli, protocol: Protocol) -> None:
+def test_liquidation_price_is_where_the_chain_flips(run: Cli, protocol: World) -> None:
     p = protocol
     trader = dev_account(TRADER)
     p.seed_pool(500_000)
@@ -205,7 +206,7 @@ def test_liquidation_price_is_where_the_chain_flips(run: Cli, protocol: Protocol
     assert ch.healthOf(trader.address).call()[3]
 
 
-def test_adl_queue_ranks_and_lights(run: Cli, protocol: Protocol) -> None:
+def test_adl_queue_ranks_and_lights(run: Cli, protocol: World) -> None:
     p = protocol
     p.seed_pool(500_000)
     calm, bold, loser = dev_account(4), dev_account(5), dev_account(6)
@@ -230,7 +231,7 @@ def test_adl_queue_ranks_and_lights(run: Cli, protocol: Protocol) -> None:
 # ---------------------------------------------------------------------------- pool and fund
 
 
-def test_pool_deposit_then_locked_withdrawal(run: Cli, protocol: Protocol) -> None:
+def test_pool_deposit_then_locked_withdrawal(run: Cli, protocol: World) -> None:
     dev = ("--dev-account", str(LP))
     deposit = run.json("pool", "deposit", "1000", *dev)
     assert deposit["deposited"] == "1000" and deposit["value"] == "1000"
@@ -242,7 +243,7 @@ def test_pool_deposit_then_locked_withdrawal(run: Cli, protocol: Protocol) -> No
     assert withdrawn["withdrew"] == "1000" and withdrawn["shares_held"] == "0"
 
 
-def test_fund_stake_unstake_status_claim(run: Cli, protocol: Protocol) -> None:
+def test_fund_stake_unstake_status_claim(run: Cli, protocol: World) -> None:
     dev = ("--dev-account", str(STAKER))
     staked = run.json("fund", "stake", "5000", *dev)
     assert staked["staked"] == "5000"
@@ -263,7 +264,7 @@ def test_fund_stake_unstake_status_claim(run: Cli, protocol: Protocol) -> None:
 # ---------------------------------------------------------------------------- feeds and status
 
 
-def test_feed_set_and_status(run: Cli, protocol: Protocol) -> None:
+def test_feed_set_and_status(run: Cli, protocol: World) -> None:
     set_price = run.json("feed", "set", "eth-usd", "2875.5")
     assert set_price == {**set_price, "market": "ETH-USD", "price": "2875.5", "previous": "3000"}
     status = run.json("status")
@@ -293,7 +294,7 @@ def test_feed_replay_spaces_updates_by_file_time_over_speed(
     assert btc_time == stamps[1]
 
 
-def test_status_lists_liquidatable_accounts(run: Cli, protocol: Protocol) -> None:
+def test_status_lists_liquidatable_accounts(run: Cli, protocol: World) -> None:
     p = protocol
     trader = dev_account(TRADER)
     p.seed_pool(500_000)
@@ -311,7 +312,7 @@ def test_status_lists_liquidatable_accounts(run: Cli, protocol: Protocol) -> Non
 
 
 def test_keeper_once_liquidates(
-    run: Cli, protocol: Protocol, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    run: Cli, protocol: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("BULWARK_KEEPER_CHECKPOINT_FILE", str(tmp_path / "checkpoint.json"))
     p = protocol
@@ -406,7 +407,7 @@ def test_deploy_writes_the_deployment_file(run: Cli, bw: Bulwark, tmp_path: Path
     ],
 )
 def test_mistakes_give_one_line(
-    run: Cli, protocol: Protocol, argv: list[str], needles: list[str]
+    run: Cli, protocol: World, argv: list[str], needles: list[str]
 ) -> None:
     protocol.seed_pool(100_000)
     assert_one_line_error(run(*argv), *needles)
@@ -454,7 +455,7 @@ def test_deployment_and_node_errors(run: Cli, tmp_path: Path) -> None:
     assert_one_line_error(Result(1, *missing.readouterr()), "is malformed")
 
 
-def test_stale_price_is_reported_with_a_hint(run: Cli, protocol: Protocol) -> None:
+def test_stale_price_is_reported_with_a_hint(run: Cli, protocol: World) -> None:
     protocol.seed_pool(100_000)
     protocol.fund_trader(dev_account(TRADER), 1_000)
     protocol.warp(3601)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import USDC, Protocol, clear_cli_env
+from conftest import clear_cli_env
 from test_cli import Cli, assert_one_line_error
 from web3.exceptions import Web3RPCError
 
@@ -28,6 +28,7 @@ from bulwark.cli.render import revert_message
 from bulwark.core import riskmath
 from bulwark.core.units import format_wad, parse_wad
 from bulwark.devnet.deploy import SEED_FUND_ACCOUNT, SEED_POOL_ACCOUNT
+from bulwark.devnet.world import USDC, World
 
 TRADER = 4
 
@@ -90,7 +91,7 @@ def test_deploy_no_seed_and_json(run: Cli, tmp_path: Path) -> None:
 
 def test_pool_cap_error_names_the_largest_size_that_passes(
     run: Cli,
-    protocol: Protocol,
+    protocol: World,
 ) -> None:
     protocol.seed_pool(1_000)
     dev = ("--dev-account", str(TRADER))
@@ -107,7 +108,7 @@ def test_pool_cap_error_names_the_largest_size_that_passes(
     assert_one_line_error(sell, "the largest sell the pool takes now is ")
 
 
-def test_markets_room_is_what_the_pool_takes(run: Cli, protocol: Protocol) -> None:
+def test_markets_room_is_what_the_pool_takes(run: Cli, protocol: World) -> None:
     protocol.seed_pool(10_000)
     protocol.fund_trader(dev_account(TRADER), 20_000)
     terms = run.json("markets")["markets"]
@@ -133,7 +134,7 @@ def test_markets_room_is_what_the_pool_takes(run: Cli, protocol: Protocol) -> No
 
 def test_no_eth_for_gas_names_the_account_and_what_it_needs(
     run: Cli,
-    protocol: Protocol,
+    protocol: World,
 ) -> None:
     broke = dev_account(6)
     rpc(protocol.bw, "anvil_setBalance", broke.address, "0x0")
@@ -144,7 +145,7 @@ def test_no_eth_for_gas_names_the_account_and_what_it_needs(
 
 def test_nonce_too_low_is_one_line(
     run: Cli,
-    protocol: Protocol,
+    protocol: World,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     trader = dev_account(TRADER)
@@ -158,7 +159,7 @@ def test_nonce_too_low_is_one_line(
 
 def test_replacement_underpriced_is_one_line(
     run: Cli,
-    protocol: Protocol,
+    protocol: World,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     bw = protocol.bw
@@ -213,7 +214,7 @@ def test_node_messages_map_to_plain_lines(bw: Bulwark, message: str, needle: str
 )
 def test_absurd_sizes_and_prices_are_refused_before_sending(
     run: Cli,
-    protocol: Protocol,
+    protocol: World,
     argv: list[str],
     needles: list[str],
 ) -> None:
@@ -231,7 +232,7 @@ def test_absurd_sizes_and_prices_are_refused_before_sending(
 
 def test_stale_feed_account_and_status_show_what_can_be_read(
     run: Cli,
-    protocol: Protocol,
+    protocol: World,
 ) -> None:
     p = protocol
     trader = dev_account(TRADER)
@@ -268,7 +269,7 @@ def test_stale_feed_account_and_status_show_what_can_be_read(
     assert eth["open_interest_notional"] == "6000"
 
 
-def test_fund_window_ends_at_is_null_before_any_window(run: Cli, protocol: Protocol) -> None:
+def test_fund_window_ends_at_is_null_before_any_window(run: Cli, protocol: World) -> None:
     protocol.stake(1_000)
     assert run.json("fund", "status")["window_ends_at"] is None
     assert run.json("status")["fund"]["window_ends_at"] is None
@@ -279,7 +280,7 @@ def test_fund_window_ends_at_is_null_before_any_window(run: Cli, protocol: Proto
 
 def test_trade_open_prints_leverage_and_liquidation_price(
     run: Cli,
-    protocol: Protocol,
+    protocol: World,
 ) -> None:
     protocol.seed_pool(500_000)
     dev = ("--dev-account", str(TRADER))
@@ -299,7 +300,7 @@ def test_trade_open_prints_leverage_and_liquidation_price(
 
 def test_history_and_last_liquidation(
     run: Cli,
-    protocol: Protocol,
+    protocol: World,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -335,7 +336,7 @@ def test_history_and_last_liquidation(
 
 def test_accounts_create_fund_and_pick_by_index(
     run: Cli,
-    protocol: Protocol,
+    protocol: World,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -364,7 +365,7 @@ def test_accounts_create_fund_and_pick_by_index(
     assert Decimal(topped["wallet"]) == 1_000_005
 
 
-def test_riskmath_values_the_stale_account_like_the_chain(protocol: Protocol) -> None:
+def test_riskmath_values_the_stale_account_like_the_chain(protocol: World) -> None:
     """The stale view's arithmetic is the contract's: with fresh prices both agree exactly."""
     from bulwark.keeper import status
 
@@ -403,7 +404,7 @@ def test_revert_without_data_is_a_plain_line(error: DecodedError) -> None:
 
 
 def test_stale_status_lists_liquidatable_accounts_at_the_last_prices(
-    run: Cli, protocol: Protocol
+    run: Cli, protocol: World
 ) -> None:
     p = protocol
     trader, other = dev_account(TRADER), dev_account(5)
@@ -433,7 +434,7 @@ def test_stale_status_lists_liquidatable_accounts_at_the_last_prices(
 
 
 def test_an_adl_haircut_shows_in_the_account_and_its_history(
-    run: Cli, protocol: Protocol, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    run: Cli, protocol: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from helpers import adl_book
 

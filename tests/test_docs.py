@@ -27,6 +27,8 @@ Servers
     port; the page goes on once the node answers), ``bulwark web`` and ``bulwark keeper`` without
     ``--once`` (the page goes on once they print their first line). A page that starts no node of its own gets one with Bulwark deployed and seeded
     (``bulwark node --deploy``), so that pages documenting one command can show it on a live chain.
+    The page's node has its clock pinned once it answers (each block one second after the last), so
+    what accrues between two commands does not depend on the machine's load.
     Each command has a time limit (``COMMAND_TIMEOUT``); a long run belongs in an illustrative block.
 
 Writing a page
@@ -36,6 +38,7 @@ Writing a page
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -43,6 +46,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,6 +160,20 @@ def _answers(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _pin_clock(port: int) -> None:
+    """Every block of the page's node lands one second after the last, however loaded the machine:
+    what accrues between two commands (funding, say) does not depend on how long they took."""
+    body = json.dumps(
+        {"jsonrpc": "2.0", "id": 1, "method": "anvil_setBlockTimestampInterval", "params": [1]}
+    )
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}", body.encode(), {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        reply = json.loads(response.read())
+    assert "error" not in reply, reply
+
+
 @dataclass
 class Session:
     """One page's run: its port, environment file, servers and temporary paths."""
@@ -235,6 +253,7 @@ class Session:
         while time.monotonic() < deadline:
             text = log.read_text()
             if node and ready in text and _answers(self.port):
+                _pin_clock(self.port)
                 return text
             if not node and text.strip():
                 time.sleep(1)  # what else it prints at once

@@ -27,12 +27,13 @@ from typing import Any, Self
 
 import pytest
 from faultproxy import Fault, FaultProxy
-from test_keeper_support import Book, Chain, crash_book, own_chain, reverted, wait_for
+from support import Book, crash_book, own_chain, reverted, wait_for
 
 from bulwark.chain.contracts import Bulwark, connect, dev_account
 from bulwark.core.logs import LOGGER_NAME, PlainFormatter
 from bulwark.devnet.deploy import deploy_all
 from bulwark.devnet.node import AnvilNode
+from bulwark.devnet.world import World
 from bulwark.keeper.config import KeeperSettings
 from bulwark.keeper.daemon import Keeper
 
@@ -78,7 +79,7 @@ def keeper_log() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def open_book(chain: Chain, salt: str) -> list[Any]:
+def open_book(chain: World, salt: str) -> list[Any]:
     return crash_book(chain, BOOK_SIZE, salt=salt, margin=500, smallest=2.0, largest=3.0)
 
 
@@ -127,7 +128,7 @@ class Running:
 # ---------------------------------------------------------------------------- the three checks
 
 
-def liquidatable(chain: Chain, accounts: list[str]) -> list[str]:
+def liquidatable(chain: World, accounts: list[str]) -> list[str]:
     """The accounts liquidatable at the head, read at its number (a call at "latest" while Anvil
     mines on an interval now and then panics in the funding accrual, with a block time below the
     market's last accrual)."""
@@ -136,7 +137,7 @@ def liquidatable(chain: Chain, accounts: list[str]) -> list[str]:
     return [a for a, h in zip(accounts, healths, strict=True) if h[3]]
 
 
-def liquidations(chain: Chain, since: int) -> Counter[tuple[str, int]]:
+def liquidations(chain: World, since: int) -> Counter[tuple[str, int]]:
     """(account, market) -> Liquidated events on the canonical chain since block `since`."""
     return Counter(
         (e["args"]["account"], int(e["args"]["marketId"]))
@@ -145,7 +146,7 @@ def liquidations(chain: Chain, since: int) -> Counter[tuple[str, int]]:
 
 
 def assert_none_missed_none_twice(
-    chain: Chain, traders: list[str], doomed: list[str], since: int
+    chain: World, traders: list[str], doomed: list[str], since: int
 ) -> Counter[tuple[str, int]]:
     done = liquidations(chain, since)
     assert set(doomed) <= {a for a, _ in done}, f"missed: {set(doomed) - {a for a, _ in done}}"
@@ -155,7 +156,7 @@ def assert_none_missed_none_twice(
     return done
 
 
-def keeper_nonces(chain: Chain, since: int) -> list[int]:
+def keeper_nonces(chain: World, since: int) -> list[int]:
     """Nonces of the keeper's transactions mined since block `since`, in chain order."""
     head = chain.w3.eth.block_number
     out = []
@@ -165,7 +166,7 @@ def keeper_nonces(chain: Chain, since: int) -> list[int]:
     return out
 
 
-def assert_nonces_in_step(chain: Chain, keeper: Keeper, first_nonce: int, since: int) -> None:
+def assert_nonces_in_step(chain: World, keeper: Keeper, first_nonce: int, since: int) -> None:
     """The keeper's mined nonces run from `first_nonce` without a hole, nothing of its own waits in
     the pool, and its sender tracks nothing in flight."""
     mined = keeper_nonces(chain, since)
@@ -179,7 +180,7 @@ def assert_nonces_in_step(chain: Chain, keeper: Keeper, first_nonce: int, since:
     assert keeper.sender.pending == {}
 
 
-def crash(chain: Chain, traders: list[str]) -> tuple[int, list[str]]:
+def crash(chain: World, traders: list[str]) -> tuple[int, list[str]]:
     """ETH to 2,850; the block of the update and the accounts liquidatable at it."""
     update = int(chain.set_price("ETH-USD", CRASH_PRICE)["blockNumber"])
     healths = chain.bw.ch.functions.healthsOf(traders).call(block_identifier=update)
@@ -188,7 +189,7 @@ def crash(chain: Chain, traders: list[str]) -> tuple[int, list[str]]:
     return update, doomed
 
 
-def crash_pending(chain: Chain, traders: list[str]) -> tuple[int, list[str]]:
+def crash_pending(chain: World, traders: list[str]) -> tuple[int, list[str]]:
     """The price update on a node that mines only on request: sent, mined at once, then checked."""
     feed = chain.bw.feeds["ETH-USD"]
     fn = feed.functions.updateAnswer(CRASH_PRICE * 10**8)
@@ -208,7 +209,7 @@ def crash_pending(chain: Chain, traders: list[str]) -> tuple[int, list[str]]:
     return update, doomed
 
 
-def nonce_of(chain: Chain) -> int:
+def nonce_of(chain: World) -> int:
     return int(chain.w3.eth.get_transaction_count(KEEPER.address, "pending"))
 
 
@@ -227,7 +228,7 @@ def test_node_killed_mid_batch_restarts_from_older_state_and_the_keeper_finishes
     node = AnvilNode(port=_free_port(), state_file=tmp_path / "anvil-state.json").start()
     try:
         w3 = connect(node.rpc_url)
-        chain = Chain(node, Bulwark(w3, deploy_all(w3, dev_account(0))))
+        chain = World(node, Bulwark(w3, deploy_all(w3, dev_account(0))))
         chain.seed_pool(500_000)
         chain.stake(20_000)
         traders = [t.address for t in open_book(chain, "kill")]
@@ -504,7 +505,7 @@ def test_a_batch_priced_out_by_a_base_fee_spike_is_sent_again_with_the_same_nonc
     assert_nonces_in_step(chain, keeper, first_nonce, update)
 
 
-def _rival_send(chain: Chain, nonce: int, max_fee: int) -> str:
+def _rival_send(chain: World, nonce: int, max_fee: int) -> str:
     """Another process holding the keeper's key sends a transaction of its own with `nonce`."""
     tx = chain.bw.token.functions.approve(chain.bw.ch.address, nonce + 1).build_transaction(
         {

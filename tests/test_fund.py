@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MAX_UINT, USDC, Protocol, clear_cli_env
+from conftest import clear_cli_env
 from eth_account.signers.local import LocalAccount
 from helpers import (
     ETH,
@@ -26,13 +26,15 @@ from helpers import (
     tx,
     wad,
 )
+from support import assert_conserved
 
 from bulwark import cli
 from bulwark.chain.contracts import WAD
 from bulwark.core import riskmath as rm
+from bulwark.devnet.world import MAX_UINT, USDC, World
 
 
-def _request(p: Protocol, who: LocalAccount, shares: int | None = None) -> tuple[int, dict]:  # type: ignore[type-arg]
+def _request(p: World, who: LocalAccount, shares: int | None = None) -> tuple[int, dict]:  # type: ignore[type-arg]
     fund = p.bw.fund
     if shares is None:
         shares = int(fund.functions.balanceOf(who.address).call())
@@ -41,11 +43,11 @@ def _request(p: Protocol, who: LocalAccount, shares: int | None = None) -> tuple
     return int(ev["requestId"]), ev
 
 
-def _cooldown(p: Protocol) -> int:
+def _cooldown(p: World) -> int:
     return int(p.bw.fund.functions.cooldown().call())
 
 
-def _gap_liquidation(p: Protocol, index: int = 0) -> dict:  # type: ignore[type-arg]
+def _gap_liquidation(p: World, index: int = 0) -> dict:  # type: ignore[type-arg]
     """A 1,000 USDC long of 6 ETH bankrupted by a fall to 2,700; returns the ShortfallSettled event."""
     t = p.traders[index]
     p.fund_trader(t, 1_000)
@@ -56,7 +58,7 @@ def _gap_liquidation(p: Protocol, index: int = 0) -> dict:  # type: ignore[type-
     return one_event(receipt, p.bw.ch, "ShortfallSettled")
 
 
-def _padding_liquidation(p: Protocol, index: int = 1) -> int:
+def _padding_liquidation(p: World, index: int = 1) -> int:
     """A 400 USDC long of 2 ETH liquidated at 2,850 (not bankrupt); returns the padding."""
     t = p.traders[index]
     p.fund_trader(t, 400)
@@ -67,7 +69,7 @@ def _padding_liquidation(p: Protocol, index: int = 1) -> int:
     return int(one_event(receipt, p.bw.ch, "Liquidated")["paddingWad"])
 
 
-def test_stake_request_and_claim_after_cooldown(protocol: Protocol) -> None:
+def test_stake_request_and_claim_after_cooldown(protocol: World) -> None:
     p = protocol
     fund = p.bw.fund
     p.stake(10_000)
@@ -93,10 +95,10 @@ def test_stake_request_and_claim_after_cooldown(protocol: Protocol) -> None:
     assert p.bw.token.functions.balanceOf(p.staker.address).call() == before + 10_000 * USDC
     with reverts("FundUnknownRequest", requestId=rid):
         tx(p, fund.functions.claim(rid), p.staker)
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_staker_who_requested_before_a_shortfall_still_bears_it(protocol: Protocol) -> None:
+def test_staker_who_requested_before_a_shortfall_still_bears_it(protocol: World) -> None:
     p = protocol
     fund = p.bw.fund
     p.seed_pool(100_000)
@@ -111,10 +113,10 @@ def test_staker_who_requested_before_a_shortfall_still_bears_it(protocol: Protoc
     assert (
         ev["assets"] - claimed["assets"] >= settled["shortfallWad"] // 10**12 - 3 * USDC
     )  # less fee income
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_late_staker_cannot_take_padding_out_before_the_cooldown(protocol: Protocol) -> None:
+def test_late_staker_cannot_take_padding_out_before_the_cooldown(protocol: World) -> None:
     p = protocol
     fund = p.bw.fund
     early, late = p.staker, p.lp
@@ -132,10 +134,10 @@ def test_late_staker_cannot_take_padding_out_before_the_cooldown(protocol: Proto
     value_now = int(fund.functions.convertToAssets(ev["shares"]).call())
     claimed = one_event(tx(p, fund.functions.claim(rid), late), fund, "UnstakeClaimed")
     assert claimed["assets"] == min(ev["assets"], value_now) == value_now < 10_000 * USDC
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_claim_forfeits_gains_made_during_the_cooldown(protocol: Protocol) -> None:
+def test_claim_forfeits_gains_made_during_the_cooldown(protocol: World) -> None:
     p = protocol
     fund = p.bw.fund
     p.seed_pool(100_000)
@@ -157,10 +159,10 @@ def test_claim_forfeits_gains_made_during_the_cooldown(protocol: Protocol) -> No
     assert (
         stayer_after >= stayer_before + claimed["forfeited"] - 1
     )  # the forfeit stays with the stayer
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_claim_reverts_while_bad_debt_outstanding(protocol: Protocol) -> None:
+def test_claim_reverts_while_bad_debt_outstanding(protocol: World) -> None:
     p = protocol
     p.seed_pool(100_000)
     p.stake(1_000)
@@ -173,7 +175,7 @@ def test_claim_reverts_while_bad_debt_outstanding(protocol: Protocol) -> None:
         tx(p, p.bw.fund.functions.claim(rid), p.staker)
 
 
-def test_cover_bad_debt_after_the_window_rolls(protocol: Protocol) -> None:
+def test_cover_bad_debt_after_the_window_rolls(protocol: World) -> None:
     p = protocol
     fund = p.bw.fund
     p.seed_pool(100_000)
@@ -197,16 +199,16 @@ def test_cover_bad_debt_after_the_window_rolls(protocol: Protocol) -> None:
     paid = one_event(receipt, fund, "ShortfallCovered")
     assert (paid["shortfallWad"], paid["paidWad"], paid["windowCapWad"]) == (debt, covered, cap)
     assert fund_assets(p) == assets - covered
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_cover_shortfall_only_from_the_clearing_house(protocol: Protocol) -> None:
+def test_cover_shortfall_only_from_the_clearing_house(protocol: World) -> None:
     p = protocol
     with reverts("FundUnauthorized", caller=p.keeper.address):
         tx(p, p.bw.fund.functions.coverShortfall(1), p.keeper)
 
 
-def test_cap_stops_staking_and_surplus_is_swept(protocol: Protocol) -> None:
+def test_cap_stops_staking_and_surplus_is_swept(protocol: World) -> None:
     p = protocol
     fund = p.bw.fund
     p.stake(1_000)
@@ -223,10 +225,10 @@ def test_cap_stops_staking_and_surplus_is_swept(protocol: Protocol) -> None:
     assert one_event(receipt, fund, "SurplusSwept")["assets"] == 600 * USDC
     assert p.bw.token.functions.balanceOf(treasury).call() == before + 600 * USDC
     assert fund.functions.totalAssets().call() == 400 * USDC
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_donation_raises_assets_not_shares(protocol: Protocol) -> None:
+def test_donation_raises_assets_not_shares(protocol: World) -> None:
     p = protocol
     fund = p.bw.fund
     p.stake(1_000)
@@ -236,10 +238,10 @@ def test_donation_raises_assets_not_shares(protocol: Protocol) -> None:
     assert one_event(receipt, fund, "Donated")["assets"] == 500 * USDC
     assert fund.functions.totalSupply().call() == supply
     assert fund_assets(p) == 1_500 * WAD
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_donation_inflation_attack_fails(protocol: Protocol) -> None:
+def test_donation_inflation_attack_fails(protocol: World) -> None:
     p = protocol
     fund = p.bw.fund
     attacker, victim = p.traders[0], p.traders[1]
@@ -262,10 +264,10 @@ def test_donation_inflation_attack_fails(protocol: Protocol) -> None:
         len(events(tx(p, fund.functions.requestUnstake(1), attacker), fund, "UnstakeRequested"))
         == 1
     )
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_worked_example_fund_cap_bad_debt_cover_and_socialise(protocol: Protocol) -> None:
+def test_worked_example_fund_cap_bad_debt_cover_and_socialise(protocol: World) -> None:
     """The numbers of docs/protocol.md, "Worked example A" (funding switched off to pin them)."""
     p = protocol
     fund = p.bw.fund
@@ -285,10 +287,10 @@ def test_worked_example_fund_cap_bad_debt_cover_and_socialise(protocol: Protocol
     assert one_event(receipt, ch, "BadDebtSocialized")["amountWad"] == wad(56.3)
     assert ch.functions.marginOf(pool).call() == pool_margin - wad(56.3)
     assert ch.functions.totalBadDebtWad().call() == 0
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_claim_window_passes_then_anyone_lapses_the_request(protocol: Protocol) -> None:
+def test_claim_window_passes_then_anyone_lapses_the_request(protocol: World) -> None:
     p = protocol
     fund = p.bw.fund
     p.stake(10_000)
@@ -309,10 +311,10 @@ def test_claim_window_passes_then_anyone_lapses_the_request(protocol: Protocol) 
     assert fund.functions.balanceOf(p.staker.address).call() == shares
     assert fund.functions.reservedAssets().call() == 0
     assert fund.functions.freeAssetsWad().call() == fund_assets(p)
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_matured_request_does_not_back_the_fund_promise(protocol: Protocol) -> None:
+def test_matured_request_does_not_back_the_fund_promise(protocol: World) -> None:
     p = protocol
     fund = p.bw.fund
     p.seed_pool(100_000)
@@ -328,11 +330,11 @@ def test_matured_request_does_not_back_the_fund_promise(protocol: Protocol) -> N
     assert fund.functions.availableWad().call() == rm.mul_wad_down(10_000 * WAD, ratio)
     tx(p, fund.functions.claim(rid), p.staker)
     assert fund.functions.availableWad().call() == rm.mul_wad_down(10_000 * WAD, ratio)
-    p.assert_conserved()
+    assert_conserved(p)
 
 
 def test_cli_fund_claim_explains_a_lapsed_request(
-    protocol: Protocol, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+    protocol: World, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: Any
 ) -> None:
     p = protocol
     clear_cli_env(monkeypatch)

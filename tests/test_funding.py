@@ -3,7 +3,6 @@ traders and the pool and nowhere else, longs pay when traders are net long, the 
 
 from __future__ import annotations
 
-from conftest import Protocol
 from helpers import (
     ETH,
     configs,
@@ -14,26 +13,28 @@ from helpers import (
     trade_wad,
     wad,
 )
+from support import assert_conserved
 
 from bulwark.core import riskmath as rm
+from bulwark.devnet.world import World
 
 WARP = 3_000  # below the feeds' 3,600 s heartbeat
 
 
-def _state(p: Protocol, block: int | str = "latest") -> rm.MarketState:
+def _state(p: World, block: int | str = "latest") -> rm.MarketState:
     return rm.MarketState.from_tuple(
         p.bw.ch.functions.marketState(ETH).call(block_identifier=block)
     )
 
 
-def _index_at(p: Protocol, block: int) -> int:
+def _index_at(p: World, block: int) -> int:
     """The index the transaction in `block` accrued: the state before it, at its timestamp."""
     now = p.bw.w3.eth.get_block(block)["timestamp"]
     cfg = configs(p, block - 1)[ETH]
     return rm.funding_index_now(_state(p, block - 1), cfg, p.price_wad("ETH-USD"), now)
 
 
-def test_index_accrues_exactly_and_settles_into_margin(protocol: Protocol) -> None:
+def test_index_accrues_exactly_and_settles_into_margin(protocol: World) -> None:
     p = protocol
     t = p.traders[0]
     p.seed_pool(1_000_000)
@@ -65,10 +66,10 @@ def test_index_accrues_exactly_and_settles_into_margin(protocol: Protocol) -> No
     assert (
         margin(p, pool) == pool0 + owed - realized + fee - to_fund
     )  # the pool received the funding
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_longs_pay_shorts_and_the_pool_takes_the_net(protocol: Protocol) -> None:
+def test_longs_pay_shorts_and_the_pool_takes_the_net(protocol: World) -> None:
     p = protocol
     long_, short = p.traders[0], p.traders[1]
     p.seed_pool(1_000_000)
@@ -93,10 +94,10 @@ def test_longs_pay_shorts_and_the_pool_takes_the_net(protocol: Protocol) -> None
         rm.pending_funding(position(p, w.address), st.cum_funding) for w in (long_, short)
     )
     assert pool_pending + traders_pending in (-1, 0, 1)  # zero-sum up to one unit of rounding
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_rate_is_clamped_at_the_maximum(protocol: Protocol) -> None:
+def test_rate_is_clamped_at_the_maximum(protocol: World) -> None:
     p = protocol
     t = p.traders[0]
     set_market(p, ETH, skew_scale=10**15)  # 0.001 ETH of skew already saturates
@@ -120,7 +121,7 @@ def test_rate_is_clamped_at_the_maximum(protocol: Protocol) -> None:
     assert ev["fundingPaidWad"] == rm.pending_funding(pos, _state(p).cum_funding) > 0
 
 
-def test_config_change_accrues_funding_at_the_old_rate_first(protocol: Protocol) -> None:
+def test_config_change_accrues_funding_at_the_old_rate_first(protocol: World) -> None:
     p = protocol
     t = p.traders[0]
     p.seed_pool(1_000_000)

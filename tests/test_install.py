@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Protocol
 
 from bulwark.chain.contracts import dev_account
 from bulwark.devnet import compiler
+from bulwark.devnet.world import World
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -70,7 +70,7 @@ def test_installed_wheel_holds_no_checkout_paths(installed: Path) -> None:
 
 
 def test_installed_bulwark_works_from_a_deployment_file_alone(
-    installed: Path, protocol: Protocol, tmp_path: Path
+    installed: Path, protocol: World, tmp_path: Path
 ) -> None:
     p = protocol
     p.seed_pool(1_000_000)

@@ -5,10 +5,10 @@ position slot rewritten with anvil_setStorageAt)."""
 from __future__ import annotations
 
 import pytest
-from conftest import USDC, Protocol
 from eth_utils.crypto import keccak
 
 from bulwark.chain.contracts import WAD
+from bulwark.devnet.world import USDC, World
 from bulwark.sim import invariants
 
 ETH = 0
@@ -16,7 +16,7 @@ LAYOUT_SLOTS = 64  # where to look for the accounts mapping of the clearing hous
 
 
 @pytest.fixture
-def book(protocol: Protocol) -> Protocol:
+def book(protocol: World) -> World:
     """Two traders on both markets, one liquidity provider, one staker, one deposit-only account."""
     p = protocol
     p.seed_pool(200_000)
@@ -39,18 +39,18 @@ def _slot(*words: int | str) -> int:
     return int.from_bytes(keccak(data), "big")
 
 
-def _storage(p: Protocol, slot: int) -> int:
+def _storage(p: World, slot: int) -> int:
     raw = p.bw.w3.eth.get_storage_at(p.bw.ch.address, slot)
     return int.from_bytes(raw, "big")
 
 
-def _set_storage(p: Protocol, slot: int, value: int) -> None:
+def _set_storage(p: World, slot: int, value: int) -> None:
     p.bw.w3.provider.make_request(  # type: ignore[arg-type]
         "anvil_setStorageAt", [p.bw.ch.address, hex(slot), "0x" + value.to_bytes(32, "big").hex()]
     )
 
 
-def _accounts_base(p: Protocol, account: str) -> int:
+def _accounts_base(p: World, account: str) -> int:
     """The storage slot of the accounts mapping: the one whose entry for `account` holds its margin
     (an int128 in the low half of the slot, next to the open-markets bits)."""
     margin = p.bw.ch.functions.marginOf(account).call()
@@ -62,7 +62,7 @@ def _accounts_base(p: Protocol, account: str) -> int:
     raise AssertionError("accounts mapping not found in the clearing house's storage")
 
 
-def test_an_honest_book_is_conserved(book: Protocol) -> None:
+def test_an_honest_book_is_conserved(book: World) -> None:
     # given trades, a price move, pool and fund deposits, when the check runs, then it passes
     report = invariants.check(book.bw)
     assert report.ok, report.as_dict()
@@ -80,7 +80,7 @@ def test_an_honest_book_is_conserved(book: Protocol) -> None:
     )
 
 
-def test_tokens_minted_to_the_vault_break_conservation(book: Protocol) -> None:
+def test_tokens_minted_to_the_vault_break_conservation(book: World) -> None:
     # given an honest book, when someone mints tokens straight to the clearing house
     before = invariants.check(book.bw)
     block = book.bw.w3.eth.block_number
@@ -95,7 +95,7 @@ def test_tokens_minted_to_the_vault_break_conservation(book: Protocol) -> None:
     assert invariants.check(book.bw, block=block).ok
 
 
-def test_a_rewritten_margin_breaks_conservation(book: Protocol) -> None:
+def test_a_rewritten_margin_breaks_conservation(book: World) -> None:
     # given a trader's margin slot found in the clearing house's storage
     trader = book.traders[0].address
     slot = _slot(trader, _accounts_base(book, trader))
@@ -112,7 +112,7 @@ def test_a_rewritten_margin_breaks_conservation(book: Protocol) -> None:
     assert invariants.check(book.bw).ok
 
 
-def test_a_rewritten_position_breaks_the_pool_mirror(book: Protocol) -> None:
+def test_a_rewritten_position_breaks_the_pool_mirror(book: World) -> None:
     # given a trader's ETH position slot (the positions mapping follows the accounts mapping)
     trader = book.traders[0].address
     positions = _accounts_base(book, trader) + 1
@@ -133,7 +133,7 @@ def test_a_rewritten_position_breaks_the_pool_mirror(book: Protocol) -> None:
     assert not any(e.startswith("market 1") for e in report.mirror_errors)
 
 
-def test_leaving_out_an_account_with_margin_fails(book: Protocol) -> None:
+def test_leaving_out_an_account_with_margin_fails(book: World) -> None:
     # given the accounts the events name, when one holding margin is left out, then the sum is short
     known = invariants.known_accounts(book.bw)
     idle = book.traders[2].address

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from test_keeper_support import Chain, trader_key
 
 from bulwark.chain.contracts import Bulwark, dev_account
 from bulwark.core import riskmath as rm
 from bulwark.devnet.node import AnvilNode
+from bulwark.devnet.world import World, trader_key
 from bulwark.keeper.config import KeeperSettings
 from bulwark.keeper.daemon import Keeper
 from bulwark.sim import invariants
@@ -18,13 +18,13 @@ GRACE = 24 * 3600
 
 
 @pytest.fixture
-def chain(anvil: AnvilNode, bw: Bulwark) -> Chain:
-    c = Chain(anvil, bw)
+def chain(anvil: AnvilNode, bw: Bulwark) -> World:
+    c = World(anvil, bw)
     c.seed_pool(500_000)
     return c
 
 
-def bankrupt_longs(chain: Chain, count: int) -> list[str]:
+def bankrupt_longs(chain: World, count: int) -> list[str]:
     """18x longs that a 10% fall leaves deep below zero."""
     longs = [chain.new_trader(i, 1_000, "adl-long") for i in range(count)]
     for t in longs:
@@ -32,12 +32,12 @@ def bankrupt_longs(chain: Chain, count: int) -> list[str]:
     return [t.address for t in longs]
 
 
-def refresh_feeds(chain: Chain) -> None:
+def refresh_feeds(chain: World) -> None:
     for market, feed in chain.bw.feeds.items():
         chain.set_price(market, feed.functions.latestAnswer().call() / 10**8)
 
 
-def test_fund_exhausted_adl_runs_in_score_order_until_bad_debt_is_zero(chain: Chain) -> None:
+def test_fund_exhausted_adl_runs_in_score_order_until_bad_debt_is_zero(chain: World) -> None:
     # given shorts of one margin but different sizes (different leverage, so different scores),
     # longs that a crash bankrupts, and an insurance fund holding only a few fees
     shorts = [chain.new_trader(i, 2_000, "adl-short") for i in range(6)]
@@ -80,7 +80,7 @@ def test_fund_exhausted_adl_runs_in_score_order_until_bad_debt_is_zero(chain: Ch
     assert report.ok, report.as_dict()
 
 
-def make_bad_debt_without_keeper(chain: Chain, with_shorts: bool) -> None:
+def make_bad_debt_without_keeper(chain: World, with_shorts: bool) -> None:
     """Bad debt on the long side, liquidated by someone else so the keeper has not touched it yet."""
     if with_shorts:
         t = chain.new_trader(0, 5_000, "cover-short")
@@ -92,11 +92,11 @@ def make_bad_debt_without_keeper(chain: Chain, with_shorts: bool) -> None:
     assert chain.bw.fund.functions.availableWad().call() == 0
 
 
-def test_a_refilled_fund_covers_bad_debt_before_any_adl(chain: Chain) -> None:
+def test_a_refilled_fund_covers_bad_debt_before_any_adl(chain: World) -> None:
     # given bad debt, a profitable short that ADL could take from, and a fund restocked in a new window
     make_bad_debt_without_keeper(chain, with_shorts=True)
     chain.stake(100_000)
-    chain.rpc("evm_increaseTime", 24 * 3600 + 1)  # the fund's payout window rolls over
+    chain.next_block_after(24 * 3600 + 1)  # the fund's payout window rolls over
     refresh_feeds(chain)
     assert chain.bw.fund.functions.availableWad().call() > 0
     debt = chain.bw.ch.functions.totalBadDebtWad().call()
@@ -113,7 +113,7 @@ def test_a_refilled_fund_covers_bad_debt_before_any_adl(chain: Chain) -> None:
     assert report.ok, report.as_dict()
 
 
-def test_bad_debt_with_no_target_is_socialised_only_after_the_grace_period(chain: Chain) -> None:
+def test_bad_debt_with_no_target_is_socialised_only_after_the_grace_period(chain: World) -> None:
     # given bad debt on the long side and no profitable short to deleverage
     make_bad_debt_without_keeper(chain, with_shorts=False)
     debt = chain.bw.ch.functions.totalBadDebtWad().call()
@@ -124,7 +124,7 @@ def test_bad_debt_with_no_target_is_socialised_only_after_the_grace_period(chain
     assert early.socialized_wad == 0 and early.adl_steps == [] and early.bad_debt_wad == debt
 
     # when the grace period has passed, then what the fund cannot pay is socialised to the pool
-    chain.rpc("evm_increaseTime", GRACE + 1)
+    chain.next_block_after(GRACE + 1)
     refresh_feeds(chain)
     late = k.run_once()
     assert late.bad_debt_wad == 0 and chain.bw.ch.functions.totalBadDebtWad().call() == 0
@@ -133,7 +133,7 @@ def test_bad_debt_with_no_target_is_socialised_only_after_the_grace_period(chain
     assert report.ok, report.as_dict()
 
 
-def test_a_backup_keeper_leaves_bad_debt_to_keeper_zero_for_a_while(chain: Chain) -> None:
+def test_a_backup_keeper_leaves_bad_debt_to_keeper_zero_for_a_while(chain: World) -> None:
     # given bad debt with a profitable short to deleverage, seen by keeper 1 of 2
     make_bad_debt_without_keeper(chain, with_shorts=True)
     settings = KeeperSettings(keeper_count=2, keeper_index=1, backup_delay_blocks=2)
@@ -153,7 +153,7 @@ def test_a_backup_keeper_leaves_bad_debt_to_keeper_zero_for_a_while(chain: Chain
     assert late.bad_debt_wad == first.bad_debt_wad - late.adl_steps[0].haircut
 
 
-def crash_in_waves(chain: Chain) -> dict[str, list[str]]:
+def crash_in_waves(chain: World) -> dict[str, list[str]]:
     """A book that one crash (ETH and BTC -10%) leaves needing several rounds of keeper work.
 
     - bankrupt: 18x ETH longs, deep below zero: bad debt the fund (only fees, capped) cannot pay.
@@ -181,7 +181,7 @@ def crash_in_waves(chain: Chain) -> dict[str, list[str]]:
 
 
 def test_one_pass_works_in_rounds_until_nothing_is_liquidatable_and_no_bad_debt_is_left(
-    chain: Chain,
+    chain: World,
 ) -> None:
     # given the book, a keeper that has seen it, and a crash; one ADL target per transaction
     book = crash_in_waves(chain)

@@ -12,16 +12,17 @@ from collections.abc import Iterator
 from typing import Self
 
 import pytest
-from test_keeper_support import Chain, crash_book, own_chain, wait_for
+from support import crash_book, own_chain, wait_for
 
 from bulwark.chain.contracts import dev_account
+from bulwark.devnet.world import World
 from bulwark.keeper.config import KeeperSettings
 from bulwark.keeper.daemon import EXIT_CIRCUIT_BREAKER, Keeper
 from bulwark.keeper.screening import shard_of
 
 
 @pytest.fixture
-def chain() -> Iterator[Chain]:
+def chain() -> Iterator[World]:
     with own_chain() as c:
         c.seed_pool(500_000)
         c.stake(20_000)
@@ -68,7 +69,7 @@ def get(url: str) -> tuple[int, bytes]:
         return err.code, err.read()
 
 
-def test_daemon_liquidates_within_two_blocks_and_reports_metrics(chain: Chain) -> None:
+def test_daemon_liquidates_within_two_blocks_and_reports_metrics(chain: World) -> None:
     # given a book of longs, one-second blocks and a running keeper with metrics on a free port
     traders = [t.address for t in crash_book(chain, 10)]
     chain.interval_mining(1)
@@ -116,7 +117,7 @@ def test_daemon_liquidates_within_two_blocks_and_reports_metrics(chain: Chain) -
     assert keeper.exit_code == 0
 
 
-def test_two_keepers_share_the_accounts_without_double_sending(chain: Chain) -> None:
+def test_two_keepers_share_the_accounts_without_double_sending(chain: World) -> None:
     # given two keepers splitting accounts by hash, on one chain with one-second blocks
     traders = [t.address for t in crash_book(chain, 12, smallest=3.5, largest=5.5, margin=1_000)]
     keepers = [
@@ -150,7 +151,7 @@ def test_two_keepers_share_the_accounts_without_double_sending(chain: Chain) -> 
         assert failed == 0
 
 
-def test_a_keeper_backs_up_the_others_accounts_after_a_delay(chain: Chain) -> None:
+def test_a_keeper_backs_up_the_others_accounts_after_a_delay(chain: World) -> None:
     # given keeper 0 of 2 alone, and liquidatable accounts of both shards
     traders = [t.address for t in crash_book(chain, 8, smallest=4.0, largest=5.0)]
     keeper = Keeper(
@@ -183,7 +184,7 @@ def test_a_keeper_backs_up_the_others_accounts_after_a_delay(chain: Chain) -> No
     assert chain.liquidatable(traders) == []
 
 
-def test_circuit_breaker_stops_the_keeper_after_repeated_failures(chain: Chain) -> None:
+def test_circuit_breaker_stops_the_keeper_after_repeated_failures(chain: World) -> None:
     # given a running keeper, liquidatable accounts, and a signer that has run out of gas money
     traders = [t.address for t in crash_book(chain, 4, smallest=4.0, largest=5.0)]
     keeper = Keeper(chain.bw, dev_account(3), settings(max_failed_ticks=3))

@@ -7,18 +7,18 @@ import contextlib
 import random
 
 import pytest
-from test_keeper_support import Chain
 
 from bulwark.chain.contracts import WAD, Bulwark, TxReverted
 from bulwark.core import riskmath as rm
 from bulwark.devnet.node import AnvilNode
+from bulwark.devnet.world import World
 from bulwark.keeper.index import AccountIndex, get_block
 from bulwark.keeper.screening import read_markets, screen
 
 MARKETS = {"ETH-USD": 3000.0, "BTC-USD": 60000.0}
 
 
-def random_book(chain: Chain, rng: random.Random, traders: int) -> list[str]:
+def random_book(chain: World, rng: random.Random, traders: int) -> list[str]:
     """Traders with random margins opening, adding, reducing and flipping in both markets while
     prices move and time passes (so entries differ and funding accrues)."""
     accounts = [
@@ -34,12 +34,10 @@ def random_book(chain: Chain, rng: random.Random, traders: int) -> list[str]:
             # refused for margin or caps: the state stays random anyway
             with contextlib.suppress(TxReverted):
                 chain.trade(t, market, notional / (chain.price_wad(market) / WAD))
-        chain.rpc("evm_increaseTime", rng.randrange(60, 3_000))
-        chain.rpc("evm_mine")
+        chain.warp(rng.randrange(60, 3_000))
     for market, base in MARKETS.items():
         chain.set_price(market, base * rng.uniform(0.85, 1.15))
-    chain.rpc("evm_increaseTime", rng.randrange(1, 600))
-    chain.rpc("evm_mine")
+    chain.warp(rng.randrange(1, 600))
     return [t.address for t in accounts]
 
 
@@ -48,7 +46,7 @@ def test_riskmath_over_the_index_equals_the_contract_views(
     anvil: AnvilNode, bw: Bulwark, seed: int
 ) -> None:
     # given a random book
-    chain = Chain(anvil, bw)
+    chain = World(anvil, bw)
     chain.seed_pool(1_000_000)
     rng = random.Random(seed)
     accounts = random_book(chain, rng, 10)

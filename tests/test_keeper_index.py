@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_keeper_support import Chain
 
 from bulwark.chain.contracts import WAD, Bulwark, BulwarkError, dev_account
 from bulwark.core import riskmath as rm
 from bulwark.devnet.node import AnvilNode
+from bulwark.devnet.world import World
 from bulwark.keeper.index import (
     AccountIndex,
     AccountState,
@@ -26,7 +26,7 @@ def test_index_tracks_every_account_with_exact_state(
     anvil: AnvilNode, bw: Bulwark, tmp_path: Path
 ) -> None:
     # given traders who deposit, trade in both markets and close
-    chain = Chain(anvil, bw)
+    chain = World(anvil, bw)
     chain.seed_pool(500_000)
     a, b, c = (chain.new_trader(n, 5_000, "index") for n in range(3))
     chain.trade(a, "ETH-USD", 1.5)
@@ -77,7 +77,7 @@ def test_restart_resumes_from_the_checkpoint_and_misses_nothing(
     anvil: AnvilNode, bw: Bulwark, tmp_path: Path
 ) -> None:
     # given an index checkpointed at some block
-    chain = Chain(anvil, bw)
+    chain = World(anvil, bw)
     early = chain.new_trader(0, 1_000, "resume")
     first = AccountIndex(bw, tmp_path / "cp.json")
     first.sync(get_block(bw.w3))
@@ -106,7 +106,7 @@ def test_reorg_below_the_checkpoint_rewinds_and_rescans(
     anvil: AnvilNode, bw: Bulwark, tmp_path: Path
 ) -> None:
     # given an index synced at a fork point, then at a head that a reorg will replace
-    chain = Chain(anvil, bw)
+    chain = World(anvil, bw)
     chain.new_trader(0, 1_000, "fork-base")
     index = AccountIndex(bw, tmp_path / "cp.json")
     index.sync(get_block(bw.w3))

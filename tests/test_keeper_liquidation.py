@@ -6,10 +6,11 @@ import dataclasses
 
 import pytest
 from eth_account import Account
-from test_keeper_support import Chain, crash_book
+from support import crash_book
 
 from bulwark.chain.contracts import Bulwark, BulwarkError, dev_account
 from bulwark.devnet.node import AnvilError, AnvilNode
+from bulwark.devnet.world import World
 from bulwark.keeper import decisions
 from bulwark.keeper.config import KeeperSettings
 from bulwark.keeper.daemon import Keeper, PassResult
@@ -20,18 +21,18 @@ RIVAL = dev_account(5)
 
 
 @pytest.fixture
-def chain(anvil: AnvilNode, bw: Bulwark) -> Chain:
-    c = Chain(anvil, bw)
+def chain(anvil: AnvilNode, bw: Bulwark) -> World:
+    c = World(anvil, bw)
     c.seed_pool(500_000)
     c.stake(20_000)
     return c
 
 
-def keeper(chain: Chain, **settings: object) -> Keeper:
+def keeper(chain: World, **settings: object) -> Keeper:
     return Keeper(chain.bw, KEEPER, KeeperSettings(**settings))  # type: ignore[arg-type]
 
 
-def test_crash_liquidates_every_liquidatable_account_in_the_next_block(chain: Chain) -> None:
+def test_crash_liquidates_every_liquidatable_account_in_the_next_block(chain: World) -> None:
     # given a book of longs from 5x to 18x and a keeper that has seen it
     traders = crash_book(chain, 10)
     addresses = [t.address for t in traders]
@@ -60,7 +61,7 @@ def test_crash_liquidates_every_liquidatable_account_in_the_next_block(chain: Ch
     assert report.ok, report.as_dict()
 
 
-def test_lost_race_sends_nothing_and_keeps_the_nonce(chain: Chain) -> None:
+def test_lost_race_sends_nothing_and_keeps_the_nonce(chain: World) -> None:
     # given small positions (closed in full) that a rival liquidates first
     traders = crash_book(chain, 6, salt="race", margin=500, smallest=2.0, largest=3.0)
     k = keeper(chain)
@@ -83,7 +84,7 @@ def test_lost_race_sends_nothing_and_keeps_the_nonce(chain: Chain) -> None:
     assert chain.w3.eth.get_transaction_count(KEEPER.address) == nonce
 
 
-def test_a_pending_liquidation_is_never_sent_twice(chain: Chain) -> None:
+def test_a_pending_liquidation_is_never_sent_twice(chain: World) -> None:
     # given liquidatable accounts and a node that stopped mining
     traders = crash_book(chain, 6, salt="inflight", margin=500, smallest=2.0, largest=3.0)
     k = keeper(chain, receipt_timeout=0.5, replace_after_seconds=60.0)
@@ -109,14 +110,13 @@ def test_a_pending_liquidation_is_never_sent_twice(chain: Chain) -> None:
     assert sorted(accounts) == sorted(doomed)
 
 
-def test_nothing_is_liquidated_on_a_stale_price(chain: Chain) -> None:
+def test_nothing_is_liquidated_on_a_stale_price(chain: World) -> None:
     # given liquidatable accounts and an ETH feed older than its heartbeat
     traders = crash_book(chain, 6, salt="stale", margin=500, smallest=2.0, largest=3.0)
     k = keeper(chain)
     k.run_once()
     chain.set_price("ETH-USD", 2650)
-    chain.rpc("evm_increaseTime", 3_700)
-    chain.rpc("evm_mine")
+    chain.warp(3_700)
 
     # when the keeper runs, then it sends nothing
     stale = k.run_once()
@@ -153,7 +153,7 @@ def test_startup_checks_refuse_a_wrong_chain_missing_code_or_an_unfunded_signer(
         keeper.run_once()
 
 
-def test_the_largest_position_is_liquidated_first(chain: Chain) -> None:
+def test_the_largest_position_is_liquidated_first(chain: World) -> None:
     # given an account with a small ETH long and a large BTC long
     trader = chain.new_trader(0, 2_000, "largest")
     chain.trade(trader, "ETH-USD", 1)
@@ -174,7 +174,7 @@ def test_the_largest_position_is_liquidated_first(chain: Chain) -> None:
     assert chain.events("LiquidationSkipped", start) == [] and result.races_lost == 0
 
 
-def test_a_round_sends_its_batches_back_to_back_and_they_share_a_block(chain: Chain) -> None:
+def test_a_round_sends_its_batches_back_to_back_and_they_share_a_block(chain: World) -> None:
     # given eight accounts liquidatable at once, batches of at most three, a node not mining
     traders = crash_book(chain, 8, salt="backtoback", margin=500, smallest=2.0, largest=3.0)
     addresses = [t.address for t in traders]
@@ -209,7 +209,7 @@ def test_a_round_sends_its_batches_back_to_back_and_they_share_a_block(chain: Ch
 
 
 def test_a_batch_predicted_short_of_gas_gets_more_until_every_entry_fits(
-    chain: Chain, monkeypatch: pytest.MonkeyPatch
+    chain: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # given a prediction of 70% of the gas a batch needs (at that limit the batch runs out of gas)
     monkeypatch.setattr(decisions, "BATCH_PREDICT_BPS", -3_000)

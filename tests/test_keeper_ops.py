@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_keeper_support import Book, Chain, crash_book, own_chain, reverted, wait_for
+from support import Book, crash_book, own_chain, reverted, wait_for
 
 from bulwark import cli
 from bulwark.chain.contracts import WAD, Bulwark, BulwarkError, connect, dev_account
 from bulwark.core.logs import LOGGER_NAME
 from bulwark.devnet.deploy import deploy_all
 from bulwark.devnet.node import AnvilNode
+from bulwark.devnet.world import World
 from bulwark.keeper.config import KeeperSettings
 from bulwark.keeper.daemon import EXIT_CHAIN_RESET, Keeper
 from bulwark.keeper.index import get_block
@@ -98,7 +99,7 @@ def settings(**changes: Any) -> KeeperSettings:
     return KeeperSettings(**(base | changes))
 
 
-def crash(chain: Chain, traders: list[str], price: float = CRASH_PRICE) -> tuple[int, list[str]]:
+def crash(chain: World, traders: list[str], price: float = CRASH_PRICE) -> tuple[int, list[str]]:
     update = int(chain.set_price("ETH-USD", price)["blockNumber"])
     healths = chain.bw.ch.functions.healthsOf(traders).call(block_identifier=update)
     doomed = [a for a, h in zip(traders, healths, strict=True) if h[3]]
@@ -106,7 +107,7 @@ def crash(chain: Chain, traders: list[str], price: float = CRASH_PRICE) -> tuple
     return update, doomed
 
 
-def send_price_unmined(chain: Chain, price: float) -> str:
+def send_price_unmined(chain: World, price: float) -> str:
     """A feed update sent to a node that does not mine it yet: it waits in the pending block."""
     fn = chain.bw.feeds["ETH-USD"].functions.updateAnswer(round(price * 10**8))
     tx = fn.build_transaction(
@@ -124,7 +125,7 @@ def metric(keeper: Keeper, name: str, **labels: str) -> float:
     return 0.0 if value is None else value
 
 
-def liquidate_at(chain: Chain, account: str, stamp: int) -> dict[str, Any]:
+def liquidate_at(chain: World, account: str, stamp: int) -> dict[str, Any]:
     """An eth_call of `liquidate` on the pending state, in a block stamped `stamp`."""
     data = chain.bw.ch.functions.liquidate(account, 0)._encode_transaction_data()
     call = {"from": KEEPER.address, "to": chain.bw.ch.address, "data": data}
@@ -220,8 +221,7 @@ def test_a_stale_market_sets_gauges_degrades_health_and_warns_once(
     assert keeper.health.status()[1]["status"] == "ok"
     # given ETH-USD's feed silent past its heartbeat (BTC-USD republished)
     heartbeat = int(chain.bw.oracle.functions.feedConfig(0).call()[1])
-    chain.rpc("evm_increaseTime", heartbeat + 60)
-    chain.rpc("evm_mine")
+    chain.warp(heartbeat + 60)
     btc = chain.bw.feeds["BTC-USD"]
     chain.send(btc.functions.updateAnswer(btc.functions.latestAnswer().call()), chain.admin)
 

@@ -15,11 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_keeper_support import Chain, crash_book, own_chain, wait_for
+from support import crash_book, own_chain, wait_for
 
 from bulwark.chain.contracts import Bulwark, connect, dev_account
 from bulwark.devnet.deploy import deploy_all
 from bulwark.devnet.node import AnvilNode
+from bulwark.devnet.world import World
 from bulwark.keeper.config import KeeperSettings
 from bulwark.keeper.daemon import Keeper
 
@@ -142,16 +143,16 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def restartable(tmp_path: Path) -> Iterator[Chain]:
+def restartable(tmp_path: Path) -> Iterator[World]:
     node = AnvilNode(port=_free_port(), state_file=tmp_path / "anvil-state.json").start()
     try:
         w3 = connect(node.rpc_url)
-        yield Chain(node, Bulwark(w3, deploy_all(w3, dev_account(0))))
+        yield World(node, Bulwark(w3, deploy_all(w3, dev_account(0))))
     finally:
         node.stop()
 
 
-def test_keeper_survives_the_node_stopping_and_coming_back(restartable: Chain) -> None:
+def test_keeper_survives_the_node_stopping_and_coming_back(restartable: World) -> None:
     chain = restartable
     chain.seed_pool(500_000)
     chain.stake(20_000)
@@ -199,7 +200,7 @@ def test_keeper_survives_the_node_stopping_and_coming_back(restartable: Chain) -
     assert codes == [0]
 
 
-def test_keeper_started_while_the_node_is_down_waits_for_it(restartable: Chain) -> None:
+def test_keeper_started_while_the_node_is_down_waits_for_it(restartable: World) -> None:
     # given a node that is down when the keeper starts
     chain = restartable
     chain.node.stop()

@@ -5,7 +5,6 @@ riskmath evaluated on the state just before the liquidating block."""
 from __future__ import annotations
 
 import pytest
-from conftest import Protocol
 from helpers import (
     BTC,
     ETH,
@@ -27,13 +26,15 @@ from helpers import (
     view,
     wad,
 )
+from support import assert_conserved
 from web3.exceptions import Web3RPCError
 
 from bulwark.chain.contracts import WAD, TxReverted
 from bulwark.core import riskmath as rm
+from bulwark.devnet.world import World
 
 
-def _liquidate(p: Protocol, who: str, market: int = ETH) -> tuple[dict, rm.Health, int]:  # type: ignore[type-arg]
+def _liquidate(p: World, who: str, market: int = ETH) -> tuple[dict, rm.Health, int]:  # type: ignore[type-arg]
     """Liquidates and returns the Liquidated event, the health riskmath saw just before, and the block."""
     receipt = tx(p, p.bw.ch.functions.liquidate(who, market), p.keeper)
     block = receipt["blockNumber"]
@@ -42,14 +43,14 @@ def _liquidate(p: Protocol, who: str, market: int = ETH) -> tuple[dict, rm.Healt
     return one_event(receipt, p.bw.ch, "Liquidated"), before, block
 
 
-def _open(p: Protocol, index: int, usdc: int, size: float, market: int = ETH) -> str:
+def _open(p: World, index: int, usdc: int, size: float, market: int = ETH) -> str:
     t = p.traders[index]
     p.fund_trader(t, usdc)
     trade_wad(p, t, market, wad(size))
     return t.address
 
 
-def test_liquidate_full_close_pays_padding_to_the_fund(protocol: Protocol) -> None:
+def test_liquidate_full_close_pays_padding_to_the_fund(protocol: World) -> None:
     p = protocol
     p.seed_pool(100_000)
     who = _open(p, 0, 400, 2)  # 6,000 notional: below the partial minimum
@@ -71,10 +72,10 @@ def test_liquidate_full_close_pays_padding_to_the_fund(protocol: Protocol) -> No
     assert position(p, who).size == 0
     assert margin(p, who) == h.equity - expected.charge
     assert fund == p.bw.fund.address
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_partial_liquidation_leaves_the_account_healthier(protocol: Protocol) -> None:
+def test_partial_liquidation_leaves_the_account_healthier(protocol: World) -> None:
     p = protocol
     p.seed_pool(200_000)
     who = _open(p, 0, 2_000, 10)  # 30,000 notional, MM 750
@@ -95,10 +96,10 @@ def test_partial_liquidation_leaves_the_account_healthier(protocol: Protocol) ->
     assert ev["penaltyWad"] == rm.mul_wad_up(rm.notional(close, price), cfg.penalty_ratio)
     with reverts("LiquidationAccountHealthy", account=who):
         tx(p, p.bw.ch.functions.liquidate(who, ETH), p.keeper)
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_liquidation_below_half_maintenance_closes_everything(protocol: Protocol) -> None:
+def test_liquidation_below_half_maintenance_closes_everything(protocol: World) -> None:
     p = protocol
     p.seed_pool(200_000)
     who = _open(p, 0, 2_000, 10)
@@ -108,10 +109,10 @@ def test_liquidation_below_half_maintenance_closes_everything(protocol: Protocol
     assert position(p, who).size == 0
     assert ev["penaltyWad"] == h.equity  # the penalty is capped at the equity left
     assert margin(p, who) == 0 and not ev["bankrupt"]
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_gap_move_shortfall_is_paid_by_the_fund(protocol: Protocol) -> None:
+def test_gap_move_shortfall_is_paid_by_the_fund(protocol: World) -> None:
     p = protocol
     p.seed_pool(100_000)
     p.stake(100_000)
@@ -139,10 +140,10 @@ def test_gap_move_shortfall_is_paid_by_the_fund(protocol: Protocol) -> None:
     assert margin(p, p.keeper.address) == keeper0
     assert margin(p, who) == 0 and position(p, who).size == 0
     assert p.bw.ch.functions.totalBadDebtWad().call() == 0
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_fund_window_cap_turns_the_rest_into_bad_debt(protocol: Protocol) -> None:
+def test_fund_window_cap_turns_the_rest_into_bad_debt(protocol: World) -> None:
     p = protocol
     p.seed_pool(100_000)
     p.stake(1_000)
@@ -163,11 +164,11 @@ def test_fund_window_cap_turns_the_rest_into_bad_debt(protocol: Protocol) -> Non
     assert fund_assets(p) == assets - cap
     ts = p.bw.w3.eth.get_block(receipt["blockNumber"])["timestamp"]
     assert p.bw.ch.functions.badDebtSince().call() == ts
-    p.assert_conserved()
+    assert_conserved(p)
 
 
 def test_bankrupt_account_closes_every_market_and_splits_bad_debt_by_loss(
-    protocol: Protocol,
+    protocol: World,
 ) -> None:
     p = protocol
     p.seed_pool(1_000_000)
@@ -191,10 +192,10 @@ def test_bankrupt_account_closes_every_market_and_splits_bad_debt_by_loss(
     ]  # fmt: skip
     assert p.bw.ch.functions.openMarketsOf(t.address).call() == []
     assert margin(p, t.address) == 0
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_liquidate_healthy_account_reverts_with_exact_numbers(protocol: Protocol) -> None:
+def test_liquidate_healthy_account_reverts_with_exact_numbers(protocol: World) -> None:
     p = protocol
     no_funding(p)
     p.seed_pool(100_000)
@@ -206,7 +207,7 @@ def test_liquidate_healthy_account_reverts_with_exact_numbers(protocol: Protocol
         tx(p, p.bw.ch.functions.liquidate(who, ETH), p.keeper)
 
 
-def test_liquidate_refusals(protocol: Protocol) -> None:
+def test_liquidate_refusals(protocol: World) -> None:
     p = protocol
     p.seed_pool(100_000)
     who = _open(p, 0, 400, 2)
@@ -229,7 +230,7 @@ def test_liquidate_refusals(protocol: Protocol) -> None:
         tx(p, ch.functions.liquidateFromBatch(who, ETH, p.keeper.address), p.keeper)
 
 
-def test_liquidate_smaller_position_first_reverts(protocol: Protocol) -> None:
+def test_liquidate_smaller_position_first_reverts(protocol: World) -> None:
     """Outside bankruptcy the largest position goes first: a keeper may not pick a small one whose
     close frees less maintenance margin than the reward it collects."""
     p = protocol
@@ -244,10 +245,10 @@ def test_liquidate_smaller_position_first_reverts(protocol: Protocol) -> None:
     ev, _, _ = _liquidate(p, who, ETH)
     assert ev["bankrupt"] is False
     assert position(p, who, BTC).size == wad("0.02")
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_stale_price_blocks_liquidation(protocol: Protocol) -> None:
+def test_stale_price_blocks_liquidation(protocol: World) -> None:
     p = protocol
     p.seed_pool(100_000)
     who = _open(p, 0, 400, 2)
@@ -262,7 +263,7 @@ def test_stale_price_blocks_liquidation(protocol: Protocol) -> None:
     assert position(p, who).size == wad(2)
 
 
-def test_batch_skips_a_healthy_account_and_liquidates_the_rest(protocol: Protocol) -> None:
+def test_batch_skips_a_healthy_account_and_liquidates_the_rest(protocol: World) -> None:
     p = protocol
     p.seed_pool(200_000)
     a = _open(p, 0, 400, 2)
@@ -286,10 +287,10 @@ def test_batch_skips_a_healthy_account_and_liquidates_the_rest(protocol: Protoco
         and position(p, c).size == 0
         and position(p, healthy).size == wad(1)
     )
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_batch_entry_out_of_gas_fails_the_batch_instead_of_skipping(protocol: Protocol) -> None:
+def test_batch_entry_out_of_gas_fails_the_batch_instead_of_skipping(protocol: World) -> None:
     """With too little gas every entry would fail inside its try/catch and be skipped; a gas estimate
     would then settle on a limit that liquidates nobody. An entry out of gas reverts the batch."""
     p = protocol
@@ -310,10 +311,10 @@ def test_batch_entry_out_of_gas_fails_the_batch_instead_of_skipping(protocol: Pr
             assert "OutOfGas" in str(exc)
     receipt = tx(p, fn, p.keeper)
     assert [e["account"] for e in events(receipt, p.bw.ch, "Liquidated")] == [a, c]
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_reduce_only_still_liquidates(protocol: Protocol) -> None:
+def test_reduce_only_still_liquidates(protocol: World) -> None:
     p = protocol
     p.seed_pool(100_000)
     who = _open(p, 0, 400, 2)
@@ -321,12 +322,12 @@ def test_reduce_only_still_liquidates(protocol: Protocol) -> None:
     p.set_price("ETH-USD", 2_850)
     ev, _, _ = _liquidate(p, who)
     assert ev["account"] == who and position(p, who).size == 0
-    p.assert_conserved()
+    assert_conserved(p)
 
 
 @pytest.mark.parametrize(("floor", "ceiling"), [(20, 1_000), (1, 10)])
 def test_keeper_reward_stays_within_floor_and_ceiling(
-    protocol: Protocol, floor: int, ceiling: int
+    protocol: World, floor: int, ceiling: int
 ) -> None:
     p = protocol
     for market in (0, 1):  # a floor above 5 needs larger minimum positions (floor / mmRatio)
@@ -342,4 +343,4 @@ def test_keeper_reward_stays_within_floor_and_ceiling(
     assert ev["paddingWad"] == 57 * WAD - reward
     assert margin(p, p.keeper.address) == keeper0 + reward
     assert margin(p, who) == h.equity - 57 * WAD
-    p.assert_conserved()
+    assert_conserved(p)

@@ -5,33 +5,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import Protocol
 from helpers import ETH, events, reverts, trade_wad, tx, wad
 from web3.contract import Contract
 
 from bulwark.chain.contracts import WAD
 from bulwark.devnet.deploy import Deployer, role
+from bulwark.devnet.world import World
 
 ZERO = "0x0000000000000000000000000000000000000000"
 HEARTBEAT = 3_600
 
 
-def _aggregator(p: Protocol, decimals: int, answer: int, name: str = "test feed") -> Contract:
+def _aggregator(p: World, decimals: int, answer: int, name: str = "test feed") -> Contract:
     address = Deployer(p.bw.w3, p.admin, p.bw.artifacts).deploy(
         "MockAggregator", decimals, name, answer, p.admin.address
     )
     return p.bw.contract("MockAggregator", address)
 
 
-def _set_feed(p: Protocol, *args: Any) -> Any:
+def _set_feed(p: World, *args: Any) -> Any:
     return tx(p, p.bw.oracle.functions.setFeed(*args), p.admin)
 
 
-def _now(p: Protocol) -> int:
+def _now(p: World) -> int:
     return int(p.bw.w3.eth.get_block("latest")["timestamp"])
 
 
-def test_price_is_normalised_to_wad(protocol: Protocol) -> None:
+def test_price_is_normalised_to_wad(protocol: World) -> None:
     p = protocol
     assert p.bw.oracle.functions.priceWad(ETH).call() == 3_000 * WAD
     p.set_price("ETH-USD", 3_141.59265358)
@@ -44,7 +44,7 @@ def test_price_is_normalised_to_wad(protocol: Protocol) -> None:
     assert p.bw.oracle.functions.priceWad(ETH).call() == 2_400 * WAD
 
 
-def test_stale_price_reverts_and_blocks_trading(protocol: Protocol) -> None:
+def test_stale_price_reverts_and_blocks_trading(protocol: World) -> None:
     p = protocol
     feed = p.bw.feeds["ETH-USD"]
     updated = int(feed.functions.latestTimestamp().call())
@@ -58,7 +58,7 @@ def test_stale_price_reverts_and_blocks_trading(protocol: Protocol) -> None:
     assert p.bw.oracle.functions.priceWad(ETH).call() == 3_000 * WAD
 
 
-def test_future_dated_answer_is_refused(protocol: Protocol) -> None:
+def test_future_dated_answer_is_refused(protocol: World) -> None:
     p = protocol
     feed = p.bw.feeds["ETH-USD"]
     later = _now(p) + 1_000
@@ -67,7 +67,7 @@ def test_future_dated_answer_is_refused(protocol: Protocol) -> None:
         p.bw.call(p.bw.oracle.functions.priceWad(ETH))
 
 
-def test_zero_and_negative_answers_revert(protocol: Protocol) -> None:
+def test_zero_and_negative_answers_revert(protocol: World) -> None:
     p = protocol
     feed = p.bw.feeds["ETH-USD"]
     for answer in (0, -1):
@@ -76,7 +76,7 @@ def test_zero_and_negative_answers_revert(protocol: Protocol) -> None:
             p.bw.call(p.bw.oracle.functions.priceWad(ETH))
 
 
-def test_secondary_feed_bounds_the_deviation(protocol: Protocol) -> None:
+def test_secondary_feed_bounds_the_deviation(protocol: World) -> None:
     p = protocol
     primary = p.bw.feeds["ETH-USD"]
     secondary = _aggregator(p, 18, 3_000 * WAD)
@@ -105,7 +105,7 @@ def test_secondary_feed_bounds_the_deviation(protocol: Protocol) -> None:
         p.bw.call(p.bw.oracle.functions.priceWad(ETH))
 
 
-def test_sequencer_down_and_grace_period(protocol: Protocol) -> None:
+def test_sequencer_down_and_grace_period(protocol: World) -> None:
     p = protocol
     sequencer = _aggregator(p, 0, 0, "L2 sequencer uptime")
     started = int(sequencer.functions.latestRoundData().call()[2])
@@ -131,7 +131,7 @@ def test_sequencer_down_and_grace_period(protocol: Protocol) -> None:
     assert p.bw.oracle.functions.priceWad(ETH).call() == 3_000 * WAD
 
 
-def test_feed_configuration_bounds(protocol: Protocol) -> None:
+def test_feed_configuration_bounds(protocol: World) -> None:
     p = protocol
     primary = p.bw.feeds["ETH-USD"].address
     oracle = p.bw.oracle
@@ -170,7 +170,7 @@ def test_feed_configuration_bounds(protocol: Protocol) -> None:
         tx(p, oracle.functions.setFeed(ETH, primary, HEARTBEAT, ZERO, 0, 0), p.keeper)
 
 
-def test_mock_feed_only_takes_answers_from_the_feeder(protocol: Protocol) -> None:
+def test_mock_feed_only_takes_answers_from_the_feeder(protocol: World) -> None:
     p = protocol
     feed = p.bw.feeds["ETH-USD"]
     with reverts(

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MAX_UINT, USDC, Protocol, clear_cli_env
+from conftest import clear_cli_env
 from helpers import (
     ETH,
     adl_book,
@@ -19,17 +19,19 @@ from helpers import (
     tx,
     wad,
 )
+from support import assert_conserved
 
 from bulwark import cli
 from bulwark.chain.contracts import WAD
 from bulwark.core import riskmath as rm
+from bulwark.devnet.world import MAX_UINT, USDC, World
 
 
-def _cooldown(p: Protocol) -> int:
+def _cooldown(p: World) -> int:
     return int(p.bw.pool.functions.cooldown().call())
 
 
-def test_deposit_mints_shares_locks_and_credits_pool_margin(protocol: Protocol) -> None:
+def test_deposit_mints_shares_locks_and_credits_pool_margin(protocol: World) -> None:
     p = protocol
     receipt_block = p.bw.w3.eth.block_number
     p.seed_pool(10_000)
@@ -41,17 +43,17 @@ def test_deposit_mints_shares_locks_and_credits_pool_margin(protocol: Protocol) 
     ts = p.bw.w3.eth.get_block("latest")["timestamp"]
     assert pool.functions.lockedUntil(p.lp.address).call() == ts + _cooldown(p)
     assert p.bw.w3.eth.block_number > receipt_block
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_deposit_for_another_receiver_reverts(protocol: Protocol) -> None:
+def test_deposit_for_another_receiver_reverts(protocol: World) -> None:
     p = protocol
     tx(p, p.bw.token.functions.approve(p.bw.pool.address, MAX_UINT), p.lp)
     with reverts("PoolReceiverNotCaller", caller=p.lp.address, receiver=p.staker.address):
         tx(p, p.bw.pool.functions.deposit(USDC, p.staker.address), p.lp)
 
 
-def test_exit_during_cooldown_reverts_then_succeeds(protocol: Protocol) -> None:
+def test_exit_during_cooldown_reverts_then_succeeds(protocol: World) -> None:
     p = protocol
     p.seed_pool(10_000)
     pool = p.bw.pool
@@ -72,10 +74,10 @@ def test_exit_during_cooldown_reverts_then_succeeds(protocol: Protocol) -> None:
     assert ev["assets"] == 10_000 * USDC and ev["shares"] == shares
     assert p.bw.token.functions.balanceOf(p.lp.address).call() == before + 10_000 * USDC
     assert margin(p, pool.address) == 0
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_pool_equity_is_the_mirror_of_traders(protocol: Protocol) -> None:
+def test_pool_equity_is_the_mirror_of_traders(protocol: World) -> None:
     p = protocol
     p.seed_pool(200_000)
     a, b = p.traders[0], p.traders[1]
@@ -99,7 +101,7 @@ def test_pool_equity_is_the_mirror_of_traders(protocol: Protocol) -> None:
     assert expected < margin(p, pool) - 493 * WAD
 
 
-def test_lp_withdrawal_respects_pool_exposure(protocol: Protocol) -> None:
+def test_lp_withdrawal_respects_pool_exposure(protocol: World) -> None:
     p = protocol
     p.seed_pool(100_000)
     t = p.traders[0]
@@ -114,10 +116,10 @@ def test_lp_withdrawal_respects_pool_exposure(protocol: Protocol) -> None:
     cap = info.value.error.args["capWad"]
     assert exposure > cap >= rm.mul_wad_down(equity - 20_000 * WAD, 3 * WAD) - 3 * WAD
     tx(p, p.bw.pool.functions.withdraw(5_000 * USDC, p.lp.address, p.lp.address), p.lp)
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_lp_exit_while_bad_debt_outstanding_reverts(protocol: Protocol) -> None:
+def test_lp_exit_while_bad_debt_outstanding_reverts(protocol: World) -> None:
     p = protocol
     adl_book(p)
     total = int(p.bw.ch.functions.totalBadDebtWad().call())
@@ -127,7 +129,7 @@ def test_lp_exit_while_bad_debt_outstanding_reverts(protocol: Protocol) -> None:
     assert p.bw.pool.functions.maxWithdraw(p.lp.address).call() == 0
 
 
-def test_donation_inflation_attack_fails(protocol: Protocol) -> None:
+def test_donation_inflation_attack_fails(protocol: World) -> None:
     p = protocol
     attacker, victim = p.traders[0], p.traders[1]
     pool = p.bw.pool
@@ -152,10 +154,10 @@ def test_donation_inflation_attack_fails(protocol: Protocol) -> None:
     attacker_loss = donation + 1 - attacker_value
     assert 0 <= victim_loss < USDC // 10  # a few cents on 10,000
     assert attacker_loss > 10_000 * victim_loss  # the attack costs far more than it takes
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_deposit_into_an_insolvent_pool_reverts(protocol: Protocol) -> None:
+def test_deposit_into_an_insolvent_pool_reverts(protocol: World) -> None:
     p = protocol
     p.seed_pool(10_000)
     t = p.traders[0]
@@ -176,10 +178,10 @@ def test_deposit_into_an_insolvent_pool_reverts(protocol: Protocol) -> None:
     assert refused.value.error.args["equityWad"] < 0
     p.set_price("ETH-USD", 3_000)  # solvent again: deposits reopen
     tx(p, p.bw.pool.functions.deposit(1_000 * USDC, p.staker.address), p.staker)
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_exit_is_priced_at_the_lower_of_equity_and_margin(protocol: Protocol) -> None:
+def test_exit_is_priced_at_the_lower_of_equity_and_margin(protocol: World) -> None:
     p = protocol
     p.seed_pool(100_000)
     pool = p.bw.pool
@@ -205,10 +207,10 @@ def test_exit_is_priced_at_the_lower_of_equity_and_margin(protocol: Protocol) ->
     receipt = tx(p, pool.functions.redeem(half, p.lp.address, p.lp.address), p.lp)
     assert events(receipt, pool, "Withdraw")[0]["assets"] == paid
     assert p.bw.token.functions.balanceOf(p.lp.address).call() == before + paid
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_max_withdraw_is_exact_at_the_exposure_cap(protocol: Protocol) -> None:
+def test_max_withdraw_is_exact_at_the_exposure_cap(protocol: World) -> None:
     p = protocol
     p.seed_pool(100_000)
     pool = p.bw.pool
@@ -228,10 +230,10 @@ def test_max_withdraw_is_exact_at_the_exposure_cap(protocol: Protocol) -> None:
     tx(p, pool.functions.withdraw(most, p.lp.address, p.lp.address), p.lp)
     # at the cap now: only the funding accrued since (a few micro-units) could leave
     assert pool.functions.maxWithdraw(p.lp.address).call() < USDC // 1_000
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_max_views_return_zero_on_a_stale_feed(protocol: Protocol) -> None:
+def test_max_views_return_zero_on_a_stale_feed(protocol: World) -> None:
     p = protocol
     p.seed_pool(10_000)
     t = p.traders[0]
@@ -250,7 +252,7 @@ def test_max_views_return_zero_on_a_stale_feed(protocol: Protocol) -> None:
 
 
 def test_cli_pool_withdraw_reports_the_exit_value(
-    protocol: Protocol, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+    protocol: World, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: Any
 ) -> None:
     p = protocol
     clear_cli_env(monkeypatch)

@@ -7,12 +7,12 @@ from fractions import Fraction
 from math import ceil, floor
 
 import pytest
-from conftest import Protocol
 from helpers import BTC, ETH, trade_wad, view, wad
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bulwark.core import riskmath as rm
+from bulwark.devnet.world import World
 
 WAD = rm.WAD
 signed = st.integers(min_value=-(10**30), max_value=10**30)
@@ -149,7 +149,7 @@ def test_adl_close_size_covers_the_debt(
     assert realized >= debt or close == signed_size
 
 
-def test_health_and_scores_match_the_contract_views(protocol: Protocol) -> None:
+def test_health_and_scores_match_the_contract_views(protocol: World) -> None:
     p = protocol
     p.seed_pool(1_000_000)
     book = [

@@ -4,7 +4,6 @@ change an event, role checks, market listing, and the two-step admin transfer.""
 from __future__ import annotations
 
 import pytest
-from conftest import Protocol
 from helpers import (
     config_tuple,
     configs,
@@ -20,6 +19,7 @@ from helpers import (
 from bulwark.chain.contracts import WAD
 from bulwark.core import riskmath as rm
 from bulwark.devnet.deploy import role
+from bulwark.devnet.world import World
 
 ZERO = "0x0000000000000000000000000000000000000000"
 
@@ -53,7 +53,7 @@ RISK_BOUNDS = [
 ]
 
 
-def test_market_params_out_of_bounds_revert_with_arguments(protocol: Protocol) -> None:
+def test_market_params_out_of_bounds_revert_with_arguments(protocol: World) -> None:
     p = protocol
     base = configs(p)[0]
     for attr, bad, field, lo, hi in MARKET_BOUNDS:
@@ -64,14 +64,14 @@ def test_market_params_out_of_bounds_revert_with_arguments(protocol: Protocol) -
             tx(p, p.bw.ch.functions.listMarket(f"X{attr}-USD", config_tuple(cfg)), p.admin)
 
 
-def test_risk_params_out_of_bounds_revert_with_arguments(protocol: Protocol) -> None:
+def test_risk_params_out_of_bounds_revert_with_arguments(protocol: World) -> None:
     p = protocol
     for attr, bad, field, lo, hi in RISK_BOUNDS:
         with reverts("ParamOutOfBounds", field=field, value=bad, minValue=lo, maxValue=hi):
             set_risk(p, **{attr: bad})
 
 
-def test_reward_floor_above_what_a_minimum_position_pays_reverts(protocol: Protocol) -> None:
+def test_reward_floor_above_what_a_minimum_position_pays_reverts(protocol: World) -> None:
     p = protocol
     # 7 / 2.5% = 280 > the markets' 250: the smallest accepted position could not pay the floor
     with reverts(
@@ -80,7 +80,7 @@ def test_reward_floor_above_what_a_minimum_position_pays_reverts(protocol: Proto
         set_risk(p, reward_floor=7 * WAD)
 
 
-def test_parameter_changes_emit_events(protocol: Protocol) -> None:
+def test_parameter_changes_emit_events(protocol: World) -> None:
     p = protocol
     receipt = set_risk(p, keeper_share=WAD // 4, reward_floor=2 * WAD)
     ev = one_event(receipt, p.bw.ch, "RiskParamsUpdated")["params"]
@@ -93,7 +93,7 @@ def test_parameter_changes_emit_events(protocol: Protocol) -> None:
     assert configs(p)[1] == cfg
 
 
-def test_risk_and_guardian_roles_are_enforced(protocol: Protocol) -> None:
+def test_risk_and_guardian_roles_are_enforced(protocol: World) -> None:
     p = protocol
     ch, outsider = p.bw.ch, p.keeper
     cfg = config_tuple(configs(p)[0])
@@ -123,7 +123,7 @@ def test_risk_and_guardian_roles_are_enforced(protocol: Protocol) -> None:
     assert ch.functions.reduceOnly().call() is True
 
 
-def test_list_market_and_names(protocol: Protocol) -> None:
+def test_list_market_and_names(protocol: World) -> None:
     p = protocol
     ch = p.bw.ch
     cfg = config_tuple(configs(p)[0])
@@ -145,7 +145,7 @@ def test_list_market_and_names(protocol: Protocol) -> None:
 
 
 @pytest.mark.parametrize("contract", ["ch", "fund", "pool", "oracle"])
-def test_admin_transfer_is_two_step_with_delay(protocol: Protocol, contract: str) -> None:
+def test_admin_transfer_is_two_step_with_delay(protocol: World, contract: str) -> None:
     p = protocol
     c = getattr(p.bw, contract)
     new = p.lp
@@ -171,7 +171,7 @@ def test_admin_transfer_is_two_step_with_delay(protocol: Protocol, contract: str
     tx(p, c.functions.grantRole(role("RISK_ADMIN_ROLE"), p.keeper.address), new)
 
 
-def test_fund_and_pool_parameter_bounds(protocol: Protocol) -> None:
+def test_fund_and_pool_parameter_bounds(protocol: World) -> None:
     p = protocol
     day = 86_400
     cases = [

@@ -3,7 +3,6 @@ refusal with its decoded error."""
 
 from __future__ import annotations
 
-from conftest import Protocol
 from helpers import (
     BTC,
     ETH,
@@ -21,16 +20,18 @@ from helpers import (
     view,
     wad,
 )
+from support import assert_conserved
 
 from bulwark.chain.contracts import WAD
 from bulwark.core import riskmath as rm
+from bulwark.devnet.world import World
 
 
-def _pool_and_fund(p: Protocol) -> tuple[str, str]:
+def _pool_and_fund(p: World) -> tuple[str, str]:
     return p.bw.ch.functions.pool().call(), p.bw.ch.functions.fund().call()
 
 
-def test_trade_open_fills_at_oracle_and_splits_the_fee(protocol: Protocol) -> None:
+def test_trade_open_fills_at_oracle_and_splits_the_fee(protocol: World) -> None:
     p, t = protocol, protocol.traders[0]
     p.seed_pool(100_000)
     p.fund_trader(t, 10_000)
@@ -57,10 +58,10 @@ def test_trade_open_fills_at_oracle_and_splits_the_fee(protocol: Protocol) -> No
     )
     after = [margin(p, a) for a in (t.address, pool, fund)]
     assert [a - b for a, b in zip(after, before, strict=True)] == [-fee, fee - to_fund, to_fund]
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_trade_partial_close_realises_exact_pnl(protocol: Protocol) -> None:
+def test_trade_partial_close_realises_exact_pnl(protocol: World) -> None:
     p, t = protocol, protocol.traders[0]
     p.seed_pool(100_000)
     p.fund_trader(t, 10_000)
@@ -81,10 +82,10 @@ def test_trade_partial_close_realises_exact_pnl(protocol: Protocol) -> None:
     assert 100 * WAD < f.realized < 101 * WAD
     assert position(p, t.address).open_notional == f.open_notional_after
     assert margin(p, t.address) == m0 + f.realized - ev["feeWad"] - ev["fundingPaidWad"]
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_trade_flip_closes_then_opens(protocol: Protocol) -> None:
+def test_trade_flip_closes_then_opens(protocol: World) -> None:
     p, t = protocol, protocol.traders[0]
     p.seed_pool(100_000)
     p.fund_trader(t, 10_000)
@@ -97,10 +98,10 @@ def test_trade_flip_closes_then_opens(protocol: Protocol) -> None:
     assert ev["realizedPnlWad"] == f.realized == -100 * WAD
     assert position(p, t.address).size == -wad(3)
     assert position(p, t.address).open_notional == f.open_notional_after == -8_850 * WAD
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_trade_cross_margin_over_two_markets(protocol: Protocol) -> None:
+def test_trade_cross_margin_over_two_markets(protocol: World) -> None:
     p, t = protocol, protocol.traders[0]
     p.seed_pool(500_000)
     p.fund_trader(t, 10_000)
@@ -111,22 +112,22 @@ def test_trade_cross_margin_over_two_markets(protocol: Protocol) -> None:
     v = view(p, t.address).health()
     assert (h[0], h[1], h[2]) == (v.equity, v.imr, v.mmr)
     assert v.imr == rm.mul_wad_up(30_000 * WAD, WAD // 20) + rm.mul_wad_up(60_000 * WAD, WAD // 20)
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_trade_zero_size_reverts(protocol: Protocol) -> None:
+def test_trade_zero_size_reverts(protocol: World) -> None:
     p, t = protocol, protocol.traders[0]
     with reverts("TradeZeroSize"):
         tx(p, p.bw.ch.functions.trade(ETH, 0, 0), t)
 
 
-def test_trade_unknown_market_reverts(protocol: Protocol) -> None:
+def test_trade_unknown_market_reverts(protocol: World) -> None:
     p, t = protocol, protocol.traders[0]
     with reverts("MarketUnknown", marketId=7):
         tx(p, p.bw.ch.functions.trade(7, WAD, 2**256 - 1), t)
 
 
-def test_trade_slippage_reverts_both_ways(protocol: Protocol) -> None:
+def test_trade_slippage_reverts_both_ways(protocol: World) -> None:
     p, t = protocol, protocol.traders[0]
     p.seed_pool(100_000)
     p.fund_trader(t, 10_000)
@@ -138,7 +139,7 @@ def test_trade_slippage_reverts_both_ways(protocol: Protocol) -> None:
     tx(p, p.bw.ch.functions.trade(ETH, WAD, price), t)  # the limit itself is accepted
 
 
-def test_trade_margin_insufficient_reverts_with_exact_equity(protocol: Protocol) -> None:
+def test_trade_margin_insufficient_reverts_with_exact_equity(protocol: World) -> None:
     p, t = protocol, protocol.traders[0]
     no_funding(p)
     p.seed_pool(100_000)
@@ -152,10 +153,10 @@ def test_trade_margin_insufficient_reverts_with_exact_equity(protocol: Protocol)
     ):
         trade_wad(p, t, ETH, wad(1))
     trade_wad(p, t, ETH, wad(0.6))  # 1,800 notional needs 90
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_trade_open_interest_cap_reverts(protocol: Protocol) -> None:
+def test_trade_open_interest_cap_reverts(protocol: World) -> None:
     p, t = protocol, protocol.traders[0]
     p.seed_pool(100_000)
     p.fund_trader(t, 10_000)
@@ -164,10 +165,10 @@ def test_trade_open_interest_cap_reverts(protocol: Protocol) -> None:
     with reverts("TradeOpenInterestCap", marketId=ETH, openInterestWad=wad(6), capWad=wad(5)):
         trade_wad(p, t, ETH, wad(1))
     trade_wad(p, t, ETH, -wad(8))  # the short side has its own cap: 3 short is fine
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_trade_pool_exposure_cap_reverts(protocol: Protocol) -> None:
+def test_trade_pool_exposure_cap_reverts(protocol: World) -> None:
     p, t = protocol, protocol.traders[0]
     p.seed_pool(10_000)
     p.fund_trader(t, 10_000)
@@ -180,10 +181,10 @@ def test_trade_pool_exposure_cap_reverts(protocol: Protocol) -> None:
     other = p.traders[1]
     p.fund_trader(other, 10_000)
     trade_wad(p, other, ETH, -wad(2))
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_reduce_only_blocks_opening_and_lets_closing_through(protocol: Protocol) -> None:
+def test_reduce_only_blocks_opening_and_lets_closing_through(protocol: World) -> None:
     p, t = protocol, protocol.traders[0]
     p.seed_pool(100_000)
     p.fund_trader(t, 10_000)
@@ -201,10 +202,10 @@ def test_reduce_only_blocks_opening_and_lets_closing_through(protocol: Protocol)
     assert position(p, t.address).size == 0
     tx(p, p.bw.ch.functions.setReduceOnly(False), p.admin)
     trade_wad(p, t, ETH, wad(1))
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_trade_that_would_bankrupt_reverts(protocol: Protocol) -> None:
+def test_trade_that_would_bankrupt_reverts(protocol: World) -> None:
     p, t = protocol, protocol.traders[0]
     no_funding(p)
     p.seed_pool(100_000)
@@ -221,7 +222,7 @@ def test_trade_that_would_bankrupt_reverts(protocol: Protocol) -> None:
         trade_wad(p, t, ETH, -wad(1))
 
 
-def test_set_market_config_changes_the_next_trade(protocol: Protocol) -> None:
+def test_set_market_config_changes_the_next_trade(protocol: World) -> None:
     p, t = protocol, protocol.traders[0]
     p.seed_pool(100_000)
     p.fund_trader(t, 10_000)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from conftest import USDC, Protocol
 from helpers import (
     ETH,
     LONG,
@@ -17,45 +16,47 @@ from helpers import (
     view,
     wad,
 )
+from support import assert_conserved
 
 from bulwark.chain.contracts import WAD
+from bulwark.devnet.world import USDC, World
 
 ZERO = "0x0000000000000000000000000000000000000000"
 
 
-def test_deposit_credits_margin_in_wad(protocol: Protocol) -> None:
+def test_deposit_credits_margin_in_wad(protocol: World) -> None:
     p, t = protocol, protocol.traders[0]
     tx(p, p.bw.token.functions.approve(p.bw.ch.address, 10**30), t)
     receipt = tx(p, p.bw.ch.functions.deposit(t.address, 1_234_567_891), t)
     ev = one_event(receipt, p.bw.ch, "Deposited")
     assert (ev["account"], ev["payer"], ev["amountTokens"]) == (t.address, t.address, 1_234_567_891)
     assert margin(p, t.address) == 1_234_567_891 * 10**12
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_deposit_for_another_account(protocol: Protocol) -> None:
+def test_deposit_for_another_account(protocol: World) -> None:
     p, payer, other = protocol, protocol.traders[0], protocol.traders[1]
     tx(p, p.bw.token.functions.approve(p.bw.ch.address, 10**30), payer)
     tx(p, p.bw.ch.functions.deposit(other.address, 5 * USDC), payer)
     assert margin(p, other.address) == 5 * WAD
     assert margin(p, payer.address) == 0
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_deposit_zero_amount_reverts(protocol: Protocol) -> None:
+def test_deposit_zero_amount_reverts(protocol: World) -> None:
     p, t = protocol, protocol.traders[0]
     with reverts("VaultZeroAmount"):
         tx(p, p.bw.ch.functions.deposit(t.address, 0), t)
 
 
-def test_deposit_zero_account_reverts(protocol: Protocol) -> None:
+def test_deposit_zero_account_reverts(protocol: World) -> None:
     p, t = protocol, protocol.traders[0]
     tx(p, p.bw.token.functions.approve(p.bw.ch.address, 10**30), t)
     with reverts("ZeroAddress"):
         tx(p, p.bw.ch.functions.deposit(ZERO, 1), t)
 
 
-def test_withdraw_pays_tokens_and_debits_margin(protocol: Protocol) -> None:
+def test_withdraw_pays_tokens_and_debits_margin(protocol: World) -> None:
     p, t = protocol, protocol.traders[0]
     p.fund_trader(t, 1_000)
     before = p.bw.token.functions.balanceOf(p.admin.address).call()
@@ -64,24 +65,24 @@ def test_withdraw_pays_tokens_and_debits_margin(protocol: Protocol) -> None:
     assert (ev["account"], ev["to"], ev["amountTokens"]) == (t.address, p.admin.address, 400 * USDC)
     assert p.bw.token.functions.balanceOf(p.admin.address).call() == before + 400 * USDC
     assert margin(p, t.address) == 600 * WAD
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_withdraw_zero_amount_reverts(protocol: Protocol) -> None:
+def test_withdraw_zero_amount_reverts(protocol: World) -> None:
     p, t = protocol, protocol.traders[0]
     p.fund_trader(t, 10)
     with reverts("VaultZeroAmount"):
         tx(p, p.bw.ch.functions.withdraw(0, t.address), t)
 
 
-def test_withdraw_to_zero_address_reverts(protocol: Protocol) -> None:
+def test_withdraw_to_zero_address_reverts(protocol: World) -> None:
     p, t = protocol, protocol.traders[0]
     p.fund_trader(t, 10)
     with reverts("ZeroAddress"):
         tx(p, p.bw.ch.functions.withdraw(1, ZERO), t)
 
 
-def test_withdraw_more_than_margin_reverts(protocol: Protocol) -> None:
+def test_withdraw_more_than_margin_reverts(protocol: World) -> None:
     p, t = protocol, protocol.traders[0]
     p.fund_trader(t, 10)
     with reverts(
@@ -90,7 +91,7 @@ def test_withdraw_more_than_margin_reverts(protocol: Protocol) -> None:
         tx(p, p.bw.ch.functions.withdraw(11 * USDC, t.address), t)
 
 
-def test_withdraw_unrealised_profit_reverts(protocol: Protocol) -> None:
+def test_withdraw_unrealised_profit_reverts(protocol: World) -> None:
     p, t = protocol, protocol.traders[0]
     p.seed_pool(100_000)
     p.fund_trader(t, 1_000)
@@ -102,7 +103,7 @@ def test_withdraw_unrealised_profit_reverts(protocol: Protocol) -> None:
         tx(p, p.bw.ch.functions.withdraw(999 * USDC, t.address), t)
 
 
-def test_withdraw_below_initial_margin_reverts_with_exact_equity(protocol: Protocol) -> None:
+def test_withdraw_below_initial_margin_reverts_with_exact_equity(protocol: World) -> None:
     p, t = protocol, protocol.traders[0]
     no_funding(p)
     p.seed_pool(100_000)
@@ -121,10 +122,10 @@ def test_withdraw_below_initial_margin_reverts_with_exact_equity(protocol: Proto
     # the free part above the initial margin can leave
     free = (v.equity - v.imr) // 10**12
     tx(p, p.bw.ch.functions.withdraw(free, t.address), t)
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_withdraw_while_bad_debt_outstanding_reverts(protocol: Protocol) -> None:
+def test_withdraw_while_bad_debt_outstanding_reverts(protocol: World) -> None:
     p, victim, other = protocol, protocol.traders[0], protocol.traders[1]
     p.seed_pool(100_000)
     p.fund_trader(other, 1_000)
@@ -136,13 +137,13 @@ def test_withdraw_while_bad_debt_outstanding_reverts(protocol: Protocol) -> None
     assert total > 0 and bad_debt(p, ETH, LONG) == total
     with reverts("VaultBadDebtOutstanding", totalBadDebtWad=total):
         tx(p, p.bw.ch.functions.withdraw(1 * USDC, other.address), other)
-    p.assert_conserved()
+    assert_conserved(p)
 
 
-def test_withdraw_free_margin_while_reduce_only(protocol: Protocol) -> None:
+def test_withdraw_free_margin_while_reduce_only(protocol: World) -> None:
     p, t = protocol, protocol.traders[0]
     p.fund_trader(t, 100)
     tx(p, p.bw.ch.functions.setReduceOnly(True), p.admin)
     tx(p, p.bw.ch.functions.withdraw(100 * USDC, t.address), t)
     assert margin(p, t.address) == 0
-    p.assert_conserved()
+    assert_conserved(p)

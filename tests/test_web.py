@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import USDC, Protocol, clear_cli_env
+from conftest import clear_cli_env
 from helpers import adl_book
 from playwright import sync_api as playwright_sync
 from playwright.sync_api import expect
@@ -37,6 +37,7 @@ from bulwark.cli.web import PageServer, page_config, start_page, web_dir
 from bulwark.core import paths
 from bulwark.core import riskmath as rm
 from bulwark.devnet.node import AnvilNode
+from bulwark.devnet.world import USDC, World
 from bulwark.keeper import status
 
 CHROMIUM = "/usr/bin/chromium"
@@ -149,7 +150,7 @@ def page_server(bw: Bulwark, anvil: AnvilNode) -> Iterator[PageServer]:
 class Page:
     """One browser tab on the page with the test wallet as dev account `account`."""
 
-    def __init__(self, tab: Any, p: Protocol, account: int, requests: list[str]) -> None:
+    def __init__(self, tab: Any, p: World, account: int, requests: list[str]) -> None:
         self.tab = tab
         self.p = p
         self.address = dev_account(account).address
@@ -224,7 +225,7 @@ class Page:
 
 @pytest.fixture
 def open_page(
-    browser: Any, page_server: PageServer, protocol: Protocol, anvil: AnvilNode
+    browser: Any, page_server: PageServer, protocol: World, anvil: AnvilNode
 ) -> Iterator[Any]:
     contexts: list[Any] = []
     outside: list[str] = []
@@ -266,7 +267,7 @@ def open_page(
     assert not errors, f"errors in the page's console: {errors}"
 
 
-def seed_pool(p: Protocol, usdc: int = 1_000_000) -> None:
+def seed_pool(p: World, usdc: int = 1_000_000) -> None:
     p.seed_pool(usdc)
 
 
@@ -291,7 +292,7 @@ def fmt(value: int | None, places: int = 2) -> str:
 
 
 def test_connect_adds_the_chain_and_a_wrong_chain_shows_a_switch_prompt(
-    open_page: Any, protocol: Protocol, anvil: AnvilNode
+    open_page: Any, protocol: World, anvil: AnvilNode
 ) -> None:
     page = open_page()
     bw = protocol.bw
@@ -382,9 +383,7 @@ def test_several_wallets_are_offered_by_name_and_a_refusal_is_plain(open_page: A
     expect(page.tab.get_by_test_id("wrong-chain")).to_have_count(0)
 
 
-def test_deposit_open_long_and_see_the_liquidation_price(
-    open_page: Any, protocol: Protocol
-) -> None:
+def test_deposit_open_long_and_see_the_liquidation_price(open_page: Any, protocol: World) -> None:
     bw = protocol.bw
     seed_pool(protocol)
     page = open_page()
@@ -459,7 +458,7 @@ def test_deposit_open_long_and_see_the_liquidation_price(
 
 
 def test_a_crash_shows_the_liquidation_and_the_funds_payout(
-    open_page: Any, protocol: Protocol, anvil: AnvilNode, deployment_file: Path
+    open_page: Any, protocol: World, anvil: AnvilNode, deployment_file: Path
 ) -> None:
     bw = protocol.bw
     seed_pool(protocol)
@@ -500,7 +499,7 @@ def test_a_crash_shows_the_liquidation_and_the_funds_payout(
     page.shot("liquidated")
 
 
-def test_bad_debt_the_adl_queue_and_a_haircut_are_shown(open_page: Any, protocol: Protocol) -> None:
+def test_bad_debt_the_adl_queue_and_a_haircut_are_shown(open_page: Any, protocol: World) -> None:
     bw = protocol.bw
     book = adl_book(protocol)  # dev account 4 went bankrupt long; 5, 6 and 7 hold profitable shorts
     first = book.shorts[0]  # 2 ETH short on 500 USDC: the highest score
@@ -537,7 +536,7 @@ def test_bad_debt_the_adl_queue_and_a_haircut_are_shown(open_page: Any, protocol
 
 
 def test_an_lp_deposit_is_locked_and_a_withdrawal_shows_why(
-    open_page: Any, protocol: Protocol
+    open_page: Any, protocol: World
 ) -> None:
     bw = protocol.bw
     page = open_page(account=OTHER)
@@ -593,9 +592,7 @@ def test_an_lp_deposit_is_locked_and_a_withdrawal_shows_why(
     expect(page.stat("pool-exit-value")).not_to_contain_text("lower")
 
     # Past the lock, `max` withdraws what the pool says it pays, rounded down to token units.
-    now = int(bw.w3.eth.get_block("latest")["timestamp"])
-    bw.w3.provider.make_request("evm_increaseTime", [until - now + 1])  # type: ignore[arg-type]
-    bw.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    protocol.mine(until + 1)  # past the lock
     most = int(bw.pool.functions.maxWithdraw(page.address).call())
     assert most > 0
     page.expect_value(page.stat("pool-max-withdraw"), most)
@@ -614,14 +611,7 @@ def test_an_lp_deposit_is_locked_and_a_withdrawal_shows_why(
     page.expect_value(page.stat("pool-shares"), 0)
 
 
-def mine_at(bw: Bulwark, timestamp: int) -> None:
-    """Mines one block at exactly `timestamp` (chain time, whatever the wall clock does)."""
-    bw.w3.provider.make_request("evm_setNextBlockTimestamp", [timestamp])  # type: ignore[arg-type]
-    bw.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
-    assert int(bw.w3.eth.get_block("latest")["timestamp"]) == timestamp
-
-
-def test_stake_request_wait_and_claim(open_page: Any, protocol: Protocol) -> None:
+def test_stake_request_wait_and_claim(open_page: Any, protocol: World) -> None:
     """Two requests: one claimed inside its claim window, one left to lapse and returned to staked."""
     bw = protocol.bw
     f = bw.fund.functions
@@ -666,7 +656,7 @@ def test_stake_request_wait_and_claim(open_page: Any, protocol: Protocol) -> Non
     page.shot("unstake-cooldown")
 
     # At the end of the cooldown the request is claimable until its window ends.
-    mine_at(bw, ready_at)
+    assert protocol.mine(ready_at) == ready_at
     expect(state).to_have_attribute("data-state", "claimable")
     expect(state).to_have_text(
         re.compile(rf"^claimable until {re.escape(render.when(claim_until))}")
@@ -685,7 +675,7 @@ def test_stake_request_wait_and_claim(open_page: Any, protocol: Protocol) -> Non
     # The second request, left unclaimed past its window: lapsed, no Claim, a Lapse.
     row = page.tab.locator(f"tr[data-request='{second.request_id}']")
     state = row.get_by_test_id("request-state")
-    mine_at(bw, second.claim_until)
+    assert protocol.mine(second.claim_until) == second.claim_until
     expect(state).to_have_attribute("data-state", "lapsed")
     expect(state).to_contain_text(f"lapsed {render.when(second.claim_until)}")
     expect(row.locator("button[data-claim]")).to_have_count(0)
@@ -705,7 +695,7 @@ def test_stake_request_wait_and_claim(open_page: Any, protocol: Protocol) -> Non
     page.expect_value(page.stat("fund-reserved"), int(f.reservedAssets().call()))
 
 
-def test_too_much_leverage_shows_the_clis_plain_message(open_page: Any, protocol: Protocol) -> None:
+def test_too_much_leverage_shows_the_clis_plain_message(open_page: Any, protocol: World) -> None:
     bw = protocol.bw
     seed_pool(protocol)
     trader = dev_account(TRADER)
@@ -736,7 +726,7 @@ def test_too_much_leverage_shows_the_clis_plain_message(open_page: Any, protocol
 
 
 def test_a_position_below_the_minimum_is_refused_in_the_clis_words(
-    open_page: Any, protocol: Protocol
+    open_page: Any, protocol: World
 ) -> None:
     bw = protocol.bw
     seed_pool(protocol)
@@ -855,7 +845,7 @@ def test_the_pages_arithmetic_matches_the_clis(open_page: Any) -> None:
 
 
 def test_a_stale_feed_is_shown_and_a_fresh_price_clears_it(
-    open_page: Any, protocol: Protocol, anvil: AnvilNode, deployment_file: Path
+    open_page: Any, protocol: World, anvil: AnvilNode, deployment_file: Path
 ) -> None:
     bw = protocol.bw
     seed_pool(protocol)
