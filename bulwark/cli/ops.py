@@ -305,14 +305,14 @@ def terms_lines(t: status.MarketTerms, equity: int | None, error: str | None) ->
 
 
 def cmd_keeper(ctx: Context) -> int:
-    run_from_cli = _import_entry("bulwark.keeper.daemon", "the keeper daemon")
+    run_from_cli = _import_entry("bulwark.keeper.command", "the keeper daemon")
     try:
         bw = ctx.bulwark()
         signer = ctx.signer(default_dev=0)
     except UsageError:
         raise
     except BulwarkError as exc:  # the keeper's own exit codes (docs/keeper.md): 4 or 2
-        refused = _import_entry("bulwark.keeper.daemon", "the keeper daemon", "refused_at_startup")
+        refused = _import_entry("bulwark.keeper.command", "the keeper daemon", "refused_at_startup")
         return int(refused(ctx, exc))
     return int(run_from_cli(bw, signer, ctx.args) or 0)
 

@@ -139,6 +139,13 @@ class KeeperSettings(BaseSettings):
     """Targets per autoDeleverage transaction."""
     socialize: bool = True
     """Socialise bad debt to the pool after the grace period when no ADL target is left."""
+    # ---- fund housekeeping
+    lapse_requests: bool = True
+    """Lapse the insurance fund's unstake requests whose claim window has passed (their shares
+    return to staked and the assets they held in reserve are free again), after the pass's
+    liquidations and bad debt."""
+    lapse_max_per_pass: int = 5
+    """Most lapse transactions one pass sends."""
     # ---- resilience and scale
     max_failed_ticks: int = 10
     """Circuit breaker: this many failed passes in a row stop the keeper (exit code 3)."""
@@ -254,6 +261,7 @@ def validate(s: KeeperSettings) -> None:
         "base_fee_multiple",
         "replace_after_blocks",
         "adl_max_targets",
+        "lapse_max_per_pass",
         "max_failed_ticks",
         "keeper_count",
         "late_pass_blocks",
