@@ -12,9 +12,24 @@ from eth_account.signers.local import LocalAccount
 from bulwark.chain.contracts import Bulwark, BulwarkError, Deployment
 from bulwark.core import paths
 from bulwark.core.logs import setup_logging
-from bulwark.keeper.config import load_settings
+from bulwark.keeper.config import BulwarkSettings, load_root
 from bulwark.keeper.daemon import EXIT_CHAIN_RESET, EXIT_ERROR, EXIT_OK, Keeper
 from bulwark.keeper.resilience import ChainReset, node_unreachable
+
+
+def settings_from_args(args: Any) -> BulwarkSettings:
+    """The settings of ``bulwark keeper``: its ``--config`` file, ``BULWARK_*`` from the
+    environment, then the flags (``--rpc``, ``--deployment``, ``--keystore``, ``--metrics-port``,
+    ``--log-format``)."""
+    return load_root(
+        getattr(args, "config", None),
+        None,  # the loader reads BULWARK_* from the environment
+        {name: getattr(args, name, None) for name in ("rpc", "deployment", "keystore")},
+        {
+            "metrics_port": getattr(args, "metrics_port", None),
+            "log_format": getattr(args, "log_format", None),
+        },
+    )
 
 
 def run_from_cli(bw: Bulwark, signer: LocalAccount, args: Any) -> int:
@@ -23,14 +38,8 @@ def run_from_cli(bw: Bulwark, signer: LocalAccount, args: Any) -> int:
     The command line keeps the keeper's state (checkpoint, lock) in the user's state directory
     unless the settings say otherwise, and says where at startup."""
     try:
-        settings = load_settings(
-            getattr(args, "config", None),
-            None,  # the settings loader reads BULWARK_KEEPER_* from the environment
-            {
-                "metrics_port": getattr(args, "metrics_port", None),
-                "log_format": getattr(args, "log_format", None),
-            },
-        )
+        root = getattr(args, "settings", None)
+        settings = (root if isinstance(root, BulwarkSettings) else settings_from_args(args)).keeper
         if settings.state_dir is None:
             settings = settings.replace(state_dir=str(paths.keeper_state_dir()))
         setup_logging(settings.log_format, settings.log_level)
