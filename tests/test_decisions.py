@@ -1,5 +1,6 @@
 """bulwark.keeper.decisions without a chain: which accounts, which batches, cover/ADL/socialise and in what
-order, checked by example and by property against bulwark/core/riskmath.py."""
+order, which ADL targets, which unstake requests lapse, whether passes are late; checked by example
+and by property against bulwark/core/riskmath.py and the contracts' rules."""
 
 from __future__ import annotations
 
