@@ -58,6 +58,7 @@ from bulwark.keeper.resilience import (
     ChainReset,
     CircuitBreaker,
     node_unreachable,
+    tune_provider,
 )
 from bulwark.keeper.results import AdlStep, PassResult
 from bulwark.keeper.screening import MarketSnapshot, confirm, read_markets, screen
@@ -152,19 +153,9 @@ class Keeper:
         return self.lock.path
 
     def tune_provider(self) -> None:
-        """For the daemon and the command line: the node's requests time out after `rpc_timeout`
-        (a hung node shows up within a block or two, not after web3's default) and are never
-        retried behind the keeper's back: a request that gets no answer fails the job at once,
-        and the backoff decides when to try again. A program that embeds the keeper and calls
-        :meth:`run_once` (the stress runner, the benchmarks) keeps its own client settings."""
-        provider: Any = self.bw.w3.provider
-        kwargs = getattr(provider, "_request_kwargs", None)
-        if isinstance(kwargs, dict):
-            current = kwargs.get("timeout")
-            limit = self.settings.rpc_timeout
-            kwargs["timeout"] = min(current, limit) if isinstance(current, int | float) else limit
-        if hasattr(provider, "exception_retry_configuration"):
-            provider.exception_retry_configuration = None
+        """For the daemon and the command line: see :func:`resilience.tune_provider` (a program
+        that embeds the keeper and calls :meth:`run_once` keeps its own client settings)."""
+        tune_provider(self.bw.w3.provider, self.settings.rpc_timeout)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -333,27 +324,9 @@ class Keeper:
         late = passes_late(
             since, interval, behind, self.settings.late_pass_blocks, self.backoff.active
         )
-        if not late:
-            self.metrics.passes_late.set(0)
-            if self.health.recover("passes_late"):
-                log.info("passes on time again", extra=kv(block=self._last_pass_block))
-            self.repeats.clear("passes_late")
-            return
-        self.metrics.passes_late.set(1)
-        reason = f"no pass for {since:.0f} s ({behind} blocks behind the head)"
-        self.health.degrade("passes_late", reason)
-        held = self.repeats.due("passes_late")
-        if held is not None:
-            log.warning(
-                "passes late: no pass completed for several blocks",
-                extra=kv(
-                    seconds=round(since, 1),
-                    blocks_behind=behind,
-                    block_interval=None if interval is None else round(interval, 2),
-                    node_up=self.health.node_up,
-                    repeats=held,
-                ),
-            )
+        reporting.note_late(
+            self.parts, self.health, late, since, behind, interval, self._last_pass_block
+        )
 
     def _sync(self, head: BlockRef) -> SyncReport:
         """Brings the index to `head`; after a rewind the sender's nonces are re-read from the node
@@ -402,21 +375,7 @@ class Keeper:
 
     def refresh_metrics(self) -> None:
         head = get_block(self.bw.w3)
-        m = self.metrics
-        # not clamped: a negative age says the chain's clock runs ahead of this machine's
-        m.head_age.set(time.time() - head.timestamp)
-        m.block_lag.set(
-            head.number - self.index.block if self.index.block is not None else head.number
-        )
-        m.accounts_tracked.set(len(self.index.accounts))
-        m.in_flight.set(len(self.sender.pending))
-        balance = int(self.bw.w3.eth.get_balance(self.signer.address))
-        m.signer_eth.set(balance / 1e18)
-        if balance < self.settings.min_eth_balance_wei:
-            log.warning(
-                "keeper is low on ETH for gas",
-                extra=kv(keeper=self.signer.address, eth=human(balance)),
-            )
+        reporting.refresh_gauges(self.parts, head, self.index.block)
 
     def _guard(self, name: str, fn: Callable[[], Any]) -> Any:
         """Runs one job: errors are logged, node outages back off, repeated failures halt."""

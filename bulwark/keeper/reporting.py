@@ -1,9 +1,13 @@
-"""What a pass reports besides its result: the gauges and histograms of the pass, the fund's
-gauges, and the stale markets (per-market gauges, a degraded /healthz, a throttled warning)."""
+"""What the keeper reports besides a pass's result: the gauges and histograms of the pass, the
+fund's gauges, the stale markets and late passes (gauges, a degraded /healthz, a throttled
+warning), and the slow gauges refreshed on a timer."""
 
 from __future__ import annotations
 
-from bulwark.core.logs import get_logger, kv
+import time
+
+from bulwark.chain.rpc import BlockRef
+from bulwark.core.logs import get_logger, human, kv
 from bulwark.keeper.metrics import HealthState, wad_to_float
 from bulwark.keeper.parts import Parts
 from bulwark.keeper.results import PassResult
@@ -78,3 +82,54 @@ def note_stale(
         )
     else:
         health.recover("stale_markets")
+
+
+def refresh_gauges(parts: Parts, head: BlockRef, index_block: int | None) -> None:
+    """The slow gauges: the head's age, the index's lag, accounts, transactions in flight, the
+    signer's ETH (with a warning when it is below `min_eth_balance_wei`)."""
+    m = parts.metrics
+    # not clamped: a negative age says the chain's clock runs ahead of this machine's
+    m.head_age.set(time.time() - head.timestamp)
+    m.block_lag.set(head.number - index_block if index_block is not None else head.number)
+    m.accounts_tracked.set(len(parts.index.accounts))
+    m.in_flight.set(len(parts.sender.pending))
+    balance = int(parts.bw.w3.eth.get_balance(parts.signer.address))
+    m.signer_eth.set(balance / 1e18)
+    if balance < parts.settings.min_eth_balance_wei:
+        log.warning(
+            "keeper is low on ETH for gas",
+            extra=kv(keeper=parts.signer.address, eth=human(balance)),
+        )
+
+
+def note_late(
+    parts: Parts,
+    health: HealthState,
+    late: bool,
+    since: float,
+    behind: int,
+    interval: float | None,
+    last_block: int | None,
+) -> None:
+    """Passes late (see :func:`decisions.passes_late`): the passes_late gauge, a degraded
+    /healthz and a warning (then at most one per `log_repeat_seconds`); on time again: one line."""
+    if not late:
+        parts.metrics.passes_late.set(0)
+        if health.recover("passes_late"):
+            log.info("passes on time again", extra=kv(block=last_block))
+        parts.repeats.clear("passes_late")
+        return
+    parts.metrics.passes_late.set(1)
+    health.degrade("passes_late", f"no pass for {since:.0f} s ({behind} blocks behind the head)")
+    held = parts.repeats.due("passes_late")
+    if held is not None:
+        log.warning(
+            "passes late: no pass completed for several blocks",
+            extra=kv(
+                seconds=round(since, 1),
+                blocks_behind=behind,
+                block_interval=None if interval is None else round(interval, 2),
+                node_up=health.node_up,
+                repeats=held,
+            ),
+        )

@@ -4,6 +4,7 @@ breaker over failed jobs, and the error that says the chain under the deployment
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import requests
 
@@ -72,3 +73,17 @@ class Backoff:
     def reset(self) -> None:
         self.delay = 0.0
         self.retry_at = 0.0
+
+
+def tune_provider(provider: Any, rpc_timeout: float) -> None:
+    """The node's requests time out after `rpc_timeout` (a hung node shows up within a block or
+    two, not after web3's default) and are never retried behind the keeper's back: a request that
+    gets no answer fails the job at once, and the backoff decides when to try again."""
+    kwargs = getattr(provider, "_request_kwargs", None)
+    if isinstance(kwargs, dict):
+        current = kwargs.get("timeout")
+        kwargs["timeout"] = (
+            min(current, rpc_timeout) if isinstance(current, int | float) else rpc_timeout
+        )
+    if hasattr(provider, "exception_retry_configuration"):
+        provider.exception_retry_configuration = None
