@@ -37,8 +37,8 @@ KNOWN_EDGES: dict[tuple[str, str], str] = {
     "checker computes",
 }
 ENV_READERS: dict[str, str] = {
-    "keeper.config": "the settings loader reads BULWARK_KEEPER_* (KeeperSettings() alone reads "
-    "nothing)",
+    "keeper.config": "the settings loaders read BULWARK_* (BulwarkSettings() and KeeperSettings() "
+    "alone read nothing)",
     "core.paths": "where tools and state live: BULWARK_HOME and XDG_STATE_HOME",
     "chain.contracts": "account_from_keystore reads BULWARK_KEYSTORE_PASSWORD where the keystore "
     "is opened",

@@ -1,9 +1,11 @@
 """bulwark.keeper.decisions without a chain: which accounts, which batches, cover/ADL/socialise and in what
-order, checked by example and by property against bulwark/core/riskmath.py."""
+order, which ADL targets, which unstake requests lapse, whether passes are late; checked by example
+and by property against bulwark/core/riskmath.py and the contracts' rules."""
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -330,3 +332,155 @@ def test_bad_debt_turn_and_side_order() -> None:
     assert dec.bad_debt_turn(0, 10, 14, backup) == (False, None)  # settled: the clock restarts
     debts = {(1, 0): 5, (0, 1): 7, (0, 0): 2}
     assert dec.bad_debt_sides(debts) == [(0, 0, 2), (0, 1, 7), (1, 0, 5)]
+
+
+# ---------------------------------------------------------------------------- ADL targets
+
+adl_books = st.lists(
+    st.tuples(
+        st.integers(min_value=10**17, max_value=10**22),  # size of a long
+        st.integers(min_value=10**18, max_value=4 * 10**21),  # entry price
+        st.integers(min_value=10**18, max_value=10**23),  # equity
+    ),
+    min_size=0,
+    max_size=15,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    adl_books,
+    st.integers(min_value=10**18, max_value=4 * 10**21),
+    st.integers(min_value=1, max_value=10**24),
+    st.integers(min_value=1, max_value=20),
+    st.booleans(),
+)
+def test_adl_targets_follow_the_contract_order_and_stop_once_the_debt_is_covered(
+    book: list[tuple[int, int, int]], price: int, debt: int, max_targets: int, pro_rata: bool
+) -> None:
+    positions, scores = {}, {}
+    for i, (size, entry, equity) in enumerate(book):
+        account = address(i + 1)
+        p = rm.Position(size, rm.entry_notional(size, entry), 0)
+        positions[account] = p
+        pnl = rm.unrealized_pnl(p.size, p.open_notional, price)
+        scores[account] = rm.adl_score(pnl, p.open_notional, rm.notional(size, price), equity)
+    chosen = dec.adl_targets(scores, positions, price, debt, max_targets, pro_rata)
+    eligible = [a for a, s in scores.items() if s > 0]
+    if pro_rata:
+        # every eligible position, strictly ascending by address
+        assert sorted(chosen) == sorted(eligible)
+        assert [int(a, 16) for a in chosen] == sorted(int(a, 16) for a in chosen)
+        return
+    # a prefix of the contract's order (non-increasing score), within the cap
+    assert chosen == rm.rank_adl(scores)[: len(chosen)]
+    assert len(chosen) <= max_targets
+    assert all(scores[a] >= scores[b] for a, b in itertools.pairwise(chosen))
+
+    def profit(accounts: list[str]) -> int:
+        return sum(
+            max(0, rm.unrealized_pnl(positions[a].size, positions[a].open_notional, price))
+            for a in accounts
+        )
+
+    # no shorter prefix (of at least two) already covered the debt; a full list either covers it
+    # or took every eligible target the cap allows
+    for n in range(2, len(chosen)):
+        assert profit(chosen[:n]) <= debt
+    if profit(chosen) <= debt or len(chosen) < 2:
+        assert len(chosen) == min(len(eligible), max_targets)
+
+
+def test_trim_adl_targets_cuts_before_out_of_order_and_drops_ineligible() -> None:
+    a, b, c = address(1), address(2), address(3)
+    assert dec.trim_adl_targets([a, b, c], "AdlOutOfOrder", b) == [a]
+    assert dec.trim_adl_targets([a, b, c], "AdlTargetIneligible", b) == [a, c]
+    assert dec.trim_adl_targets([a, b, c], "AdlOutOfOrder", address(9)) is None
+    assert dec.trim_adl_targets([a, b, c], "AdlNotRequired", a) is None
+    assert dec.trim_adl_targets([a, b, c], "AdlOutOfOrder", None) is None
+
+
+# ---------------------------------------------------------------------------- fund housekeeping
+
+unstake_requests = st.lists(
+    st.builds(
+        dec.UnstakeRequestView,
+        request_id=st.integers(min_value=0, max_value=50),
+        open=st.booleans(),
+        ready_at=st.integers(min_value=0, max_value=10**6),
+        claim_window=st.integers(min_value=3_600, max_value=30 * 86_400),
+    ),
+    unique_by=lambda r: r.request_id,
+    max_size=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    unstake_requests,
+    st.integers(min_value=0, max_value=4 * 10**6),
+    st.sets(st.integers(min_value=0, max_value=50)),
+    st.integers(min_value=0, max_value=10),
+)
+def test_lapsed_requests_are_exactly_the_open_ones_past_their_claim_window(
+    requests: list[dec.UnstakeRequestView], now: int, busy: set[int], limit: int
+) -> None:
+    chosen = dec.lapsed_requests(requests, now, busy, limit)
+    by_id = {r.request_id: r for r in requests}
+    # the contract's rule (lapse reverts FundClaimWindowOpen while now < readyAt + claimWindow)
+    due = sorted(
+        r.request_id
+        for r in requests
+        if r.open and now >= r.ready_at + r.claim_window and r.request_id not in busy
+    )
+    assert chosen == due[:limit]
+    for request_id in chosen:
+        r = by_id[request_id]
+        assert r.open and now >= r.claim_ends_at and request_id not in busy
+
+
+def test_lapsed_requests_examples() -> None:
+    req = dec.UnstakeRequestView(7, True, ready_at=1_000, claim_window=100)
+    assert dec.lapsed_requests([req], 1_099, (), 5) == []  # the window is still open
+    assert dec.lapsed_requests([req], 1_100, (), 5) == [7]  # it ended at readyAt + claimWindow
+    assert dec.lapsed_requests([req], 1_100, {7}, 5) == []  # a lapse of it is in flight
+    closed = dataclasses.replace(req, open=False)
+    assert dec.lapsed_requests([closed], 10**9, (), 5) == []  # claimed or lapsed already
+
+
+# ---------------------------------------------------------------------------- liveness
+
+
+def test_block_interval_learns_from_newer_heads_only() -> None:
+    assert dec.block_interval(None, None, (10, 120)) is None
+    assert dec.block_interval(None, (10, 120), (12, 144)) == 12.0
+    assert dec.block_interval(12.0, (12, 144), (13, 146)) == 0.8 * 12.0 + 0.2 * 2.0
+    assert dec.block_interval(12.0, (12, 144), (12, 150)) == 12.0  # not a newer block
+    assert dec.block_interval(12.0, (12, 144), (13, 140)) == 12.0  # older in time
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.floats(min_value=0, max_value=1_000),
+    st.one_of(st.none(), st.floats(min_value=0.01, max_value=60)),
+    st.integers(min_value=0, max_value=20),
+    st.integers(min_value=1, max_value=10),
+    st.booleans(),
+)
+def test_passes_late_only_while_blocks_come_or_the_node_is_away(
+    since: float, interval: float | None, behind: int, limit: int, away: bool
+) -> None:
+    late = dec.passes_late(since, interval, behind, limit, away)
+    if behind >= limit:
+        assert late  # the head ran `limit` blocks past the last pass
+    elif behind == 0 and not away:
+        assert not late  # a quiet chain is not late
+    elif interval is None:
+        assert not late  # nothing learnt yet
+    else:
+        assert late == (since > limit * max(interval, 1.0))
+
+
+def test_raised_gas_adds_fifteen_percent_up_to_the_block() -> None:
+    assert dec.raised_gas(1_000_000, 30_000_000) == 1_150_000
+    assert dec.raised_gas(29_000_000, 30_000_000) == 30_000_000

@@ -10,8 +10,16 @@ from pathlib import Path
 import pytest
 
 from bulwark.chain.sender import Eip1559Strategy, Fees
+from bulwark.core import paths
 from bulwark.core.logs import kv, setup_logging
-from bulwark.keeper.config import KeeperSettings, SettingsError, load_settings
+from bulwark.keeper.config import (
+    BulwarkSettings,
+    KeeperSettings,
+    SettingsError,
+    load_root,
+    load_settings,
+    settings_table,
+)
 
 
 def test_defaults_need_no_file() -> None:
@@ -161,3 +169,105 @@ def test_settings_read_the_environment_only_through_the_loader(
     assert KeeperSettings().max_batch == 40  # a plain construction reads nothing
     assert load_settings(None).max_batch == 9  # the loader reads the process environment
     assert KeeperSettings.model_fields["max_batch"].description  # documented field by field
+
+
+# ---------------------------------------------------------------------------- BULWARK_* root
+
+
+def test_the_root_reads_bulwark_variables_the_file_and_flags(tmp_path: Path) -> None:
+    file = tmp_path / "keeper.toml"
+    file.write_text(
+        'rpc = "http://file:8545"\ndeployment = "/file/deployment.json"\n'
+        'keystore = "/file/key.json"\n[keeper]\nmax_batch = 7\n'
+    )
+    env = {
+        "BULWARK_RPC": "ws://env:8546",
+        "BULWARK_PRIVATE_KEY": "0x" + "ab" * 32,
+        "BULWARK_KEEPER_MAX_BATCH": "9",
+        "BULWARK_KEYSTORE_PASSWORD": "not a setting of the keeper",
+    }
+    root = load_root(file, env, {"deployment": "/flag/deployment.json", "keystore": None})
+    assert root.rpc == "ws://env:8546"  # the environment over the file
+    assert root.deployment == "/flag/deployment.json"  # the flag over both
+    assert root.keystore == "/file/key.json"  # the file
+    assert root.private_key is not None and "ab" not in repr(root)  # never shown
+    assert root.keeper.max_batch == 9  # the keeper's part, BULWARK_KEEPER_*
+    assert load_root(None, {}) == BulwarkSettings()
+
+
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        (
+            {"BULWARK_RPC": "localhost:8545"},
+            "BULWARK_RPC: rpc must be an http://, https://, ws:// or wss:// URL, got "
+            "'localhost:8545'",
+        ),
+        (
+            {"BULWARK_PRIVATE_KEY": "0x1234"},
+            "BULWARK_PRIVATE_KEY: private_key must be 32 bytes in hex (64 hex digits, 0x "
+            "optional), got a value that is not shown",
+        ),
+        (
+            {"BULWARK_KEEPER_MAX_FEE_CAP_WEI": "5", "BULWARK_KEEPER_PRIORITY_FEE_WEI": "7"},
+            "max_fee_cap_wei must be at least priority_fee_wei (7), got 5",
+        ),
+        (
+            {"BULWARK_KEEPER_LAPSE_MAX_PER_PASS": "0"},
+            "lapse_max_per_pass must be at least 1, got 0",
+        ),
+    ],
+)
+def test_each_refusal_is_one_line_naming_the_setting_the_value_and_what_it_may_be(
+    env: dict[str, str], line: str
+) -> None:
+    with pytest.raises(SettingsError) as info:
+        load_root(None, env)
+    assert str(info.value) == line
+    assert "0x1234" not in str(info.value)
+
+
+def test_the_settings_file_reaches_every_field(tmp_path: Path) -> None:
+    special: dict[str, object] = {
+        "keeper_count": 2,
+        "keeper_index": 1,
+        "log_format": "json",
+        "log_level": "DEBUG",
+        "metrics_host": "0.0.0.0",
+        "checkpoint_file": str(tmp_path / "checkpoint.json"),
+        "state_dir": str(tmp_path),
+    }
+    values: dict[str, object] = {}
+    for name, f in KeeperSettings.model_fields.items():
+        if name in special:
+            values[name] = special[name]
+        elif isinstance(f.default, bool):
+            values[name] = not f.default
+        else:
+            values[name] = f.default * 2 if isinstance(f.default, float) else f.default + 1
+    lines = ["[keeper]"] + [f"{n} = {json.dumps(v)}" for n, v in values.items()]
+    file = tmp_path / "every.toml"
+    file.write_text('rpc = "https://n"\ndeployment = "d.json"\nkeystore = "k.json"\n')
+    file.write_text(file.read_text() + "\n".join(lines) + "\n")
+    root = load_root(file, {})
+    assert (root.rpc, root.deployment, root.keystore) == ("https://n", "d.json", "k.json")
+    for name, value in values.items():
+        assert getattr(root.keeper, name) == value != KeeperSettings.model_fields[name].default
+    file_keys = {n for n in BulwarkSettings.model_fields if n not in ("keeper", "private_key")}
+    assert file_keys == {"rpc", "deployment", "keystore"}
+
+
+def test_the_settings_table_in_the_docs_is_the_model() -> None:
+    doc = (paths.project_root() / "docs" / "keeper.md").read_text().splitlines()
+    start = doc.index("| environment variable | TOML key | default | meaning |")
+    end = start
+    while end + 1 < len(doc) and doc[end + 1].startswith("|"):
+        end += 1
+    assert "\n".join(doc[start : end + 1]) + "\n" == settings_table(), (
+        "docs/keeper.md's settings table differs from the model: regenerate it with "
+        "bulwark.keeper.config.settings_table()"
+    )
+    documented = {row.split("|")[1].strip().strip("`") for row in doc[start + 2 : end + 1]}
+    assert documented == {f"BULWARK_{n.upper()}" for n in BulwarkSettings.model_fields} - {
+        "BULWARK_KEEPER"
+    } | {f"BULWARK_KEEPER_{n.upper()}" for n in KeeperSettings.model_fields}

@@ -74,7 +74,7 @@ def test_lost_race_sends_nothing_and_keeps_the_nonce(chain: World) -> None:
 
     # when the keeper acts on its stale view of one of them
     result = PassResult(0)
-    done = k._send_entries([(doomed[0], 0)], k._advance()[1], result)
+    done = k.liquidator.send([(doomed[0], 0)], k._advance()[1], result)
 
     # then simulation stopped it: no transaction, no nonce taken
     assert done == set() and result.sent == [] and result.races_lost == 1
@@ -222,11 +222,11 @@ def test_a_batch_predicted_short_of_gas_gets_more_until_every_entry_fits(
 
     # when the keeper fits the batch, then the eth_call check raised its gas until all would pass
     result = PassResult(0)
-    (fitted,) = k._fit_batches([(a, 0) for a in doomed], k._advance()[1].block, result)
+    (fitted,) = k.liquidator.fit([(a, 0) for a in doomed], k._advance()[1].block, result)
     chunk, gas = fitted.entries, fitted.gas
     assert fitted.want == fitted.count == len(doomed) == len(chunk)
     assert gas < decisions.BATCH_FIXED_GAS * 100
-    call = k._batch_call(chunk)
+    call = k.liquidator.batch_call(chunk)
     tx = {"from": KEEPER.address, "to": call.to, "data": call.data}
 
     def liquidated_with(limit: int) -> int:

@@ -262,7 +262,7 @@ def test_a_batch_no_checked_limit_fits_gets_a_capped_fallback_not_the_block(
     _update, doomed = crash(chain, traders)
     # given a node whose eth_call of the batch liquidates every entry only at the block's limit
     head = get_block(chain.w3)
-    count = keeper._count
+    count = keeper.liquidator.count
 
     def short_below_the_block(batches: list[Any], at: Any) -> None:
         count(batches, at)
@@ -270,7 +270,7 @@ def test_a_batch_no_checked_limit_fits_gets_a_capped_fallback_not_the_block(
             if b.gas < head.gas_limit:
                 b.count = 0
 
-    monkeypatch.setattr(keeper, "_count", short_below_the_block)
+    monkeypatch.setattr(keeper.liquidator, "count", short_below_the_block)
     # when the keeper liquidates
     result = keeper.run_once()
     # then the batch went out with at most four times its predicted limit (plus 3%), said so,

@@ -311,14 +311,31 @@ def terms_lines(t: status.MarketTerms, equity: int | None, error: str | None) ->
 
 
 def cmd_keeper(ctx: Context) -> int:
-    run_from_cli = _import_entry("bulwark.keeper.daemon", "the keeper daemon")
+    run_from_cli = _import_entry("bulwark.keeper.command", "the keeper daemon")
+    settings_from_args = _import_entry(
+        "bulwark.keeper.command", "the keeper daemon", "settings_from_args"
+    )
+    args = ctx.args
+    try:  # file < BULWARK_* < flags; a wrong setting is one line per problem, exit code 2
+        settings = settings_from_args(args)
+    except BulwarkError as exc:
+        for line in str(exc).splitlines():
+            print(f"bulwark: error: {line}", file=ctx.err, flush=True)
+        return 2
+    args.settings = settings
+    for name in ("rpc", "deployment"):  # from the file or BULWARK_*, unless a flag gave one
+        if getattr(args, name, None) is None:
+            setattr(args, name, getattr(settings, name))
+    signer_flags = ("keystore", "dev_account", "account_index")
+    if settings.keystore and all(getattr(args, n, None) is None for n in signer_flags):
+        args.keystore = settings.keystore
     try:
         bw = ctx.bulwark()
         signer = ctx.signer(default_dev=0)
     except UsageError:
         raise
     except BulwarkError as exc:  # the keeper's own exit codes (docs/keeper.md): 4 or 2
-        refused = _import_entry("bulwark.keeper.daemon", "the keeper daemon", "refused_at_startup")
+        refused = _import_entry("bulwark.keeper.command", "the keeper daemon", "refused_at_startup")
         return int(refused(ctx, exc))
     return int(run_from_cli(bw, signer, ctx.args) or 0)
 

@@ -1,5 +1,9 @@
-"""Keeper settings: defaults, then a TOML file, then ``BULWARK_KEEPER_*`` variables, then flags.
+"""Settings: defaults, then a TOML file, then ``BULWARK_*`` variables, then flags.
 
+The root, :class:`BulwarkSettings`, says where the node and the deployment are and how the keeper
+signs (``BULWARK_RPC``, ``BULWARK_DEPLOYMENT``, ``BULWARK_KEYSTORE``, ``BULWARK_PRIVATE_KEY``; in the
+file ``rpc``, ``deployment``, ``keystore``); its ``keeper`` part, :class:`KeeperSettings`, is the
+daemon's own (``BULWARK_KEEPER_<NAME>``; in the file a ``[keeper]`` table or top-level keys).
 ``KeeperSettings()`` alone is a working configuration for a local chain (it reads nothing: only
 :func:`load_settings` reads the file and the environment). Amounts sent on-chain (fees, balances)
 are integers in wei; intervals are seconds. Private keys never pass through here: the command line
@@ -19,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -32,6 +36,7 @@ from bulwark.chain.contracts import BulwarkError
 from bulwark.core.logs import FORMATS
 
 ENV_PREFIX = "BULWARK_KEEPER_"
+ROOT_ENV_PREFIX = "BULWARK_"
 GWEI = 10**9
 MIN_BUMP_BPS = 1_250  # a replacement must pay at least 12.5% more, as nodes require
 _SECRET_KEYS = frozenset({"private_key", "key", "mnemonic", "password", "keystore_password"})
@@ -139,6 +144,13 @@ class KeeperSettings(BaseSettings):
     """Targets per autoDeleverage transaction."""
     socialize: bool = True
     """Socialise bad debt to the pool after the grace period when no ADL target is left."""
+    # ---- fund housekeeping
+    lapse_requests: bool = True
+    """Lapse the insurance fund's unstake requests whose claim window has passed (their shares
+    return to staked and the assets they held in reserve are free again), after the pass's
+    liquidations and bad debt."""
+    lapse_max_per_pass: int = 5
+    """Most lapse transactions one pass sends."""
     # ---- resilience and scale
     max_failed_ticks: int = 10
     """Circuit breaker: this many failed passes in a row stop the keeper (exit code 3)."""
@@ -228,54 +240,72 @@ _KINDS = {
 
 
 def validate(s: KeeperSettings) -> None:
-    positive = (
-        "poll_interval",
-        "resync_interval",
-        "fund_watch_interval",
-        "metrics_interval",
-        "checkpoint_interval",
-        "receipt_timeout",
-        "backoff_initial",
-        "backoff_max",
-        "replace_after_seconds",
-        "healthz_max_age",
-        "rpc_timeout",
-        "log_repeat_seconds",
-    )
-    for name in positive:
+    """Every value in its range; a :class:`SettingsError` of one line per problem, naming the
+    setting, what it may be and the value it got."""
+    problems = [p for p in _range_problems(s) if p]
+    if problems:
+        raise SettingsError("\n".join(problems))
+
+
+_POSITIVE = (
+    "poll_interval",
+    "resync_interval",
+    "fund_watch_interval",
+    "metrics_interval",
+    "checkpoint_interval",
+    "receipt_timeout",
+    "backoff_initial",
+    "backoff_max",
+    "replace_after_seconds",
+    "healthz_max_age",
+    "rpc_timeout",
+    "log_repeat_seconds",
+)
+_AT_LEAST_ONE = (
+    "log_chunk_blocks",
+    "rpc_batch_size",
+    "confirm_chunk",
+    "max_batch",
+    "max_rounds_per_pass",
+    "base_fee_multiple",
+    "replace_after_blocks",
+    "adl_max_targets",
+    "lapse_max_per_pass",
+    "max_failed_ticks",
+    "keeper_count",
+    "late_pass_blocks",
+)
+_NOT_NEGATIVE = ("screen_buffer", "gas_margin_bps", "min_eth_balance_wei", "backup_delay_blocks")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _range_problems(s: KeeperSettings) -> Iterator[str | None]:
+    for name in _POSITIVE:
         if not getattr(s, name) > 0:
-            raise SettingsError(f"{name} must be positive, got {getattr(s, name)}")
-    at_least_one = (
-        "log_chunk_blocks",
-        "rpc_batch_size",
-        "confirm_chunk",
-        "max_batch",
-        "max_rounds_per_pass",
-        "base_fee_multiple",
-        "replace_after_blocks",
-        "adl_max_targets",
-        "max_failed_ticks",
-        "keeper_count",
-        "late_pass_blocks",
-    )
-    for name in at_least_one:
+            yield f"{name} must be positive, got {getattr(s, name)}"
+    for name in _AT_LEAST_ONE:
         if getattr(s, name) < 1:
-            raise SettingsError(f"{name} must be at least 1, got {getattr(s, name)}")
-    if s.bump_bps < MIN_BUMP_BPS:
-        raise SettingsError(f"bump_bps must be at least {MIN_BUMP_BPS} (12.5%), got {s.bump_bps}")
-    if not 0 <= s.keeper_index < s.keeper_count:
-        raise SettingsError(f"keeper_index must be in [0, {s.keeper_count}), got {s.keeper_index}")
-    if s.priority_fee_wei < 0 or s.max_fee_cap_wei < s.priority_fee_wei:
-        raise SettingsError("need 0 <= priority_fee_wei <= max_fee_cap_wei")
-    for name in ("screen_buffer", "gas_margin_bps", "min_eth_balance_wei", "backup_delay_blocks"):
+            yield f"{name} must be at least 1, got {getattr(s, name)}"
+    for name in _NOT_NEGATIVE:
         if getattr(s, name) < 0:
-            raise SettingsError(f"{name} must not be negative, got {getattr(s, name)}")
+            yield f"{name} must not be negative, got {getattr(s, name)}"
+    if s.bump_bps < MIN_BUMP_BPS:
+        yield f"bump_bps must be at least {MIN_BUMP_BPS} (12.5%), got {s.bump_bps}"
+    if s.keeper_count >= 1 and not 0 <= s.keeper_index < s.keeper_count:
+        yield f"keeper_index must be in [0, {s.keeper_count}) (keeper_count), got {s.keeper_index}"
+    if s.priority_fee_wei < 0:
+        yield f"priority_fee_wei must not be negative, got {s.priority_fee_wei}"
+    elif s.max_fee_cap_wei < s.priority_fee_wei:
+        yield (
+            f"max_fee_cap_wei must be at least priority_fee_wei ({s.priority_fee_wei}), "
+            f"got {s.max_fee_cap_wei}"
+        )
     if not 0 <= s.metrics_port <= 65_535:
-        raise SettingsError(f"metrics_port must be in [0, 65535], got {s.metrics_port}")
+        yield f"metrics_port must be in [0, 65535], got {s.metrics_port}"
     if s.log_format not in FORMATS:
-        raise SettingsError(f"log_format must be one of {', '.join(FORMATS)}, got {s.log_format!r}")
-    if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise SettingsError(f"log_level must be DEBUG, INFO, WARNING or ERROR, got {s.log_level!r}")
+        yield f"log_format must be one of {', '.join(FORMATS)}, got {s.log_format!r}"
+    if s.log_level.upper() not in LOG_LEVELS:
+        yield f"log_level must be DEBUG, INFO, WARNING or ERROR, got {s.log_level!r}"
 
 
 # ---------------------------------------------------------------------------- sources
@@ -290,20 +320,32 @@ def _check_name(name: str, source: str) -> None:
         raise SettingsError(f"{source}: unknown keeper setting {name!r}")
 
 
-def from_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Settings from a TOML file: top-level keys or a ``[keeper]`` table (both may be used)."""
+def _read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     file = Path(path)
     if not file.is_file():
         raise SettingsError(f"keeper config file not found: {file}")
     try:
-        data = tomllib.loads(file.read_text())
+        return tomllib.loads(file.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SettingsError(f"keeper config {file} is not valid TOML: {exc}") from None
-    table = dict(data.pop("keeper", {}) or {})
-    merged = {**data, **table}
+
+
+def from_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Keeper settings from a TOML file: top-level keys or a ``[keeper]`` table (both may be
+    used); the root's keys (``rpc``, ``deployment``, ``keystore``) are :func:`root_from_toml`'s."""
+    data = _read_toml(path)
+    table = data.pop("keeper", {})
+    if not isinstance(table, dict):
+        raise SettingsError(f"{path}: keeper must be a table ([keeper]), got {table!r}")
+    merged = {k: v for k, v in data.items() if k not in ROOT_FILE_KEYS} | table
     for name in merged:
-        _check_name(name, str(file))
+        _check_name(name, str(path))
     return merged
+
+
+def root_from_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The root's keys of a TOML file (top level): ``rpc``, ``deployment``, ``keystore``."""
+    return {k: v for k, v in _read_toml(path).items() if k in ROOT_FILE_KEYS}
 
 
 def env_names(env: Mapping[str, str]) -> dict[str, str]:
@@ -359,3 +401,144 @@ def load_settings(
     values = {**toml, **{n: environ[v] for n, v in from_env.items()}, **flags}
     with _reading(_Sources(toml, env, sources, values)):
         return KeeperSettings(**flags)
+
+
+# ---------------------------------------------------------------------------- the root
+
+
+class BulwarkSettings(BaseSettings):
+    """Where the node and the deployment are, how the keeper signs, and the keeper's own settings.
+
+    The command line's flags (``--rpc``, ``--deployment``, ``--keystore``) override these; a key
+    comes only from the environment (or a keystore file), never from the settings file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ROOT_ENV_PREFIX,
+        frozen=True,
+        extra="forbid",
+        use_attribute_docstrings=True,
+        validate_default=False,
+    )
+
+    rpc: str | None = None
+    """JSON-RPC URL of the node (http, https, ws or wss)."""
+    deployment: str | None = None
+    """The deployment file; empty: the default for the node's chain id."""
+    keystore: str | None = None
+    """Encrypted key file the keeper signs with (its password from BULWARK_KEYSTORE_PASSWORD)."""
+    private_key: SecretStr | None = None
+    """The keeper's key, 32 bytes in hex; from the environment only, never from a file."""
+    keeper: KeeperSettings = Field(default_factory=KeeperSettings)
+    """The daemon's own settings (BULWARK_KEEPER_*, the [keeper] table)."""
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            sources = _SOURCES.get()
+            where = dict(sources.where) if sources else {}
+            lines = []
+            for err in exc.errors():
+                name = str(err["loc"][0]) if err["loc"] else "?"
+                allowed = _ROOT_ALLOWED.get(name, "text")
+                got = "a value that is not shown" if name == "private_key" else repr(err["input"])
+                lines.append(f"{where.get(name, 'settings')}: {name} must be {allowed}, got {got}")
+            raise SettingsError("\n".join(lines)) from None
+
+    @field_validator("rpc", "deployment", "keystore", "private_key", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("rpc")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://", "ws://", "wss://")):
+            raise ValueError("not a URL")
+        return value
+
+    @field_validator("private_key")
+    @classmethod
+    def _hex_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            text = value.get_secret_value().removeprefix("0x")
+            if len(text) != 64 or any(c not in "0123456789abcdefABCDEF" for c in text):
+                raise ValueError("not a key")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only what :func:`load_root` gathered: a plain ``BulwarkSettings()`` reads nothing."""
+        return (init_settings,)
+
+
+ROOT_FILE_KEYS = frozenset({"rpc", "deployment", "keystore"})  # private_key: environment only
+_ROOT_ALLOWED = {
+    "rpc": "an http://, https://, ws:// or wss:// URL",
+    "deployment": "a file path",
+    "keystore": "a file path",
+    "private_key": "32 bytes in hex (64 hex digits, 0x optional)",
+}
+
+
+def load_root(
+    config_file: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    keeper_overrides: Mapping[str, Any] | None = None,
+) -> BulwarkSettings:
+    """Defaults < TOML file < ``BULWARK_*`` variables < flags, for the root (``overrides``: rpc,
+    deployment, keystore) and for the keeper (``keeper_overrides``, as :func:`load_settings`).
+
+    `env` stands in for the process environment (tests); None reads ``os.environ``. A refusal is
+    one :class:`SettingsError`, one line per problem, the keeper's problems first."""
+    environ: Mapping[str, str] = os.environ if env is None else env
+    keeper = load_settings(config_file, env, keeper_overrides)
+    toml = root_from_toml(config_file) if config_file is not None else {}
+    from_env = {
+        name: f"{ROOT_ENV_PREFIX}{name.upper()}"
+        for name in BulwarkSettings.model_fields
+        if name != "keeper" and f"{ROOT_ENV_PREFIX}{name.upper()}" in environ
+    }
+    flags = {n: v for n, v in (overrides or {}).items() if v is not None}
+    where = dict.fromkeys(toml, str(config_file)) | from_env
+    where |= {n: f"--{n.replace('_', '-')}" for n in flags}
+    values = {**toml, **{n: environ[v] for n, v in from_env.items()}, **flags}
+    with _reading(_Sources({}, {}, where, values)):
+        return BulwarkSettings(**values, keeper=keeper)
+
+
+# ---------------------------------------------------------------------------- the table
+
+
+def settings_rows() -> list[tuple[str, str, str, str]]:
+    """Every setting as (environment variable, TOML key, default, meaning): the table of
+    docs/keeper.md, which a test compares with this."""
+    rows = []
+    for name, f in BulwarkSettings.model_fields.items():
+        if name == "keeper":
+            continue
+        toml = f"`{name}`" if name in ROOT_FILE_KEYS else "(environment only)"
+        rows.append((f"`{ROOT_ENV_PREFIX}{name.upper()}`", toml, "none", _one_line(f.description)))
+    for name, f in KeeperSettings.model_fields.items():
+        default = "none" if f.default is None else f"`{f.default!r}`"
+        rows.append(
+            (f"`{ENV_PREFIX}{name.upper()}`", f"`{name}`", default, _one_line(f.description))
+        )
+    return rows
+
+
+def settings_table() -> str:
+    head = "| environment variable | TOML key | default | meaning |\n| --- | --- | --- | --- |\n"
+    return head + "".join(f"| {' | '.join(row)} |\n" for row in settings_rows())
+
+
+def _one_line(text: str | None) -> str:
+    return " ".join((text or "").split()).replace("|", "\\|")

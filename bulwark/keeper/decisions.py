@@ -9,9 +9,16 @@ without a node (tests/test_decisions.py), against bulwark/core/riskmath.py's rul
 - :func:`liquidation_market`: the market a liquidation closes first.
 - :func:`plan_batches` and :func:`fitted_gas`: how many entries per ``liquidateBatch`` and the gas
   limit each is sent with, from one estimate's gas per entry and the block gas limit.
+- :func:`raised_gas`: the next limit a batch that fell short is checked with.
 - :func:`bad_debt_turn`, :func:`bad_debt_sides` and :func:`side_action`: whether this keeper acts on
   bad debt now, on which market sides in which order, and for each side whether to cover from the
   fund, deleverage, socialise or wait (the contract's order: cover, then ADL, then socialise).
+- :func:`adl_targets` and :func:`trim_adl_targets`: which accounts an ``autoDeleverage`` names, and
+  the list to try after a simulation refused one of them.
+- :func:`lapsed_requests`: which unstake requests of the insurance fund have outlived their claim
+  window, so that ``lapse`` returns their shares to staked.
+- :func:`passes_late` and :func:`block_interval`: whether passes are late, and the block interval
+  learnt from the heads seen.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from bulwark.core import riskmath as rm
+from bulwark.keeper import prorata
 
 BPS = 10_000
 PROBE_ENTRIES = 32  # entries of the batch whose eth_estimateGas gives the gas per entry
@@ -29,6 +37,7 @@ BATCH_FIXED_GAS = 30_000  # plus the transaction's own overhead
 BATCH_HEADROOM_BPS = 300  # sent with 3% above the verified limit: state moves before inclusion
 BATCH_FALLBACK_MULTIPLE = 4  # a batch no checked limit fitted: at most 4x its predicted limit
 BATCH_BLOCK_SHARE = 4  # a batch takes at most a quarter of the block gas limit
+BATCH_RAISE_PERCENT = 115  # a batch that fell short is checked again with 15% more gas
 
 Entry = tuple[str, int]  # (account, market id)
 
@@ -177,6 +186,12 @@ def fitted_gas(
     return min(block_gas_limit, gas * (BPS + BATCH_HEADROOM_BPS) // BPS), fallback
 
 
+def raised_gas(gas: int, block_gas_limit: int) -> int:
+    """The next limit a batch that liquidated fewer entries than it can is checked with: 15% more,
+    never above the block gas limit."""
+    return min(block_gas_limit, gas * BATCH_RAISE_PERCENT // 100)
+
+
 # ---------------------------------------------------------------------------- bad debt
 
 
@@ -257,3 +272,100 @@ def side_action(state: SideState, policy: BadDebtPolicy) -> Act:
     if policy.socialize and state.now >= socializable_at(state.recorded_at, state.grace_period):
         return Act.SOCIALISE
     return Act.WAIT_GRACE
+
+
+def adl_targets(
+    scores: Mapping[str, int],
+    positions: Mapping[str, rm.Position],
+    price: int,
+    debt: int,
+    max_targets: int,
+    pro_rata: bool,
+) -> list[str]:
+    """The targets of one ``autoDeleverage`` from the chain's ADL `scores` of the side's holders.
+
+    Under the pro-rata policy every eligible position pays its share: all of them, in ascending
+    address order. Otherwise the contract's order (non-increasing score, ties by address), as many
+    as the debt needs by their unrealised profit at `price`, plus one, at most `max_targets`."""
+    if pro_rata:
+        return prorata.pro_rata_set(scores)
+    chosen: list[str] = []
+    covered = 0
+    for account in rm.rank_adl(scores)[:max_targets]:
+        chosen.append(account)
+        p = positions[account]
+        covered += max(0, rm.unrealized_pnl(p.size, p.open_notional, price))
+        if covered > debt and len(chosen) > 1:
+            break
+    return chosen
+
+
+def trim_adl_targets(targets: Sequence[str], error: str, target: str | None) -> list[str] | None:
+    """The targets to simulate next after ``autoDeleverage``'s simulation reverted with `error`
+    naming `target`: cut before a target out of order (funding moved a near tie), drop one that is
+    ineligible; None when the error is of another kind (nothing to retry)."""
+    if target is None or target not in targets:
+        return None
+    if error == "AdlOutOfOrder":
+        return list(targets[: list(targets).index(target)])
+    if error == "AdlTargetIneligible":
+        return [t for t in targets if t != target]
+    return None
+
+
+# ---------------------------------------------------------------------------- fund housekeeping
+
+
+@dataclass(frozen=True)
+class UnstakeRequestView:
+    """One unstake request of the insurance fund as ``unstakeRequest(id)`` returns it: `open` is
+    False once it was claimed or lapsed (the contract zeroes it)."""
+
+    request_id: int
+    open: bool
+    ready_at: int
+    claim_window: int
+
+    @property
+    def claim_ends_at(self) -> int:
+        return self.ready_at + self.claim_window
+
+
+def lapsed_requests(
+    requests: Iterable[UnstakeRequestView], now: int, busy: Iterable[int], limit: int
+) -> list[int]:
+    """The open requests whose claim window has ended by `now` (the contract's ``lapse`` accepts
+    them from ``readyAt + claimWindow`` on), oldest first, leaving out those with a lapse in
+    flight, at most `limit`."""
+    taken = set(busy)
+    due = sorted(
+        r.request_id
+        for r in requests
+        if r.open and now >= r.claim_ends_at and r.request_id not in taken
+    )
+    return due[: max(0, limit)]
+
+
+# ---------------------------------------------------------------------------- liveness
+
+
+def block_interval(
+    previous: float | None, last: tuple[int, int] | None, head: tuple[int, int]
+) -> float | None:
+    """The block interval learnt from heads (number, timestamp): an average that gives each new
+    step a fifth of the weight; unchanged for a head that is not newer, or older in time."""
+    if last is None or head[0] <= last[0] or head[1] < last[1]:
+        return previous
+    step = (head[1] - last[1]) / (head[0] - last[0])
+    return step if previous is None else 0.8 * previous + 0.2 * step
+
+
+def passes_late(
+    since_pass: float, interval: float | None, behind: int, limit: int, node_away: bool
+) -> bool:
+    """No pass completed for `limit` block intervals (at least a second each) while blocks came
+    (`behind` > 0) or the node was away; or the head is `limit` blocks past the last pass."""
+    late = interval is not None and (
+        since_pass > limit * max(interval, 1.0) and (behind > 0 or node_away)
+    )
+    return late or behind >= limit

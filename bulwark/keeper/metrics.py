@@ -131,6 +131,11 @@ class KeeperMetrics:
         self.adl_steps = Counter(
             "bulwark_keeper_adl_steps", "AutoDeleveraged events from own transactions", registry=r
         )
+        self.requests_lapsed = Counter(
+            "bulwark_keeper_requests_lapsed",
+            "Unstake requests of the insurance fund lapsed by own transactions (claim window passed)",
+            registry=r,
+        )
         self.adl_score_mismatches = Counter(
             "bulwark_keeper_adl_score_mismatches",
             "Off-chain ADL scores that differed from adlScoresOf",
