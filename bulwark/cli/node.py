@@ -65,9 +65,11 @@ def cmd_node(ctx: Context) -> int:
         info["web_url"] = _serve_page(ctx, w3, node.rpc_url, a.web)
         lines.append(f"  trading page: {info['web_url']} (open it in a browser with a wallet)")
     lines.append("Ctrl-C stops the node.")
-    ctx.report(info, lines)
+    # The handlers go in, and the try begins, before the node is announced: a Ctrl-C sent as soon
+    # as the address is printed still stops the node cleanly.
     _stop_on_sigterm()
     try:
+        ctx.report(info, lines)
         code = node.wait()
     except KeyboardInterrupt:
         node.stop()
