@@ -215,16 +215,16 @@ def cmd_web(ctx: Context) -> int:
     bw = ctx.bulwark()  # needs --rpc or $BULWARK_RPC, and says so
     rpc_url = ctx.rpc_url() or ""
     server = start_page(bw, rpc_url, ctx.args.port, ctx.note)
-    ctx.report(
-        {"url": server.url, "chain_id": bw.deployment.chain_id, "rpc_url": rpc_url},
-        [
-            f"Bulwark page for chain {bw.deployment.chain_id} ({rpc_url}): {server.url}",
-            "Open it in a browser with a wallet (docs/wallet.md). Ctrl-C stops it.",
-        ],
-    )
-    _stop_on_sigterm()
+    _stop_on_sigterm()  # before the address is printed: a Ctrl-C right after it stops cleanly
     stop = threading.Event()
     try:
+        ctx.report(
+            {"url": server.url, "chain_id": bw.deployment.chain_id, "rpc_url": rpc_url},
+            [
+                f"Bulwark page for chain {bw.deployment.chain_id} ({rpc_url}): {server.url}",
+                "Open it in a browser with a wallet (docs/wallet.md). Ctrl-C stops it.",
+            ],
+        )
         stop.wait()
     except KeyboardInterrupt:
         ctx.note("page stopped")
