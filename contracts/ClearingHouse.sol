@@ -247,7 +247,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
     }
 
     function positionOf(address account, uint256 marketId) external view returns (Position memory) {
-        return _s.positions[account][marketId];
+        return _s.positionView(account, marketId);
     }
 
     function openMarketsOf(address account) external view returns (uint256[] memory ids) {
@@ -283,12 +283,11 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
         Ledger.Prices memory px = _s.newPrices(oracle);
         uint256 price = px.price(marketId);
         for (uint256 i; i < accounts.length; ++i) {
-            Position memory p = _s.positions[accounts[i]][marketId];
-            if (p.sizeWad == 0 || _s.isProtected(accounts[i])) continue;
+            (int256 size, int256 openNotional,) = _s.loadPosition(accounts[i], marketId);
+            if (size == 0 || _s.isProtected(accounts[i])) continue;
             (int256 equity,,) = _s.health(accounts[i], px);
-            int256 pnl = PositionMath.unrealizedPnl(p.sizeWad, p.openNotionalWad, price);
-            scores[i] =
-                PositionMath.adlScore(pnl, p.openNotionalWad, PositionMath.notional(p.sizeWad, price), equity);
+            int256 pnl = PositionMath.unrealizedPnl(size, openNotional, price);
+            scores[i] = PositionMath.adlScore(pnl, openNotional, PositionMath.notional(size, price), equity);
         }
     }
 

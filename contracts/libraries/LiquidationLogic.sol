@@ -74,7 +74,7 @@ library LiquidationLogic {
         IClearingHouse.MarketConfig storage cfg = s.config(marketId); // fields read as needed
         uint256 priceWad = px.wad[marketId];
         _requireLargest(s, px, account, marketId, PositionMath.notional(size, priceWad));
-        int256 closeSize = _liquidationSize(s, size, priceWad, cfg, equity, mmr);
+        int256 closeSize = _liquidationSize(s, marketId, size, priceWad, cfg, equity, mmr);
 
         _close(s, account, marketId, closeSize, priceWad);
         LiquidationMath.Split memory sp = _split(s, PositionMath.notional(closeSize, priceWad), cfg, equity);
@@ -113,10 +113,11 @@ library LiquidationLogic {
     }
 
     /// @dev The partial fraction when the account keeps at least half its maintenance margin, the
-    /// position is large enough, and closing the fraction strictly shrinks the margin deficit (the
+    /// position is large enough, the market's funding index fits the slot of a position left open, and closing the fraction strictly shrinks the margin deficit (the
     /// maintenance margin it frees exceeds what the account is charged); otherwise the whole position.
     function _liquidationSize(
         Ledger.Layout storage s,
+        uint256 marketId,
         int256 size,
         uint256 priceWad,
         IClearingHouse.MarketConfig storage cfg,
@@ -126,6 +127,8 @@ library LiquidationLogic {
         if (2 * equity < mmr.toInt256() || PositionMath.notional(size, priceWad) < cfg.minPartialNotionalWad) {
             return size;
         }
+        // A position left open stores the market's funding index: when it no longer fits, close in full.
+        if (!Ledger.indexFits(s.state(marketId).cumFundingWad)) return size;
         int256 part = size.abs().mulWadDown(cfg.partialFractionWad).toInt256();
         if (part == 0) return size;
         if (size < 0) part = -part;
