@@ -331,7 +331,15 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
     }
 
     function riskParams() external view returns (RiskParams memory) {
-        return _s.risk;
+        Ledger.RiskStore storage r = _s.risk;
+        return RiskParams(
+            r.fundFeeShareWad,
+            r.poolExposureMultipleWad,
+            r.keeperShareWad,
+            r.socializeGracePeriod,
+            r.rewardFloorWad,
+            r.rewardCeilingWad
+        );
     }
 
     function currentFundingIndexWad(uint256 marketId) external view returns (int256) {
@@ -355,7 +363,15 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
         ParamBounds.checkRisk(risk);
         uint256 n = _s.configs.length;
         for (uint256 m; m < n; ++m) ParamBounds.checkMinPosition(_s.configs[m], risk.rewardFloorWad);
-        _s.risk = risk;
+        // Within bounds (checkRisk): the rewards are at most 1e6 WAD and fit their 96 bits.
+        _s.risk = Ledger.RiskStore(
+            risk.keeperShareWad,
+            uint96(risk.rewardFloorWad),
+            uint96(risk.rewardCeilingWad),
+            risk.fundFeeShareWad,
+            risk.poolExposureMultipleWad,
+            risk.socializeGracePeriod
+        );
         emit RiskParamsUpdated(risk);
     }
 }

@@ -51,6 +51,18 @@ library Ledger {
         int80 fundingIndexWad;
     }
 
+    /// @notice The risk parameters (IClearingHouse.RiskParams is their view) as stored: the three a
+    /// liquidation reads share one slot. The reward bounds fit 96 bits: ParamBounds.checkRisk caps the
+    /// ceiling at 1e6 WAD and the floor at the ceiling.
+    struct RiskStore {
+        uint64 keeperShareWad;
+        uint96 rewardFloorWad;
+        uint96 rewardCeilingWad;
+        uint64 fundFeeShareWad;
+        uint64 poolExposureMultipleWad;
+        uint32 socializeGracePeriod;
+    }
+
     struct Layout {
         address pool;
         bool reduceOnly;
@@ -58,7 +70,7 @@ library Ledger {
         uint16 marketCount; // configs.length, kept in the slot every call reads first (the pool)
         IInsuranceFund fund;
         uint256 totalBadDebtWad;
-        IClearingHouse.RiskParams risk;
+        RiskStore risk;
         IClearingHouse.MarketConfig[] configs;
         MarketStore[] states;
         string[] names;

@@ -165,7 +165,7 @@ library LiquidationLogic {
         int256 equity
     ) private {
         Closure memory c = _closeEverything(s, px, account, marketId);
-        IClearingHouse.RiskParams storage risk = s.risk;
+        Ledger.RiskStore storage risk = s.risk;
         LiquidationMath.Split memory sp =
             LiquidationMath.split(c.penaltyWad, equity, risk.keeperShareWad, risk.rewardFloorWad, risk.rewardCeilingWad);
         _pay(s, account, keeper, sp);
@@ -247,7 +247,7 @@ library LiquidationLogic {
         IClearingHouse.MarketConfig storage cfg,
         int256 equity
     ) private view returns (LiquidationMath.Split memory) {
-        IClearingHouse.RiskParams storage risk = s.risk; // fields read as needed
+        Ledger.RiskStore storage risk = s.risk; // fields read as needed
         return LiquidationMath.split(
             closedNotionalWad.mulWadUp(cfg.penaltyRatioWad),
             equity,
