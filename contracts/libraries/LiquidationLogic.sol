@@ -273,7 +273,7 @@ library LiquidationLogic {
         external
         returns (uint256 covered)
     {
-        if (marketId >= s.configs.length) revert IClearingHouse.MarketUnknown(marketId);
+        if (marketId >= s.marketCount) revert IClearingHouse.MarketUnknown(marketId);
         uint256 debt = s.badDebt[marketId][uint256(side)];
         if (debt == 0) revert IClearingHouse.BadDebtNone(marketId, side);
         covered = s.fund.coverShortfall(debt);
@@ -288,7 +288,7 @@ library LiquidationLogic {
         external
         returns (uint256 amount)
     {
-        if (marketId >= s.configs.length) revert IClearingHouse.MarketUnknown(marketId);
+        if (marketId >= s.marketCount) revert IClearingHouse.MarketUnknown(marketId);
         uint256 debt = s.badDebt[marketId][uint256(side)];
         if (debt == 0) revert IClearingHouse.BadDebtNone(marketId, side);
         uint256 socializableAt = uint256(s.badDebtRecordedAt[marketId][uint256(side)]) + s.risk.socializeGracePeriod;
