@@ -285,7 +285,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
         for (uint256 i; i < accounts.length; ++i) {
             (int256 size, int256 openNotional,) = _s.loadPosition(accounts[i], marketId);
             if (size == 0 || _s.isProtected(accounts[i])) continue;
-            (int256 equity,,) = _s.health(accounts[i], px);
+            int256 equity = _s.equityOf(accounts[i], px);
             int256 pnl = PositionMath.unrealizedPnl(size, openNotional, price);
             scores[i] = PositionMath.adlScore(pnl, openNotional, PositionMath.notional(size, price), equity);
         }

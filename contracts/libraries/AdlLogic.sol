@@ -256,7 +256,7 @@ library AdlLogic {
         uint256 priceWad = px.wad[marketId];
         int256 openNotional = s.positions[target][marketId].openNotionalWad;
         pnl = PositionMath.unrealizedPnl(size, openNotional, priceWad);
-        (int256 equity,,) = s.health(target, px);
+        int256 equity = s.equityOf(target, px);
         score = PositionMath.adlScore(pnl, openNotional, PositionMath.notional(size, priceWad), equity);
         if (score == 0) revert IClearingHouse.AdlTargetIneligible(target, size, pnl, equity);
     }

@@ -385,6 +385,18 @@ library Ledger {
         }
     }
 
+    /// @notice `health`'s equity alone: the margin requirements' config reads skipped (a check that
+    /// needs only solvency, or a score).
+    function equityOf(Layout storage s, address account, Prices memory px) internal view returns (int256 equity) {
+        equity = s.accounts[account].marginWad;
+        uint128 open = s.accounts[account].openMarkets;
+        for (uint256 m; open >> m != 0; ++m) {
+            if ((open >> m) & 1 == 0) continue;
+            (int256 value,) = positionValue(s, account, m, price(px, m));
+            equity += value;
+        }
+    }
+
     /// @notice uPnL minus pending funding of a position, and its notional, at `priceWad`.
     function positionValue(Layout storage s, address account, uint256 marketId, uint256 priceWad)
         internal

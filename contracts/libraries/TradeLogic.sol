@@ -132,7 +132,7 @@ library TradeLogic {
             }
         }
         if (reducing) {
-            (int256 equity,,) = s.health(account, px);
+            int256 equity = s.equityOf(account, px);
             if (equity < 0) revert IClearingHouse.TradeWouldBankrupt(account, equity);
         } else {
             _checkOpenInterest(s, marketId, newSize > 0);
