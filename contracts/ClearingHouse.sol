@@ -90,7 +90,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
         marketId = _s.configs.length;
         if (marketId >= MAX_MARKETS) revert MarketLimitReached(MAX_MARKETS);
         ParamBounds.checkMarket(config, _s.risk.rewardFloorWad);
-        _s.configs.push(config);
+        _s.configs.push(Ledger.configStore(config));
         _s.marketCount = uint16(marketId + 1);
         _s.states.push(Ledger.MarketStore(0, 0, 0, 0, 0, 0, uint64(block.timestamp)));
         _s.names.push(name);
@@ -102,7 +102,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
         _requireMarket(marketId);
         ParamBounds.checkMarket(config, _s.risk.rewardFloorWad);
         _s.accrueFunding(marketId, oracle.priceWad(marketId)); // funding so far at the old parameters
-        _s.configs[marketId] = config;
+        _s.configs[marketId] = Ledger.configStore(config);
         emit MarketConfigured(marketId, config);
     }
 
@@ -310,7 +310,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
     }
 
     function marketConfig(uint256 marketId) external view returns (MarketConfig memory) {
-        return _s.configs[marketId];
+        return Ledger.configView(_s.configs[marketId]);
     }
 
     function marketState(uint256 marketId) external view returns (MarketState memory) {
@@ -362,7 +362,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
     function _setRiskParams(RiskParams memory risk) internal {
         ParamBounds.checkRisk(risk);
         uint256 n = _s.configs.length;
-        for (uint256 m; m < n; ++m) ParamBounds.checkMinPosition(_s.configs[m], risk.rewardFloorWad);
+        for (uint256 m; m < n; ++m) ParamBounds.checkMinPosition(Ledger.configView(_s.configs[m]), risk.rewardFloorWad);
         // Within bounds (checkRisk): the rewards are at most 1e6 WAD and fit their 96 bits.
         _s.risk = Ledger.RiskStore(
             risk.keeperShareWad,

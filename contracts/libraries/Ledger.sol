@@ -51,6 +51,23 @@ library Ledger {
         int80 fundingIndexWad;
     }
 
+    /// @notice A market's configuration (IClearingHouse.MarketConfig is its view) as stored, four slots in
+    /// the order the paths read it: the open-interest cap and the minimum position, which every opening
+    /// trade checks, share the third. Both fit 96 bits: ParamBounds.checkMarket caps maxOpenInterest at
+    /// 2^96 - 1 and minPositionNotional at 1e9 WAD.
+    struct ConfigStore {
+        uint64 imRatioWad;
+        uint64 mmRatioWad;
+        uint64 takerFeeWad;
+        uint64 penaltyRatioWad;
+        uint64 partialFractionWad;
+        uint64 maxFundingRatePerDayWad;
+        uint128 skewScaleWad;
+        uint96 maxOpenInterestWad;
+        uint96 minPositionNotionalWad;
+        uint128 minPartialNotionalWad;
+    }
+
     /// @notice The risk parameters (IClearingHouse.RiskParams is their view) as stored: the three a
     /// liquidation reads share one slot. The reward bounds fit 96 bits: ParamBounds.checkRisk caps the
     /// ceiling at 1e6 WAD and the floor at the ceiling.
@@ -71,7 +88,7 @@ library Ledger {
         IInsuranceFund fund;
         uint256 totalBadDebtWad;
         RiskStore risk;
-        IClearingHouse.MarketConfig[] configs;
+        ConfigStore[] configs;
         MarketStore[] states;
         string[] names;
         mapping(bytes32 nameHash => uint256 idPlusOne) idPlusOne;
@@ -153,17 +170,45 @@ library Ledger {
 
     /// @notice Market `marketId`'s configuration, without the array's length read and bounds check: every
     /// caller passes a market id already checked against `marketCount` (or a bit of an open-market
-    /// bitmap, set only for listed markets). A MarketConfig takes 4 slots: change the 4 with the struct.
-    function config(Layout storage s, uint256 marketId)
-        internal
-        view
-        returns (IClearingHouse.MarketConfig storage c)
-    {
-        IClearingHouse.MarketConfig[] storage arr = s.configs;
+    /// bitmap, set only for listed markets). A ConfigStore takes 4 slots: change the 4 with the struct.
+    function config(Layout storage s, uint256 marketId) internal view returns (ConfigStore storage c) {
+        ConfigStore[] storage arr = s.configs;
         assembly ("memory-safe") {
             mstore(0, arr.slot)
             c.slot := add(keccak256(0, 32), mul(marketId, 4))
         }
+    }
+
+    /// @notice A configuration as stored, from one within ParamBounds.checkMarket (the narrowed fields fit).
+    function configStore(IClearingHouse.MarketConfig memory c) internal pure returns (ConfigStore memory) {
+        return ConfigStore(
+            c.imRatioWad,
+            c.mmRatioWad,
+            c.takerFeeWad,
+            c.penaltyRatioWad,
+            c.partialFractionWad,
+            c.maxFundingRatePerDayWad,
+            c.skewScaleWad,
+            uint96(c.maxOpenInterestWad),
+            uint96(c.minPositionNotionalWad),
+            c.minPartialNotionalWad
+        );
+    }
+
+    /// @notice The view of a stored configuration (IClearingHouse.marketConfig).
+    function configView(ConfigStore storage c) internal view returns (IClearingHouse.MarketConfig memory) {
+        return IClearingHouse.MarketConfig(
+            c.imRatioWad,
+            c.mmRatioWad,
+            c.takerFeeWad,
+            c.penaltyRatioWad,
+            c.partialFractionWad,
+            c.maxFundingRatePerDayWad,
+            c.skewScaleWad,
+            c.maxOpenInterestWad,
+            c.minPartialNotionalWad,
+            c.minPositionNotionalWad
+        );
     }
 
     /// @notice Market `marketId`'s running sums; as `config`, for a checked id. A MarketStore takes 3 slots: change the 3
@@ -358,7 +403,7 @@ library Ledger {
         MarketStore storage st = state(s, marketId);
         // Accrued in this block already (every state-changing call accrues before it reads the index).
         if (st.lastFundingAt >= block.timestamp) return st.cumFundingWad;
-        IClearingHouse.MarketConfig storage cfg = config(s, marketId);
+        ConfigStore storage cfg = config(s, marketId);
         int256 rate = FundingMath.ratePerDayWad(st.sumSizeWad, cfg.skewScaleWad, cfg.maxFundingRatePerDayWad);
         // A call simulated at a time before the last accrual (a node's pending block) accrues nothing: the
         // early return above.
@@ -379,7 +424,7 @@ library Ledger {
             if ((open >> m) & 1 == 0) continue;
             (int256 value, uint256 notional) = positionValue(s, account, m, price(px, m));
             equity += value;
-            IClearingHouse.MarketConfig storage cfg = config(s, m);
+            ConfigStore storage cfg = config(s, m);
             imr += notional.mulWadUp(cfg.imRatioWad);
             mmr += notional.mulWadUp(cfg.mmRatioWad);
         }

@@ -71,7 +71,7 @@ library LiquidationLogic {
     ) private {
         int256 size = s.positions[account][marketId].sizeWad;
         if (size == 0) revert IClearingHouse.LiquidationNoPosition(account, marketId);
-        IClearingHouse.MarketConfig storage cfg = s.config(marketId); // fields read as needed
+        Ledger.ConfigStore storage cfg = s.config(marketId); // fields read as needed
         uint256 priceWad = px.wad[marketId];
         _requireLargest(s, px, account, marketId, PositionMath.notional(size, priceWad));
         int256 closeSize = _liquidationSize(s, marketId, size, priceWad, cfg, equity, mmr);
@@ -120,7 +120,7 @@ library LiquidationLogic {
         uint256 marketId,
         int256 size,
         uint256 priceWad,
-        IClearingHouse.MarketConfig storage cfg,
+        Ledger.ConfigStore storage cfg,
         int256 equity,
         uint256 mmr
     ) private view returns (int256) {
@@ -244,7 +244,7 @@ library LiquidationLogic {
     function _split(
         Ledger.Layout storage s,
         uint256 closedNotionalWad,
-        IClearingHouse.MarketConfig storage cfg,
+        Ledger.ConfigStore storage cfg,
         int256 equity
     ) private view returns (LiquidationMath.Split memory) {
         Ledger.RiskStore storage risk = s.risk; // fields read as needed
