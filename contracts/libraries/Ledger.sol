@@ -311,7 +311,7 @@ library Ledger {
         returns (int256 funding, int256 realized)
     {
         (int256 size, int256 openNotional, int256 index) = loadPosition(s, account, marketId);
-        int256 storedBasis = 0; // a flat position has none
+        int256 storedBasis; // zero for a flat position
         if (size != 0) {
             storedBasis = PositionMath.fundingBasis(size, index);
             int256 owed = PositionMath.fundingBasis(size, state(s, marketId).cumFundingWad) - storedBasis;
