@@ -90,7 +90,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
         marketId = _s.configs.length;
         if (marketId >= MAX_MARKETS) revert MarketLimitReached(MAX_MARKETS);
         ParamBounds.checkMarket(config, _s.risk.rewardFloorWad);
-        _s.configs.push(config);
+        _s.configs.push(Ledger.configStore(config));
         _s.marketCount = uint16(marketId + 1);
         _s.states.push(Ledger.MarketStore(0, 0, 0, 0, 0, 0, uint64(block.timestamp)));
         _s.names.push(name);
@@ -102,7 +102,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
         _requireMarket(marketId);
         ParamBounds.checkMarket(config, _s.risk.rewardFloorWad);
         _s.accrueFunding(marketId, oracle.priceWad(marketId)); // funding so far at the old parameters
-        _s.configs[marketId] = config;
+        _s.configs[marketId] = Ledger.configStore(config);
         emit MarketConfigured(marketId, config);
     }
 
@@ -247,7 +247,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
     }
 
     function positionOf(address account, uint256 marketId) external view returns (Position memory) {
-        return _s.positions[account][marketId];
+        return _s.positionView(account, marketId);
     }
 
     function openMarketsOf(address account) external view returns (uint256[] memory ids) {
@@ -283,12 +283,11 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
         Ledger.Prices memory px = _s.newPrices(oracle);
         uint256 price = px.price(marketId);
         for (uint256 i; i < accounts.length; ++i) {
-            Position memory p = _s.positions[accounts[i]][marketId];
-            if (p.sizeWad == 0 || _s.isProtected(accounts[i])) continue;
-            (int256 equity,,) = _s.health(accounts[i], px);
-            int256 pnl = PositionMath.unrealizedPnl(p.sizeWad, p.openNotionalWad, price);
-            scores[i] =
-                PositionMath.adlScore(pnl, p.openNotionalWad, PositionMath.notional(p.sizeWad, price), equity);
+            (int256 size, int256 openNotional,) = _s.loadPosition(accounts[i], marketId);
+            if (size == 0 || _s.isProtected(accounts[i])) continue;
+            int256 equity = _s.equityOf(accounts[i], px);
+            int256 pnl = PositionMath.unrealizedPnl(size, openNotional, price);
+            scores[i] = PositionMath.adlScore(pnl, openNotional, PositionMath.notional(size, price), equity);
         }
     }
 
@@ -311,7 +310,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
     }
 
     function marketConfig(uint256 marketId) external view returns (MarketConfig memory) {
-        return _s.configs[marketId];
+        return Ledger.configView(_s.configs[marketId]);
     }
 
     function marketState(uint256 marketId) external view returns (MarketState memory) {
@@ -332,7 +331,15 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
     }
 
     function riskParams() external view returns (RiskParams memory) {
-        return _s.risk;
+        Ledger.RiskStore storage r = _s.risk;
+        return RiskParams(
+            r.fundFeeShareWad,
+            r.poolExposureMultipleWad,
+            r.keeperShareWad,
+            r.socializeGracePeriod,
+            r.rewardFloorWad,
+            r.rewardCeilingWad
+        );
     }
 
     function currentFundingIndexWad(uint256 marketId) external view returns (int256) {
@@ -355,8 +362,16 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
     function _setRiskParams(RiskParams memory risk) internal {
         ParamBounds.checkRisk(risk);
         uint256 n = _s.configs.length;
-        for (uint256 m; m < n; ++m) ParamBounds.checkMinPosition(_s.configs[m], risk.rewardFloorWad);
-        _s.risk = risk;
+        for (uint256 m; m < n; ++m) ParamBounds.checkMinPosition(Ledger.configView(_s.configs[m]), risk.rewardFloorWad);
+        // Within bounds (checkRisk): the rewards are at most 1e6 WAD and fit their 96 bits.
+        _s.risk = Ledger.RiskStore(
+            risk.keeperShareWad,
+            uint96(risk.rewardFloorWad),
+            uint96(risk.rewardCeilingWad),
+            risk.fundFeeShareWad,
+            risk.poolExposureMultipleWad,
+            risk.socializeGracePeriod
+        );
         emit RiskParamsUpdated(risk);
     }
 }

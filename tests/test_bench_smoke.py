@@ -63,7 +63,7 @@ def test_gas_profile_accounts_for_every_unit_of_gas(gas_result: dict) -> None:
         assert p["by_contract"]["ClearingHouse"] > 0
         assert any("OracleAdapter.priceWad" in k for k in p["calls"])
     slots = {s["slot"] for s in gas_result["profiles"]["open"]["storage"]}
-    assert "_s.positions[trader][0].sizeWad|openNotionalWad" in slots
+    assert "_s.positions[trader][0].sizeWad|openNotionalWad|fundingIndexWad" in slots
 
 
 def test_screening_kernel_matches_exact_health() -> None:

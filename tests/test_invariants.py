@@ -119,7 +119,7 @@ def test_a_rewritten_position_breaks_the_pool_mirror(book: World) -> None:
     slot = _slot(ETH, _slot(trader, positions))
     size = book.bw.ch.functions.positionOf(trader, ETH).call()[0]
     word = _storage(book, slot)
-    assert word & (2**128 - 1) == size > 0  # int128 size in the low half, open notional above
+    assert word & (2**88 - 1) == size > 0  # int88 size in the low bits, the rest above
 
     # when its size grows by one wei behind the contract's back
     _set_storage(book, slot, word + 1)

@@ -204,6 +204,12 @@ interface IClearingHouse {
     /// @notice The trade would leave a position whose notional is neither zero nor at least the market's
     /// minimum: dust positions cannot pay the keeper that liquidates them.
     error TradePositionBelowMinimum(uint256 marketId, uint256 notionalWad, uint256 minNotionalWad);
+    /// @notice The trade would leave a size or an open notional outside what a position's slot holds:
+    /// |sizeWad| and |openNotionalWad| at most 2^87 - 1 (about 1.5e8 base or quote units).
+    error TradePositionOutOfRange(address account, uint256 marketId, int256 sizeWad, int256 openNotionalWad);
+    /// @notice The market's cumulative funding index is outside what a position's slot holds (|index| at most
+    /// 2^79 - 1, about 6.0e5 quote units per base unit): positions in it can only be closed in full.
+    error FundingIndexOutOfRange(uint256 marketId, int256 indexWad);
     error LiquidationAccountHealthy(address account, int256 equityWad, uint256 maintenanceMarginWad);
     error LiquidationNoPosition(address account, uint256 marketId);
     /// @notice Outside bankruptcy, the largest position (by notional) is liquidated first.

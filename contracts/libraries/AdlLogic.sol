@@ -61,7 +61,7 @@ library AdlLogic {
         private
         returns (Ledger.Prices memory px, AdlStep memory step)
     {
-        if (marketId >= s.configs.length) revert IClearingHouse.MarketUnknown(marketId);
+        if (marketId >= s.marketCount) revert IClearingHouse.MarketUnknown(marketId);
         int256 firstSize = s.positions[first][marketId].sizeWad;
         if (firstSize == 0) revert IClearingHouse.AdlTargetIneligible(first, 0, 0, 0);
         // Targets hold the side opposite the bad debt: longs absorb the debt bankrupt shorts left.
@@ -190,7 +190,7 @@ library AdlLogic {
 
     /// @dev Open interest (base units) of the winning side, the side the targets hold.
     function _sideOpenInterest(Ledger.Layout storage s, AdlStep memory step) private view returns (uint256) {
-        Ledger.MarketStore storage st = s.states[step.marketId];
+        Ledger.MarketStore storage st = s.state(step.marketId);
         return step.debtSide == IClearingHouse.Side.Short ? st.longOpenInterestWad : st.shortOpenInterestWad;
     }
 
@@ -256,7 +256,7 @@ library AdlLogic {
         uint256 priceWad = px.wad[marketId];
         int256 openNotional = s.positions[target][marketId].openNotionalWad;
         pnl = PositionMath.unrealizedPnl(size, openNotional, priceWad);
-        (int256 equity,,) = s.health(target, px);
+        int256 equity = s.equityOf(target, px);
         score = PositionMath.adlScore(pnl, openNotional, PositionMath.notional(size, priceWad), equity);
         if (score == 0) revert IClearingHouse.AdlTargetIneligible(target, size, pnl, equity);
     }

@@ -38,6 +38,48 @@ library Ledger {
         uint64 lastFundingAt;
     }
 
+    /// @notice A trader's position in one slot (IClearingHouse.Position is its view). The funding basis is
+    /// not stored: it is size x `fundingIndexWad` rounded down (`PositionMath.fundingBasis`), the index
+    /// of the market at the position's last settlement, which is exactly the basis a wider field held
+    /// (every settlement stored fundingBasis(size, index) beside the size it used). Bounds, checked on
+    /// every write: |size| and |open notional| below 2^87 WAD (about 1.5e8 base units and 1.5e8 quote
+    /// units: `TradePositionOutOfRange`), |index| below 2^79 WAD (about 6.0e5 quote units per base unit
+    /// of funding paid since listing: `FundingIndexOutOfRange`).
+    struct PositionStore {
+        int88 sizeWad;
+        int88 openNotionalWad;
+        int80 fundingIndexWad;
+    }
+
+    /// @notice A market's configuration (IClearingHouse.MarketConfig is its view) as stored, four slots in
+    /// the order the paths read it: the open-interest cap and the minimum position, which every opening
+    /// trade checks, share the third. Both fit 96 bits: ParamBounds.checkMarket caps maxOpenInterest at
+    /// 2^96 - 1 and minPositionNotional at 1e9 WAD.
+    struct ConfigStore {
+        uint64 imRatioWad;
+        uint64 mmRatioWad;
+        uint64 takerFeeWad;
+        uint64 penaltyRatioWad;
+        uint64 partialFractionWad;
+        uint64 maxFundingRatePerDayWad;
+        uint128 skewScaleWad;
+        uint96 maxOpenInterestWad;
+        uint96 minPositionNotionalWad;
+        uint128 minPartialNotionalWad;
+    }
+
+    /// @notice The risk parameters (IClearingHouse.RiskParams is their view) as stored: the three a
+    /// liquidation reads share one slot. The reward bounds fit 96 bits: ParamBounds.checkRisk caps the
+    /// ceiling at 1e6 WAD and the floor at the ceiling.
+    struct RiskStore {
+        uint64 keeperShareWad;
+        uint96 rewardFloorWad;
+        uint96 rewardCeilingWad;
+        uint64 fundFeeShareWad;
+        uint64 poolExposureMultipleWad;
+        uint32 socializeGracePeriod;
+    }
+
     struct Layout {
         address pool;
         bool reduceOnly;
@@ -45,13 +87,13 @@ library Ledger {
         uint16 marketCount; // configs.length, kept in the slot every call reads first (the pool)
         IInsuranceFund fund;
         uint256 totalBadDebtWad;
-        IClearingHouse.RiskParams risk;
-        IClearingHouse.MarketConfig[] configs;
+        RiskStore risk;
+        ConfigStore[] configs;
         MarketStore[] states;
         string[] names;
         mapping(bytes32 nameHash => uint256 idPlusOne) idPlusOne;
         mapping(address account => Account) accounts;
-        mapping(address account => mapping(uint256 marketId => IClearingHouse.Position)) positions;
+        mapping(address account => mapping(uint256 marketId => PositionStore)) positions;
         mapping(uint256 marketId => uint256[2] bySide) badDebt;
         mapping(uint256 marketId => uint64[2] bySide) badDebtRecordedAt;
     }
@@ -128,17 +170,45 @@ library Ledger {
 
     /// @notice Market `marketId`'s configuration, without the array's length read and bounds check: every
     /// caller passes a market id already checked against `marketCount` (or a bit of an open-market
-    /// bitmap, set only for listed markets). A MarketConfig takes 4 slots: change the 4 with the struct.
-    function config(Layout storage s, uint256 marketId)
-        internal
-        view
-        returns (IClearingHouse.MarketConfig storage c)
-    {
-        IClearingHouse.MarketConfig[] storage arr = s.configs;
+    /// bitmap, set only for listed markets). A ConfigStore takes 4 slots: change the 4 with the struct.
+    function config(Layout storage s, uint256 marketId) internal view returns (ConfigStore storage c) {
+        ConfigStore[] storage arr = s.configs;
         assembly ("memory-safe") {
             mstore(0, arr.slot)
             c.slot := add(keccak256(0, 32), mul(marketId, 4))
         }
+    }
+
+    /// @notice A configuration as stored, from one within ParamBounds.checkMarket (the narrowed fields fit).
+    function configStore(IClearingHouse.MarketConfig memory c) internal pure returns (ConfigStore memory) {
+        return ConfigStore(
+            c.imRatioWad,
+            c.mmRatioWad,
+            c.takerFeeWad,
+            c.penaltyRatioWad,
+            c.partialFractionWad,
+            c.maxFundingRatePerDayWad,
+            c.skewScaleWad,
+            uint96(c.maxOpenInterestWad),
+            uint96(c.minPositionNotionalWad),
+            c.minPartialNotionalWad
+        );
+    }
+
+    /// @notice The view of a stored configuration (IClearingHouse.marketConfig).
+    function configView(ConfigStore storage c) internal view returns (IClearingHouse.MarketConfig memory) {
+        return IClearingHouse.MarketConfig(
+            c.imRatioWad,
+            c.mmRatioWad,
+            c.takerFeeWad,
+            c.penaltyRatioWad,
+            c.partialFractionWad,
+            c.maxFundingRatePerDayWad,
+            c.skewScaleWad,
+            c.maxOpenInterestWad,
+            c.minPartialNotionalWad,
+            c.minPositionNotionalWad
+        );
     }
 
     /// @notice Market `marketId`'s running sums; as `config`, for a checked id. A MarketStore takes 3 slots: change the 3
@@ -187,6 +257,38 @@ library Ledger {
 
     // ---------------------------------------------------------------- positions and funding
 
+    /// @notice The fields of a position's slot, sign-extended (one SLOAD, no memory copy).
+    function loadPosition(Layout storage s, address account, uint256 marketId)
+        internal
+        view
+        returns (int256 sizeWad, int256 openNotionalWad, int256 fundingIndexWad)
+    {
+        PositionStore storage p = s.positions[account][marketId];
+        assembly ("memory-safe") {
+            let w := sload(p.slot)
+            sizeWad := signextend(10, w)
+            openNotionalWad := signextend(10, shr(88, w))
+            fundingIndexWad := signextend(9, shr(176, w))
+        }
+    }
+
+    /// @notice The view of a stored position (IClearingHouse.positionOf).
+    function positionView(Layout storage s, address account, uint256 marketId)
+        internal
+        view
+        returns (IClearingHouse.Position memory v)
+    {
+        (int256 size, int256 openNotional, int256 index) = loadPosition(s, account, marketId);
+        v.sizeWad = int128(size);
+        v.openNotionalWad = int128(openNotional);
+        v.fundingBasisWad = PositionMath.fundingBasis(size, index);
+    }
+
+    /// @notice Whether a market's funding index fits a position's slot (see PositionStore).
+    function indexFits(int256 indexWad) internal pure returns (bool) {
+        return indexWad >= type(int80).min && indexWad <= type(int80).max;
+    }
+
     /// @notice Applies a fill of `delta` at `priceWad`: realises PnL on any closed part (moving it between
     /// the account and the pool; a profit at most what the pool holds), adds open notional for any opened
     /// part, and keeps the running sums, open interest and the open-market bitmap exact. Funding must be
@@ -195,48 +297,53 @@ library Ledger {
         internal
         returns (int256 realized)
     {
-        IClearingHouse.Position storage p = s.positions[account][marketId];
-        return _change(s, p, account, marketId, delta, priceWad, p.fundingBasisWad);
+        (int256 size, int256 openNotional, int256 index) = loadPosition(s, account, marketId);
+        return _change(
+            s, account, marketId, size, openNotional, delta, priceWad, PositionMath.fundingBasis(size, index)
+        );
     }
 
-    /// @notice `settleFunding` then `changePosition`, with the position's funding basis and the market's
-    /// sum of bases written once instead of twice. Returns what the account paid in funding (negative:
+    /// @notice `settleFunding` then `changePosition`, with the position's slot and the market's sum of
+    /// bases written once instead of twice. Returns what the account paid in funding (negative:
     /// received) and the PnL realised as paid.
     function settleAndChange(Layout storage s, address account, uint256 marketId, int256 delta, uint256 priceWad)
         internal
         returns (int256 funding, int256 realized)
     {
-        IClearingHouse.Position storage p = s.positions[account][marketId];
-        int256 size = p.sizeWad;
-        int256 storedBasis = p.fundingBasisWad;
+        (int256 size, int256 openNotional, int256 index) = loadPosition(s, account, marketId);
+        int256 storedBasis; // zero for a flat position
         if (size != 0) {
+            storedBasis = PositionMath.fundingBasis(size, index);
             int256 owed = PositionMath.fundingBasis(size, state(s, marketId).cumFundingWad) - storedBasis;
             if (owed != 0) funding = -payFromPool(s, account, marketId, -owed);
         }
         // The settled basis is replaced by the post-fill one: the sum moves from the stored basis directly.
-        realized = _change(s, p, account, marketId, delta, priceWad, storedBasis);
+        realized = _change(s, account, marketId, size, openNotional, delta, priceWad, storedBasis);
     }
 
-    /// @dev The fill of `changePosition` on `p`, the account's position in the market; `basisBefore` is
-    /// the position's basis as the market's sum holds it.
+    /// @dev The fill of `changePosition` on the account's position in the market, read from its slot as
+    /// `size` and `openNotionalBefore`; `basisBefore` is its basis as the market's sum holds it.
     function _change(
         Layout storage s,
-        IClearingHouse.Position storage p,
         address account,
         uint256 marketId,
+        int256 size,
+        int256 openNotionalBefore,
         int256 delta,
         uint256 priceWad,
         int256 basisBefore
     ) private returns (int256 realized) {
-        int256 size = p.sizeWad;
         int256 newSize = size + delta;
-        int256 openNotionalBefore = p.openNotionalWad;
+        if (newSize < type(int88).min || newSize > type(int88).max) {
+            revert IClearingHouse.TradePositionOutOfRange(account, marketId, newSize, openNotionalBefore);
+        }
         int256 openNotionalAfter;
         (realized, openNotionalAfter) = PositionMath.fill(size, openNotionalBefore, delta, priceWad);
         realized = payFromPool(s, account, marketId, realized);
 
         MarketStore storage st = state(s, marketId);
-        int256 basisAfter = PositionMath.fundingBasis(newSize, st.cumFundingWad);
+        int256 index = st.cumFundingWad;
+        int256 basisAfter = PositionMath.fundingBasis(newSize, index);
         st.sumSizeWad = (st.sumSizeWad + delta).toInt128();
         st.sumOpenNotionalWad = (st.sumOpenNotionalWad + openNotionalAfter - openNotionalBefore).toInt128();
         st.sumFundingBasisWad = (st.sumFundingBasisWad + basisAfter - basisBefore).toInt128();
@@ -245,28 +352,43 @@ library Ledger {
         st.shortOpenInterestWad =
             (uint256(st.shortOpenInterestWad) + (-newSize).positivePart() - (-size).positivePart()).toUint96();
 
-        p.sizeWad = newSize.toInt128();
-        p.openNotionalWad = openNotionalAfter.toInt128();
-        p.fundingBasisWad = basisAfter;
+        _store(s, account, marketId, newSize, openNotionalAfter, newSize == 0 ? int256(0) : index);
 
         Account storage acc = s.accounts[account];
         if (newSize == 0) acc.openMarkets &= ~uint128(1 << marketId);
         else acc.openMarkets |= uint128(1 << marketId);
     }
 
+    /// @dev Writes a position's slot, checking the bounds of PositionStore.
+    function _store(Layout storage s, address account, uint256 marketId, int256 size, int256 openNotional, int256 index)
+        private
+    {
+        if (
+            size < type(int88).min || size > type(int88).max || openNotional < type(int88).min
+                || openNotional > type(int88).max
+        ) revert IClearingHouse.TradePositionOutOfRange(account, marketId, size, openNotional);
+        if (!indexFits(index)) revert IClearingHouse.FundingIndexOutOfRange(marketId, index);
+        PositionStore storage p = s.positions[account][marketId];
+        assembly ("memory-safe") {
+            let mask88 := sub(shl(88, 1), 1)
+            let w := or(and(size, mask88), shl(88, and(openNotional, mask88)))
+            sstore(p.slot, or(w, shl(176, and(index, sub(shl(80, 1), 1)))))
+        }
+    }
+
     /// @notice Moves the funding a position owes since its last settlement from the account to the pool
     /// (or back, at most what the pool holds) and resets its basis. The index must be accrued first.
     /// Returns what the account paid (negative: what it received).
     function settleFunding(Layout storage s, address account, uint256 marketId) internal returns (int256 owed) {
-        IClearingHouse.Position storage p = s.positions[account][marketId];
-        int256 size = p.sizeWad;
+        (int256 size, int256 openNotional, int256 stored) = loadPosition(s, account, marketId);
         if (size == 0) return 0;
         MarketStore storage st = state(s, marketId);
-        int256 basis = PositionMath.fundingBasis(size, st.cumFundingWad);
-        owed = basis - p.fundingBasisWad;
+        int256 index = st.cumFundingWad;
+        int256 basis = PositionMath.fundingBasis(size, index);
+        owed = basis - PositionMath.fundingBasis(size, stored);
         if (owed == 0) return 0;
         st.sumFundingBasisWad = (st.sumFundingBasisWad + owed).toInt128();
-        p.fundingBasisWad = basis;
+        _store(s, account, marketId, size, openNotional, index);
         owed = -payFromPool(s, account, marketId, -owed);
     }
 
@@ -281,7 +403,7 @@ library Ledger {
         MarketStore storage st = state(s, marketId);
         // Accrued in this block already (every state-changing call accrues before it reads the index).
         if (st.lastFundingAt >= block.timestamp) return st.cumFundingWad;
-        IClearingHouse.MarketConfig storage cfg = config(s, marketId);
+        ConfigStore storage cfg = config(s, marketId);
         int256 rate = FundingMath.ratePerDayWad(st.sumSizeWad, cfg.skewScaleWad, cfg.maxFundingRatePerDayWad);
         // A call simulated at a time before the last accrual (a node's pending block) accrues nothing: the
         // early return above.
@@ -302,9 +424,21 @@ library Ledger {
             if ((open >> m) & 1 == 0) continue;
             (int256 value, uint256 notional) = positionValue(s, account, m, price(px, m));
             equity += value;
-            IClearingHouse.MarketConfig storage cfg = config(s, m);
+            ConfigStore storage cfg = config(s, m);
             imr += notional.mulWadUp(cfg.imRatioWad);
             mmr += notional.mulWadUp(cfg.mmRatioWad);
+        }
+    }
+
+    /// @notice `health`'s equity alone: the margin requirements' config reads skipped (a check that
+    /// needs only solvency, or a score).
+    function equityOf(Layout storage s, address account, Prices memory px) internal view returns (int256 equity) {
+        equity = s.accounts[account].marginWad;
+        uint128 open = s.accounts[account].openMarkets;
+        for (uint256 m; open >> m != 0; ++m) {
+            if ((open >> m) & 1 == 0) continue;
+            (int256 value,) = positionValue(s, account, m, price(px, m));
+            equity += value;
         }
     }
 
@@ -314,11 +448,10 @@ library Ledger {
         view
         returns (int256 value, uint256 notional)
     {
-        IClearingHouse.Position storage p = s.positions[account][marketId];
-        int256 size = p.sizeWad;
-        int256 pending =
-            PositionMath.fundingBasis(size, fundingIndexNow(s, marketId, priceWad)) - p.fundingBasisWad;
-        value = PositionMath.unrealizedPnl(size, p.openNotionalWad, priceWad) - pending;
+        (int256 size, int256 openNotional, int256 index) = loadPosition(s, account, marketId);
+        int256 pending = PositionMath.fundingBasis(size, fundingIndexNow(s, marketId, priceWad))
+            - PositionMath.fundingBasis(size, index);
+        value = PositionMath.unrealizedPnl(size, openNotional, priceWad) - pending;
         notional = PositionMath.notional(size, priceWad);
     }
 

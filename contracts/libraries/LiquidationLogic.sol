@@ -71,10 +71,10 @@ library LiquidationLogic {
     ) private {
         int256 size = s.positions[account][marketId].sizeWad;
         if (size == 0) revert IClearingHouse.LiquidationNoPosition(account, marketId);
-        IClearingHouse.MarketConfig storage cfg = s.config(marketId); // fields read as needed
+        Ledger.ConfigStore storage cfg = s.config(marketId); // fields read as needed
         uint256 priceWad = px.wad[marketId];
         _requireLargest(s, px, account, marketId, PositionMath.notional(size, priceWad));
-        int256 closeSize = _liquidationSize(s, size, priceWad, cfg, equity, mmr);
+        int256 closeSize = _liquidationSize(s, marketId, size, priceWad, cfg, equity, mmr);
 
         _close(s, account, marketId, closeSize, priceWad);
         LiquidationMath.Split memory sp = _split(s, PositionMath.notional(closeSize, priceWad), cfg, equity);
@@ -113,19 +113,22 @@ library LiquidationLogic {
     }
 
     /// @dev The partial fraction when the account keeps at least half its maintenance margin, the
-    /// position is large enough, and closing the fraction strictly shrinks the margin deficit (the
+    /// position is large enough, the market's funding index fits the slot of a position left open, and closing the fraction strictly shrinks the margin deficit (the
     /// maintenance margin it frees exceeds what the account is charged); otherwise the whole position.
     function _liquidationSize(
         Ledger.Layout storage s,
+        uint256 marketId,
         int256 size,
         uint256 priceWad,
-        IClearingHouse.MarketConfig storage cfg,
+        Ledger.ConfigStore storage cfg,
         int256 equity,
         uint256 mmr
     ) private view returns (int256) {
         if (2 * equity < mmr.toInt256() || PositionMath.notional(size, priceWad) < cfg.minPartialNotionalWad) {
             return size;
         }
+        // A position left open stores the market's funding index: when it no longer fits, close in full.
+        if (!Ledger.indexFits(s.state(marketId).cumFundingWad)) return size;
         int256 part = size.abs().mulWadDown(cfg.partialFractionWad).toInt256();
         if (part == 0) return size;
         if (size < 0) part = -part;
@@ -162,7 +165,7 @@ library LiquidationLogic {
         int256 equity
     ) private {
         Closure memory c = _closeEverything(s, px, account, marketId);
-        IClearingHouse.RiskParams storage risk = s.risk;
+        Ledger.RiskStore storage risk = s.risk;
         LiquidationMath.Split memory sp =
             LiquidationMath.split(c.penaltyWad, equity, risk.keeperShareWad, risk.rewardFloorWad, risk.rewardCeilingWad);
         _pay(s, account, keeper, sp);
@@ -241,10 +244,10 @@ library LiquidationLogic {
     function _split(
         Ledger.Layout storage s,
         uint256 closedNotionalWad,
-        IClearingHouse.MarketConfig storage cfg,
+        Ledger.ConfigStore storage cfg,
         int256 equity
     ) private view returns (LiquidationMath.Split memory) {
-        IClearingHouse.RiskParams storage risk = s.risk; // fields read as needed
+        Ledger.RiskStore storage risk = s.risk; // fields read as needed
         return LiquidationMath.split(
             closedNotionalWad.mulWadUp(cfg.penaltyRatioWad),
             equity,
@@ -270,7 +273,7 @@ library LiquidationLogic {
         external
         returns (uint256 covered)
     {
-        if (marketId >= s.configs.length) revert IClearingHouse.MarketUnknown(marketId);
+        if (marketId >= s.marketCount) revert IClearingHouse.MarketUnknown(marketId);
         uint256 debt = s.badDebt[marketId][uint256(side)];
         if (debt == 0) revert IClearingHouse.BadDebtNone(marketId, side);
         covered = s.fund.coverShortfall(debt);
@@ -285,7 +288,7 @@ library LiquidationLogic {
         external
         returns (uint256 amount)
     {
-        if (marketId >= s.configs.length) revert IClearingHouse.MarketUnknown(marketId);
+        if (marketId >= s.marketCount) revert IClearingHouse.MarketUnknown(marketId);
         uint256 debt = s.badDebt[marketId][uint256(side)];
         if (debt == 0) revert IClearingHouse.BadDebtNone(marketId, side);
         uint256 socializableAt = uint256(s.badDebtRecordedAt[marketId][uint256(side)]) + s.risk.socializeGracePeriod;

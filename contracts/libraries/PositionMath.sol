@@ -25,8 +25,12 @@ library PositionMath {
     }
 
     /// @notice size x cumulative funding index, rounded down: the funding basis of a position.
-    function fundingBasis(int256 sizeWad, int256 indexWad) internal pure returns (int256) {
-        return sizeWad.mulWadFloorSigned(indexWad);
+    /// @dev Equal to `mulWadFloorSigned` wherever the product fits 256 bits, which it always does here:
+    /// sizes and indices are stored in at most 128 bits (a product beyond int256 reverts, checked).
+    function fundingBasis(int256 sizeWad, int256 indexWad) internal pure returns (int256 basis) {
+        int256 product = sizeWad * indexWad;
+        basis = product / 1e18;
+        if (product % 1e18 < 0) --basis; // toward negative infinity
     }
 
     /// @notice Share of the open notional that closing `closeSizeWad` of `sizeWad` removes, rounded

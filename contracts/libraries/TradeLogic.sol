@@ -124,13 +124,15 @@ library TradeLogic {
         bool reducing,
         int256 newSize
     ) private view {
-        uint256 newNotional = PositionMath.notional(newSize, px.price(marketId));
-        uint256 minNotional = s.config(marketId).minPositionNotionalWad;
-        if (newSize != 0 && newNotional < minNotional) {
-            revert IClearingHouse.TradePositionBelowMinimum(marketId, newNotional, minNotional);
+        if (newSize != 0) {
+            uint256 newNotional = PositionMath.notional(newSize, px.price(marketId));
+            uint256 minNotional = s.config(marketId).minPositionNotionalWad;
+            if (newNotional < minNotional) {
+                revert IClearingHouse.TradePositionBelowMinimum(marketId, newNotional, minNotional);
+            }
         }
         if (reducing) {
-            (int256 equity,,) = s.health(account, px);
+            int256 equity = s.equityOf(account, px);
             if (equity < 0) revert IClearingHouse.TradeWouldBankrupt(account, equity);
         } else {
             _checkOpenInterest(s, marketId, newSize > 0);

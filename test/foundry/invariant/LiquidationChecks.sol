@@ -54,7 +54,9 @@ abstract contract LiquidationChecks is HandlerBase {
     /// the account had; the account pays at most its positive equity; a bankrupt account's shortfall is
     /// exactly its negative equity. So the fund pays nothing to a keeper: it covers only an account's real
     /// trading shortfall, which it would cover whoever liquidated.
-    function _checkReward(Liq memory l, AccountView memory before) internal view {
+    /// `capped` is what the pool owed the account in this liquidation but could not pay (`PoolPayoutCapped`:
+    /// the pool pays profit and funding only from its margin), which the account's equity counted.
+    function _checkReward(Liq memory l, AccountView memory before, uint256 capped) internal view {
         IClearingHouse.RiskParams memory r = ch.riskParams();
         uint256 equity = _pos(before.equity);
         uint256 floor = r.rewardFloorWad < equity ? r.rewardFloorWad : equity;
@@ -68,13 +70,16 @@ abstract contract LiquidationChecks is HandlerBase {
             assertGe(before.equity, int256(uint256(r.rewardFloorWad)), "solvent path below the floor");
         } else {
             assertLt(before.equity, int256(uint256(r.rewardFloorWad)), "bankrupt path above the floor");
-            // The account was closed at the mark: its shortfall is its negative equity, nothing on top.
-            assertApproxEq(l.shortfall, _pos(-before.equity), uint256(4 * DUST), "shortfall beyond the negative equity");
+            // The account was closed at the mark: its shortfall is its negative equity plus what the pool
+            // could not pay it, nothing on top.
+            assertApproxEq(
+                l.shortfall, _pos(-before.equity) + capped, uint256(4 * DUST), "shortfall beyond the negative equity"
+            );
         }
     }
 
     /// @dev Invariant 4 after one liquidation, on the account's state after it.
-    function _checkLiquidatedAccount(Liq memory l, AccountView memory before) internal view {
+    function _checkLiquidatedAccount(Liq memory l, AccountView memory before, uint256 capped) internal view {
         if (l.bankrupt) {
             // Invariant 8: a shortfall is settled on a flat account, whose margin is reset to zero.
             assertEq(ch.openMarketsOf(l.account).length, 0, "bankrupt account left with a position");
@@ -84,7 +89,7 @@ abstract contract LiquidationChecks is HandlerBase {
         AccountView memory afterwards = _account(l.account);
         assertTrue(afterwards.ok, "health unreadable after liquidation");
         int256 drop = before.equity - afterwards.equity;
-        assertApproxEq(_abs(drop), l.reward + l.padding, uint256(DUST), "equity drop != charge");
+        assertApproxEq(_abs(drop), l.reward + l.padding + capped, uint256(DUST), "equity drop != charge");
         if (ch.positionOf(l.account, l.marketId).sizeWad != 0) {
             int256 deficitBefore = int256(before.mmr) - before.equity;
             int256 deficitAfter = int256(afterwards.mmr) - afterwards.equity;
@@ -97,14 +102,19 @@ abstract contract LiquidationChecks is HandlerBase {
         internal
         returns (Totals memory t)
     {
+        uint256 capped; // owed but unpaid by the pool since the last Liquidated event (one entry's events)
         for (uint256 i; i < logs.length; ++i) {
-            if (_isCh(logs[i], IClearingHouse.Liquidated.selector)) {
+            if (_isCh(logs[i], IClearingHouse.PoolPayoutCapped.selector)) {
+                (uint256 owed, uint256 paid) = abi.decode(logs[i].data, (uint256, uint256));
+                capped += owed - paid;
+            } else if (_isCh(logs[i], IClearingHouse.Liquidated.selector)) {
                 Liq memory l = _decodeLiq(logs[i]);
                 AccountView memory b = before[_indexOf(who, l.account)];
                 assertTrue(b.ok && b.liquidatable, "liquidated an account that was not liquidatable");
                 assertTrue(b.fresh, "liquidated on a stale price");
-                _checkReward(l, b);
-                _checkLiquidatedAccount(l, b);
+                _checkReward(l, b, capped);
+                _checkLiquidatedAccount(l, b, capped);
+                capped = 0;
                 ++t.count;
                 t.rewards += l.reward;
                 t.paddings += l.padding;
