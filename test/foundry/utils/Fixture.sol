@@ -14,7 +14,7 @@ import {MockAggregator} from "../../../contracts/mocks/MockAggregator.sol";
 import {MockUSDC} from "../../../contracts/mocks/MockUSDC.sol";
 import {Test} from "./Test.sol";
 
-/// @title The whole protocol deployed and wired as keeper/deploy.py does it, with its default parameters:
+/// @title The whole protocol deployed and wired as bulwark/devnet/deploy.py does it, with its default parameters:
 /// mock 6-decimal USDC, 8-decimal mock feeds (ETH-USD 3000, BTC-USD 60000, heartbeat 1 h), no secondary feed.
 abstract contract Fixture is Test {
     uint256 internal constant WAD = 1e18;
