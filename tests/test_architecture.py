@@ -26,13 +26,6 @@ ALLOWED: dict[str, set[str]] = {
     "cli": {"core", "chain", "keeper", "devnet", "sim"},
 }
 KNOWN_EDGES: dict[tuple[str, str], str] = {
-    ("chain.contracts", "devnet.compiler"): "Bulwark() loads the ABIs from build/ when there is "
-    "one, else the packaged bulwark/core/abi.json; the loader lives in the compiler",
-    ("chain.sender", "keeper.index"): "the sender takes the pending block from "
-    "bulwark.keeper.index's names (BlockRef, rpc_batch); they live in bulwark.chain.rpc and the "
-    "import can move there",
-    ("chain.sender", "keeper.metrics"): "the sender counts replacements and outcomes on the "
-    "keeper's metrics",
     ("keeper.status", "sim.invariants"): "status shows the solvency identities the invariant "
     "checker computes",
 }
@@ -40,12 +33,8 @@ ENV_READERS: dict[str, str] = {
     "keeper.config": "the settings loader reads BULWARK_KEEPER_* (KeeperSettings() alone reads "
     "nothing)",
     "core.paths": "where tools and state live: BULWARK_HOME and XDG_STATE_HOME",
-    "chain.contracts": "account_from_keystore reads BULWARK_KEYSTORE_PASSWORD where the keystore "
-    "is opened",
     "devnet.compiler": "`python -m bulwark.devnet.compiler` (make build) parses its own argv",
     "sim.scenarios": "`python -m bulwark.sim.scenarios` parses its own argv",
-    "sim.stress": "the stress run resolves its signer, node and deployment from "
-    "BULWARK_PRIVATE_KEY, BULWARK_RPC and BULWARK_DEPLOYMENT itself",
 }
 KNOWN_ERRORS: dict[str, str] = {
     "CompileError": "a RuntimeError the build tooling catches by that name",

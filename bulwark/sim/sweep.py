@@ -36,6 +36,7 @@ from typing import Any
 from web3.types import BlockIdentifier
 
 from bulwark.chain.contracts import WAD, Bulwark, BulwarkError, dev_account
+from bulwark.chain.rpc import rpc_batch
 from bulwark.sim import report, scenarios
 from bulwark.sim.report import Event, usd
 from bulwark.sim.scenarios import ScenarioError
@@ -46,12 +47,12 @@ from bulwark.sim.stress import (
     StressConfig,
     StressError,
     StressRun,
-    TxPipe,
     admin_signer,
     chain_for,
     config_from_args,
     default_out,
     fresh_log,
+    pipeline,
     rpc,
 )
 
@@ -162,7 +163,7 @@ def set_fund(
     stays at what it holds (nothing is taken out)."""
     bw = run.bw
     pop = prepared.population
-    pipe = TxPipe(bw)
+    pipe = pipeline(bw)
     current = fund_assets_wad(bw)
     donate = -(-(target_wad - current) // bw.token_scale) if target_wad > current else 0
     if donate:
@@ -187,7 +188,7 @@ def set_fund(
         ),
         f"set the fund's window cap to {cap_pct:g}%",
     )
-    pipe.flush()
+    pipe.wait()
     return donate, fund_assets_wad(bw)
 
 
@@ -358,13 +359,8 @@ def transactions_between(bw: Bulwark, first_tx: str, last_tx: str) -> int:
 
 
 def _batch_counts(bw: Bulwark, blocks: range) -> int:
-    from bulwark.sim.stress import _batch
-
     calls = [("eth_getBlockTransactionCountByNumber", [hex(n)]) for n in blocks]
-    total = 0
-    for start in range(0, len(calls), 200):
-        total += sum(int(r["result"], 16) for r in _batch(bw.w3, calls[start : start + 200]))
-    return total
+    return sum(int(r, 16) for r in rpc_batch(bw.w3, calls, 200))
 
 
 def _hex(tx: str) -> str:
