@@ -18,7 +18,7 @@ from web3.types import TxReceipt
 
 from bulwark.chain import contracts as chain
 from bulwark.chain.contracts import LOCAL_CHAIN_IDS, Bulwark, BulwarkError, Deployment
-from bulwark.chain.rpc import RpcFailure, result_error, rpc_batch
+from bulwark.chain.rpc import RpcFailure, node_unreachable, result_error, rpc_batch
 from bulwark.cli.args import (
     ENV_DEPLOYMENT,
     ENV_KEYSTORE_PASSWORD,
@@ -309,14 +309,4 @@ def chain_now(bw: Bulwark) -> int:
     return status.latest_timestamp(bw)
 
 
-def _is_connection_error(exc: BaseException) -> bool:
-    import requests
-
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, (requests.ConnectionError, requests.Timeout, ConnectionError)):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
+_is_connection_error = node_unreachable  # the one test, in the transport
