@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bulwark.chain.contracts import Bulwark, TxReverted, dev_account
+from bulwark.chain.contracts import Bulwark, BulwarkError, TxReverted, dev_account
 from bulwark.chain.sender import (
     GAS_HEADROOM,
     Eip1559Strategy,
@@ -282,3 +282,17 @@ def test_a_pipelined_transaction_the_node_lost_is_sent_again(
     # then it was sent again, once, and mined
     assert pipe.rebroadcasts == 1 and receipt["status"] == 1
     assert bw.token.functions.allowance(SIGNERS[0].address, bw.ch.address).call() == 9
+
+
+def test_a_pipelined_transaction_the_node_refuses_is_named_and_leaves_no_nonce_gap(
+    bw: Bulwark,
+) -> None:
+    pipe = Pipeline(bw, default_gas=100_000)
+    pipe.add(SIGNERS[1], bw.token.functions.approve(bw.ch.address, 1), "approve")
+    pipe.add(SIGNERS[1], bw.token.functions.approve(bw.ch.address, 2), "too little gas", gas=1_000)
+    with pytest.raises(BulwarkError, match=r"^too little gas: the node refused it: "):
+        pipe.wait()
+    # the next transaction takes the node's next nonce, not one after the refused transaction's
+    pipe.add(SIGNERS[1], bw.token.functions.approve(bw.ch.address, 3), "approve")
+    assert [r["status"] for r in pipe.wait(timeout=30)] == [1]
+    assert bw.token.functions.allowance(SIGNERS[1].address, bw.ch.address).call() == 3

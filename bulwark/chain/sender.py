@@ -875,12 +875,17 @@ class Pipeline:
         for start in range(0, len(queued), self.chunk):
             part = queued[start : start + self.chunk]
             replies = rpc_batch(self.w3, [("eth_sendRawTransaction", [q.raw]) for q in part])
+            refused = None
             for q, reply in zip(part, replies, strict=True):
                 if isinstance(reply, RpcFailure):
-                    self._sent += [x for x in part if x.tx_hash]
-                    raise BulwarkError(f"{q.label}: the node refused it: {reply.message}")
-                q.tx_hash = str(reply)
-            self._sent += part
+                    refused = refused or (q, reply)
+                else:
+                    q.tx_hash = str(reply)
+            self._sent += [q for q in part if q.tx_hash]
+            if refused is not None:
+                self._seeded.clear()  # the next nonces come from the node: no gap left behind
+                self._resume()
+                raise BulwarkError(f"{refused[0].label}: the node refused it: {refused[1].message}")
             self.accepted += len(part)
             if self.on_sent is not None:
                 self.on_sent()
@@ -888,6 +893,12 @@ class Pipeline:
     def _automine(self) -> bool:
         reply = rpc(self.w3, "anvil_getAutomine", [])
         return bool(reply)
+
+    def _resume(self) -> None:
+        """Automine back on, if this pipeline paused it."""
+        if self._paused:
+            rpc(self.w3, "evm_setAutomine", [True])
+            self._paused = False
 
     # ------------------------------------------------------------------ receipts
 
@@ -903,9 +914,7 @@ class Pipeline:
             sent, self._sent = self._sent, []
             receipts = self._collect(sent, timeout)
         finally:
-            if self._paused:
-                rpc(self.w3, "evm_setAutomine", [True])
-                self._paused = False
+            self._resume()
             self.forget()
         self.mined += len(sent)
         if not allow_revert:
