@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import inspect
 import pkgutil
+import re
 from importlib import import_module
 from pathlib import Path
 
@@ -161,6 +162,20 @@ def test_only_the_command_line_reads_argv_and_the_environment() -> None:
     assert not new, f"modules reading argv or the environment outside bulwark/cli: {new}"
     gone = sorted(set(ENV_READERS) - readers)
     assert not gone, f"listed as reading the environment but no longer do (remove them): {gone}"
+
+
+# Signing and sending a transaction, and a JSON-RPC batch, each have one home in the chain layer.
+SENDING = re.compile(r"\.sign_transaction\(|\.send_raw_transaction\(|eth_sendRawTransaction")
+BATCHING = re.compile(r"\.make_batch_request\(|\.batch_requests\(")
+
+
+def test_one_sender_and_one_batching_transport() -> None:
+    """Every transaction of the package goes through bulwark.chain.sender (send and wait,
+    replace until mined, pipelined) and every JSON-RPC batch through bulwark.chain.rpc."""
+    senders = {n for n, p in modules().items() if SENDING.search(p.read_text())}
+    batchers = {n for n, p in modules().items() if BATCHING.search(p.read_text())}
+    assert senders == {"chain.sender"}, sorted(senders)
+    assert batchers == {"chain.rpc"}, sorted(batchers)
 
 
 def test_the_package_errors_share_one_root() -> None:
