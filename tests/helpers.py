@@ -16,6 +16,7 @@ from web3.exceptions import LogTopicError, MismatchedABI
 from web3.types import TxReceipt
 
 from bulwark.chain.contracts import WAD, TxReverted
+from bulwark.chain.rpc import Calls, rpc_batch
 from bulwark.core import riskmath as rm
 from bulwark.devnet.world import MAX_UINT, USDC
 from bulwark.devnet.world import World as Protocol
@@ -40,12 +41,17 @@ def assert_vault_conserved(p: Protocol) -> None:
     """token balance (WAD) + bad debt == sum of margins, over every account these tests use (the ten
     dev accounts, the pool and the fund). The full check, mirror included, is `assert_conserved`."""
     bw = p.bw
-    with bw.w3.batch_requests() as batch:
-        batch.add(bw.token.functions.balanceOf(bw.ch.address))
-        batch.add(bw.ch.functions.totalBadDebtWad())
-        for address in _accounts(p):
-            batch.add(bw.ch.functions.marginOf(address))
-        balance, debt, *margins = batch.execute()
+    token, ch = Calls(bw.token), Calls(bw.ch)
+    block = bw.w3.eth.block_number  # one block for every read
+    requests = [
+        token.request("balanceOf", [bw.ch.address], block),
+        ch.request("totalBadDebtWad", [], block),
+        *(ch.request("marginOf", [a], block) for a in _accounts(p)),
+    ]
+    balance_reply, debt_reply, *margin_replies = rpc_batch(bw.w3, requests)
+    balance = token.decode("balanceOf", balance_reply)
+    debt = ch.decode("totalBadDebtWad", debt_reply)
+    margins = [ch.decode("marginOf", r) for r in margin_replies]
     gap = int(balance) * bw.token_scale + int(debt) - sum(int(m) for m in margins)
     assert gap == 0, f"vault conservation broken by {gap} wei"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import inspect
 import pkgutil
+import re
 from importlib import import_module
 from pathlib import Path
 
@@ -26,13 +27,6 @@ ALLOWED: dict[str, set[str]] = {
     "cli": {"core", "chain", "keeper", "devnet", "sim"},
 }
 KNOWN_EDGES: dict[tuple[str, str], str] = {
-    ("chain.contracts", "devnet.compiler"): "Bulwark() loads the ABIs from build/ when there is "
-    "one, else the packaged bulwark/core/abi.json; the loader lives in the compiler",
-    ("chain.sender", "keeper.index"): "the sender takes the pending block from "
-    "bulwark.keeper.index's names (BlockRef, rpc_batch); they live in bulwark.chain.rpc and the "
-    "import can move there",
-    ("chain.sender", "keeper.metrics"): "the sender counts replacements and outcomes on the "
-    "keeper's metrics",
     ("keeper.status", "sim.invariants"): "status shows the solvency identities the invariant "
     "checker computes",
 }
@@ -40,12 +34,8 @@ ENV_READERS: dict[str, str] = {
     "keeper.config": "the settings loaders read BULWARK_* (BulwarkSettings() and KeeperSettings() "
     "alone read nothing)",
     "core.paths": "where tools and state live: BULWARK_HOME and XDG_STATE_HOME",
-    "chain.contracts": "account_from_keystore reads BULWARK_KEYSTORE_PASSWORD where the keystore "
-    "is opened",
     "devnet.compiler": "`python -m bulwark.devnet.compiler` (make build) parses its own argv",
     "sim.scenarios": "`python -m bulwark.sim.scenarios` parses its own argv",
-    "sim.stress": "the stress run resolves its signer, node and deployment from "
-    "BULWARK_PRIVATE_KEY, BULWARK_RPC and BULWARK_DEPLOYMENT itself",
 }
 KNOWN_ERRORS: dict[str, str] = {
     "CompileError": "a RuntimeError the build tooling catches by that name",
@@ -172,6 +162,20 @@ def test_only_the_command_line_reads_argv_and_the_environment() -> None:
     assert not new, f"modules reading argv or the environment outside bulwark/cli: {new}"
     gone = sorted(set(ENV_READERS) - readers)
     assert not gone, f"listed as reading the environment but no longer do (remove them): {gone}"
+
+
+# Signing and sending a transaction, and a JSON-RPC batch, each have one home in the chain layer.
+SENDING = re.compile(r"\.sign_transaction\(|\.send_raw_transaction\(|eth_sendRawTransaction")
+BATCHING = re.compile(r"\.make_batch_request\(|\.batch_requests\(")
+
+
+def test_one_sender_and_one_batching_transport() -> None:
+    """Every transaction of the package goes through bulwark.chain.sender (send and wait,
+    replace until mined, pipelined) and every JSON-RPC batch through bulwark.chain.rpc."""
+    senders = {n for n, p in modules().items() if SENDING.search(p.read_text())}
+    batchers = {n for n, p in modules().items() if BATCHING.search(p.read_text())}
+    assert senders == {"chain.sender"}, sorted(senders)
+    assert batchers == {"chain.rpc"}, sorted(batchers)
 
 
 def test_the_package_errors_share_one_root() -> None:

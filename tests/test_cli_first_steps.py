@@ -24,6 +24,7 @@ from bulwark.chain.contracts import (
     dev_account,
     node_error_line,
 )
+from bulwark.chain.sender import NonceManager
 from bulwark.cli.render import revert_message
 from bulwark.core import riskmath
 from bulwark.core.units import format_wad, parse_wad
@@ -150,9 +151,8 @@ def test_nonce_too_low_is_one_line(
 ) -> None:
     trader = dev_account(TRADER)
     protocol.fund_trader(trader, 100)  # uses nonces: nonce 0 is spent
-    from web3.eth import Eth
-
-    monkeypatch.setattr(Eth, "get_transaction_count", lambda self, *a, **k: 0)
+    # a nonce manager that keeps handing out nonce 0 (as if another process raced it each time)
+    monkeypatch.setattr(NonceManager, "reserve", lambda self, reseed=False: 0)
     result = run("trade", "deposit", "10", "--dev-account", str(TRADER))
     assert_one_line_error(result, "nonce too low", trader.address)
 
@@ -171,10 +171,7 @@ def test_replacement_underpriced_is_one_line(
             {"from": trader.address, "nonce": nonce, "gas": 100_000}
         )
         bw.w3.eth.send_raw_transaction(trader.sign_transaction(tx).raw_transaction)
-        from web3.eth import Eth
-
-        monkeypatch.setattr(Eth, "get_transaction_count", lambda self, *a, **k: nonce)
-        monkeypatch.setattr(Eth, "wait_for_transaction_receipt", lambda *a, **k: None)
+        monkeypatch.setattr(NonceManager, "reserve", lambda self, reseed=False: nonce)
         result = run("pool", "deposit", "10", "--dev-account", str(TRADER))
         assert_one_line_error(result, "still pending", trader.address)
     finally:

@@ -1,5 +1,9 @@
-"""The sender on a node that stopped mining: fee-bump replacement of a stuck transaction, the fee
-cap, and a nonce taken by someone else."""
+"""The one sender, on a real Anvil, in its three modes. Replace until mined (the keeper's), on a
+node that stopped mining: fee-bump replacement of a stuck transaction, the fee cap, a nonce taken
+by someone else. Send and wait (the command line's, the deployer's): a revert raises the decoded
+custom error, whether the simulation or the mined transaction reverted. Pipelined (stress and
+bench set-ups): nonces in order per signer, every receipt collected, a revert reported unless
+allowed, a transaction the node lost sent again. And the one gas rule."""
 
 from __future__ import annotations
 
@@ -9,8 +13,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from bulwark.chain.contracts import Bulwark, dev_account
-from bulwark.chain.sender import Eip1559Strategy, Simulation, TxSender
+from bulwark.chain.contracts import Bulwark, BulwarkError, TxReverted, dev_account
+from bulwark.chain.sender import (
+    GAS_HEADROOM,
+    Eip1559Strategy,
+    Pipeline,
+    Simulation,
+    TxSender,
+    gas_limit,
+)
 from bulwark.devnet.node import AnvilNode
 
 KEEPER = dev_account(3)
@@ -160,3 +171,128 @@ def test_a_rewind_forgets_the_local_count(bw: Bulwark) -> None:
     assert sender.nonces.reserve() == count and sender.nonces.reserve() == count + 1
     sender.rewound()
     assert sender.nonces.reserve() == count
+
+
+# ---------------------------------------------------------------------------- send and wait
+
+
+def test_send_and_wait_raises_the_decoded_custom_error_and_takes_no_nonce(bw: Bulwark) -> None:
+    count = bw.w3.eth.get_transaction_count(KEEPER.address, "pending")
+    with pytest.raises(TxReverted, match=r"^liquidate reverted: LiquidationNoPosition\(") as info:
+        bw.send(bw.ch.functions.liquidate(dev_account(9).address, 0), KEEPER)
+    assert info.value.error.name == "LiquidationNoPosition"
+    assert info.value.error.args["account"] == dev_account(9).address.lower()
+    assert bw.w3.eth.get_transaction_count(KEEPER.address, "pending") == count
+
+
+def test_send_and_wait_decodes_a_revert_mined_past_the_simulation(bw: Bulwark) -> None:
+    # given a gas limit from the caller, so nothing is simulated and the revert is mined
+    count = bw.w3.eth.get_transaction_count(KEEPER.address)
+    fn = bw.ch.functions.liquidate(dev_account(9).address, 0)
+    with pytest.raises(TxReverted) as info:
+        bw.sender(KEEPER).transact(fn, action="liquidate", gas=300_000)
+    # then the failed transaction took its nonce and its error was replayed and decoded
+    assert info.value.error.name == "LiquidationNoPosition"
+    assert bw.w3.eth.get_transaction_count(KEEPER.address) == count + 1
+
+
+def test_send_and_wait_returns_the_receipt_and_counts_nonces_locally(bw: Bulwark) -> None:
+    count = bw.w3.eth.get_transaction_count(KEEPER.address)
+    first = bw.send(bw.token.functions.approve(bw.ch.address, 5), KEEPER, action="approve")
+    second = bw.send(bw.token.functions.approve(bw.ch.address, 6), KEEPER, action="approve")
+    assert first["status"] == 1 and second["status"] == 1
+    nonces = [bw.w3.eth.get_transaction(r["transactionHash"])["nonce"] for r in (first, second)]
+    assert nonces == [count, count + 1]
+    assert bw.token.functions.allowance(KEEPER.address, bw.ch.address).call() == 6
+
+
+def test_the_gas_limit_is_one_rule_capped_at_the_block() -> None:
+    assert gas_limit(100_000) == 150_000 + GAS_HEADROOM
+    assert gas_limit(100_000, margin_bps=1_000) == 110_000 + GAS_HEADROOM
+    assert gas_limit(20_000_000, cap=25_000_000) == 25_000_000
+
+
+# ---------------------------------------------------------------------------- pipelined
+
+SIGNERS = (dev_account(5), dev_account(6))
+
+
+def test_pipelined_sends_keep_each_signers_nonces_in_order_and_collect_every_receipt(
+    bw: Bulwark,
+) -> None:
+    counts = {a.address: bw.w3.eth.get_transaction_count(a.address) for a in SIGNERS}
+    pipe = Pipeline(bw, default_gas=100_000)
+    for n in range(1, 7):
+        pipe.add(SIGNERS[n % 2], bw.token.functions.approve(bw.ch.address, n), f"approve {n}")
+    receipts = pipe.wait()
+    assert len(receipts) == 6 and all(r["status"] == 1 for r in receipts)
+    assert pipe.accepted == pipe.mined == 6
+    sent = [bw.w3.eth.get_transaction(r["transactionHash"]) for r in receipts]
+    for a in SIGNERS:
+        mine = [tx["nonce"] for tx in sent if tx["from"] == a.address]
+        assert mine == [counts[a.address] + i for i in range(3)]
+    assert bw.token.functions.allowance(SIGNERS[0].address, bw.ch.address).call() == 6
+    assert bw.token.functions.allowance(SIGNERS[1].address, bw.ch.address).call() == 5
+    # after a wait the nonces come from the node again: another sender may have used the account
+    bw.send(bw.token.functions.approve(bw.ch.address, 7), SIGNERS[0])
+    pipe.send(SIGNERS[0], bw.token.functions.approve(bw.ch.address, 8))
+    assert [r["status"] for r in pipe.wait()] == [1]
+
+
+def test_a_reverting_pipelined_transaction_is_reported_unless_allowed(bw: Bulwark) -> None:
+    doomed = bw.ch.functions.liquidate(dev_account(9).address, 0)
+    pipe = Pipeline(bw, default_gas=300_000)
+    pipe.add(SIGNERS[0], bw.token.functions.approve(bw.ch.address, 1), "approve")
+    pipe.add(SIGNERS[0], doomed, "liquidate nobody")
+    pipe.add(SIGNERS[0], bw.token.functions.approve(bw.ch.address, 2), "approve again")
+    with pytest.raises(TxReverted, match=r"^liquidate nobody reverted: LiquidationNoPosition"):
+        pipe.wait()
+    # the transactions around it were mined all the same, in nonce order
+    assert bw.token.functions.allowance(SIGNERS[0].address, bw.ch.address).call() == 2
+
+    pipe.add(SIGNERS[0], doomed, "liquidate nobody")
+    pipe.add(SIGNERS[1], bw.token.functions.approve(bw.ch.address, 3), "approve")
+    receipts = pipe.wait(allow_revert=True)
+    assert [r["status"] for r in receipts] == [0, 1]
+
+
+def test_pipelined_transactions_mined_together_share_a_block(bw: Bulwark, anvil: AnvilNode) -> None:
+    pipe = Pipeline(bw, default_gas=100_000, mine_together=True)
+    for n, a in enumerate(SIGNERS * 2):
+        pipe.add(a, bw.token.functions.approve(bw.ch.address, n), f"approve {n}")
+    receipts = pipe.wait()
+    assert len({r["blockNumber"] for r in receipts}) == 1 and len(receipts) == 4
+    assert anvil.rpc("anvil_getAutomine") is True  # automine is back on
+
+
+def test_a_pipelined_transaction_the_node_lost_is_sent_again(
+    bw: Bulwark, no_mining: AnvilNode
+) -> None:
+    # given a sent transaction that the node then drops from its pool
+    pipe = Pipeline(bw, default_gas=100_000)
+    tx_hash = pipe.send(SIGNERS[0], bw.token.functions.approve(bw.ch.address, 9), "approve")
+    no_mining.rpc("anvil_dropTransaction", tx_hash)
+    assert no_mining.rpc("eth_getTransactionByHash", tx_hash) is None
+    # when blocks are mined again while the pipeline waits
+    no_mining.rpc("evm_setIntervalMining", 1)
+    try:
+        (receipt,) = pipe.wait(timeout=30)
+    finally:
+        no_mining.rpc("evm_setIntervalMining", 0)
+    # then it was sent again, once, and mined
+    assert pipe.rebroadcasts == 1 and receipt["status"] == 1
+    assert bw.token.functions.allowance(SIGNERS[0].address, bw.ch.address).call() == 9
+
+
+def test_a_pipelined_transaction_the_node_refuses_is_named_and_leaves_no_nonce_gap(
+    bw: Bulwark,
+) -> None:
+    pipe = Pipeline(bw, default_gas=100_000)
+    pipe.add(SIGNERS[1], bw.token.functions.approve(bw.ch.address, 1), "approve")
+    pipe.add(SIGNERS[1], bw.token.functions.approve(bw.ch.address, 2), "too little gas", gas=1_000)
+    with pytest.raises(BulwarkError, match=r"^too little gas: the node refused it: "):
+        pipe.wait()
+    # the next transaction takes the node's next nonce, not one after the refused transaction's
+    pipe.add(SIGNERS[1], bw.token.functions.approve(bw.ch.address, 3), "approve")
+    assert [r["status"] for r in pipe.wait(timeout=30)] == [1]
+    assert bw.token.functions.allowance(SIGNERS[1].address, bw.ch.address).call() == 3

@@ -1,4 +1,5 @@
-"""Talking to a Bulwark deployment: bindings from build artifacts, signers, sending, error decoding.
+"""Talking to a Bulwark deployment: bindings from the ABIs, signers, error decoding; transactions
+go through the one sender (:mod:`bulwark.chain.sender`).
 
 Every revert that reaches a person or a log line goes through :class:`ErrorDecoder`, which knows every
 custom error of every artifact, so ``0x5f1c…`` is shown as
@@ -9,11 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eth_abi.abi import decode as abi_decode
 from eth_account import Account
@@ -26,11 +27,13 @@ from web3.exceptions import ContractCustomError, ContractLogicError, ContractPan
 from web3.types import TxReceipt
 
 from bulwark.chain.rpc import abi_type
-from bulwark.core import paths
+from bulwark.core import abis, paths
 from bulwark.core.errors import (
     BulwarkError as BulwarkError,  # the root, importable from here as before
 )
-from bulwark.devnet import compiler
+
+if TYPE_CHECKING:
+    from bulwark.chain.sender import TxSender
 
 WAD = 10**18
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
@@ -246,15 +249,12 @@ def account_from_key(key: str) -> LocalAccount:
     return acct
 
 
-def account_from_keystore(
-    path: str | os.PathLike[str], password: str | None = None
-) -> LocalAccount:
-    """Decrypts a keystore file; the password comes from BULWARK_KEYSTORE_PASSWORD if not given."""
+def account_from_keystore(path: str | os.PathLike[str], password: str | None) -> LocalAccount:
+    """Decrypts a keystore file with `password` (the command line reads it from
+    BULWARK_KEYSTORE_PASSWORD; None: it is not set)."""
     file = Path(path)
     if not file.is_file():
         raise BulwarkError(f"keystore file not found: {file}")
-    if password is None:
-        password = os.environ.get("BULWARK_KEYSTORE_PASSWORD")
     if password is None:
         raise BulwarkError("set BULWARK_KEYSTORE_PASSWORD to unlock the keystore")
     try:
@@ -350,7 +350,7 @@ class Bulwark:
     ):
         self.w3 = w3
         self.deployment = deployment
-        self.artifacts = dict(artifacts if artifacts is not None else compiler.load_artifacts())
+        self.artifacts = dict(artifacts if artifacts is not None else abis.load_artifacts())
         self.errors = ErrorDecoder.from_artifacts(self.artifacts)
         c = deployment.contracts
         self.token = self.contract("MockUSDC", c["Collateral"])
@@ -362,6 +362,7 @@ class Bulwark:
             name: self.contract("MockAggregator", m.feed) for name, m in deployment.markets.items()
         }
         self.token_scale: int = 10 ** (18 - deployment.collateral_decimals)
+        self._senders: dict[str, TxSender] = {}
 
     def contract(self, name: str, address: str) -> Contract:
         return self.w3.eth.contract(
@@ -398,53 +399,42 @@ class Bulwark:
 
     def send(self, fn: Any, signer: LocalAccount, *, action: str | None = None, gas: int | None = None,
              value: int = 0) -> TxReceipt:  # fmt: skip
-        """Simulates, signs, sends and waits for a transaction; a revert raises :class:`TxReverted`."""
-        name = action or _fn_name(fn)
-        params: dict[str, Any] = {"from": signer.address, "value": value}
-        try:
-            estimate = fn.estimate_gas(params)
-        except Exception as exc:
-            decoded = self.errors.from_exception(exc)
-            if decoded is None:
-                line = node_error_line(
-                    exc, self.w3, signer.address, name, gas or _gas_without_funds(fn, params)
-                )
-                if line is None:
-                    raise
-                raise BulwarkError(line) from None
-            raise TxReverted(name, decoded) from None
-        params["gas"] = gas or int(estimate * 1.25) + 60_000
-        params["nonce"] = self.w3.eth.get_transaction_count(signer.address, "pending")
-        tx = fn.build_transaction(params)
-        signed = signer.sign_transaction(tx)
-        try:
-            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-        except Exception as exc:
-            line = node_error_line(exc, self.w3, signer.address, name, int(params["gas"]))
-            if line is None:
-                raise
-            raise BulwarkError(line) from None
-        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
-        if receipt["status"] != 1:
-            raise TxReverted(name, self.replay_revert(tx, receipt["blockNumber"]))
-        return receipt
+        """Send and wait, through the signer's sender (:meth:`bulwark.chain.sender.TxSender.transact`):
+        simulates, signs, sends and waits; a revert raises :class:`TxReverted` with the decoded
+        error, a refusal by the node one plain line (:func:`node_error_line`)."""
+        return self.sender(signer).transact(fn, action=action or _fn_name(fn), gas=gas, value=value)
+
+    def sender(self, signer: LocalAccount) -> TxSender:
+        """The send-and-wait sender of `signer` on this client (one per signer, so one nonce
+        manager per signer); the keeper builds its own, with its settings and metrics."""
+        from bulwark.chain.sender import TxSender
+
+        found = self._senders.get(signer.address)
+        if found is None:
+            found = self._senders[signer.address] = TxSender(self, signer, log_sends=False)
+        return found
 
     def replay_revert(self, tx: Mapping[str, Any], block: int) -> DecodedError:
         """Re-runs a failed transaction as a call at its block to recover the revert data."""
-        call = {k: tx[k] for k in ("from", "to", "data", "value") if k in tx}
-        try:
-            self.w3.eth.call(call, block_identifier=block)  # type: ignore[arg-type]
-        except Exception as exc:
-            return self.errors.from_exception(exc) or DecodedError("unknown", raw=str(exc))
-        return DecodedError(
-            "unknown", raw="transaction failed but the replay succeeded (out of gas?)"
-        )
+        return replay_revert(self.w3, self.errors, tx, block)
 
     def to_tokens(self, amount_wad: int) -> int:
         return amount_wad // self.token_scale
 
 
-def _gas_without_funds(fn: Any, params: Mapping[str, Any]) -> int | None:
+def replay_revert(
+    w3: Web3, errors: ErrorDecoder, tx: Mapping[str, Any], block: int
+) -> DecodedError:
+    """Re-runs a failed transaction as a call at its block to recover the revert data."""
+    call = {k: tx[k] for k in ("from", "to", "data", "value") if k in tx}
+    try:
+        w3.eth.call(call, block_identifier=block)  # type: ignore[arg-type]
+    except Exception as exc:
+        return errors.from_exception(exc) or DecodedError("unknown", raw=str(exc))
+    return DecodedError("unknown", raw="transaction failed but the replay succeeded (out of gas?)")
+
+
+def gas_without_funds(fn: Any, params: Mapping[str, Any]) -> int | None:
     """The gas a transaction would use if its sender could pay: an estimate with the sender's
     balance overridden (nodes that take state overrides, as Anvil and Geth do), else None."""
     try:
@@ -456,6 +446,3 @@ def _gas_without_funds(fn: Any, params: Mapping[str, Any]) -> int | None:
 
 def _fn_name(fn: Any) -> str:
     return str(getattr(fn, "fn_name", None) or getattr(fn, "abi_element_identifier", "call"))
-
-
-Sender = Callable[[Any, LocalAccount], TxReceipt]

@@ -1,6 +1,7 @@
-"""The JSON-RPC layer: raw requests, batches that return a result or a typed failure per call, and
-one ABI encoder/decoder for batched calls. The package's batched reads go through
-:func:`rpc_batch`: the index, screening, the sender, status and the invariant checker."""
+"""The JSON-RPC layer: raw requests, batches that return a result or a typed failure per call, one
+ABI encoder/decoder for batched calls, and the one test of whether the node is unreachable. Every
+batched request of the package goes through :func:`rpc_batch`: the index, screening, the sender,
+status, the invariant checker, the command line and the stress run."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+import requests
 from eth_abi.abi import decode as abi_decode
 from eth_abi.abi import encode as abi_encode
 from eth_utils.abi import function_abi_to_4byte_selector
@@ -17,6 +19,25 @@ from web3 import Web3
 from bulwark.core.errors import BulwarkError
 
 # ---------------------------------------------------------------------------- JSON-RPC batches
+
+_NODE_DOWN = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+def node_unreachable(exc: BaseException) -> bool:
+    """True for connection refused, resets and timeouts, however deeply web3 wrapped them."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, _NODE_DOWN):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,19 @@ from web3.types import RPCEndpoint
 
 from bulwark.chain import contracts as chain
 from bulwark.chain.contracts import LOCAL_CHAIN_IDS, Bulwark, BulwarkError
-from bulwark.cli.args import DEFAULT_KEYSTORE_DIR, ENV_KEYSTORE_DIR, EXIT_OK, UsageError
+from bulwark.chain.rpc import Calls, RpcFailure, result_error, rpc_batch
+from bulwark.cli.args import (
+    DEFAULT_KEYSTORE_DIR,
+    ENV_KEYSTORE_DIR,
+    ENV_KEYSTORE_PASSWORD,
+    EXIT_OK,
+    UsageError,
+)
 from bulwark.cli.context import Context, parse_address, send, token_info
 from bulwark.cli.render import table, tokens, tokens_exact, tx_info, wad
 from bulwark.core import paths, units
 
-ENV_PASSWORD = "BULWARK_KEYSTORE_PASSWORD"
+ENV_PASSWORD = ENV_KEYSTORE_PASSWORD
 KEY_FILE = re.compile(r"key-(\d{4,})-(0x[0-9a-fA-F]{40})\.json")
 # Test keys on a test chain: a light scrypt (2^14) so that hundreds unlock quickly.
 SCRYPT_N = 2**14
@@ -67,7 +74,7 @@ def account_at(ctx: Context, text: str) -> LocalAccount:
             f"--account-index {index}: the keystore folder {folder} holds {have}; "
             "`bulwark accounts create N` makes more"
         )
-    return chain.account_from_keystore(keys[index])
+    return chain.account_from_keystore(keys[index], os.environ.get(ENV_PASSWORD))
 
 
 def _password() -> str:
@@ -155,14 +162,22 @@ def cmd_accounts_list(ctx: Context) -> int:
     rows = []
     data = []
     if keys:
-        with bw.w3.batch_requests() as batch:
-            for _i, address, _f in keys:
-                batch.add(bw.w3.eth.get_balance(to_checksum_address(address)))
-                batch.add(bw.token.functions.balanceOf(address))
-                batch.add(bw.ch.functions.marginOf(address))
-            answers = batch.execute()
+        token, ch = Calls(bw.token), Calls(bw.ch)
+        requests: list[tuple[str, list[Any]]] = []
+        for _i, address, _f in keys:
+            requests += [
+                ("eth_getBalance", [address, "latest"]),
+                token.request("balanceOf", [address], "latest"),
+                ch.request("marginOf", [address], "latest"),
+            ]
+        answers = rpc_batch(bw.w3, requests)
         for n, (index, address, file) in enumerate(keys):
-            eth, wallet, margin = (int(x) for x in answers[3 * n : 3 * n + 3])  # type: ignore[call-overload]
+            balance, wallet_reply, margin_reply = answers[3 * n : 3 * n + 3]
+            if isinstance(balance, RpcFailure):
+                raise result_error(balance)
+            eth = int(balance, 16)
+            wallet = int(token.decode("balanceOf", wallet_reply))
+            margin = int(ch.decode("marginOf", margin_reply))
             rows.append(
                 [
                     str(index),

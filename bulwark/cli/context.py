@@ -18,7 +18,14 @@ from web3.types import TxReceipt
 
 from bulwark.chain import contracts as chain
 from bulwark.chain.contracts import LOCAL_CHAIN_IDS, Bulwark, BulwarkError, Deployment
-from bulwark.cli.args import ENV_DEPLOYMENT, ENV_PRIVATE_KEY, ENV_RPC, UsageError
+from bulwark.chain.rpc import RpcFailure, node_unreachable, result_error, rpc_batch
+from bulwark.cli.args import (
+    ENV_DEPLOYMENT,
+    ENV_KEYSTORE_PASSWORD,
+    ENV_PRIVATE_KEY,
+    ENV_RPC,
+    UsageError,
+)
 from bulwark.cli.render import tokens
 from bulwark.core import paths, units
 from bulwark.devnet import compiler
@@ -85,8 +92,12 @@ class Context:
             )
         return self._w3
 
+    def deployment_given(self) -> str | None:
+        """The deployment file named by --deployment or BULWARK_DEPLOYMENT, if any."""
+        return getattr(self.args, "deployment", None) or os.environ.get(ENV_DEPLOYMENT) or None
+
     def deployment_path(self, chain_id: int) -> Path:
-        given = getattr(self.args, "deployment", None) or os.environ.get(ENV_DEPLOYMENT)
+        given = self.deployment_given()
         return Path(given) if given else Deployment.default_path(chain_id)
 
     def bulwark(self) -> Bulwark:
@@ -142,7 +153,9 @@ class Context:
 
             self._signer = account_at(self, index)
         elif keystore:
-            self._signer = chain.account_from_keystore(keystore)
+            self._signer = chain.account_from_keystore(
+                keystore, os.environ.get(ENV_KEYSTORE_PASSWORD)
+            )
         elif dev is not None:
             self._signer = chain.dev_account(self._dev_index(dev))
         elif os.environ.get(ENV_PRIVATE_KEY):
@@ -194,11 +207,15 @@ def check_code(bw: Bulwark, path: Path) -> None:
     """Every contract and feed the deployment file names has code on this chain (one batch)."""
     d = bw.deployment
     named = {**d.contracts, **{f"feed {n}": m.feed for n, m in d.markets.items()}}
-    with bw.w3.batch_requests() as batch:
-        for address in named.values():
-            batch.add(bw.w3.eth.get_code(to_checksum_address(address)))
-        codes = batch.execute()
-    missing = [f"{n} at {a}" for (n, a), code in zip(named.items(), codes, strict=True) if not code]
+    codes = rpc_batch(bw.w3, [("eth_getCode", [a, "latest"]) for a in named.values()])
+    for code in codes:
+        if isinstance(code, RpcFailure):
+            raise result_error(code)
+    missing = [
+        f"{n} at {a}"
+        for (n, a), code in zip(named.items(), codes, strict=True)
+        if not code or code == "0x"
+    ]
     if missing:
         raise BulwarkError(
             f"deployment file {path}: no contract code for {', '.join(missing)} on this chain"
@@ -267,14 +284,9 @@ def parse_address(text: str, what: str = "ADDRESS") -> str:
 
 
 def send(bw: Bulwark, fn: Any, signer: LocalAccount, *, action: str) -> TxReceipt:
-    """``bw.send`` with room for what the estimate cannot see: the transaction lands in a later
-    block, and a new second can take the contract down a costlier path (funding accrual writes
-    storage). Unused gas is not charged."""
-    try:
-        estimate = int(fn.estimate_gas({"from": signer.address}))
-    except Exception:  # a revert: bw.send simulates again and decodes it
-        return bw.send(fn, signer, action=action)
-    return bw.send(fn, signer, action=action, gas=estimate * 3 // 2 + 100_000)
+    """Send and wait (``bw.send``: the one sender, whose gas limit leaves room for what the
+    estimate cannot see, a later block taking a costlier path)."""
+    return bw.send(fn, signer, action=action)
 
 
 def ensure_allowance(bw: Bulwark, signer: LocalAccount, spender: str, amount: int) -> None:
@@ -297,14 +309,4 @@ def chain_now(bw: Bulwark) -> int:
     return status.latest_timestamp(bw)
 
 
-def _is_connection_error(exc: BaseException) -> bool:
-    import requests
-
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, (requests.ConnectionError, requests.Timeout, ConnectionError)):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
+_is_connection_error = node_unreachable  # the one test, in the transport

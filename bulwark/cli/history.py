@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bulwark.chain.contracts import Bulwark
+from bulwark.chain.rpc import BlockRef, rpc_batch
 from bulwark.cli.context import market_name
 from bulwark.cli.render import tokens, tokens_exact, wad, wad_exact, when
 
@@ -59,11 +60,9 @@ def entries(bw: Bulwark, address: str, kinds: tuple[str, ...] = KINDS) -> list[E
     blocks = sorted({e.block for e in found})
     times: dict[int, int] = {}
     if blocks:
-        with bw.w3.batch_requests() as batch:
-            for number in blocks:
-                batch.add(bw.w3.eth.get_block(number))
-            for number, block in zip(blocks, batch.execute(), strict=True):
-                times[number] = int(block["timestamp"])  # type: ignore[typeddict-item]
+        requests = [("eth_getBlockByNumber", [hex(n), False]) for n in blocks]
+        for number, block in zip(blocks, rpc_batch(bw.w3, requests), strict=True):
+            times[number] = BlockRef.from_rpc(block).timestamp
     for e in found:
         e.timestamp = times.get(e.block, 0)
     return found

@@ -343,6 +343,11 @@ def cmd_keeper(ctx: Context) -> int:
 def cmd_stress(ctx: Context) -> int:
     if ctx.args.out is None:
         ctx.args.out = str(paths.project_root() / "reports" / Path(ctx.args.scenario).stem)
+    # The run reads no environment: the node, the deployment file and the signer (resolved as for
+    # every command, only when the run is on a node that was named) come from here.
+    ctx.args.rpc = ctx.rpc_url()
+    ctx.args.deployment = ctx.deployment_given()
+    ctx.args.signer = lambda: ctx.signer(default_dev=0)
     return run_stress(ctx.args)
 
 

@@ -33,6 +33,11 @@ import solcx
 from solcx.exceptions import SolcError
 
 from bulwark.core import paths
+from bulwark.core.abis import PACKAGED_ABIS as PACKAGED_ABIS  # the loader lives in core
+from bulwark.core.abis import Artifact as Artifact
+from bulwark.core.abis import load_artifacts as load_artifacts
+from bulwark.core.abis import load_dir as _load_dir
+from bulwark.core.abis import packaged_artifacts as packaged_artifacts
 
 EVM_VERSION = "cancun"
 OPTIMIZER_ENABLED = True
@@ -51,10 +56,7 @@ OUTPUT_SELECTION = (
 CODE_SIZE_LIMIT = 24_576
 
 HASH_FILE = ".source-hash"
-PACKAGED_ABIS = Path(__file__).resolve().parents[1] / "core" / "abi.json"
 _LOCK_FILE = ".lock"
-
-Artifact = dict[str, Any]
 
 
 class CompileError(RuntimeError):
@@ -209,14 +211,6 @@ def _artifacts_from(
     return artifacts
 
 
-def _load_dir(build: Path) -> dict[str, Artifact]:
-    artifacts: dict[str, Artifact] = {}
-    for path in sorted(build.glob("*.json")):
-        artifact = json.loads(path.read_text())
-        artifacts[artifact["contractName"]] = artifact
-    return artifacts
-
-
 def compile_contracts(force: bool = False, *, root: Path | None = None) -> dict[str, Artifact]:
     """Compile every ``contracts/**/*.sol`` and write ``build/contracts/<Name>.json``.
 
@@ -275,23 +269,10 @@ def load_artifact(name: str, *, root: Path | None = None) -> Artifact:
     return artifact
 
 
-def load_artifacts(*, root: Path | None = None) -> dict[str, Artifact]:
-    """Every artifact in build/contracts, keyed by contract name; outside a project with a build,
-    the ABIs shipped with the package (no bytecode: enough to call and decode, not to deploy)."""
-    built = _load_dir(_build_dir(_root(root)))
-    return built or packaged_artifacts()
-
-
 def has_sources(root: Path | None = None) -> bool:
     """Whether ``root`` (default: the project root) holds Solidity sources to compile."""
     base = _root(root)
     return (base / "contracts").is_dir() and bool(source_files(base))
-
-
-def packaged_artifacts() -> dict[str, Artifact]:
-    """The ABIs shipped in the package, as artifacts without bytecode, keyed by contract name."""
-    abis: dict[str, Any] = json.loads(PACKAGED_ABIS.read_text())
-    return {name: {"contractName": name, "abi": abi} for name, abi in abis.items()}
 
 
 def abis_of(artifacts: dict[str, Artifact]) -> dict[str, Any]:

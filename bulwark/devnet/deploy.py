@@ -21,9 +21,11 @@ from bulwark.chain.contracts import (
     WAD,
     BulwarkError,
     Deployment,
+    ErrorDecoder,
     MarketInfo,
     dev_account,
 )
+from bulwark.chain.sender import Endpoint, TxSender
 from bulwark.devnet import compiler
 
 FEED_DECIMALS = 8
@@ -103,10 +105,16 @@ class DeployParams:
 
 
 class Deployer:
+    """Deploys and configures contracts from one signer, each transaction sent and waited for by
+    the one sender (:meth:`bulwark.chain.sender.TxSender.transact`)."""
+
     def __init__(self, w3: Web3, signer: LocalAccount, artifacts: Mapping[str, Any] | None = None):
         self.w3 = w3
         self.signer = signer
         self.artifacts = dict(artifacts if artifacts is not None else compiler.compile_contracts())
+        self.sender = TxSender(
+            Endpoint(w3, ErrorDecoder.from_artifacts(self.artifacts)), signer, log_sends=False
+        )
         self.gas_used: dict[str, int] = {}
 
     def deploy(self, name: str, *args: Any, libraries: Mapping[str, str] | None = None) -> str:
@@ -126,29 +134,7 @@ class Deployer:
         return self._send(getattr(contract.functions, method)(*args), f"{name}.{method}")
 
     def _send(self, fn: Any, action: str) -> Any:
-        from bulwark.chain.contracts import ErrorDecoder, node_error_line
-
-        params: dict[str, Any] = {"from": self.signer.address}
-        try:
-            params["gas"] = int(fn.estimate_gas(params) * 1.2) + 50_000
-        except Exception as exc:
-            decoded = ErrorDecoder.from_artifacts(self.artifacts).from_exception(exc)
-            line = None if decoded else node_error_line(exc, self.w3, self.signer.address, action)
-            raise BulwarkError(line or f"{action} would revert: {decoded or exc}") from None
-        params["nonce"] = self.w3.eth.get_transaction_count(self.signer.address, "pending")
-        tx = fn.build_transaction(params)
-        signed = self.signer.sign_transaction(tx)
-        try:
-            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-        except Exception as exc:
-            gas = int(params["gas"])
-            line = node_error_line(exc, self.w3, self.signer.address, action, gas)
-            if line is None:
-                raise
-            raise BulwarkError(line) from None
-        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=180)
-        if receipt["status"] != 1:
-            raise BulwarkError(f"{action} failed in block {receipt['blockNumber']}")
+        receipt = self.sender.transact(fn, action=action, timeout=180)
         self.gas_used[action] = receipt["gasUsed"]
         return receipt
 

@@ -190,6 +190,15 @@ class KeeperMetrics:
             "bulwark_keeper_in_flight_transactions", "Sent, not yet mined or dropped", registry=r
         )
 
+    # What the transaction sender reports (bulwark.chain.sender.SendMetrics).
+
+    def tx_outcome(self, action: str, outcome: str, in_flight: int) -> None:
+        self.txs.labels(action=action, outcome=outcome).inc()
+        self.in_flight.set(in_flight)
+
+    def tx_replaced(self) -> None:
+        self.replacements.inc()
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 

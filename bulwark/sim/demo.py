@@ -258,7 +258,7 @@ def _gini_words(adl: Mapping[str, Any]) -> str:
 def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Path]]:
     out = Path(getattr(args, "out", None) or Path("reports") / "demo")
     # Only an explicit --rpc moves the demo off its own Anvil (BULWARK_RPC is for other commands).
-    with chain_for(args, fresh=True, env=False) as (bw, _embedded):
+    with chain_for(args, fresh=True) as (bw, _embedded):
         admin = dev_account(0)
         log_file = fresh_log(out / "keeper.log")
         run = StressRun(bw, demo_config(), admin, planner=demo_population, keeper_log_file=log_file)

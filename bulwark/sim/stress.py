@@ -7,8 +7,9 @@ The run, on a local chain (an embedded Anvil unless `--rpc` is given):
    collateral (it owns the mock token) and gives them gas money with `anvil_setBalance`.
 2. Opening prices: every feed is set to the scenario's first price for its market.
 3. Setup in bulk: the LP seeds the pool, the staker seeds the fund, the admin deposits each trader's
-   collateral, each trader opens its positions. Transactions are signed locally with known nonces
-   and sent in JSON-RPC batches; all receipts are then checked at once (a failure is decoded).
+   collateral, each trader opens its positions, through the sender's pipelined mode
+   (:class:`bulwark.chain.sender.Pipeline`): signed locally with known nonces, sent in JSON-RPC
+   batches, then every receipt checked at once (a failure is decoded).
 4. Replay: for each step, chain time moves on by the step's gap (divided by `--speed`), every feed
    is published (markets without a new print re-publish their last price, so heartbeats hold), and
    the keeper makes one full pass: liquidations, fund cover of bad debt, ADL, socialisation.
@@ -22,7 +23,6 @@ import io
 import json
 import logging
 import math
-import os
 import random
 import sys
 import time
@@ -45,12 +45,11 @@ from bulwark.chain.contracts import (
     Bulwark,
     BulwarkError,
     Deployment,
-    account_from_key,
-    account_from_keystore,
     connect,
     dev_account,
 )
-from bulwark.chain.rpc import NodeError, RpcFailure, call_data, eth_call, rpc_batch
+from bulwark.chain.rpc import RpcFailure, call_data, eth_call, rpc_batch
+from bulwark.chain.sender import Pipeline
 from bulwark.sim import scenarios
 from bulwark.sim.scenarios import PricePath, ScenarioError
 
@@ -194,151 +193,19 @@ def plan_population(
 # ---------------------------------------------------------------------------- bulk sending
 
 
-@dataclass
-class _Pending:
-    label: str
-    tx: dict[str, Any]
-    raw: str
-    tx_hash: str = ""
+def pipeline(bw: Bulwark) -> Pipeline:
+    """The sender's pipelined mode as the run uses it: gas limits given (simple calls get
+    ``SIMPLE_GAS``), and on an automining node each batch mined together when waited for, so which
+    block a transaction lands in depends on the transactions alone."""
+    return Pipeline(bw, default_gas=SIMPLE_GAS, mine_together=True)
 
 
-class TxPipe:
-    """Signs transactions locally with tracked nonces, sends them in JSON-RPC batches and checks
-    every receipt at the end; a failed one is replayed to decode its custom error."""
-
-    def __init__(self, bw: Bulwark, chunk: int = SEND_CHUNK) -> None:
-        self.bw = bw
-        self.chunk = chunk
-        self.chain_id = bw.w3.eth.chain_id
-        self._nonces: dict[str, int] = {}
-        self._pending: list[_Pending] = []
-        self.sent = 0  # mined and checked
-        self.sent_now = 0  # accepted by the node
-        self.on_sent: Callable[[], None] | None = None  # after each chunk the node accepted
-        # mine each flush's transactions explicitly (automine paused), so blocks do not depend on
-        # timing; only on a node that automines (an interval-mining node keeps its own pace)
-        self.mine_together = True
-        self._refresh_fees()
-
-    def _refresh_fees(self) -> None:
-        block = self.bw.w3.eth.get_block("latest")
-        base = int(block.get("baseFeePerGas", 0) or 0)
-        self.max_fee = 4 * base + 2 * 10**9
-        self.tip = 10**9
-
-    def _nonce(self, address: str) -> int:
-        if address not in self._nonces:
-            w3 = self.bw.w3
-            self._nonces[address] = w3.eth.get_transaction_count(address, "pending")  # type: ignore[arg-type]
-        n = self._nonces[address]
-        self._nonces[address] = n + 1
-        return n
-
-    def add(self, signer: LocalAccount, fn: Any, label: str, gas: int = SIMPLE_GAS) -> None:
-        tx: dict[str, Any] = {
-            "type": 2,
-            "chainId": self.chain_id,
-            "from": signer.address,
-            "to": fn.address,
-            "data": fn._encode_transaction_data(),
-            "value": 0,
-            "gas": gas,
-            "nonce": self._nonce(signer.address),
-            "maxFeePerGas": self.max_fee,
-            "maxPriorityFeePerGas": self.tip,
-        }
-        unsigned = {k: v for k, v in tx.items() if k != "from"}
-        raw = "0x" + signer.sign_transaction(unsigned).raw_transaction.hex()
-        self._pending.append(_Pending(label, tx, raw))
-
-    def flush(self) -> int:
-        """Sends everything queued, waits for every receipt; raises StressError on any failure."""
-        pending, self._pending = self._pending, []
-        if not pending:
-            return 0
-        manual = self.mine_together and self._automine()
-        if manual:
-            rpc(self.bw.w3, "evm_setAutomine", False)
-        try:
-            receipts = self._send(pending, manual)
-        finally:
-            if manual:
-                rpc(self.bw.w3, "evm_setAutomine", True)
-        for p, receipt in zip(pending, receipts, strict=True):
-            if int(receipt["status"], 16) != 1:
-                block = int(receipt["blockNumber"], 16)
-                raise StressError(f"{p.label} reverted: {self.bw.replay_revert(p.tx, block)}")
-        self.sent += len(pending)
-        self._refresh_fees()
-        return len(pending)
-
-    def _automine(self) -> bool:
-        """Whether the node mines each transaction as it arrives (not on an interval)."""
-        reply = self.bw.w3.provider.make_request("anvil_getAutomine", [])  # type: ignore[arg-type]
-        return bool(reply.get("result"))
-
-    def _send(self, pending: Sequence[_Pending], manual: bool) -> list[dict[str, Any]]:
-        for start in range(0, len(pending), self.chunk):
-            part = pending[start : start + self.chunk]
-            replies = _batch(self.bw.w3, [("eth_sendRawTransaction", [p.raw]) for p in part])
-            for p, reply in zip(part, replies, strict=True):
-                if isinstance(reply, RpcFailure):
-                    raise StressError(f"{p.label}: the node refused it: {reply.message}")
-                p.tx_hash = str(reply)
-            self.sent_now += len(part)
-            if self.on_sent is not None:
-                self.on_sent()
-        hashes = [p.tx_hash for p in pending]
-        return self._mine(hashes) if manual else self._receipts(hashes)
-
-    def _mine(self, hashes: Sequence[str]) -> list[dict[str, Any]]:
-        """Mines blocks until every transaction is in one: which block each lands in then depends
-        on the transactions alone, not on when they reached the node."""
-        found: dict[str, dict[str, Any]] = {}
-        for _ in range(len(hashes) + 10):
-            rpc(self.bw.w3, "evm_mine")
-            missing = [h for h in hashes if h not in found]
-            for start in range(0, len(missing), self.chunk):
-                part = missing[start : start + self.chunk]
-                calls = [("eth_getTransactionReceipt", [h]) for h in part]
-                for h, reply in zip(part, _batch(self.bw.w3, calls), strict=True):
-                    if isinstance(reply, dict):
-                        found[h] = reply
-            if len(found) == len(hashes):
-                return [found[h] for h in hashes]
-        raise StressError(f"{len(hashes) - len(found)} transactions stayed out of every block")
-
-    def _receipts(self, hashes: Sequence[str], timeout: float = 120.0) -> list[dict[str, Any]]:
-        found: dict[str, dict[str, Any]] = {}
-        deadline = time.monotonic() + timeout
-        while True:
-            missing = [h for h in hashes if h not in found]
-            for start in range(0, len(missing), self.chunk):
-                part = missing[start : start + self.chunk]
-                for h, reply in zip(
-                    part,
-                    _batch(self.bw.w3, [("eth_getTransactionReceipt", [h]) for h in part]),
-                    strict=True,
-                ):
-                    if isinstance(reply, dict):
-                        found[h] = reply
-            if len(found) == len(hashes):
-                return [found[h] for h in hashes]
-            if time.monotonic() > deadline:
-                raise StressError(
-                    f"{len(hashes) - len(found)} transactions were not mined in {timeout:.0f} s"
-                )
-            time.sleep(0.05)
-
-
-def _batch(w3: Web3, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
-    """One JSON-RPC batch through the package's batching (:func:`bulwark.chain.rpc.rpc_batch`): each
-    answer is its result or an :class:`RpcFailure`, in the order of the calls; a batch the node
-    refused as a whole is one readable error."""
-    try:
-        return rpc_batch(w3, calls, chunk=SEND_CHUNK)
-    except NodeError as exc:
-        raise StressError(f"the node refused a batch: {exc}") from None
+def set_balances(w3: Web3, addresses: Sequence[str], wei: int) -> None:
+    """Gives each address `wei` of ether (Anvil's ``anvil_setBalance``), in JSON-RPC batches."""
+    replies = rpc_batch(w3, [("anvil_setBalance", [a, hex(wei)]) for a in addresses])
+    failed = next((r for r in replies if isinstance(r, RpcFailure)), None)
+    if failed is not None:
+        raise StressError(f"anvil_setBalance failed: {failed.message} (stress needs Anvil)")
 
 
 def rpc(w3: Web3, method: str, *params: Any) -> Any:
@@ -629,14 +496,14 @@ class StressRun:
         population = self.planner(
             self.cfg, self.admin, self._prices_wad(), self.bw.deployment.collateral_decimals
         )
-        pipe = TxPipe(self.bw)
+        pipe = pipeline(self.bw)
         self._setup(population, pipe)
         return Prepared(
             population=population,
             setup_block=setup_block,
             opening_answers=dict(self.last_answer),
             setup_seconds=time.monotonic() - t0,
-            tx_count=pipe.sent,
+            tx_count=pipe.mined,
         )
 
     def replay(
@@ -648,7 +515,7 @@ class StressRun:
         per point, each time from the same snapshot of the prepared chain."""
         population = prepared.population
         self.last_answer = dict(prepared.opening_answers)
-        pipe = TxPipe(self.bw)
+        pipe = pipeline(self.bw)
         with keeper_log(self.keeper_log_file) as tally:
             driver = driver_factory(self.bw, population.keeper)
             start_block = self.w3.eth.block_number + 1
@@ -665,7 +532,7 @@ class StressRun:
             wall_seconds={"setup": prepared.setup_seconds, "replay": time.monotonic() - t1},
             scenario_title=self.scenario.title if self.scenario else self.path.name,
             keeper_kind=type(driver).__module__ + "." + type(driver).__name__,
-            tx_count=prepared.tx_count + pipe.sent,
+            tx_count=prepared.tx_count + pipe.mined,
             step_seconds=self.step_seconds,
             synthetic=bool(self.scenario and self.scenario.synthetic),
             keeper_log=tally,
@@ -689,7 +556,7 @@ class StressRun:
         }
 
     def _set_opening_prices(self) -> None:
-        pipe = TxPipe(self.bw)
+        pipe = pipeline(self.bw)
         opening = self.path.opening_prices()
         for market in self.markets:
             feed = self.bw.feeds[market]
@@ -704,21 +571,18 @@ class StressRun:
                 feed.functions.updateAnswer(answer),
                 f"set {market} to its opening price",
             )
-        pipe.flush()
+        pipe.wait()
 
-    def _setup(self, pop: Population, pipe: TxPipe) -> None:
+    def _setup(self, pop: Population, pipe: Pipeline) -> None:
         bw, admin = self.bw, self.admin
         legs = sum(len(t.legs) for t in pop.traders)
         label = f"setup: {len(pop.traders)} accounts"
         total = 7 + (1 if pop.fund_seed_tokens else 0) + len(pop.traders) + legs
         progress = Progress(total, self.progress_stream, label=label)
-        pipe.on_sent = lambda: progress.update(pipe.sent_now, "transactions")
+        pipe.on_sent = lambda: progress.update(pipe.accepted, "transactions")
         helpers = (pop.keeper, pop.lp, pop.staker)
-        _batch(self.w3, [("anvil_setBalance", [a.address, hex(GAS_MONEY_WEI)]) for a in helpers])
-        _batch(
-            self.w3,
-            [("anvil_setBalance", [t.account.address, hex(GAS_MONEY_WEI)]) for t in pop.traders],
-        )
+        set_balances(self.w3, [a.address for a in helpers], GAS_MONEY_WEI)
+        set_balances(self.w3, [t.account.address for t in pop.traders], GAS_MONEY_WEI)
         trader_total = sum(t.collateral_tokens for t in pop.traders)
         token = bw.token.functions
         pipe.add(admin, token.mint(pop.lp.address, pop.pool_seed_tokens), "mint the LP's deposit")
@@ -734,7 +598,7 @@ class StressRun:
         )
         pipe.add(pop.lp, token.approve(bw.pool.address, MAX_UINT), "LP approves the pool")
         pipe.add(pop.staker, token.approve(bw.fund.address, MAX_UINT), "staker approves the fund")
-        pipe.flush()
+        pipe.wait()
         pipe.add(
             pop.lp,
             bw.pool.functions.deposit(pop.pool_seed_tokens, pop.lp.address),
@@ -754,7 +618,7 @@ class StressRun:
                 bw.ch.functions.deposit(t.account.address, t.collateral_tokens),
                 f"deposit for {t.account.address}",
             )
-        pipe.flush()
+        pipe.wait()
         prices = self._prices_wad()
         for t in pop.traders:
             for leg in t.legs:
@@ -764,7 +628,7 @@ class StressRun:
                     f"open {leg.market} for {t.account.address}",
                     gas=TRADE_GAS,
                 )
-        pipe.flush()
+        pipe.wait()
         pipe.on_sent = None
         progress.close()
 
@@ -772,7 +636,7 @@ class StressRun:
         limit = price_wad * 105 // 100 if leg.size_wad > 0 else price_wad * 95 // 100
         return self.bw.ch.functions.trade(self.bw.market_id(leg.market), leg.size_wad, limit)
 
-    def _replay(self, pop: Population, driver: Driver, pipe: TxPipe) -> list[Sample]:
+    def _replay(self, pop: Population, driver: Driver, pipe: Pipeline) -> list[Sample]:
         steps = self.path.steps
         own = self.on_step is None
         progress = Progress(len(steps) - 1, self.progress_stream if own else io.StringIO(),
@@ -793,7 +657,7 @@ class StressRun:
                     self.bw.feeds[market].functions.updateAnswer(self.last_answer[market]),
                     f"publish {market}",
                 )
-            pipe.flush()
+            pipe.wait()
             started = time.monotonic()
             driver.run_once()
             sample = self._sample(i, steps[i].timestamp, pop, time.monotonic() - started)
@@ -869,7 +733,7 @@ class ViewCall:
 def call_views(w3: Web3, calls: Sequence[ViewCall], block: int) -> list[Any]:
     """Many eth_calls in one JSON-RPC batch at `block`, encoded and decoded with eth_abi directly
     (web3's contract layer is slow for arrays of hundreds of addresses), through the keeper's one
-    batching helper (:func:`bulwark.keeper.index.rpc_batch`)."""
+    batching helper (:func:`bulwark.chain.rpc.rpc_batch`)."""
     requests = [
         eth_call(
             c.to,
@@ -892,27 +756,25 @@ def call_views(w3: Web3, calls: Sequence[ViewCall], block: int) -> list[Any]:
 
 @dataclass(frozen=True)
 class ChainOptions:
-    """Where a run happens and who signs as the admin: `--rpc` (else BULWARK_RPC, else an embedded
-    Anvil), its deployment file (`--deployment`, else BULWARK_DEPLOYMENT, else the chain's default),
-    and the admin's key (`--keystore`, else BULWARK_PRIVATE_KEY, else `--dev-account`, else dev
-    account 0)."""
+    """Where a run happens and who signs as the admin, as the command line resolved them: the
+    node (`--rpc`, else BULWARK_RPC; none: an embedded Anvil), its deployment file (`--deployment`,
+    else BULWARK_DEPLOYMENT, else the chain's default) and the signer (a callable: --keystore,
+    --dev-account, BULWARK_PRIVATE_KEY, in the order every command uses; none: dev account 0). The
+    run reads no environment itself."""
 
     rpc: str | None = None
     deployment: str | None = None
-    keystore: str | None = None
-    dev_account: int | None = None
+    signer: Callable[[], LocalAccount] | None = None
 
     @classmethod
     def of(cls, source: object) -> ChainOptions:
         """The options from any object carrying these names (the command line's namespace)."""
         if isinstance(source, ChainOptions):
             return source
-        index = getattr(source, "dev_account", None)
         return cls(
             rpc=getattr(source, "rpc", None),
             deployment=getattr(source, "deployment", None),
-            keystore=getattr(source, "keystore", None),
-            dev_account=int(index) if index is not None else None,
+            signer=getattr(source, "signer", None),
         )
 
 
@@ -930,28 +792,23 @@ class StressOptions:
 
 
 def admin_signer(chain: ChainOptions) -> LocalAccount:
-    """The admin (feeder and mock-token owner): --keystore, BULWARK_PRIVATE_KEY, --dev-account,
-    else dev account 0."""
-    if chain.keystore:
-        return account_from_keystore(chain.keystore)
-    key = os.environ.get("BULWARK_PRIVATE_KEY")
-    if key:
-        return account_from_key(key)
-    return dev_account(chain.dev_account if chain.dev_account is not None else 0)
+    """The admin (feeder and mock-token owner) on a node the command line named: the signer it
+    resolved, else dev account 0."""
+    return chain.signer() if chain.signer is not None else dev_account(0)
 
 
 @contextmanager
 def chain_for(
-    options: ChainOptions | argparse.Namespace, fresh: bool = False, env: bool = True
+    options: ChainOptions | argparse.Namespace, fresh: bool = False
 ) -> Iterator[tuple[Bulwark, bool]]:
-    """A Bulwark client: on `--rpc` or, with `env`, BULWARK_RPC (its deployment file, or a fresh
-    deployment with `fresh`), else on a new embedded Anvil with a fresh deployment. The flag says
-    whether the chain is embedded."""
+    """A Bulwark client: on `rpc` (its deployment file, or a fresh deployment with `fresh`), else
+    on a new embedded Anvil with a fresh deployment. The flag says whether the chain is
+    embedded."""
     from bulwark.devnet.deploy import deploy_all
     from bulwark.devnet.node import AnvilNode
 
     chain = ChainOptions.of(options)
-    rpc_url = chain.rpc or (os.environ.get("BULWARK_RPC") if env else None)
+    rpc_url = chain.rpc
     if rpc_url:
         w3 = connect(rpc_url, timeout=120)
         if w3.eth.chain_id not in LOCAL_CHAIN_IDS:
@@ -959,7 +816,7 @@ def chain_for(
         if fresh:
             yield Bulwark(w3, deploy_all(w3, dev_account(0))), False
             return
-        deployment_file = chain.deployment or os.environ.get("BULWARK_DEPLOYMENT")
+        deployment_file = chain.deployment
         path = (
             Path(deployment_file) if deployment_file else Deployment.default_path(w3.eth.chain_id)
         )

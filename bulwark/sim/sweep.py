@@ -43,6 +43,7 @@ from web3.types import BlockIdentifier
 
 from bulwark.chain.contracts import WAD, Bulwark, BulwarkError, dev_account
 from bulwark.chain.rpc import Calls, RpcFailure, rpc_batch
+from bulwark.chain.sender import Pipeline
 from bulwark.core import riskmath as rm
 from bulwark.keeper.prorata import POLICY_NAMES, PRO_RATA, QUEUE
 from bulwark.sim import report, scenarios
@@ -56,10 +57,10 @@ from bulwark.sim.stress import (
     StressError,
     StressOptions,
     StressRun,
-    TxPipe,
     admin_signer,
     chain_for,
     fresh_log,
+    pipeline,
     rpc,
 )
 
@@ -190,7 +191,7 @@ def policy_name(bw: Bulwark, block: BlockIdentifier = "latest") -> str:
     return ", ".join(f"{m} {n}" for m, n in names.items())
 
 
-def add_policy_calls(run: StressRun, pipe: TxPipe, policy: int) -> None:
+def add_policy_calls(run: StressRun, pipe: Pipeline, policy: int) -> None:
     """The risk admin's `setAdlPolicy(market, policy)` on every market, queued on `pipe` (the
     contract refuses it while a market carries bad debt: the sweep sets it with none)."""
     bw = run.bw
@@ -204,9 +205,9 @@ def add_policy_calls(run: StressRun, pipe: TxPipe, policy: int) -> None:
 
 
 def set_policy(run: StressRun, policy: int) -> None:
-    pipe = TxPipe(run.bw)
+    pipe = pipeline(run.bw)
     add_policy_calls(run, pipe, policy)
-    pipe.flush()
+    pipe.wait()
 
 
 # ---------------------------------------------------------------------------- one point
@@ -226,7 +227,7 @@ def set_fund(
     taken out)."""
     bw = run.bw
     pop = prepared.population
-    pipe = TxPipe(bw)
+    pipe = pipeline(bw)
     current = fund_assets_wad(bw)
     donate = -(-(target_wad - current) // bw.token_scale) if target_wad > current else 0
     if donate:
@@ -253,7 +254,7 @@ def set_fund(
     )
     if policy is not None:
         add_policy_calls(run, pipe, policy)
-    pipe.flush()
+    pipe.wait()
     return donate, fund_assets_wad(bw)
 
 
