@@ -171,8 +171,8 @@ def liquidate_after_drop(
     rebroadcasts_before = w.sender.rebroadcasts
     answer = w.bw.feeds["ETH-USD"].functions.latestAnswer().call()
     update_fn = w.bw.feeds["ETH-USD"].functions.updateAnswer(int(answer * (1 - DROP)))
-    tx_hash = w.sender.send(update_fn, w.admin, 100_000 + replay)  # a distinct hash per replay
-    update = w.sender.receipt(tx_hash, time.monotonic() + 60)
+    tx_hash = w.sender.send(w.admin, update_fn, gas=100_000 + replay)  # a distinct hash per replay
+    update = w.sender.receipt(tx_hash, 60)
     w.sender.forget()
     seen_at = time.monotonic()
     u_block = int(update["blockNumber"])
@@ -263,7 +263,7 @@ class ReferenceDriver:
             chunk = todo[i : i + size]
             fn = ch.liquidateBatch(chunk, [0] * len(chunk))
             self.w.sender.send(
-                fn, self.wallets[n % len(self.wallets)], self.fit_gas(fn, len(chunk))
+                self.wallets[n % len(self.wallets)], fn, gas=self.fit_gas(fn, len(chunk))
             )
         receipts = self.w.sender.wait(timeout=120, allow_revert=True)
         failed = sum(1 for r in receipts if r["status"] != 1)

@@ -124,12 +124,14 @@ class GasBench:
         w.mint(w.admin.address, 10_000_000)
         for a in self.actors:
             w.sender.send(
-                self.bw.token.functions.transfer(a.address, 1_000_000 * USDC), w.admin, 80_000
+                w.admin, self.bw.token.functions.transfer(a.address, 1_000_000 * USDC), gas=80_000
             )
         w.sender.wait()
         for a in self.actors:
             for spender in (self.bw.ch, self.bw.pool, self.bw.fund):
-                w.sender.send(self.bw.token.functions.approve(spender.address, MAX_UINT), a, 80_000)
+                w.sender.send(
+                    a, self.bw.token.functions.approve(spender.address, MAX_UINT), gas=80_000
+                )
         w.sender.wait()
         bg = self.background
         w.open_positions(

@@ -204,7 +204,7 @@ def publish(w: World, prices: dict[str, float]) -> int:
     """Publishes prices, all in one block; waits for it and returns its number."""
     for market, price in prices.items():
         fn = w.bw.feeds[market].functions.updateAnswer(round(price * 10**8))
-        w.sender.send(fn, w.admin, gas=150_000)
+        w.sender.send(w.admin, fn, gas=150_000)
     return max(int(r["blockNumber"]) for r in w.sender.wait(timeout=60))
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -18,6 +17,7 @@ from bulwark import cli
 from bulwark.chain.contracts import WAD, Bulwark, Deployment, dev_account
 from bulwark.core.units import parse_wad
 from bulwark.devnet.world import World
+from bulwark.sim.stress import Outcome
 
 TRADER, OTHER, LP, STAKER = 4, 5, 1, 2
 
@@ -482,53 +482,43 @@ def test_unexpected_errors_are_one_line_unless_debugging(
 # ---------------------------------------------------------------------------- delegated commands
 
 
-def test_stress_gets_its_options_and_demo_the_namespace(
-    run: Cli, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_stress_and_demo_get_typed_options(run: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, Any] = {}
+    outcome = Outcome({"checks": {"ok": True}}, ["all good"], True)
 
-    def entry(name: str) -> types.ModuleType:
-        def run_from_cli(args: Any) -> int:
-            seen[name] = args
-            return 0
+    def run_command(opts: Any) -> Outcome:
+        seen["stress"] = opts
+        return outcome
 
-        module = types.ModuleType(name)
-        module.run_from_cli = run_from_cli  # type: ignore[attr-defined]
-        return module
+    def run_demo(out: Path, chain: Any) -> Outcome:
+        seen["demo"] = (out, chain)
+        return outcome
 
-    def run_command(opts: Any) -> int:
-        seen["bulwark.sim.stress"] = opts
-        return 0
-
+    import bulwark.sim.demo
     import bulwark.sim.stress
 
     monkeypatch.setattr(bulwark.sim.stress, "run_command", run_command)
-    monkeypatch.setitem(__import__("sys").modules, "bulwark.sim.demo", entry("bulwark.sim.demo"))
-    assert (
-        cli.main(
-            [
-                "--json",
-                "stress",
-                "scenarios/gap.csv",
-                "--accounts",
-                "50",
-                "--seed",
-                "7",
-                "--speed",
-                "60",
-                "--rpc",
-                "http://h:1",
-            ]
-        )
-        == 0
-    )
+    monkeypatch.setattr(bulwark.sim.demo, "run", run_demo)
+    argv = ["--json", "stress", "scenarios/gap.csv", "--accounts", "50", "--seed", "7"]
+    assert cli.main([*argv, "--speed", "60", "--rpc", "http://h:1"]) == 0
     assert cli.main(["demo", "--out", "/tmp/x"]) == 0
-    stress, demo = seen["bulwark.sim.stress"], seen["bulwark.sim.demo"]
+    stress, (demo_out, demo_chain) = seen["stress"], seen["demo"]
     cfg = stress.config
     assert (cfg.scenario, cfg.accounts, cfg.seed, cfg.speed) == ("scenarios/gap.csv", 50, 7, 60.0)
     assert stress.json is True and stress.chain.rpc == "http://h:1" and stress.sweep is None
     assert stress.out.as_posix().endswith("reports/gap")
-    assert demo.out == "/tmp/x" and demo.json is False
+    assert demo_out == Path("/tmp/x") and demo_chain.rpc is None
+
+
+def test_a_failed_check_exits_3_after_the_summary(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import bulwark.sim.demo
+
+    failed = Outcome({"checks": {"ok": False}}, ["What happened", "a check failed"], False)
+    monkeypatch.setattr(bulwark.sim.demo, "run", lambda out, chain: failed)
+    assert cli.main(["demo", "--out", "/tmp/x"]) == 3
+    assert capsys.readouterr().out.splitlines() == ["What happened", "a check failed"]
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,6 @@ and the plots."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -16,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bulwark.sim import demo
+from bulwark import cli
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -27,7 +26,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("demo")
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        code = demo.run_from_cli(argparse.Namespace(out=str(out), json=False, rpc=None))
+        code = cli.main(["demo", "--out", str(out)])
     return {
         "out": out,
         "code": code,
@@ -102,7 +101,6 @@ def test_demo_prints_the_story_in_plain_words(demo_run: dict[str, Any]) -> None:
 def test_demo_on_an_unreachable_node_is_one_line(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    args = argparse.Namespace(out=str(tmp_path), json=False, rpc="http://127.0.0.1:9")
-    assert demo.run_from_cli(args) == 1
+    assert cli.main(["demo", "--out", str(tmp_path), "--rpc", "http://127.0.0.1:9"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("bulwark demo: error: cannot reach the node") and err.count("\n") == 1

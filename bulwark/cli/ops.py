@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -353,14 +354,25 @@ def cmd_stress(ctx: Context) -> int:
 
 def run_stress(args: argparse.Namespace) -> int:
     """`bulwark stress`'s flags into the typed options of bulwark/sim/stress.py, then the run (or the
-    sweep); a mistake in a flag is one line on stderr and exit code 1."""
+    sweep), its summary or JSON printed; a mistake is one line on stderr and exit code 1."""
     run_command = _import_entry("bulwark.sim.stress", "the stress replay", "run_command")
+    return _report_outcome("stress", bool(getattr(args, "json", False)),
+                           lambda: run_command(stress_options(args)))  # fmt: skip
+
+
+def _report_outcome(command: str, as_json: bool, produce: Callable[[], Any]) -> int:
+    """Runs a simulation command and prints what it hands back: the JSON or the summary lines;
+    exit code 0 when every check passed, 3 when one failed, 1 (one line on stderr) for a
+    mistake."""
+    from bulwark.sim.scenarios import ScenarioError
+
     try:
-        opts = stress_options(args)
-    except BulwarkError as exc:
-        print(f"bulwark stress: error: {exc}", file=sys.stderr)
+        outcome = produce()
+    except (BulwarkError, ScenarioError) as exc:
+        print(f"bulwark {command}: error: {exc}", file=sys.stderr)
         return 1
-    return int(run_command(opts) or 0)
+    print(json.dumps(outcome.data, indent=2) if as_json else "\n".join(outcome.lines))
+    return 0 if outcome.ok else 3
 
 
 # Flags of `bulwark stress` that only a fund sweep reads.
@@ -428,10 +440,13 @@ def sweep_config(args: argparse.Namespace) -> SweepConfig:
 
 
 def cmd_demo(ctx: Context) -> int:
-    if ctx.args.out is None:
-        ctx.args.out = str(paths.project_root() / "reports" / "demo")
-    run_from_cli = _import_entry("bulwark.sim.demo", "the demo")
-    return int(run_from_cli(ctx.args) or 0)
+    out = Path(ctx.args.out) if ctx.args.out else paths.project_root() / "reports" / "demo"
+    run = _import_entry("bulwark.sim.demo", "the demo", "run")
+    from bulwark.sim.stress import ChainOptions
+
+    # Only an explicit --rpc moves the demo off its own Anvil (BULWARK_RPC is for other commands).
+    chain = ChainOptions(rpc=getattr(ctx.args, "rpc", None))
+    return _report_outcome("demo", bool(ctx.args.json), lambda: run(out, chain))
 
 
 def _import_entry(module: str, what: str, name: str = "run_from_cli") -> Callable[..., Any]:

@@ -9,16 +9,16 @@ step after the last whatever the machine's load, :meth:`World.warp` and :meth:`W
 block they mine exactly, and :meth:`World.next_timestamp` stamps the next transaction's block. A test
 whose outcome depends on the seconds between two transactions pins them, or computes what accrues.
 
-Setting up hundreds of accounts one transaction at a time is slow, so :class:`FastSender` signs with
-explicit nonces and fixed gas limits and sends without waiting; :meth:`FastSender.wait` then collects
-every receipt and fails loudly if one reverted. Accounts get ether through ``anvil_setBalance`` and
+Setting up hundreds of accounts one transaction at a time is slow, so the world's ``sender`` is the
+transaction sender's pipelined mode (:class:`bulwark.chain.sender.Pipeline`): it signs with local
+nonces and the gas limits given, sends without waiting, and its ``wait`` collects every receipt and
+raises the decoded error if one reverted. Accounts get ether through ``anvil_setBalance`` and
 collateral from the deployer, which mints to itself once and deposits on each account's behalf
 (``ClearingHouse.deposit(account, amount)`` credits any account).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,9 +29,9 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 from web3 import Web3
-from web3.exceptions import TransactionNotFound
 
 from bulwark.chain.contracts import WAD, Bulwark, Deployment, TxReverted, connect, dev_account
+from bulwark.chain.sender import Pipeline
 from bulwark.core.errors import BulwarkError
 from bulwark.devnet import compiler
 from bulwark.devnet.deploy import FEED_DECIMALS, deploy_all
@@ -68,106 +68,6 @@ def wad(x: float | int | str) -> int:
 
 
 @dataclass
-class FastSender:
-    """Signs and sends without waiting, with a local nonce per signer."""
-
-    w3: Web3
-    gas_price_gwei: int = 50
-    nonces: dict[str, int] = field(default_factory=dict)
-    pending: list[bytes] = field(default_factory=list)
-    chain_id: int = 0
-    raw: dict[bytes, bytes] = field(default_factory=dict)
-    rebroadcasts: int = 0
-
-    def send(self, fn: Any, signer: LocalAccount, gas: int) -> bytes:
-        nonce = self.nonces.get(signer.address)
-        if nonce is None:
-            nonce = self.w3.eth.get_transaction_count(signer.address, "pending")
-        if not self.chain_id:
-            self.chain_id = self.w3.eth.chain_id
-        tx = fn.build_transaction(
-            {
-                "from": signer.address,
-                "nonce": nonce,
-                "gas": gas,
-                "maxFeePerGas": self.gas_price_gwei * 10**9,
-                "maxPriorityFeePerGas": 10**9,
-                "chainId": self.chain_id,
-            }
-        )
-        signed = signer.sign_transaction(tx)
-        tx_hash = bytes(self.w3.eth.send_raw_transaction(signed.raw_transaction))
-        self.raw[tx_hash] = bytes(signed.raw_transaction)
-        self.nonces[signer.address] = nonce + 1
-        self.pending.append(tx_hash)
-        return tx_hash
-
-    def receipt(self, tx_hash: bytes, deadline: float) -> Any:
-        """Waits for the receipt; a transaction the node lost (neither pending nor mined) is broadcast
-        again, and counted. Anvil 1.7.1's interval miner drops a sender's later-nonce transactions now
-        and then when one of them does not fit in the block it builds."""
-        while True:
-            try:
-                return receipt_when_mined(self.w3, tx_hash, min(deadline, time.monotonic() + 2.5))
-            except WorldError:
-                if time.monotonic() > deadline:
-                    raise
-            if _known(self.w3, tx_hash):
-                continue
-            self.rebroadcasts += 1
-            try:
-                self.w3.eth.send_raw_transaction(self.raw[tx_hash])
-            except Exception:
-                continue
-
-    def forget(self) -> None:
-        """Drops what was sent and the cached nonces (the caller waits for its receipts itself)."""
-        self.pending.clear()
-        self.nonces.clear()
-        self.raw.clear()
-
-    def wait(self, timeout: float = 300.0, *, allow_revert: bool = False) -> list[Any]:
-        """Every receipt sent since the last wait; raises if one reverted (unless `allow_revert`).
-        Nonces are re-read after, so other senders may use the same accounts in between."""
-        hashes, self.pending = self.pending, []
-        self.nonces.clear()
-        receipts = []
-        deadline = time.monotonic() + timeout
-        for tx_hash in hashes:
-            receipt = self.receipt(tx_hash, deadline)
-            if receipt["status"] != 1 and not allow_revert:
-                raise WorldError(
-                    f"setup transaction {tx_hash.hex()} reverted (gas {receipt['gasUsed']})"
-                )
-            receipts.append(receipt)
-        for tx_hash in hashes:
-            self.raw.pop(tx_hash, None)
-        return receipts
-
-
-def _known(w3: Web3, tx_hash: bytes) -> bool:
-    try:
-        w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
-    except TransactionNotFound:
-        return False
-    return True
-
-
-def receipt_when_mined(w3: Web3, tx_hash: bytes, deadline: float) -> Any:
-    """Polls for a receipt until `deadline` (a time.monotonic() value)."""
-    while True:
-        try:
-            return w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
-        except TransactionNotFound:
-            pass
-        if time.monotonic() > deadline:
-            pool = w3.provider.make_request("txpool_status", [])  # type: ignore[arg-type]
-            raise WorldError(
-                f"transaction 0x{tx_hash.hex()} not mined in time (pool: {pool.get('result')})"
-            )
-        time.sleep(0.02)
-
-
 @dataclass
 class World:
     """A node, the deployment on it, and the dev accounts by role: the admin (deployer and price
@@ -182,10 +82,10 @@ class World:
     traders: list[LocalAccount] = field(
         default_factory=lambda: [dev_account(i) for i in range(4, 10)]
     )
-    sender: FastSender = field(init=False)
+    sender: Pipeline = field(init=False)
 
     def __post_init__(self) -> None:
-        self.sender = FastSender(self.bw.w3)
+        self.sender = Pipeline(self.bw, poll_interval=0.02)
 
     @property
     def w3(self) -> Web3:
@@ -333,7 +233,7 @@ class World:
         for a, margin in zip(accounts, margins_usdc, strict=True):
             if margin:
                 fn = self.bw.ch.functions.deposit(a.address, margin * USDC)
-                self.sender.send(fn, self.admin, gas=120_000)
+                self.sender.send(self.admin, fn, gas=120_000)
         self.sender.wait()
 
     def seed_pool(self, usdc: int, lp: LocalAccount | None = None) -> None:
@@ -385,7 +285,7 @@ class World:
         for account, market, size in orders:
             limit = prices[market] * 105 // 100 if size > 0 else prices[market] * 95 // 100
             fn = self.bw.ch.functions.trade(self.bw.market_id(market), size, limit)
-            self.sender.send(fn, account, gas=gas)
+            self.sender.send(account, fn, gas=gas)
         self.sender.wait()
 
     # -------------------------------------------------------------------------------- reading

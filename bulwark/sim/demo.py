@@ -13,21 +13,20 @@ every number in the story is read back from the chain by bulwark/sim/report.py.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
 
-from bulwark.chain.contracts import WAD, BulwarkError, dev_account
+from bulwark.chain.contracts import WAD, dev_account
 from bulwark.sim import report
-from bulwark.sim.scenarios import ScenarioError
 from bulwark.sim.stress import (
+    ChainOptions,
     Leg,
+    Outcome,
     Population,
     StressConfig,
     StressRun,
@@ -255,10 +254,11 @@ def _gini_words(adl: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------------------- the command
 
 
-def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Path]]:
-    out = Path(getattr(args, "out", None) or Path("reports") / "demo")
-    # Only an explicit --rpc moves the demo off its own Anvil (BULWARK_RPC is for other commands).
-    with chain_for(args, fresh=True) as (bw, _embedded):
+def run(out: Path, chain: ChainOptions | None = None) -> Outcome:
+    """`bulwark demo`: the story on a fresh deployment (on an embedded Anvil unless `chain` names
+    a node), its report in `out`; the narration is the outcome's lines. A mistake raises
+    :class:`BulwarkError` or :class:`ScenarioError`."""
+    with chain_for(chain or ChainOptions(), fresh=True) as (bw, _embedded):
         admin = dev_account(0)
         log_file = fresh_log(out / "keeper.log")
         run = StressRun(bw, demo_config(), admin, planner=demo_population, keeper_log_file=log_file)
@@ -267,20 +267,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Path]]:
     files = report.write(data, out)
     data["narrative"] = narrate(data, files)
     files["json"].write_text(json.dumps(data, indent=2) + "\n")
-    return data, files
-
-
-def run_from_cli(args: argparse.Namespace) -> int:
-    try:
-        data, _files = run(args)
-    except (BulwarkError, ScenarioError) as exc:
-        print(f"bulwark demo: error: {exc}", file=sys.stderr)
-        return 1
-    if getattr(args, "json", False):
-        print(json.dumps(data, indent=2))
-    else:
-        print("\n".join(data["narrative"]))
-    return 0 if demo_ok(data) else 3
+    return Outcome(data, list(data["narrative"]), demo_ok(data))
 
 
 def demo_ok(data: Mapping[str, Any]) -> bool:
@@ -292,17 +279,3 @@ def demo_ok(data: Mapping[str, Any]) -> bool:
         and data["liquidations"]["padding_usd"] > 0
     )
     return bool(chk["ok"] and chk["bad_debt_zero_at_end"] and chk["overshoot_zero"] and told)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bulwark demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", help="report folder (default reports/demo)")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument(
-        "--rpc", help="deploy afresh on this local chain instead of an embedded Anvil"
-    )
-    return run_from_cli(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import logging
 import math
 import random
@@ -51,7 +50,7 @@ from bulwark.chain.contracts import (
 from bulwark.chain.rpc import RpcFailure, call_data, eth_call, rpc_batch
 from bulwark.chain.sender import Pipeline
 from bulwark.sim import scenarios
-from bulwark.sim.scenarios import PricePath, ScenarioError
+from bulwark.sim.scenarios import PricePath
 
 if TYPE_CHECKING:
     from bulwark.sim.sweep import SweepConfig
@@ -839,34 +838,37 @@ def default_out(scenario: str) -> Path:
     return Path("reports") / name
 
 
-def run_command(opts: StressOptions) -> int:
-    """`bulwark stress`: runs the scenario, writes the report, prints the summary (or JSON); with
-    a sweep, the sweep (bulwark/sim/sweep.py). Exit code 0, 1 for a mistake (one line on stderr), 3 when
-    a check failed."""
+@dataclass(frozen=True)
+class Outcome:
+    """What a finished run (a replay, a sweep, the demo) hands the command line: its report data
+    (printed with --json), the summary lines (printed otherwise) and whether every check passed
+    (exit code 0, else 3)."""
+
+    data: dict[str, Any]
+    lines: list[str]
+    ok: bool
+
+
+def run_command(opts: StressOptions) -> Outcome:
+    """`bulwark stress`: runs the scenario and writes the report (with a sweep, the sweep:
+    bulwark/sim/sweep.py). A mistake raises :class:`BulwarkError` or :class:`ScenarioError`, one
+    line each."""
     from bulwark.sim import report
 
     if opts.sweep is not None:
         from bulwark.sim import sweep
 
         return sweep.run_command(opts, opts.sweep)
-    try:
-        cfg = opts.config
-        cfg.validate()
-        scenarios.find(cfg.scenario)  # a bad name fails before any node starts
-        log_file = fresh_log(opts.out / "keeper.log")
-        with chain_for(opts.chain) as (bw, embedded):
-            admin = dev_account(0) if embedded else admin_signer(opts.chain)
-            run = StressRun(bw, cfg, admin, keeper_log_file=log_file)
-            result = run.run()
-            started = time.monotonic()
-            data = report.build(bw, result)
-            data["run"]["wall_seconds"]["report"] = round(time.monotonic() - started, 2)
-            files = report.write(data, opts.out)
-    except (BulwarkError, ScenarioError) as exc:
-        print(f"bulwark stress: error: {exc}", file=sys.stderr)
-        return 1
-    if opts.json:
-        print(json.dumps(data, indent=2))
-    else:
-        print("\n".join(report.summary_lines(data, files)))
-    return 0 if data["checks"]["ok"] else 3
+    cfg = opts.config
+    cfg.validate()
+    scenarios.find(cfg.scenario)  # a bad name fails before any node starts
+    log_file = fresh_log(opts.out / "keeper.log")
+    with chain_for(opts.chain) as (bw, embedded):
+        admin = dev_account(0) if embedded else admin_signer(opts.chain)
+        run = StressRun(bw, cfg, admin, keeper_log_file=log_file)
+        result = run.run()
+        started = time.monotonic()
+        data = report.build(bw, result)
+        data["run"]["wall_seconds"]["report"] = round(time.monotonic() - started, 2)
+        files = report.write(data, opts.out)
+    return Outcome(data, report.summary_lines(data, files), bool(data["checks"]["ok"]))

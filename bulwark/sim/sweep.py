@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,15 +40,15 @@ from typing import Any
 
 from web3.types import BlockIdentifier
 
-from bulwark.chain.contracts import WAD, Bulwark, BulwarkError, dev_account
+from bulwark.chain.contracts import WAD, Bulwark, dev_account
 from bulwark.chain.rpc import Calls, RpcFailure, rpc_batch
 from bulwark.chain.sender import Pipeline
 from bulwark.core import riskmath as rm
 from bulwark.keeper.prorata import POLICY_NAMES, PRO_RATA, QUEUE
 from bulwark.sim import report, scenarios
 from bulwark.sim.report import Event, usd
-from bulwark.sim.scenarios import ScenarioError
 from bulwark.sim.stress import (
+    Outcome,
     Prepared,
     Progress,
     RunResult,
@@ -1168,28 +1167,21 @@ def parse_pcts(text: str | None, default: tuple[float, ...], flag: str) -> tuple
     return tuple(out)
 
 
-def run_command(opts: StressOptions, sweep: SweepConfig) -> int:
+def run_command(opts: StressOptions, sweep: SweepConfig) -> Outcome:
     """`bulwark stress SCENARIO --fund-sweep [PCTS]`: the sweep, its JSON, plots and summary. The
-    run's own fund stake is left out (the sweep sets the fund per point)."""
-    try:
-        cfg = StressConfig(**{**opts.config.__dict__, "fund_ratio": 0.0})
-        cfg.validate()
-        sweep.validate()
-        scenarios.find(cfg.scenario)
-        log_file = fresh_log(opts.out / "fund_sweep_keeper.log")
-        with chain_for(opts.chain) as (bw, embedded):
-            admin = dev_account(0) if embedded else admin_signer(opts.chain)
-            run = StressRun(bw, cfg, admin, keeper_log_file=log_file)
-            result = FundSweep(run, sweep, restore=not embedded).execute()
-        data = to_json(result)
-        files = write(data, opts.out)
-    except (BulwarkError, ScenarioError) as exc:
-        print(f"bulwark stress: error: {exc}", file=sys.stderr)
-        return 1
-    if opts.json:
-        print(json.dumps(data, indent=2))
-    else:
-        print("\n".join(summary_lines(data, files)))
+    run's own fund stake is left out (the sweep sets the fund per point). A mistake raises
+    :class:`BulwarkError` or :class:`ScenarioError`."""
+    cfg = StressConfig(**{**opts.config.__dict__, "fund_ratio": 0.0})
+    cfg.validate()
+    sweep.validate()
+    scenarios.find(cfg.scenario)
+    log_file = fresh_log(opts.out / "fund_sweep_keeper.log")
+    with chain_for(opts.chain) as (bw, embedded):
+        admin = dev_account(0) if embedded else admin_signer(opts.chain)
+        run = StressRun(bw, cfg, admin, keeper_log_file=log_file)
+        result = FundSweep(run, sweep, restore=not embedded).execute()
+    data = to_json(result)
+    files = write(data, opts.out)
     bad = [
         p
         for p in data["points"]
@@ -1197,4 +1189,4 @@ def run_command(opts: StressOptions, sweep: SweepConfig) -> int:
         or p["haircuts_above_profit"]
         or p["prorata_calls_inconsistent"]
     ]
-    return 3 if bad else 0
+    return Outcome(data, summary_lines(data, files), not bad)
