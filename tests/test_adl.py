@@ -27,8 +27,11 @@ from bulwark.core import riskmath as rm
 from bulwark.devnet.world import World
 
 
-def _scores(p: World, who: list[str]) -> list[int]:
-    return [int(s) for s in p.bw.ch.functions.adlScoresOf(ETH, who).call()]
+def _scores(p: World, who: list[str], block: str = "latest") -> list[int]:
+    """The scores as of `block`; "pending" is the block a transaction sent now is simulated and
+    mined in (the clock is pinned, so the funding accrued by then is the same in both)."""
+    scores = p.bw.ch.functions.adlScoresOf(ETH, who).call(block_identifier=block)
+    return [int(s) for s in scores]
 
 
 def test_adl_scores_match_riskmath(protocol: World) -> None:
@@ -103,7 +106,7 @@ def test_auto_deleverage_out_of_order_reverts(protocol: World) -> None:
     book = adl_book(p)
     # 1 ETH short (its whole profit is within the debt, so ADL moves on), then the top score
     first, second = book.shorts[2].address, book.shorts[0].address
-    s_low, s_high = _scores(p, [first, second])
+    s_low, s_high = _scores(p, [first, second], "pending")
     assert s_low < s_high
     with reverts("AdlOutOfOrder", target=second, previousScoreWad=s_low) as info:
         tx(p, p.bw.ch.functions.autoDeleverage(ETH, [first, second]), p.keeper)

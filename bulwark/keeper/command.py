@@ -10,11 +10,12 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 
 from bulwark.chain.contracts import Bulwark, BulwarkError, Deployment
+from bulwark.chain.rpc import node_unreachable
 from bulwark.core import paths
 from bulwark.core.logs import setup_logging
 from bulwark.keeper.config import BulwarkSettings, load_root
 from bulwark.keeper.daemon import EXIT_CHAIN_RESET, EXIT_ERROR, EXIT_OK, Keeper
-from bulwark.keeper.resilience import ChainReset, node_unreachable
+from bulwark.keeper.resilience import ChainReset
 
 
 def settings_from_args(args: Any) -> BulwarkSettings:

@@ -38,7 +38,7 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 
 from bulwark.chain.contracts import Bulwark
-from bulwark.chain.rpc import BlockRef, get_block
+from bulwark.chain.rpc import BlockRef, get_block, node_unreachable
 from bulwark.chain.sender import Eip1559Strategy, GasStrategy, TxSender
 from bulwark.core.logs import Throttle, get_logger, human, kv
 from bulwark.core.units import format_units
@@ -57,7 +57,6 @@ from bulwark.keeper.resilience import (
     Backoff,
     ChainReset,
     CircuitBreaker,
-    node_unreachable,
     tune_provider,
 )
 from bulwark.keeper.results import AdlStep, PassResult
@@ -73,7 +72,6 @@ __all__ = [
     "ChainReset",
     "Keeper",
     "PassResult",
-    "node_unreachable",
 ]
 
 log = get_logger()

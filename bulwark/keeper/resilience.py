@@ -6,33 +6,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import requests
-
 from bulwark.core.errors import BulwarkError
 
 
 class ChainReset(BulwarkError):
     """The chain under the deployment is gone: a new genesis, or no ClearingHouse code."""
-
-
-_NODE_DOWN = (
-    requests.exceptions.ConnectionError,
-    requests.exceptions.Timeout,
-    ConnectionError,
-    TimeoutError,
-)
-
-
-def node_unreachable(exc: BaseException) -> bool:
-    """True for connection refused, resets and timeouts, however deeply web3 wrapped them."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, _NODE_DOWN):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
 
 
 class CircuitBreaker:
