@@ -28,7 +28,7 @@ KEEPER = dev_account(3)
 DAEMON = """
 import argparse, sys
 from bulwark.chain.contracts import Bulwark, Deployment, connect, dev_account
-from bulwark.keeper.daemon import run_from_cli
+from bulwark.cli.keeper import run_from_cli
 bw = Bulwark(connect(sys.argv[1]), Deployment.load(sys.argv[2]))
 args = argparse.Namespace(once=False, config=sys.argv[3], metrics_port=None, log_format="json")
 sys.exit(run_from_cli(bw, dev_account(3), args))
@@ -228,7 +228,7 @@ def test_run_from_cli_reports_a_bad_config_in_one_line(
 ) -> None:
     import argparse
 
-    from bulwark.keeper.daemon import run_from_cli
+    from bulwark.cli.keeper import run_from_cli
 
     bad = tmp_path / "k.toml"
     bad.write_text("bump_bps = 100\n")

@@ -312,9 +312,9 @@ def terms_lines(t: status.MarketTerms, equity: int | None, error: str | None) ->
 
 
 def cmd_keeper(ctx: Context) -> int:
-    run_from_cli = _import_entry("bulwark.keeper.command", "the keeper daemon")
+    run_from_cli = _import_entry("bulwark.cli.keeper", "the keeper daemon")
     settings_from_args = _import_entry(
-        "bulwark.keeper.command", "the keeper daemon", "settings_from_args"
+        "bulwark.cli.keeper", "the keeper daemon", "settings_from_args"
     )
     args = ctx.args
     try:  # file < BULWARK_* < flags; a wrong setting is one line per problem, exit code 2
@@ -336,7 +336,7 @@ def cmd_keeper(ctx: Context) -> int:
     except UsageError:
         raise
     except BulwarkError as exc:  # the keeper's own exit codes (docs/keeper.md): 4 or 2
-        refused = _import_entry("bulwark.keeper.command", "the keeper daemon", "refused_at_startup")
+        refused = _import_entry("bulwark.cli.keeper", "the keeper daemon", "refused_at_startup")
         return int(refused(ctx, exc))
     return int(run_from_cli(bw, signer, ctx.args) or 0)
 

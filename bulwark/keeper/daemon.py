@@ -576,10 +576,3 @@ class Keeper:
             return False, liquidatable, snap
         _, snap = self._advance()
         return True, liquidatable, snap
-
-
-def run_from_cli(bw: Bulwark, signer: LocalAccount, args: Any) -> int:
-    """``bulwark keeper``: see :func:`bulwark.keeper.command.run_from_cli`."""
-    from bulwark.keeper.command import run_from_cli as run
-
-    return run(bw, signer, args)

@@ -1,4 +1,4 @@
-"""``bulwark keeper``: settings from the file, the environment and the flags, then the daemon or
+"""``bulwark keeper`` (the command line's side of bulwark/keeper): settings from the file, the environment and the flags, then the daemon or
 one pass (``--once``), and the one line and exit code for what went wrong."""
 
 from __future__ import annotations
