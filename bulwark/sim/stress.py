@@ -18,7 +18,6 @@ The run, on a local chain (an embedded Anvil unless `--rpc` is given):
 
 from __future__ import annotations
 
-import argparse
 import io
 import logging
 import math
@@ -797,16 +796,14 @@ def admin_signer(chain: ChainOptions) -> LocalAccount:
 
 
 @contextmanager
-def chain_for(
-    options: ChainOptions | argparse.Namespace, fresh: bool = False
-) -> Iterator[tuple[Bulwark, bool]]:
+def chain_for(options: ChainOptions, fresh: bool = False) -> Iterator[tuple[Bulwark, bool]]:
     """A Bulwark client: on `rpc` (its deployment file, or a fresh deployment with `fresh`), else
     on a new embedded Anvil with a fresh deployment. The flag says whether the chain is
     embedded."""
     from bulwark.devnet.deploy import deploy_all
     from bulwark.devnet.node import AnvilNode
 
-    chain = ChainOptions.of(options)
+    chain = options
     rpc_url = chain.rpc
     if rpc_url:
         w3 = connect(rpc_url, timeout=120)
