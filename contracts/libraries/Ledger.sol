@@ -223,8 +223,25 @@ library Ledger {
 
     // ---------------------------------------------------------------- margin
 
+    /// @notice Adds `amountWad` to the account's margin, its slot read and written once (the margin in the
+    /// low 128 bits, the open-market bitmap above it kept). Reverts as a checked `+=` on the int128 field:
+    /// SafeCast's error for an amount beyond int128, Panic(0x11) for a sum beyond it.
     function addMargin(Layout storage s, address account, int256 amountWad) internal {
-        s.accounts[account].marginWad += amountWad.toInt128();
+        int256 amount = amountWad.toInt128();
+        Account storage a = s.accounts[account];
+        assembly ("memory-safe") {
+            let w := sload(a.slot)
+            // Both terms are within int128, so the int256 sum is exact; it fits the field iff sign-extending
+            // its low 128 bits gives it back.
+            let m := add(signextend(15, w), amount)
+            if iszero(eq(signextend(15, m), m)) {
+                mstore(0, shl(224, 0x4e487b71))
+                mstore(4, 0x11)
+                revert(0, 0x24)
+            }
+            let mask := sub(shl(128, 1), 1)
+            sstore(a.slot, or(and(w, not(mask)), and(m, mask)))
+        }
     }
 
     function moveMargin(Layout storage s, address from, address to, int256 amountWad) internal {
