@@ -358,22 +358,75 @@ library Ledger {
         (realized, openNotionalAfter) = PositionMath.fill(size, openNotionalBefore, delta, priceWad);
         realized = payFromPool(s, account, marketId, realized);
 
-        MarketStore storage st = state(s, marketId);
-        int256 index = st.cumFundingWad;
-        int256 basisAfter = PositionMath.fundingBasis(newSize, index);
-        st.sumSizeWad = (st.sumSizeWad + delta).toInt128();
-        st.sumOpenNotionalWad = (st.sumOpenNotionalWad + openNotionalAfter - openNotionalBefore).toInt128();
-        st.sumFundingBasisWad = (st.sumFundingBasisWad + basisAfter - basisBefore).toInt128();
-        st.longOpenInterestWad =
-            (uint256(st.longOpenInterestWad) + newSize.positivePart() - size.positivePart()).toUint96();
-        st.shortOpenInterestWad =
-            (uint256(st.shortOpenInterestWad) + (-newSize).positivePart() - (-size).positivePart()).toUint96();
+        // The market's three slots, each read and written once (`_moveSums`, `_storeOpenInterest`).
+        uint256 base = _stateSlot(s, marketId);
+        int256 index = _moveSums(base, newSize, delta, openNotionalAfter - openNotionalBefore, basisBefore);
+        _storeOpenInterest(base + 2, newSize, size);
 
         _store(s, account, marketId, newSize, openNotionalAfter, newSize == 0 ? int256(0) : index);
 
         Account storage acc = s.accounts[account];
         if (newSize == 0) acc.openMarkets &= ~uint128(1 << marketId);
         else acc.openMarkets |= uint128(1 << marketId);
+    }
+
+    /// @dev The first storage slot of market `marketId`'s MarketStore (see `state`).
+    function _stateSlot(Layout storage s, uint256 marketId) private view returns (uint256 slot) {
+        MarketStore storage st = state(s, marketId);
+        assembly ("memory-safe") {
+            slot := st.slot
+        }
+    }
+
+    /// @dev Moves the market's sums (first two slots of its MarketStore at `base`, each read and written
+    /// once; the first field of a slot in its low bits) by a fill: size by `delta`, open notional by
+    /// `openNotionalDelta`, funding bases from `basisBefore` to the new size's basis at the market's index,
+    /// which it returns. The checks and their order are those of the fields updated one by one.
+    function _moveSums(uint256 base, int256 newSize, int256 delta, int256 openNotionalDelta, int256 basisBefore)
+        private
+        returns (int256 index)
+    {
+        int256 sumBasis;
+        (index, sumBasis) = _loadPair(base);
+        (int256 sumSize, int256 sumOpenNotional) = _loadPair(base + 1);
+        int256 basisAfter = PositionMath.fundingBasis(newSize, index);
+        sumSize = (sumSize + delta).toInt128();
+        sumOpenNotional = (sumOpenNotional + openNotionalDelta).toInt128();
+        sumBasis = (sumBasis + basisAfter - basisBefore).toInt128();
+        _storePair(base, index, sumBasis);
+        _storePair(base + 1, sumSize, sumOpenNotional);
+    }
+
+    /// @dev A slot holding two int128 fields, sign-extended: `lo` in the low 128 bits, `hi` above.
+    function _loadPair(uint256 slot) private view returns (int256 lo, int256 hi) {
+        assembly ("memory-safe") {
+            let w := sload(slot)
+            lo := signextend(15, w)
+            hi := sar(128, w)
+        }
+    }
+
+    /// @dev Writes two int128 fields to a slot; the caller has checked both fit (SafeCast.toInt128).
+    function _storePair(uint256 slot, int256 lo, int256 hi) private {
+        assembly ("memory-safe") {
+            sstore(slot, or(and(lo, sub(shl(128, 1), 1)), shl(128, hi)))
+        }
+    }
+
+    /// @dev Moves the long and short open interest in a market's third slot from a position of `size` to
+    /// one of `newSize` (checked: a total below zero panics, above uint96 is SafeCast's error, the long
+    /// side's checks first); `lastFundingAt` in the top 64 bits is kept.
+    function _storeOpenInterest(uint256 slot, int256 newSize, int256 size) private {
+        uint256 w;
+        assembly ("memory-safe") {
+            w := sload(slot)
+        }
+        uint256 longOi = (uint256(uint96(w)) + newSize.positivePart() - size.positivePart()).toUint96();
+        uint256 shortOi =
+            (uint256(uint96(w >> 96)) + (-newSize).positivePart() - (-size).positivePart()).toUint96();
+        assembly ("memory-safe") {
+            sstore(slot, or(and(w, shl(192, sub(shl(64, 1), 1))), or(shl(96, shortOi), longOi)))
+        }
     }
 
     /// @dev Writes a position's slot, checking the bounds of PositionStore.
@@ -409,11 +462,30 @@ library Ledger {
         owed = -payFromPool(s, account, marketId, -owed);
     }
 
+    /// @notice Accrues the market's funding index to now: `fundingIndexNow`, then the index and the time
+    /// written, each of the market's slots read once (the index with the sum of bases, the time with the
+    /// open interest; see `_change`).
     function accrueFunding(Layout storage s, uint256 marketId, uint256 priceWad) internal {
-        MarketStore storage st = state(s, marketId);
-        if (st.lastFundingAt == block.timestamp) return;
-        st.cumFundingWad = fundingIndexNow(s, marketId, priceWad).toInt128();
-        st.lastFundingAt = uint64(block.timestamp);
+        uint256 base = _stateSlot(s, marketId);
+        uint256 w;
+        assembly ("memory-safe") {
+            w := sload(add(base, 2))
+        }
+        uint256 last = w >> 192; // lastFundingAt
+        if (last == block.timestamp) return;
+        (int256 index, int256 sumBasis) = _loadPair(base);
+        // As `fundingIndexNow`: a time before the last accrual (a node's pending block) accrues nothing.
+        if (last < block.timestamp) {
+            (int256 sumSize,) = _loadPair(base + 1);
+            ConfigStore storage cfg = config(s, marketId);
+            int256 rate = FundingMath.ratePerDayWad(sumSize, cfg.skewScaleWad, cfg.maxFundingRatePerDayWad);
+            index = (index + FundingMath.indexDeltaWad(rate, block.timestamp - last, priceWad)).toInt128();
+        }
+        _storePair(base, index, sumBasis);
+        uint256 nowAt = uint64(block.timestamp);
+        assembly ("memory-safe") {
+            sstore(add(base, 2), or(and(w, sub(shl(192, 1), 1)), shl(192, nowAt)))
+        }
     }
 
     function fundingIndexNow(Layout storage s, uint256 marketId, uint256 priceWad) internal view returns (int256) {
