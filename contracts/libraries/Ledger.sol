@@ -27,7 +27,10 @@ library Ledger {
         uint128 openMarkets; // bit i set: a position is open in market i
     }
 
-    /// @notice A market's running sums, packed in three slots (IClearingHouse.MarketState is their view).
+    /// @notice A market's running sums, packed in three slots (IClearingHouse.MarketState is their view),
+    /// and its ADL policy (IClearingHouse.adlPolicyOf) beside the time of the last funding accrual, in the
+    /// slot an ADL call reads anyway to accrue funding. `lastFundingAt` is in seconds: 40 bits last until
+    /// the year 36812.
     struct MarketStore {
         int128 cumFundingWad;
         int128 sumFundingBasisWad;
@@ -35,7 +38,8 @@ library Ledger {
         int128 sumOpenNotionalWad;
         uint96 longOpenInterestWad;
         uint96 shortOpenInterestWad;
-        uint64 lastFundingAt;
+        uint40 lastFundingAt;
+        IClearingHouse.AdlPolicy adlPolicy;
     }
 
     /// @notice A trader's position in one slot (IClearingHouse.Position is its view). The funding basis is
@@ -415,7 +419,7 @@ library Ledger {
 
     /// @dev Moves the long and short open interest in a market's third slot from a position of `size` to
     /// one of `newSize` (checked: a total below zero panics, above uint96 is SafeCast's error, the long
-    /// side's checks first); `lastFundingAt` in the top 64 bits is kept.
+    /// side's checks first); the top 64 bits (`lastFundingAt` and `adlPolicy`) are kept.
     function _storeOpenInterest(uint256 slot, int256 newSize, int256 size) private {
         uint256 w;
         assembly ("memory-safe") {
@@ -464,14 +468,14 @@ library Ledger {
 
     /// @notice Accrues the market's funding index to now: `fundingIndexNow`, then the index and the time
     /// written, each of the market's slots read once (the index with the sum of bases, the time with the
-    /// open interest; see `_change`).
+    /// open interest and the ADL policy, both kept; see `_change`).
     function accrueFunding(Layout storage s, uint256 marketId, uint256 priceWad) internal {
         uint256 base = _stateSlot(s, marketId);
         uint256 w;
         assembly ("memory-safe") {
             w := sload(add(base, 2))
         }
-        uint256 last = w >> 192; // lastFundingAt
+        uint256 last = (w >> 192) & type(uint40).max; // lastFundingAt
         if (last == block.timestamp) return;
         (int256 index, int256 sumBasis) = _loadPair(base);
         // As `fundingIndexNow`: a time before the last accrual (a node's pending block) accrues nothing.
@@ -482,9 +486,9 @@ library Ledger {
             index = (index + FundingMath.indexDeltaWad(rate, block.timestamp - last, priceWad)).toInt128();
         }
         _storePair(base, index, sumBasis);
-        uint256 nowAt = uint64(block.timestamp);
+        uint256 nowAt = uint40(block.timestamp);
         assembly ("memory-safe") {
-            sstore(add(base, 2), or(and(w, sub(shl(192, 1), 1)), shl(192, nowAt)))
+            sstore(add(base, 2), or(and(w, not(shl(192, 0xffffffffff))), shl(192, nowAt)))
         }
     }
 
