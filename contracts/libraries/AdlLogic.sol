@@ -243,7 +243,7 @@ library AdlLogic {
         view
         returns (uint256)
     {
-        (int256 equity,, uint256 mmr) = s.health(target, px);
+        (int256 equity, uint256 mmr) = s.maintenanceOf(target, px);
         return (equity - mmr.toInt256()).positivePart();
     }
 

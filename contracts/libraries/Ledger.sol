@@ -523,6 +523,43 @@ library Ledger {
         }
     }
 
+    /// @notice `health`'s equity and maintenance margin alone (a liquidation's check, an ADL haircut's
+    /// room): the initial requirement's reads and rounding skipped, the rest the same.
+    function maintenanceOf(Layout storage s, address account, Prices memory px)
+        internal
+        view
+        returns (int256 equity, uint256 mmr)
+    {
+        return _requirement(s, account, px, false);
+    }
+
+    /// @notice `health`'s equity and initial margin alone (an opening trade's check).
+    function initialOf(Layout storage s, address account, Prices memory px)
+        internal
+        view
+        returns (int256 equity, uint256 imr)
+    {
+        return _requirement(s, account, px, true);
+    }
+
+    /// @dev Equity and one margin requirement (initial or maintenance), each market's notional rounded
+    /// up as in `health`.
+    function _requirement(Layout storage s, address account, Prices memory px, bool initial)
+        private
+        view
+        returns (int256 equity, uint256 required)
+    {
+        equity = s.accounts[account].marginWad;
+        uint128 open = s.accounts[account].openMarkets;
+        for (uint256 m; open >> m != 0; ++m) {
+            if ((open >> m) & 1 == 0) continue;
+            (int256 value, uint256 notional) = positionValue(s, account, m, price(px, m));
+            equity += value;
+            ConfigStore storage cfg = config(s, m);
+            required += notional.mulWadUp(initial ? cfg.imRatioWad : cfg.mmRatioWad);
+        }
+    }
+
     /// @notice `health`'s equity alone: the margin requirements' config reads skipped (a check that
     /// needs only solvency, or a score).
     function equityOf(Layout storage s, address account, Prices memory px) internal view returns (int256 equity) {

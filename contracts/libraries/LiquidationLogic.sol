@@ -49,7 +49,7 @@ library LiquidationLogic {
         for (uint256 m; open >> m != 0; ++m) {
             if ((open >> m) & 1 == 1) s.accrueFunding(m, shared ? px.sharedPrice(m) : px.price(m));
         }
-        (int256 equity,, uint256 mmr) = s.health(account, px);
+        (int256 equity, uint256 mmr) = s.maintenanceOf(account, px);
         if (equity >= mmr.toInt256()) revert IClearingHouse.LiquidationAccountHealthy(account, equity, mmr);
 
         if (equity < uint256(s.risk.rewardFloorWad).toInt256()) {
@@ -145,7 +145,7 @@ library LiquidationLogic {
         int256 equityBefore,
         uint256 mmrBefore
     ) private view {
-        (int256 equityAfter,, uint256 mmrAfter) = s.health(account, px);
+        (int256 equityAfter, uint256 mmrAfter) = s.maintenanceOf(account, px);
         int256 deficitBefore = mmrBefore.toInt256() - equityBefore;
         int256 deficitAfter = mmrAfter.toInt256() - equityAfter;
         if (deficitAfter >= deficitBefore) {
