@@ -456,12 +456,12 @@ library Ledger {
     function settleFunding(Layout storage s, address account, uint256 marketId) internal returns (int256 owed) {
         (int256 size, int256 openNotional, int256 stored) = loadPosition(s, account, marketId);
         if (size == 0) return 0;
-        MarketStore storage st = state(s, marketId);
-        int256 index = st.cumFundingWad;
+        uint256 base = _stateSlot(s, marketId);
+        (int256 index, int256 sumBasis) = _loadPair(base); // the index and the sum of bases: one slot
         int256 basis = PositionMath.fundingBasis(size, index);
         owed = basis - PositionMath.fundingBasis(size, stored);
         if (owed == 0) return 0;
-        st.sumFundingBasisWad = (st.sumFundingBasisWad + owed).toInt128();
+        _storePair(base, index, (sumBasis + owed).toInt128());
         _store(s, account, marketId, size, openNotional, index);
         owed = -payFromPool(s, account, marketId, -owed);
     }
