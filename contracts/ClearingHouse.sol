@@ -45,8 +45,6 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
     IOracleAdapter public immutable oracle;
 
     Ledger.Layout internal _s;
-    /// @dev Each market's ADL policy, kept apart from its MarketConfig (Queue by default).
-    mapping(uint256 marketId => AdlPolicy) internal _adlPolicy;
 
     modifier onlyRiskAdmin() {
         _checkRole(RISK_ADMIN_ROLE);
@@ -92,7 +90,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
         ParamBounds.checkMarket(config, _s.risk.rewardFloorWad);
         _s.configs.push(Ledger.configStore(config));
         _s.marketCount = uint16(marketId + 1);
-        _s.states.push(Ledger.MarketStore(0, 0, 0, 0, 0, 0, uint64(block.timestamp)));
+        _s.states.push(Ledger.MarketStore(0, 0, 0, 0, 0, 0, uint40(block.timestamp), AdlPolicy.Queue));
         _s.names.push(name);
         _s.idPlusOne[key] = marketId + 1;
         emit MarketListed(marketId, name, config);
@@ -111,7 +109,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
         _requireMarket(marketId);
         uint256 debt = _s.badDebt[marketId][0] + _s.badDebt[marketId][1];
         if (debt != 0) revert AdlPolicyLocked(marketId, debt);
-        _adlPolicy[marketId] = policy;
+        _s.state(marketId).adlPolicy = policy;
         emit AdlPolicySet(marketId, policy);
     }
 
@@ -197,7 +195,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
         onlyAdlKeeper
         returns (uint256 absorbedWad)
     {
-        return AdlLogic.autoDeleverage(_s, oracle, marketId, targets, _adlPolicy[marketId]);
+        return AdlLogic.autoDeleverage(_s, oracle, marketId, targets);
     }
 
     /// @inheritdoc IClearingHouse
@@ -294,7 +292,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
     /// @inheritdoc IClearingHouse
     function adlPolicyOf(uint256 marketId) external view returns (AdlPolicy) {
         _requireMarket(marketId);
-        return _adlPolicy[marketId];
+        return _s.state(marketId).adlPolicy;
     }
 
     function poolEquityWad() external view returns (int256) {

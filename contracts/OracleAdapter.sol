@@ -85,12 +85,19 @@ contract OracleAdapter is IOracleAdapter, AccessControlDefaultAdminRules {
 
     /// @inheritdoc IOracleAdapter
     function priceWad(uint256 marketId) external view returns (uint256 price) {
-        FeedStore storage f = _feeds[marketId]; // read field by field: the second slot only if needed
-        AggregatorV3Interface primary = f.primary;
+        FeedStore storage f = _feeds[marketId]; // the second slot read only if needed
+        // The first slot once (FeedStore's layout, first field in the low bits): the primary feed (bits
+        // 0-159), its heartbeat (160-191) and decimals (192-199), the secondary's decimals (200-207), the
+        // hasSecondary (208-215) and checkSequencer (216-223) flags, each stored as 0 or 1.
+        uint256 w;
+        assembly ("memory-safe") {
+            w := sload(f.slot)
+        }
+        AggregatorV3Interface primary = AggregatorV3Interface(address(uint160(w)));
         if (address(primary) == address(0)) revert OracleFeedMissing(marketId);
-        if (f.checkSequencer) OracleLib.checkSequencer(sequencerFeed, sequencerGracePeriod);
-        price = OracleLib.readWad(primary, f.primaryHeartbeat, f.primaryDecimals);
-        if (f.hasSecondary) {
+        if (uint8(w >> 216) != 0) OracleLib.checkSequencer(sequencerFeed, sequencerGracePeriod);
+        price = OracleLib.readWad(primary, uint32(w >> 160), uint8(w >> 192));
+        if (uint8(w >> 208) != 0) {
             uint256 second = OracleLib.readWad(f.secondary, f.secondaryHeartbeat, f.secondaryDecimals);
             OracleLib.checkDeviation(price, second, f.maxDeviationWad);
         }

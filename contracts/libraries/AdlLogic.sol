@@ -39,17 +39,17 @@ library AdlLogic {
         uint256 share; // of the debt taken, set by `_allot`
     }
 
-    /// @notice See IClearingHouse.autoDeleverage; `policy` is the market's (ClearingHouse.adlPolicyOf).
+    /// @notice See IClearingHouse.autoDeleverage; the market's policy (IClearingHouse.adlPolicyOf) is read
+    /// from the market slot `_begin`'s funding accrual has just read.
     function autoDeleverage(
         Ledger.Layout storage s,
         IOracleAdapter oracle,
         uint256 marketId,
-        address[] calldata targets,
-        IClearingHouse.AdlPolicy policy
+        address[] calldata targets
     ) external returns (uint256 absorbed) {
         if (targets.length == 0) revert IClearingHouse.AdlNoTargets();
         (Ledger.Prices memory px, AdlStep memory step) = _begin(s, oracle, marketId, targets[0]);
-        absorbed = policy == IClearingHouse.AdlPolicy.ProRata
+        absorbed = s.state(marketId).adlPolicy == IClearingHouse.AdlPolicy.ProRata
             ? _proRata(s, px, step, targets)
             : _queue(s, px, step, targets);
         s.reduceBadDebt(marketId, step.debtSide, absorbed);
@@ -243,7 +243,7 @@ library AdlLogic {
         view
         returns (uint256)
     {
-        (int256 equity,, uint256 mmr) = s.health(target, px);
+        (int256 equity, uint256 mmr) = s.maintenanceOf(target, px);
         return (equity - mmr.toInt256()).positivePart();
     }
 

@@ -27,7 +27,10 @@ library Ledger {
         uint128 openMarkets; // bit i set: a position is open in market i
     }
 
-    /// @notice A market's running sums, packed in three slots (IClearingHouse.MarketState is their view).
+    /// @notice A market's running sums, packed in three slots (IClearingHouse.MarketState is their view),
+    /// and its ADL policy (IClearingHouse.adlPolicyOf) beside the time of the last funding accrual, in the
+    /// slot an ADL call reads anyway to accrue funding. `lastFundingAt` is in seconds: 40 bits last until
+    /// the year 36812.
     struct MarketStore {
         int128 cumFundingWad;
         int128 sumFundingBasisWad;
@@ -35,7 +38,8 @@ library Ledger {
         int128 sumOpenNotionalWad;
         uint96 longOpenInterestWad;
         uint96 shortOpenInterestWad;
-        uint64 lastFundingAt;
+        uint40 lastFundingAt;
+        IClearingHouse.AdlPolicy adlPolicy;
     }
 
     /// @notice A trader's position in one slot (IClearingHouse.Position is its view). The funding basis is
@@ -223,8 +227,25 @@ library Ledger {
 
     // ---------------------------------------------------------------- margin
 
+    /// @notice Adds `amountWad` to the account's margin, its slot read and written once (the margin in the
+    /// low 128 bits, the open-market bitmap above it kept). Reverts as a checked `+=` on the int128 field:
+    /// SafeCast's error for an amount beyond int128, Panic(0x11) for a sum beyond it.
     function addMargin(Layout storage s, address account, int256 amountWad) internal {
-        s.accounts[account].marginWad += amountWad.toInt128();
+        int256 amount = amountWad.toInt128();
+        Account storage a = s.accounts[account];
+        assembly ("memory-safe") {
+            let w := sload(a.slot)
+            // Both terms are within int128, so the int256 sum is exact; it fits the field iff sign-extending
+            // its low 128 bits gives it back.
+            let m := add(signextend(15, w), amount)
+            if iszero(eq(signextend(15, m), m)) {
+                mstore(0, shl(224, 0x4e487b71))
+                mstore(4, 0x11)
+                revert(0, 0x24)
+            }
+            let mask := sub(shl(128, 1), 1)
+            sstore(a.slot, or(and(w, not(mask)), and(m, mask)))
+        }
     }
 
     function moveMargin(Layout storage s, address from, address to, int256 amountWad) internal {
@@ -341,22 +362,75 @@ library Ledger {
         (realized, openNotionalAfter) = PositionMath.fill(size, openNotionalBefore, delta, priceWad);
         realized = payFromPool(s, account, marketId, realized);
 
-        MarketStore storage st = state(s, marketId);
-        int256 index = st.cumFundingWad;
-        int256 basisAfter = PositionMath.fundingBasis(newSize, index);
-        st.sumSizeWad = (st.sumSizeWad + delta).toInt128();
-        st.sumOpenNotionalWad = (st.sumOpenNotionalWad + openNotionalAfter - openNotionalBefore).toInt128();
-        st.sumFundingBasisWad = (st.sumFundingBasisWad + basisAfter - basisBefore).toInt128();
-        st.longOpenInterestWad =
-            (uint256(st.longOpenInterestWad) + newSize.positivePart() - size.positivePart()).toUint96();
-        st.shortOpenInterestWad =
-            (uint256(st.shortOpenInterestWad) + (-newSize).positivePart() - (-size).positivePart()).toUint96();
+        // The market's three slots, each read and written once (`_moveSums`, `_storeOpenInterest`).
+        uint256 base = _stateSlot(s, marketId);
+        int256 index = _moveSums(base, newSize, delta, openNotionalAfter - openNotionalBefore, basisBefore);
+        _storeOpenInterest(base + 2, newSize, size);
 
         _store(s, account, marketId, newSize, openNotionalAfter, newSize == 0 ? int256(0) : index);
 
         Account storage acc = s.accounts[account];
         if (newSize == 0) acc.openMarkets &= ~uint128(1 << marketId);
         else acc.openMarkets |= uint128(1 << marketId);
+    }
+
+    /// @dev The first storage slot of market `marketId`'s MarketStore (see `state`).
+    function _stateSlot(Layout storage s, uint256 marketId) private view returns (uint256 slot) {
+        MarketStore storage st = state(s, marketId);
+        assembly ("memory-safe") {
+            slot := st.slot
+        }
+    }
+
+    /// @dev Moves the market's sums (first two slots of its MarketStore at `base`, each read and written
+    /// once; the first field of a slot in its low bits) by a fill: size by `delta`, open notional by
+    /// `openNotionalDelta`, funding bases from `basisBefore` to the new size's basis at the market's index,
+    /// which it returns. The checks and their order are those of the fields updated one by one.
+    function _moveSums(uint256 base, int256 newSize, int256 delta, int256 openNotionalDelta, int256 basisBefore)
+        private
+        returns (int256 index)
+    {
+        int256 sumBasis;
+        (index, sumBasis) = _loadPair(base);
+        (int256 sumSize, int256 sumOpenNotional) = _loadPair(base + 1);
+        int256 basisAfter = PositionMath.fundingBasis(newSize, index);
+        sumSize = (sumSize + delta).toInt128();
+        sumOpenNotional = (sumOpenNotional + openNotionalDelta).toInt128();
+        sumBasis = (sumBasis + basisAfter - basisBefore).toInt128();
+        _storePair(base, index, sumBasis);
+        _storePair(base + 1, sumSize, sumOpenNotional);
+    }
+
+    /// @dev A slot holding two int128 fields, sign-extended: `lo` in the low 128 bits, `hi` above.
+    function _loadPair(uint256 slot) private view returns (int256 lo, int256 hi) {
+        assembly ("memory-safe") {
+            let w := sload(slot)
+            lo := signextend(15, w)
+            hi := sar(128, w)
+        }
+    }
+
+    /// @dev Writes two int128 fields to a slot; the caller has checked both fit (SafeCast.toInt128).
+    function _storePair(uint256 slot, int256 lo, int256 hi) private {
+        assembly ("memory-safe") {
+            sstore(slot, or(and(lo, sub(shl(128, 1), 1)), shl(128, hi)))
+        }
+    }
+
+    /// @dev Moves the long and short open interest in a market's third slot from a position of `size` to
+    /// one of `newSize` (checked: a total below zero panics, above uint96 is SafeCast's error, the long
+    /// side's checks first); the top 64 bits (`lastFundingAt` and `adlPolicy`) are kept.
+    function _storeOpenInterest(uint256 slot, int256 newSize, int256 size) private {
+        uint256 w;
+        assembly ("memory-safe") {
+            w := sload(slot)
+        }
+        uint256 longOi = (uint256(uint96(w)) + newSize.positivePart() - size.positivePart()).toUint96();
+        uint256 shortOi =
+            (uint256(uint96(w >> 96)) + (-newSize).positivePart() - (-size).positivePart()).toUint96();
+        assembly ("memory-safe") {
+            sstore(slot, or(and(w, shl(192, sub(shl(64, 1), 1))), or(shl(96, shortOi), longOi)))
+        }
     }
 
     /// @dev Writes a position's slot, checking the bounds of PositionStore.
@@ -382,21 +456,40 @@ library Ledger {
     function settleFunding(Layout storage s, address account, uint256 marketId) internal returns (int256 owed) {
         (int256 size, int256 openNotional, int256 stored) = loadPosition(s, account, marketId);
         if (size == 0) return 0;
-        MarketStore storage st = state(s, marketId);
-        int256 index = st.cumFundingWad;
+        uint256 base = _stateSlot(s, marketId);
+        (int256 index, int256 sumBasis) = _loadPair(base); // the index and the sum of bases: one slot
         int256 basis = PositionMath.fundingBasis(size, index);
         owed = basis - PositionMath.fundingBasis(size, stored);
         if (owed == 0) return 0;
-        st.sumFundingBasisWad = (st.sumFundingBasisWad + owed).toInt128();
+        _storePair(base, index, (sumBasis + owed).toInt128());
         _store(s, account, marketId, size, openNotional, index);
         owed = -payFromPool(s, account, marketId, -owed);
     }
 
+    /// @notice Accrues the market's funding index to now: `fundingIndexNow`, then the index and the time
+    /// written, each of the market's slots read once (the index with the sum of bases, the time with the
+    /// open interest and the ADL policy, both kept; see `_change`).
     function accrueFunding(Layout storage s, uint256 marketId, uint256 priceWad) internal {
-        MarketStore storage st = state(s, marketId);
-        if (st.lastFundingAt == block.timestamp) return;
-        st.cumFundingWad = fundingIndexNow(s, marketId, priceWad).toInt128();
-        st.lastFundingAt = uint64(block.timestamp);
+        uint256 base = _stateSlot(s, marketId);
+        uint256 w;
+        assembly ("memory-safe") {
+            w := sload(add(base, 2))
+        }
+        uint256 last = (w >> 192) & type(uint40).max; // lastFundingAt
+        if (last == block.timestamp) return;
+        (int256 index, int256 sumBasis) = _loadPair(base);
+        // As `fundingIndexNow`: a time before the last accrual (a node's pending block) accrues nothing.
+        if (last < block.timestamp) {
+            (int256 sumSize,) = _loadPair(base + 1);
+            ConfigStore storage cfg = config(s, marketId);
+            int256 rate = FundingMath.ratePerDayWad(sumSize, cfg.skewScaleWad, cfg.maxFundingRatePerDayWad);
+            index = (index + FundingMath.indexDeltaWad(rate, block.timestamp - last, priceWad)).toInt128();
+        }
+        _storePair(base, index, sumBasis);
+        uint256 nowAt = uint40(block.timestamp);
+        assembly ("memory-safe") {
+            sstore(add(base, 2), or(and(w, not(shl(192, 0xffffffffff))), shl(192, nowAt)))
+        }
     }
 
     function fundingIndexNow(Layout storage s, uint256 marketId, uint256 priceWad) internal view returns (int256) {
@@ -427,6 +520,43 @@ library Ledger {
             ConfigStore storage cfg = config(s, m);
             imr += notional.mulWadUp(cfg.imRatioWad);
             mmr += notional.mulWadUp(cfg.mmRatioWad);
+        }
+    }
+
+    /// @notice `health`'s equity and maintenance margin alone (a liquidation's check, an ADL haircut's
+    /// room): the initial requirement's reads and rounding skipped, the rest the same.
+    function maintenanceOf(Layout storage s, address account, Prices memory px)
+        internal
+        view
+        returns (int256 equity, uint256 mmr)
+    {
+        return _requirement(s, account, px, false);
+    }
+
+    /// @notice `health`'s equity and initial margin alone (an opening trade's check).
+    function initialOf(Layout storage s, address account, Prices memory px)
+        internal
+        view
+        returns (int256 equity, uint256 imr)
+    {
+        return _requirement(s, account, px, true);
+    }
+
+    /// @dev Equity and one margin requirement (initial or maintenance), each market's notional rounded
+    /// up as in `health`.
+    function _requirement(Layout storage s, address account, Prices memory px, bool initial)
+        private
+        view
+        returns (int256 equity, uint256 required)
+    {
+        equity = s.accounts[account].marginWad;
+        uint128 open = s.accounts[account].openMarkets;
+        for (uint256 m; open >> m != 0; ++m) {
+            if ((open >> m) & 1 == 0) continue;
+            (int256 value, uint256 notional) = positionValue(s, account, m, price(px, m));
+            equity += value;
+            ConfigStore storage cfg = config(s, m);
+            required += notional.mulWadUp(initial ? cfg.imRatioWad : cfg.mmRatioWad);
         }
     }
 

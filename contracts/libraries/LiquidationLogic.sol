@@ -49,7 +49,7 @@ library LiquidationLogic {
         for (uint256 m; open >> m != 0; ++m) {
             if ((open >> m) & 1 == 1) s.accrueFunding(m, shared ? px.sharedPrice(m) : px.price(m));
         }
-        (int256 equity,, uint256 mmr) = s.health(account, px);
+        (int256 equity, uint256 mmr) = s.maintenanceOf(account, px);
         if (equity >= mmr.toInt256()) revert IClearingHouse.LiquidationAccountHealthy(account, equity, mmr);
 
         if (equity < uint256(s.risk.rewardFloorWad).toInt256()) {
@@ -76,7 +76,7 @@ library LiquidationLogic {
         _requireLargest(s, px, account, marketId, PositionMath.notional(size, priceWad));
         int256 closeSize = _liquidationSize(s, marketId, size, priceWad, cfg, equity, mmr);
 
-        _close(s, account, marketId, closeSize, priceWad);
+        _close(s, account, marketId, size, closeSize, priceWad);
         LiquidationMath.Split memory sp = _split(s, PositionMath.notional(closeSize, priceWad), cfg, equity);
         _pay(s, account, keeper, sp);
         if (closeSize != size) _requireImproved(s, px, account, equity, mmr);
@@ -101,15 +101,19 @@ library LiquidationLogic {
         }
     }
 
-    /// @dev Closes `closeSize` of the position at `priceWad` after settling its funding; the pool takes it.
-    function _close(Ledger.Layout storage s, address account, uint256 marketId, int256 closeSize, uint256 priceWad)
-        private
-        returns (int256 funding, int256 realized)
-    {
+    /// @dev Closes `closeSize` of the position `size` at `priceWad` after settling its funding; the pool
+    /// takes it. The size left, `size - closeSize`, is what `settleAndChange` stored (its fill of
+    /// -closeSize), so the event does not read the slot back.
+    function _close(
+        Ledger.Layout storage s,
+        address account,
+        uint256 marketId,
+        int256 size,
+        int256 closeSize,
+        uint256 priceWad
+    ) private returns (int256 funding, int256 realized) {
         (funding, realized) = s.settleAndChange(account, marketId, -closeSize, priceWad);
-        emit IClearingHouse.PositionLiquidated(
-            account, marketId, closeSize, s.positions[account][marketId].sizeWad, priceWad, realized, funding
-        );
+        emit IClearingHouse.PositionLiquidated(account, marketId, closeSize, size - closeSize, priceWad, realized, funding);
     }
 
     /// @dev The partial fraction when the account keeps at least half its maintenance margin, the
@@ -145,7 +149,7 @@ library LiquidationLogic {
         int256 equityBefore,
         uint256 mmrBefore
     ) private view {
-        (int256 equityAfter,, uint256 mmrAfter) = s.health(account, px);
+        (int256 equityAfter, uint256 mmrAfter) = s.maintenanceOf(account, px);
         int256 deficitBefore = mmrBefore.toInt256() - equityBefore;
         int256 deficitAfter = mmrAfter.toInt256() - equityAfter;
         if (deficitAfter >= deficitBefore) {
@@ -218,7 +222,7 @@ library LiquidationLogic {
         int256 size = s.positions[account][m].sizeWad;
         c.sides[m] = size > 0 ? IClearingHouse.Side.Long : IClearingHouse.Side.Short;
         penalty = PositionMath.notional(size, priceWad).mulWadUp(s.config(m).penaltyRatioWad);
-        (int256 funding, int256 realized) = _close(s, account, m, size, priceWad);
+        (int256 funding, int256 realized) = _close(s, account, m, size, size, priceWad);
         loss = funding - realized;
         if (loss > 0) c.losses[m] = uint256(loss);
     }

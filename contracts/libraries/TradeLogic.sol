@@ -52,7 +52,7 @@ library TradeLogic {
         if (account == s.pool) {
             checkPoolExposure(s, s.newPrices(oracle), amountWad);
         } else if (acc.openMarkets != 0) {
-            (int256 equity, uint256 imr,) = s.health(account, s.newPrices(oracle));
+            (int256 equity, uint256 imr) = s.initialOf(account, s.newPrices(oracle));
             int256 equityAfter = equity - amountWad.toInt256();
             if (equityAfter < imr.toInt256()) {
                 revert IClearingHouse.VaultBelowInitialMargin(account, equityAfter, imr);
@@ -139,7 +139,7 @@ library TradeLogic {
             uint256 cap = _exposureCap(s, px, 0);
             uint256 exposure = exposureOf(s, px, marketId);
             if (exposure > cap) revert IClearingHouse.TradePoolExposureCap(marketId, exposure, cap);
-            (int256 equity, uint256 imr,) = s.health(account, px);
+            (int256 equity, uint256 imr) = s.initialOf(account, px);
             if (equity < imr.toInt256()) revert IClearingHouse.TradeMarginInsufficient(account, equity, imr);
         }
     }
