@@ -70,8 +70,9 @@ bench: bootstrap
 compile: bootstrap
 	$(PY) -m bulwark.devnet.compiler
 
-# The ABIs the package ships (bulwark/core/abi.json), rewritten from a fresh build; commit them with
-# every change to a contract's interface (tests/test_install.py fails until they match).
+# The ABIs and bytecode the package ships (bulwark/core/abi.json, bytecode.json), rewritten from a
+# fresh build; commit them with every change to a contract (tests/test_install.py fails until they
+# match).
 abi: bootstrap
 	$(PY) -m bulwark.devnet.compiler --abis
 

@@ -28,6 +28,19 @@ def test_packaged_abis_match_the_build(artifacts: dict[str, compiler.Artifact]) 
     assert not stale, f"bulwark/core/abi.json differs from the build for {stale}: run `make abi`"
 
 
+def test_packaged_bytecode_matches_the_build(artifacts: dict[str, compiler.Artifact]) -> None:
+    """bulwark/core/bytecode.json is what the contracts compile to now (`make abi` rewrites it)."""
+    shipped = json.loads(compiler.PACKAGED_BYTECODE.read_text())
+    built = compiler.bytecodes_of(artifacts)
+    stale = sorted(
+        name for name in built.keys() | shipped.keys() if built.get(name) != shipped.get(name)
+    )
+    assert not stale, (
+        f"bulwark/core/bytecode.json differs from the build for {stale}: run `make abi`"
+    )
+    assert {"ClearingHouse", "InsuranceFund", "LiquidityPool", "LiquidationLogic"} <= set(shipped)
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh virtualenv with the wheel built from this checkout installed into it."""
@@ -64,6 +77,7 @@ def test_installed_wheel_holds_no_checkout_paths(installed: Path) -> None:
     package = site / "bulwark"
     assert (package / "core" / "abi.json").is_file()
     assert (package / "core" / "errors.json").is_file()
+    assert (package / "core" / "bytecode.json").is_file()
     assert not (site / "matplotlib").exists(), "plots are the sim extra, not the keeper's install"
     assert not (site / "contracts").exists()
     assert not any(site.glob("*.egg-link")), "an editable install would read the checkout"
@@ -115,3 +129,12 @@ def test_installed_bulwark_works_from_a_deployment_file_alone(
 
     env["BULWARK_PRIVATE_KEY"] = dev_account(3).key.hex()
     bulwark("keeper", "--once", "--metrics-port", "0")
+
+    # A deployment from the package's own bytecode: no sources, no solc, no Node.
+    fresh = tmp_path / "fresh.json"
+    env["BULWARK_PRIVATE_KEY"] = dev_account(0).key.hex()
+    deployed = json.loads(bulwark("deploy", "--deployment", str(fresh), "--json").stdout)
+    assert set(deployed["contracts"]) >= {"ClearingHouse", "InsuranceFund", "LiquidityPool"}
+    assert len(p.bw.w3.eth.get_code(deployed["contracts"]["ClearingHouse"])) > 10_000
+    fresh_status = json.loads(bulwark("status", "--deployment", str(fresh), "--json").stdout)
+    assert {m["name"] for m in fresh_status["markets"]} >= {"ETH-USD", "BTC-USD"}

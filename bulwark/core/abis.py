@@ -1,6 +1,7 @@
-"""The contracts' ABIs: from the checkout's build when there is one, else the copy this package
-ships (``bulwark/core/abi.json``, rewritten by ``make abi``), so that an installed keeper or command
-line talks to a deployment without the repository, Node or a compiler."""
+"""The contracts' ABIs and bytecode: from the checkout's build when there is one, else the copies this
+package ships (``bulwark/core/abi.json`` and ``bulwark/core/bytecode.json``, rewritten by ``make abi``),
+so that an installed keeper or command line talks to a deployment, and deploys one, without the
+repository, Node or a compiler."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 from bulwark.core import paths
 
 PACKAGED_ABIS = Path(__file__).resolve().parent / "abi.json"
+PACKAGED_BYTECODE = Path(__file__).resolve().parent / "bytecode.json"
 
 Artifact = dict[str, Any]
 
@@ -32,11 +34,17 @@ def load_dir(build: Path) -> dict[str, Artifact]:
 
 def load_artifacts(*, root: Path | None = None) -> dict[str, Artifact]:
     """Every artifact in build/contracts, keyed by contract name; outside a project with a build,
-    the ABIs shipped with the package (no bytecode: enough to call and decode, not to deploy)."""
+    the ABIs and bytecode shipped with the package."""
     return load_dir(build_dir(root)) or packaged_artifacts()
 
 
 def packaged_artifacts() -> dict[str, Artifact]:
-    """The ABIs shipped in the package, as artifacts without bytecode, keyed by contract name."""
+    """The ABIs and creation bytecode shipped in the package, as artifacts keyed by contract name
+    (a contract without bytecode, an interface, has its ABI alone)."""
     shipped: dict[str, Any] = json.loads(PACKAGED_ABIS.read_text())
-    return {name: {"contractName": name, "abi": abi} for name, abi in shipped.items()}
+    code: dict[str, Any] = json.loads(PACKAGED_BYTECODE.read_text())
+    names = sorted(shipped.keys() | code.keys())
+    return {
+        name: {"contractName": name, "abi": shipped.get(name, []), **code.get(name, {})}
+        for name in names
+    }

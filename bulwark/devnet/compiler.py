@@ -10,9 +10,10 @@ contracts with the same name in different files are an error.
 
 Run ``python -m bulwark.devnet.compiler [--force]`` to compile and print the deployed sizes.
 
-The package also ships every contract's ABI (``bulwark/core/abi.json``), so that an installed keeper or
-CLI talks to a deployment without the repository, Node or a compiler. ``python -m bulwark.devnet.compiler
---abis`` rewrites that file from a fresh build; a test fails when it differs from the build.
+The package also ships every contract's ABI and creation bytecode (``bulwark/core/abi.json``,
+``bulwark/core/bytecode.json``), so that an installed keeper or CLI talks to a deployment, and
+deploys one, without the repository, Node or a compiler. ``python -m bulwark.devnet.compiler --abis``
+rewrites both from a fresh build; a test fails when either differs from the build.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from solcx.exceptions import SolcError
 
 from bulwark.core import paths
 from bulwark.core.abis import PACKAGED_ABIS as PACKAGED_ABIS  # the loader lives in core
+from bulwark.core.abis import PACKAGED_BYTECODE as PACKAGED_BYTECODE
 from bulwark.core.abis import Artifact as Artifact
 from bulwark.core.abis import load_artifacts as load_artifacts
 from bulwark.core.abis import load_dir as _load_dir
@@ -280,16 +282,37 @@ def abis_of(artifacts: dict[str, Artifact]) -> dict[str, Any]:
     return {name: a["abi"] for name, a in sorted(artifacts.items()) if a["abi"]}
 
 
-def write_packaged_abis(artifacts: dict[str, Artifact]) -> Path:
-    """Writes ``bulwark/core/abi.json`` from ``artifacts``: one contract a line, so a diff names it."""
-    lines = [
-        f"{json.dumps(name)}: {json.dumps(abi, sort_keys=True)}"
-        for name, abi in abis_of(artifacts).items()
-    ]
-    tmp = PACKAGED_ABIS.with_name(PACKAGED_ABIS.name + ".tmp")
+def bytecodes_of(artifacts: dict[str, Artifact]) -> dict[str, Any]:
+    """Name -> creation bytecode and library link references, for every artifact that can be
+    deployed (interfaces and abstract contracts have no bytecode)."""
+    return {
+        name: {"bytecode": a["bytecode"], "linkReferences": a.get("linkReferences") or {}}
+        for name, a in sorted(artifacts.items())
+        if len(a.get("bytecode", "")) > 2
+    }
+
+
+def _write_lines(target: Path, entries: dict[str, Any]) -> Path:
+    """``{name: value}`` as JSON, one contract a line so that a diff names it; replaced whole."""
+    lines = [f"{json.dumps(name)}: {json.dumps(v, sort_keys=True)}" for name, v in entries.items()]
+    tmp = target.with_name(target.name + ".tmp")
     tmp.write_text("{\n" + ",\n".join(lines) + "\n}\n")
-    os.replace(tmp, PACKAGED_ABIS)
-    return PACKAGED_ABIS
+    os.replace(tmp, target)
+    return target
+
+
+def write_packaged_abis(artifacts: dict[str, Artifact]) -> list[Path]:
+    """Writes ``bulwark/core/abi.json`` and ``bulwark/core/bytecode.json`` from ``artifacts``."""
+    return [
+        _write_lines(PACKAGED_ABIS, abis_of(artifacts)),
+        _write_lines(PACKAGED_BYTECODE, bytecodes_of(artifacts)),
+    ]
+
+
+def deployable_artifacts() -> dict[str, Artifact]:
+    """What a deployment needs: in a checkout with sources, the build (compiled first when the
+    sources changed); in an installed package run elsewhere, the bytecode it ships."""
+    return compile_contracts() if has_sources() else packaged_artifacts()
 
 
 def deployed_size(artifact: Artifact) -> int:
@@ -312,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 1
     if "--abis" in args:
-        print(f"wrote {write_packaged_abis(artifacts)}")
+        for written in write_packaged_abis(artifacts):
+            print(f"wrote {written}")
     too_big = 0
     for name, artifact in sorted(artifacts.items()):
         size = deployed_size(artifact)

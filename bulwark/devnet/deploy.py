@@ -111,7 +111,9 @@ class Deployer:
     def __init__(self, w3: Web3, signer: LocalAccount, artifacts: Mapping[str, Any] | None = None):
         self.w3 = w3
         self.signer = signer
-        self.artifacts = dict(artifacts if artifacts is not None else compiler.compile_contracts())
+        self.artifacts = dict(
+            artifacts if artifacts is not None else compiler.deployable_artifacts()
+        )
         self.sender = TxSender(
             Endpoint(w3, ErrorDecoder.from_artifacts(self.artifacts)), signer, log_sends=False
         )
@@ -294,7 +296,7 @@ def seed_local(
         raise BulwarkError(
             "the pool and the fund are seeded from dev accounts on local chains only"
         )
-    arts = dict(artifacts if artifacts is not None else compiler.compile_contracts())
+    arts = dict(artifacts if artifacts is not None else compiler.deployable_artifacts())
     token = deployment.contracts["Collateral"]
     scale = 10**deployment.collateral_decimals
     shares: list[int] = []
@@ -329,5 +331,5 @@ def seed_local(
 def grant_adl_keeper(w3: Web3, admin: LocalAccount, deployment: Deployment, keeper: str) -> None:
     """Lets `keeper` call autoDeleverage (the admin holds the role's admin, the default admin role)."""
     ch = deployment.contracts["ClearingHouse"]
-    d = Deployer(w3, admin, compiler.compile_contracts())
+    d = Deployer(w3, admin, compiler.deployable_artifacts())
     d.transact("ClearingHouse", ch, "grantRole", role(ADL_KEEPER_ROLE), to_checksum_address(keeper))
