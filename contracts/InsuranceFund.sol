@@ -8,6 +8,7 @@ import {ERC20} from "@openzeppelin/contracts/token/ERC20/ERC20.sol";
 import {ERC4626} from "@openzeppelin/contracts/token/ERC20/extensions/ERC4626.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {Checkpoints} from "@openzeppelin/contracts/utils/structs/Checkpoints.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 
@@ -58,18 +59,22 @@ contract InsuranceFund is IInsuranceFund, ERC4626, AccessControlDefaultAdminRule
     mapping(uint256 requestId => UnstakeRequest) internal _requests;
     uint32 public claimWindow;
     /// @dev Cumulative values at request (tokens) of every request ever made, by `readyAt` (never
-    /// decreasing): with `_releasedAssets`, what the open requests maturing by a given time may claim.
+    /// decreasing): with the released assets, what the open requests maturing by a given time may claim.
     Checkpoints.Trace208 internal _reserveByReadyAt;
-    /// @dev Cumulative values at request of the requests claimed or lapsed (all of them matured).
-    uint256 internal _releasedAssets;
+    /// @dev Cumulative values at request (tokens) and escrowed shares of the requests claimed or lapsed
+    /// (all of them matured), in one slot.
+    struct Released {
+        uint128 assets;
+        uint128 shares;
+    }
+
+    Released internal _released;
     /// @dev Cumulative payouts per bearing share (WAD assets x 1e18 / shares), by time: what a request is
     /// spared after its cooldown. Written only while a request is open.
     Checkpoints.Trace208 internal _lossPerShare;
-    /// @dev Cumulative escrowed shares of every request ever made, by `readyAt`: with `_releasedShares`,
-    /// the shares of the open requests that have matured (claims and lapses come after `readyAt`).
+    /// @dev Cumulative escrowed shares of every request ever made, by `readyAt`: with the released
+    /// shares, the shares of the open requests that have matured (claims and lapses come after `readyAt`).
     Checkpoints.Trace208 internal _sharesByReadyAt;
-    /// @dev Cumulative escrowed shares of the requests claimed or lapsed.
-    uint256 internal _releasedShares;
     /// @inheritdoc IInsuranceFund
     uint256 public sparedWad;
 
@@ -264,7 +269,7 @@ contract InsuranceFund is IInsuranceFund, ERC4626, AccessControlDefaultAdminRule
         if (balanceOf(address(this)) == 0) return assetsWad();
         uint256 windowEnd = uint256(_window.start) + windowDuration;
         uint256 horizon = block.timestamp < windowEnd ? windowEnd : block.timestamp + windowDuration;
-        uint256 due = (_reserveByReadyAt.upperLookupRecent(uint48(horizon)) - _releasedAssets) * _tokenScale;
+        uint256 due = (_reserveByReadyAt.upperLookupRecent(uint48(horizon)) - _released.assets) * _tokenScale;
         uint256 assets = assetsWad();
         return assets > due ? assets - due : 0;
     }
@@ -278,7 +283,7 @@ contract InsuranceFund is IInsuranceFund, ERC4626, AccessControlDefaultAdminRule
 
     /// @inheritdoc IInsuranceFund
     function reservedAssets() public view returns (uint256) {
-        return _reserveByReadyAt.latest() - _releasedAssets;
+        return _reserveByReadyAt.latest() - _released.assets;
     }
 
     /// @inheritdoc IInsuranceFund
@@ -321,8 +326,11 @@ contract InsuranceFund is IInsuranceFund, ERC4626, AccessControlDefaultAdminRule
 
     /// @dev A claimed or lapsed request leaves the reserve, the matured shares and the spared liability.
     function _release(UnstakeRequest memory r, uint256 ownSparedWad) internal {
-        _releasedAssets += r.assetsAtRequest;
-        _releasedShares += r.shares;
+        Released memory released = _released;
+        // Cumulative shares reach 2^128 after 3.4e26 tokens of 6 decimals have left (3.4e14 of 18).
+        _released = Released(
+            released.assets + SafeCast.toUint128(r.assetsAtRequest), released.shares + SafeCast.toUint128(r.shares)
+        );
         // Each loss added at least the request's part, rounded up; the floor here keeps dust, never underflows.
         if (ownSparedWad != 0) sparedWad -= ownSparedWad.min(sparedWad);
     }
@@ -332,7 +340,7 @@ contract InsuranceFund is IInsuranceFund, ERC4626, AccessControlDefaultAdminRule
     /// requests' shares would lose is added to the spared liability (rounded up), which share pricing
     /// deducts, so their value stays and the bearing shares lose the whole payout.
     function _recordLoss(uint256 paidWad) internal {
-        uint256 matured = _sharesByReadyAt.upperLookupRecent(uint48(block.timestamp)) - _releasedShares;
+        uint256 matured = _sharesByReadyAt.upperLookupRecent(uint48(block.timestamp)) - _released.shares;
         uint256 bearing = totalSupply() + 10 ** _decimalsOffset() - matured;
         uint256 perShare = Math.mulDiv(paidWad, 1e18, bearing, Math.Rounding.Ceil);
         _lossPerShare.push(uint48(block.timestamp), uint208(_lossPerShare.latest() + perShare));
