@@ -114,4 +114,43 @@ contract FundSparedLossTest is AttackBase {
         _assertNear(fund.convertToAssets(fund.balanceOf(staker)), 6_482 * USDC, 1, "half of the margin");
         _assertNear(fund.convertToAssets(fund.balanceOf(stayer)), 6_482 * USDC, 1, "half of the margin");
     }
+
+    /// @notice Residual risk, bounded: both stakers' requests have matured and gained 4.5 each of fees
+    /// above their value at request, so only those 9 are free and the fund pays half, 4.5. No share bears
+    /// it but the virtual ones: the liability exceeds the margin, shares are priced at zero and staking
+    /// closes, yet both claims (10,000 each, their values at request) fit and are paid in full.
+    function test_recordLoss_everyShareMatured_claimsStillFit() public {
+        stake(staker, 10_000 * USDC);
+        stake(stayer, 10_000 * USDC);
+        uint256 shares = fund.balanceOf(staker);
+        vm.prank(staker);
+        uint256 a = fund.requestUnstake(shares);
+        vm.prank(stayer);
+        uint256 b = fund.requestUnstake(shares);
+        vm.warp(block.timestamp + FUND_COOLDOWN);
+        refreshPrices();
+        fundAccount(bob, 11_000 * USDC);
+        openPosition(bob, ETH, -30e18); // 9 of fees: each request is worth 10,004.5
+        setPrice(ETH, 3600);
+        assertEq(fund.availableWad(), 4.5e18, "half of the 9 free");
+        liquidateAs(keeper, bob, ETH);
+        assertEq(fund.totalAssets(), 20_004.5e6, "the fund paid 4.5");
+        assertGt(fund.sparedWad(), fund.assetsWad(), "the liability exceeds the margin");
+        assertEq(fund.shareAssets(), 0, "shares priced at zero");
+        assertEq(fund.maxDeposit(address(this)), 0, "staking closed");
+
+        uint256 owedA = fund.claimable(a);
+        uint256 owedB = fund.claimable(b);
+        assertEq(owedA, 10_000 * USDC, "value at request");
+        assertEq(owedB, 10_000 * USDC, "value at request");
+        assertLe(owedA + owedB, fund.totalAssets(), "the claims fit in the margin");
+        _settleDebt();
+        vm.prank(staker);
+        assertEq(fund.claim(a), owedA, "first claim paid in full");
+        vm.prank(stayer);
+        assertEq(fund.claim(b), owedB, "second claim paid in full");
+        assertLe(fund.sparedWad(), 2, "both claims released the liability");
+        assertEq(fund.totalSupply(), 0, "every share left");
+        assertGt(fund.maxDeposit(address(this)), 0, "staking open again");
+    }
 }
