@@ -8,6 +8,7 @@ import {ERC20} from "@openzeppelin/contracts/token/ERC20/ERC20.sol";
 import {ERC4626} from "@openzeppelin/contracts/token/ERC20/extensions/ERC4626.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {Checkpoints} from "@openzeppelin/contracts/utils/structs/Checkpoints.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 
@@ -23,7 +24,8 @@ import {FixedPointMath} from "./libraries/FixedPointMath.sol";
 /// Shares whose owner can leave within the current payout window never back a payout: the promise
 /// (available, window cap) is computed on the free assets, the margin less the values at request of the
 /// requests that mature by the window's end; a loss paid after a request's cooldown is added back to its
-/// claim, so claiming before or after a payout pays the same.
+/// claim, so claiming before or after a payout pays the same. The other shares bear that loss: the
+/// add-back is a liability (`sparedWad`) deducted from the assets shares are priced on.
 contract InsuranceFund is IInsuranceFund, ERC4626, AccessControlDefaultAdminRules, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
     using FixedPointMath for uint256;
@@ -57,13 +59,24 @@ contract InsuranceFund is IInsuranceFund, ERC4626, AccessControlDefaultAdminRule
     mapping(uint256 requestId => UnstakeRequest) internal _requests;
     uint32 public claimWindow;
     /// @dev Cumulative values at request (tokens) of every request ever made, by `readyAt` (never
-    /// decreasing): with `_releasedAssets`, what the open requests maturing by a given time may claim.
+    /// decreasing): with the released assets, what the open requests maturing by a given time may claim.
     Checkpoints.Trace208 internal _reserveByReadyAt;
-    /// @dev Cumulative values at request of the requests claimed or lapsed (all of them matured).
-    uint256 internal _releasedAssets;
-    /// @dev Cumulative payouts per share (WAD assets x 1e18 / shares), by time: what a request is spared
-    /// after its cooldown. Written only while a request is open.
+    /// @dev Cumulative values at request (tokens) and escrowed shares of the requests claimed or lapsed
+    /// (all of them matured), in one slot.
+    struct Released {
+        uint128 assets;
+        uint128 shares;
+    }
+
+    Released internal _released;
+    /// @dev Cumulative payouts per bearing share (WAD assets x 1e18 / shares), by time: what a request is
+    /// spared after its cooldown. Written only while a request is open.
     Checkpoints.Trace208 internal _lossPerShare;
+    /// @dev Cumulative escrowed shares of every request ever made, by `readyAt`: with the released
+    /// shares, the shares of the open requests that have matured (claims and lapses come after `readyAt`).
+    Checkpoints.Trace208 internal _sharesByReadyAt;
+    /// @inheritdoc IInsuranceFund
+    uint256 public sparedWad;
 
     constructor(
         IERC20 asset_,
@@ -98,13 +111,17 @@ contract InsuranceFund is IInsuranceFund, ERC4626, AccessControlDefaultAdminRule
 
     // ================================================================ ERC-4626
 
-    /// @notice The fund's clearing-house margin in tokens, rounded down.
+    /// @notice The fund's clearing-house margin in tokens, rounded down. Shares are priced on
+    /// `shareAssets` (the margin less what matured requests are spared).
     function totalAssets() public view override returns (uint256) {
         return assetsWad() / _tokenScale;
     }
 
     /// @notice Staking stops at the cap (and at what a clearing-house margin can hold). Never reverts.
+    /// Zero while a spared liability is not below the margin: the shares are then priced at zero.
     function maxDeposit(address) public view override returns (uint256) {
+        uint256 spared = sparedWad;
+        if (spared != 0 && assetsWad() <= spared) return 0;
         uint256 assets = totalAssets();
         uint256 room = assets >= capAssets ? 0 : capAssets - assets;
         return room.min(_marginRoomTokens());
@@ -156,6 +173,7 @@ contract InsuranceFund is IInsuranceFund, ERC4626, AccessControlDefaultAdminRule
         (, uint48 lastReadyAt, uint208 reserved) = _reserveByReadyAt.latestCheckpoint();
         uint64 readyAt = uint64(uint256(lastReadyAt).max(block.timestamp + cooldown));
         _reserveByReadyAt.push(uint48(readyAt), reserved + uint208(assets));
+        _sharesByReadyAt.push(uint48(readyAt), _sharesByReadyAt.latest() + uint208(shares));
         uint32 window = claimWindow;
         requestId = nextRequestId++;
         _requests[requestId] = UnstakeRequest(msg.sender, readyAt, window, shares, assets);
@@ -170,10 +188,10 @@ contract InsuranceFund is IInsuranceFund, ERC4626, AccessControlDefaultAdminRule
         if (block.timestamp < r.readyAt) revert FundCooldownActive(requestId, r.readyAt);
         uint256 endsAt = uint256(r.readyAt) + r.claimWindow;
         if (block.timestamp >= endsAt) revert FundClaimWindowPassed(requestId, endsAt);
-        uint256 entitled = _entitlement(r);
+        (uint256 entitled, uint256 ownSparedWad) = _entitlement(r);
         assets = entitled.min(r.assetsAtRequest);
         delete _requests[requestId];
-        _releasedAssets += r.assetsAtRequest;
+        _release(r, ownSparedWad);
         _burn(address(this), r.shares);
         if (assets != 0) clearingHouse.withdraw(assets, r.owner);
         emit UnstakeClaimed(requestId, r.owner, r.shares, assets, entitled - assets);
@@ -185,8 +203,9 @@ contract InsuranceFund is IInsuranceFund, ERC4626, AccessControlDefaultAdminRule
         if (r.owner == address(0)) revert FundUnknownRequest(requestId);
         uint256 endsAt = uint256(r.readyAt) + r.claimWindow;
         if (block.timestamp < endsAt) revert FundClaimWindowOpen(requestId, endsAt);
+        (, uint256 ownSparedWad) = _entitlement(r);
         delete _requests[requestId];
-        _releasedAssets += r.assetsAtRequest;
+        _release(r, ownSparedWad); // what it was spared goes back to the stakers
         _transfer(address(this), r.owner, r.shares);
         emit UnstakeLapsed(requestId, r.owner, r.shares, msg.sender);
     }
@@ -195,7 +214,8 @@ contract InsuranceFund is IInsuranceFund, ERC4626, AccessControlDefaultAdminRule
     function claimable(uint256 requestId) external view returns (uint256) {
         UnstakeRequest memory r = _requests[requestId];
         if (r.owner == address(0)) return 0;
-        return _entitlement(r).min(r.assetsAtRequest);
+        (uint256 entitled,) = _entitlement(r);
+        return entitled.min(r.assetsAtRequest);
     }
 
     /// @inheritdoc IInsuranceFund
@@ -249,14 +269,21 @@ contract InsuranceFund is IInsuranceFund, ERC4626, AccessControlDefaultAdminRule
         if (balanceOf(address(this)) == 0) return assetsWad();
         uint256 windowEnd = uint256(_window.start) + windowDuration;
         uint256 horizon = block.timestamp < windowEnd ? windowEnd : block.timestamp + windowDuration;
-        uint256 due = (_reserveByReadyAt.upperLookupRecent(uint48(horizon)) - _releasedAssets) * _tokenScale;
+        uint256 due = (_reserveByReadyAt.upperLookupRecent(uint48(horizon)) - _released.assets) * _tokenScale;
         uint256 assets = assetsWad();
         return assets > due ? assets - due : 0;
     }
 
     /// @inheritdoc IInsuranceFund
+    function shareAssets() public view returns (uint256) {
+        uint256 assets = assetsWad();
+        uint256 spared = sparedWad;
+        return assets > spared ? (assets - spared) / _tokenScale : 0;
+    }
+
+    /// @inheritdoc IInsuranceFund
     function reservedAssets() public view returns (uint256) {
-        return _reserveByReadyAt.latest() - _releasedAssets;
+        return _reserveByReadyAt.latest() - _released.assets;
     }
 
     /// @inheritdoc IInsuranceFund
@@ -288,17 +315,45 @@ contract InsuranceFund is IInsuranceFund, ERC4626, AccessControlDefaultAdminRule
 
     // ================================================================ internals
 
-    /// @dev What a request is owed before the cap at its value at request: its shares' value now plus
-    /// what the payouts made from its `readyAt` on took from them, rounded down.
-    function _entitlement(UnstakeRequest memory r) internal view returns (uint256) {
-        uint256 spared = _lossPerShare.latest() - _lossPerShare.upperLookupRecent(uint48(r.readyAt - 1));
-        return convertToAssets(r.shares) + Math.mulDiv(r.shares, spared, 1e18) / _tokenScale;
+    /// @dev What a request is owed before the cap at its value at request (tokens, rounded down): its
+    /// shares' value now plus `ownSparedWad`, what the payouts made from its `readyAt` on would have taken
+    /// from them (WAD, rounded down; zero before `readyAt`).
+    function _entitlement(UnstakeRequest memory r) internal view returns (uint256 assets, uint256 ownSparedWad) {
+        uint256 perShare = _lossPerShare.latest() - _lossPerShare.upperLookupRecent(uint48(r.readyAt - 1));
+        ownSparedWad = Math.mulDiv(r.shares, perShare, 1e18);
+        assets = convertToAssets(r.shares) + ownSparedWad / _tokenScale;
     }
 
-    /// @dev A payout of `paidWad` lowers every share's value by paidWad / (supply + virtual shares).
+    /// @dev A claimed or lapsed request leaves the reserve, the matured shares and the spared liability.
+    function _release(UnstakeRequest memory r, uint256 ownSparedWad) internal {
+        Released memory released = _released;
+        // Cumulative shares reach 2^128 after 3.4e26 tokens of 6 decimals have left (3.4e14 of 18).
+        _released = Released(
+            released.assets + SafeCast.toUint128(r.assetsAtRequest), released.shares + SafeCast.toUint128(r.shares)
+        );
+        // Each loss added at least the request's part, rounded up; the floor here keeps dust, never underflows.
+        if (ownSparedWad != 0) sparedWad -= ownSparedWad.min(sparedWad);
+    }
+
+    /// @dev A payout of `paidWad` is borne by the shares not spared it (supply + virtual shares less the
+    /// escrowed shares of the matured open requests): each loses ceil(paidWad / bearing). What the matured
+    /// requests' shares would lose is added to the spared liability (rounded up), which share pricing
+    /// deducts, so their value stays and the bearing shares lose the whole payout.
     function _recordLoss(uint256 paidWad) internal {
-        uint256 perShare = Math.mulDiv(paidWad, 1e18, totalSupply() + 10 ** _decimalsOffset());
+        uint256 matured = _sharesByReadyAt.upperLookupRecent(uint48(block.timestamp)) - _released.shares;
+        uint256 bearing = totalSupply() + 10 ** _decimalsOffset() - matured;
+        uint256 perShare = Math.mulDiv(paidWad, 1e18, bearing, Math.Rounding.Ceil);
         _lossPerShare.push(uint48(block.timestamp), uint208(_lossPerShare.latest() + perShare));
+        if (matured != 0) sparedWad += Math.mulDiv(matured, perShare, 1e18, Math.Rounding.Ceil);
+    }
+
+    /// @dev Shares are priced on `shareAssets`: the spared liability is owed to matured requests only.
+    function _convertToShares(uint256 assets, Math.Rounding rounding) internal view override returns (uint256) {
+        return Math.mulDiv(assets, totalSupply() + 10 ** _decimalsOffset(), shareAssets() + 1, rounding);
+    }
+
+    function _convertToAssets(uint256 shares, Math.Rounding rounding) internal view override returns (uint256) {
+        return Math.mulDiv(shares, shareAssets() + 1, totalSupply() + 10 ** _decimalsOffset(), rounding);
     }
 
     /// @dev Tokens the fund's clearing-house margin (an int128) can still take.

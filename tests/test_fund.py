@@ -43,6 +43,11 @@ def _request(p: World, who: LocalAccount, shares: int | None = None) -> tuple[in
     return int(ev["requestId"]), ev
 
 
+def _value(p: World, who: LocalAccount) -> int:
+    shares = p.bw.fund.functions.balanceOf(who.address).call()
+    return int(p.bw.fund.functions.convertToAssets(shares).call())
+
+
 def _cooldown(p: World) -> int:
     return int(p.bw.fund.functions.cooldown().call())
 
@@ -369,3 +374,39 @@ def test_cli_fund_claim_explains_a_lapsed_request(
     code, out, err = run("fund", "claim", str(rid), "--dev-account", "2")
     assert code != 0 and len(err.strip().splitlines()) == 1
     assert f"request #{rid} lapsed" in err and "staked again" in err
+
+
+def test_payout_after_a_request_matured_is_borne_by_the_stakers_who_stay(protocol: World) -> None:
+    """The matured request is spared the payout; the liability it is owed is charged to the other shares,
+    so the request's claim and the stayer's shares together fit in the fund."""
+    p = protocol
+    fund = p.bw.fund
+    p.seed_pool(100_000)
+    p.stake(10_000, p.staker)
+    p.stake(10_000, p.lp)
+    rid, ev = _request(p, p.staker)
+    p.warp(_cooldown(p))
+    p.refresh_prices()
+    supply = int(fund.functions.totalSupply().call())
+    settled = _gap_liquidation(p)
+    paid = int(settled["coveredWad"])
+    assert paid > 0
+    bearing = supply + 10**6 - ev["shares"]
+    per_share = -(-paid * WAD // bearing)
+    assert fund.functions.sparedWad().call() == -(-ev["shares"] * per_share // WAD)
+    margin = int(fund.functions.totalAssets().call())
+    spared = int(fund.functions.sparedWad().call())
+    share_assets = int(fund.functions.shareAssets().call())
+    assert share_assets == (fund.functions.assetsWad().call() - spared) // 10**12
+    owed = int(fund.functions.claimable(rid).call())
+    assert owed == ev["assets"] == 10_000 * USDC  # spared: its value at request
+    stayer = _value(p, p.lp)
+    # the stayer bore the whole payout (less its part of the fee income)
+    assert stayer <= 10_000 * USDC - paid // 10**12 + 3 * USDC
+    assert owed + stayer <= margin
+    claimed = one_event(tx(p, fund.functions.claim(rid), p.staker), fund, "UnstakeClaimed")
+    assert claimed["assets"] == owed
+    assert fund.functions.sparedWad().call() <= 1
+    after = _value(p, p.lp)
+    assert abs(after - int(fund.functions.totalAssets().call())) <= 1
+    assert_conserved(p)

@@ -10,7 +10,9 @@ pragma solidity ^0.8.24;
 /// margin less what the open requests maturing by the end of the current payout window may claim (their
 /// value at request), so shares whose owner can leave in the window never back a payout; a request made
 /// inside a window matures after it (the cooldown is never shorter than the window). Losses paid after a
-/// request's cooldown are not charged to that request.
+/// request's cooldown are not charged to that request: the other shares bear them in full, and what the
+/// matured requests were spared is a liability (`sparedWad`) deducted from the assets shares are priced
+/// on (`shareAssets`), so what the open requests may claim never exceeds the fund's margin.
 interface IInsuranceFund {
     /// @notice An unstake request: shares held in escrow, claimable from `readyAt` for `claimWindow`
     /// seconds, for at most `assetsAtRequest` tokens.
@@ -71,12 +73,13 @@ interface IInsuranceFund {
     function requestUnstake(uint256 shares) external returns (uint256 requestId);
 
     /// @notice Pays the owner of a request whose cooldown has passed, within its claim window:
-    /// min(value at request, value now plus the losses paid since the cooldown ended).
+    /// min(value at request, value now plus what the losses paid since the cooldown ended would have
+    /// taken from its shares), and releases that part of `sparedWad`.
     function claim(uint256 requestId) external returns (uint256 assets);
 
     /// @notice Returns the escrowed shares of a request whose claim window has passed to its owner (they
     /// are staked again). Anyone may call it: it moves nothing but the owner's own shares, and it releases
-    /// the reserve the request held out of the fund's promise.
+    /// the reserve the request held out of the fund's promise and its part of `sparedWad` to the stakers.
     function lapse(uint256 requestId) external;
 
     /// @notice What `claim(requestId)` would pay now, in tokens (zero for an unknown request).
@@ -97,6 +100,14 @@ interface IInsuranceFund {
     /// @notice Assets that back the fund's promise: its margin less the values at request of the open
     /// requests that mature by the end of the current window (or of a window opened now).
     function freeAssetsWad() external view returns (uint256);
+
+    /// @notice What payouts made after the matured open requests' cooldowns would have taken from their
+    /// shares (WAD, rounded up per payout): added back to their claims, borne by the other shares.
+    function sparedWad() external view returns (uint256);
+
+    /// @notice The assets shares are priced on (tokens, rounded down): the margin less `sparedWad`, zero
+    /// if the liability is not below it.
+    function shareAssets() external view returns (uint256);
 
     /// @notice Sum of all open requests' values at request, in tokens: the most they can claim.
     function reservedAssets() external view returns (uint256);

@@ -301,6 +301,13 @@ contract VaultLimitsTest is Fixture {
         assertLe(owedTotal, fund.totalAssets(), "open requests may claim more than the fund holds");
     }
 
+    /// @notice Seed 887: a request matured before a payout the fund made and another was in its cooldown.
+    /// The matured one was spared its part of the payout without the other shares bearing it, so the open
+    /// requests could claim 254.45 against the fund's 243.15 (see FundSparedLoss.t.sol).
+    function test_fundLimits_aPayoutSparedAMaturedRequest() public {
+        testFuzz_fundLimits_exactInEveryState(887);
+    }
+
     /// @notice The fund's state builder reaches requests in their cooldown, in their window and past it,
     /// bad debt and a full fund.
     function test_reachFundState_coversEveryState() public {
