@@ -25,6 +25,7 @@ from eth_account.signers.local import LocalAccount
 from bench import profile as gas_profile
 from bench.common import BenchError, Row, fmt_gas, median
 from bulwark.chain.contracts import WAD, dev_account
+from bulwark.core.progress import Progress
 from bulwark.devnet.world import MAX_UINT, USDC, World, bench_account, wad, world
 
 BLOCK_GAP_SECONDS = 12
@@ -356,10 +357,13 @@ def run(
         sizes = [n for n in BATCH_SIZES if only is None or f"batch_{n}" in only]
         bench = GasBench(w, profile=profile, batch_count=max(sizes, default=1))
         bench.build_base()
-        for _ in range(runs):
-            for _name, scenario in bench.scenarios(only):
-                bench.fresh()
-                scenario()
+        chosen = bench.scenarios(only)
+        with Progress(runs * len(chosen), label="gas bench") as progress:
+            for run_no in range(1, runs + 1):
+                for name, scenario in chosen:
+                    bench.fresh()
+                    scenario()
+                    progress.advance(f"run {run_no}: {name}")
     return summarize(bench, runs)
 
 

@@ -21,10 +21,11 @@ from eth_utils import event_abi_to_log_topic
 
 from bulwark.chain.contracts import WAD, Bulwark, connect, dev_account
 from bulwark.cli.ops import run_stress as run_from_cli
+from bulwark.core.progress import Progress
 from bulwark.devnet.deploy import deploy_all
 from bulwark.devnet.node import AnvilNode
 from bulwark.sim import report
-from bulwark.sim.stress import Progress, StressConfig, StressRun, plan_population
+from bulwark.sim.stress import StressConfig, StressRun, plan_population
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ACCOUNTS = 30
@@ -241,6 +242,24 @@ def test_progress_draws_a_bar_on_a_terminal_and_plain_lines_elsewhere() -> None:
     lines = plain.getvalue().splitlines()
     assert len(lines) == 10  # one line per tenth of the way, no terminal codes
     assert lines[0].startswith("gap: 10/100 step 10 (") and lines[-1].startswith("gap: 100/100")
+    assert "\x1b[" not in plain.getvalue()
+
+
+def test_progress_without_a_total_counts_and_stays_quiet_off_a_terminal() -> None:
+    """A deployment's progress (no total known): on a terminal a count; elsewhere the first line,
+    then at most one every few seconds, and the last."""
+    tty = _Terminal()
+    with Progress(None, tty, label="deploy") as bar:
+        for action in ("deploy MockUSDC", "deploy OracleAdapter", "ClearingHouse.linkAccounts"):
+            bar.advance(action)
+    assert "deploy" in tty.getvalue() and "\x1b[" in tty.getvalue()
+    plain = io.StringIO()
+    with Progress(None, plain, label="deploy") as bar:
+        for i in range(40):
+            bar.advance(f"step {i + 1}")
+    lines = plain.getvalue().splitlines()
+    assert lines[0].startswith("deploy: 1 step 1 (") and lines[-1].startswith("deploy: 40 done (")
+    assert len(lines) == 2  # a fast run: the first line and the last
     assert "\x1b[" not in plain.getvalue()
 
 

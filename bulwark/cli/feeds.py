@@ -16,6 +16,7 @@ from bulwark.cli.args import EXIT_OK, UsageError
 from bulwark.cli.context import Context, chain_now, market_name, send
 from bulwark.cli.render import duration, tx_info
 from bulwark.core import units
+from bulwark.core.progress import Progress
 
 # ---------------------------------------------------------------------------- feeds
 
@@ -142,33 +143,6 @@ def _market_map(items: Sequence[str]) -> dict[str, str]:
     return mapping
 
 
-class Progress:
-    """One line rewritten in place on a terminal; a line per tenth otherwise."""
-
-    def __init__(self, stream: Any, total: int, label: str) -> None:
-        self.stream, self.total, self.label = stream, total, label
-        self.tty = bool(getattr(stream, "isatty", lambda: False)())
-        self._tenth = -1
-
-    def update(self, done: int, detail: str) -> None:
-        if self.tty:
-            width = 30
-            filled = width * done // self.total
-            bar = "#" * filled + "." * (width - filled)
-            self.stream.write(f"\r{self.label} [{bar}] {done}/{self.total} {detail}\x1b[K")
-            self.stream.flush()
-            return
-        tenth = 10 * done // self.total
-        if tenth != self._tenth:
-            self._tenth = tenth
-            print(f"{self.label} {done}/{self.total} {detail}", file=self.stream, flush=True)
-
-    def finish(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
 def cmd_feed_replay(ctx: Context) -> int:
     a = ctx.args
     bw = ctx.bulwark()
@@ -191,7 +165,7 @@ def cmd_feed_replay(ctx: Context) -> int:
     first = rows[0].timestamp
     chain_start = chain_now(bw) + 1
     wall_start = time.monotonic()
-    progress = Progress(ctx.err, len(rows), "replay")
+    progress = Progress(len(rows), ctx.err, "replay")
     drift = 0
     last: dict[str, int] = {}
     try:
@@ -218,7 +192,7 @@ def cmd_feed_replay(ctx: Context) -> int:
                 done, f"{name} {units.format_units(answer, decimals, 2)} t+{duration(int(offset))}"
             )
     finally:
-        progress.finish()
+        progress.close()
     end = chain_now(bw)
     data = {
         "rows": len(rows),

@@ -14,6 +14,7 @@ from bulwark.cli.args import ENV_RPC, EXIT_OK, UsageError
 from bulwark.cli.context import Context, load_artifacts, load_deployment, parse_address
 from bulwark.cli.render import table
 from bulwark.core import paths, units
+from bulwark.core.progress import Progress
 from bulwark.devnet import compiler
 
 # ---------------------------------------------------------------------------- node, compile, deploy
@@ -160,9 +161,15 @@ def cmd_deploy(ctx: Context) -> int:
     w3 = ctx.web3(embedded=True)
     signer = ctx.signer(default_dev=0)
     load_artifacts()
-    deployment = deploy_all(
-        w3, signer, collateral=collateral, feeds=feeds or None, adl_keepers=adl_keepers
-    )
+    with Progress(None, ctx.err, "deploy") as progress:
+        deployment = deploy_all(
+            w3,
+            signer,
+            collateral=collateral,
+            feeds=feeds or None,
+            adl_keepers=adl_keepers,
+            on_sent=lambda action: progress.advance(action),
+        )
     data: dict[str, Any] = {
         "chain_id": deployment.chain_id,
         "deploy_block": deployment.deploy_block,

@@ -7,7 +7,7 @@ The default parameters are documented in docs/parameters.md.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,9 +108,16 @@ class Deployer:
     """Deploys and configures contracts from one signer, each transaction sent and waited for by
     the one sender (:meth:`bulwark.chain.sender.TxSender.transact`)."""
 
-    def __init__(self, w3: Web3, signer: LocalAccount, artifacts: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        w3: Web3,
+        signer: LocalAccount,
+        artifacts: Mapping[str, Any] | None = None,
+        on_sent: Callable[[str], None] | None = None,
+    ):
         self.w3 = w3
         self.signer = signer
+        self.on_sent = on_sent  # told the action of each transaction once it is mined
         self.artifacts = dict(
             artifacts if artifacts is not None else compiler.deployable_artifacts()
         )
@@ -138,6 +145,8 @@ class Deployer:
     def _send(self, fn: Any, action: str) -> Any:
         receipt = self.sender.transact(fn, action=action, timeout=180)
         self.gas_used[action] = receipt["gasUsed"]
+        if self.on_sent is not None:
+            self.on_sent(action)
         return receipt
 
 
@@ -172,15 +181,17 @@ def deploy_all(
     feeds: Mapping[str, str] | None = None,
     mint_dev_accounts: bool | None = None,
     adl_keepers: Sequence[str] | None = None,
+    on_sent: Callable[[str], None] | None = None,
 ) -> Deployment:
-    """Deploys and wires every contract; returns the deployment (not yet saved).
+    """Deploys and wires every contract; returns the deployment (not yet saved). `on_sent` is told
+    each transaction's action once it is mined (the command line's progress).
 
     `autoDeleverage` is restricted to ADL_KEEPER_ROLE: the deployer holds it, and so does every address
     in `adl_keepers` (by default, on a local chain, the dev account the examples run the keeper as)."""
     params = params or DeployParams()
     chain_id = w3.eth.chain_id
     local = chain_id in LOCAL_CHAIN_IDS
-    d = Deployer(w3, signer)
+    d = Deployer(w3, signer, on_sent=on_sent)
     admin = signer.address
     start_block = w3.eth.block_number
 

@@ -22,7 +22,6 @@ import io
 import logging
 import math
 import random
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -48,6 +47,7 @@ from bulwark.chain.contracts import (
 )
 from bulwark.chain.rpc import RpcFailure, call_data, eth_call, rpc_batch
 from bulwark.chain.sender import Pipeline
+from bulwark.core.progress import Progress
 from bulwark.sim import scenarios
 from bulwark.sim.scenarios import PricePath
 
@@ -354,75 +354,6 @@ def keeper_log(file: Path | None) -> Iterator[KeeperLogTally]:
             logger.addHandler(h)
         logger.setLevel(saved[0])
         logger.propagate = saved[1]
-
-
-class Progress:
-    """Progress of a long phase: a rich progress bar on a terminal; elsewhere (a pipe, a log file,
-    CI) a plain line at each tenth of the way, so a log shows the run advancing without a flood."""
-
-    def __init__(self, total: int, stream: TextIO | None = None, label: str = "") -> None:
-        self.total = max(total, 1)
-        self.stream = stream if stream is not None else sys.stderr
-        self.label = label
-        self.started = time.monotonic()
-        self._tenths_shown = 0
-        self._bar: Any = None
-        self._task: Any = None
-        if self.stream.isatty():
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-            from rich.progress import Progress as RichProgress
-            from rich.table import Column
-
-            console = Console(file=self.stream, force_terminal=True)
-            self._bar = RichProgress(
-                TextColumn("{task.description}", table_column=Column(min_width=len(label))),
-                BarColumn(bar_width=24),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("eta"),
-                TimeRemainingColumn(),
-                TextColumn(
-                    "{task.fields[note]}",
-                    table_column=Column(ratio=1, no_wrap=True, overflow="ellipsis"),
-                ),
-                console=console,
-                transient=False,
-                expand=True,
-            )
-            self._bar.start()
-            self._task = self._bar.add_task(label, total=self.total, note="")
-
-    def update(self, done: int, note: str = "") -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, completed=done, note=note)
-            return
-        tenths = 10 * done // self.total
-        if tenths <= self._tenths_shown and done < self.total:
-            return
-        if done >= self.total and self._tenths_shown >= 10:
-            return
-        self._tenths_shown = min(tenths, 10) if done < self.total else 10
-        elapsed = _clock(time.monotonic() - self.started)
-        text = f"{self.label}: {done}/{self.total}"
-        self.stream.write(f"{text} {note} ({elapsed} elapsed)\n".replace("  (", " ("))
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
-
-
-def _clock(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 60}:{s % 60:02d}"
 
 
 class StressRun:

@@ -44,13 +44,13 @@ from bulwark.chain.contracts import WAD, Bulwark, dev_account
 from bulwark.chain.rpc import Calls, RpcFailure, rpc_batch
 from bulwark.chain.sender import Pipeline
 from bulwark.core import riskmath as rm
+from bulwark.core.progress import Progress
 from bulwark.keeper.prorata import POLICY_NAMES, PRO_RATA, QUEUE
 from bulwark.sim import report, scenarios
 from bulwark.sim.report import Event, usd
 from bulwark.sim.stress import (
     Outcome,
     Prepared,
-    Progress,
     RunResult,
     StressConfig,
     StressError,
