@@ -13,7 +13,7 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 
 from bulwark.devnet.world import World, world
-from bulwark.sim import invariants
+from bulwark.keeper import invariants
 
 
 def assert_conserved(w: World) -> invariants.ConservationReport:

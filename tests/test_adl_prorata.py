@@ -10,10 +10,9 @@ from bulwark.chain.contracts import Bulwark, dev_account
 from bulwark.core import riskmath as rm
 from bulwark.devnet.node import AnvilNode
 from bulwark.devnet.world import World
-from bulwark.keeper import prorata
+from bulwark.keeper import invariants, prorata
 from bulwark.keeper.config import KeeperSettings
 from bulwark.keeper.daemon import Keeper
-from bulwark.sim import invariants
 
 KEEPER = dev_account(3)
 ETH = 0

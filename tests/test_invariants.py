@@ -9,7 +9,7 @@ from eth_utils.crypto import keccak
 
 from bulwark.chain.contracts import WAD
 from bulwark.devnet.world import USDC, World
-from bulwark.sim import invariants
+from bulwark.keeper import invariants
 
 ETH = 0
 LAYOUT_SLOTS = 64  # where to look for the accounts mapping of the clearing house's storage

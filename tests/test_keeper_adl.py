@@ -8,9 +8,9 @@ from bulwark.chain.contracts import Bulwark, dev_account
 from bulwark.core import riskmath as rm
 from bulwark.devnet.node import AnvilNode
 from bulwark.devnet.world import World, trader_key
+from bulwark.keeper import invariants
 from bulwark.keeper.config import KeeperSettings
 from bulwark.keeper.daemon import Keeper
-from bulwark.sim import invariants
 
 KEEPER = dev_account(3)
 LONG, SHORT = 0, 1

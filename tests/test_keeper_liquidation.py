@@ -11,10 +11,9 @@ from support import crash_book
 from bulwark.chain.contracts import Bulwark, BulwarkError, dev_account
 from bulwark.devnet.node import AnvilError, AnvilNode
 from bulwark.devnet.world import World
-from bulwark.keeper import decisions
+from bulwark.keeper import decisions, invariants
 from bulwark.keeper.config import KeeperSettings
 from bulwark.keeper.daemon import Keeper, PassResult
-from bulwark.sim import invariants
 
 KEEPER = dev_account(3)
 RIVAL = dev_account(5)

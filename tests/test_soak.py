@@ -58,7 +58,7 @@ from bench.keeperlat import (  # noqa: E402
 )
 from bulwark.chain.contracts import dev_account  # noqa: E402
 from bulwark.devnet.node import AnvilNode  # noqa: E402
-from bulwark.sim import invariants  # noqa: E402
+from bulwark.keeper import invariants  # noqa: E402
 
 pytestmark = [pytest.mark.soak, pytest.mark.timeout(900)]
 

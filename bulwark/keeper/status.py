@@ -18,7 +18,7 @@ from eth_utils.address import to_checksum_address
 from bulwark.chain.contracts import WAD, Bulwark, BulwarkError, TxReverted
 from bulwark.chain.rpc import decode_output, function_call, rpc_batch
 from bulwark.core import riskmath
-from bulwark.sim import invariants
+from bulwark.keeper import invariants
 
 BATCH = 200
 LONG, SHORT = 0, 1

@@ -3,7 +3,7 @@
 Sources: the views sampled after each step (bulwark/sim/stress.py `Sample`), the clearing house's and the
 fund's events over the replay (Liquidated, PositionLiquidated, ShortfallSettled, BadDebtRecorded,
 BadDebtCovered, BadDebtSocialized, AutoDeleveraged, ProfitHaircutOnClose, ShortfallCovered), views
-at the last block, and the conservation check of bulwark/sim/invariants.py.
+at the last block, and the conservation check of bulwark/keeper/invariants.py.
 
 ADL measures, after T. Chitra's 2025 papers on auto-deleveraging:
 
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from bulwark.chain.contracts import WAD, Bulwark
 from bulwark.core.errors import BulwarkError
-from bulwark.sim import invariants
+from bulwark.keeper import invariants
 
 if TYPE_CHECKING:
     from bulwark.sim.stress import RunResult

@@ -20,7 +20,7 @@ from eth_utils.abi import event_abi_to_log_topic
 from eth_utils.address import to_checksum_address
 
 from bulwark.chain.contracts import Bulwark
-from bulwark.keeper.index import Calls, NodeError, get_block, rpc_batch
+from bulwark.chain.rpc import Calls, NodeError, get_block, rpc_batch
 
 # Events whose indexed `account` (or `keeper`) may hold margin afterwards.
 _ACCOUNT_EVENTS = (
