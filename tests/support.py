@@ -1,6 +1,7 @@
 """What the tests share beside the world (bulwark/devnet/world.py) and the fixtures (conftest.py): the
 conservation check, a keeper test's chain of its own with a book of traders on it, positions that a
-price move makes liquidatable, and waiting for conditions with a deadline."""
+price move makes liquidatable, waiting for conditions with a deadline, the sweep tests' gap run on
+a chain of its own, and an event's logs read straight from eth_getLogs."""
 
 from __future__ import annotations
 
@@ -11,9 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
+from eth_utils import event_abi_to_log_topic
 
+from bulwark.chain.contracts import Bulwark, dev_account
 from bulwark.devnet.world import World, world
 from bulwark.keeper import invariants
+from bulwark.sim import sweep
+from bulwark.sim.stress import StressConfig, StressRun
 
 
 def assert_conserved(w: World) -> invariants.ConservationReport:
@@ -77,3 +82,38 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
         time.sleep(interval)
+
+
+# ---------------------------------------------------------------------------- stress and sweeps
+
+GAP_ACCOUNTS = 24
+GAP_SEED = 5
+
+
+@contextmanager
+def gap_run() -> Iterator[StressRun]:
+    """The sweep tests' run on a fresh chain of its own: the gap scenario, 24 accounts of seed 5, no
+    stake in the fund (a sweep sets the fund per point); not set up yet."""
+    with world() as w:
+        config = StressConfig("gap", accounts=GAP_ACCOUNTS, seed=GAP_SEED, fund_ratio=0.0)
+        yield StressRun(w.bw, config, dev_account(0))
+
+
+def fresh_point(fund_pct: float, cap_pct: float, policy: int | None = None) -> sweep.Point:
+    """One sweep point alone on a fresh chain: the setup, then the point, no snapshot taken."""
+    with gap_run() as run, run.steady_clock():
+        prepared = run.prepare()
+        oi = sweep.open_interest_wad(run.bw)
+        at = int(run.bw.w3.eth.get_block("latest")["timestamp"]) + sweep.PIN_SECONDS
+        return sweep.run_point(run, prepared, oi, fund_pct, cap_pct, at, policy)
+
+
+def raw_logs(bw: Bulwark, contract: Any, name: str, start: int, end: int) -> list[Any]:
+    """Logs of one event straight from eth_getLogs by its topic, decoded by the ABI."""
+    abi = next(e for e in contract.abi if e.get("type") == "event" and e["name"] == name)
+    topic = "0x" + event_abi_to_log_topic(abi).hex()
+    logs = bw.w3.eth.get_logs(
+        {"address": contract.address, "topics": [topic], "fromBlock": start, "toBlock": end}
+    )
+    event = getattr(contract.events, name)()
+    return [event.process_log(log)["args"] for log in logs]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from eth_utils import event_abi_to_log_topic
+from support import raw_logs
 
 from bulwark.chain.contracts import WAD, Bulwark, connect, dev_account
 from bulwark.cli.ops import run_stress as run_from_cli
@@ -42,17 +42,6 @@ def gap_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         out = tmp_path_factory.mktemp("gap-report")
         files = report.write(data, out)
         yield {"bw": bw, "result": result, "data": data, "files": files}
-
-
-def raw_logs(bw: Bulwark, contract: Any, name: str, start: int, end: int) -> list[Any]:
-    """Logs of one event straight from eth_getLogs by its topic, decoded by the ABI."""
-    abi = next(e for e in contract.abi if e.get("type") == "event" and e["name"] == name)
-    topic = "0x" + event_abi_to_log_topic(abi).hex()
-    logs = bw.w3.eth.get_logs(
-        {"address": contract.address, "topics": [topic], "fromBlock": start, "toBlock": end}
-    )
-    event = getattr(contract.events, name)()
-    return [event.process_log(log)["args"] for log in logs]
 
 
 def test_report_files_are_written(gap_run: dict[str, Any]) -> None:

@@ -23,54 +23,37 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import GAP_ACCOUNTS, GAP_SEED, gap_run
+from support import fresh_point as run_fresh_point
 
-from bulwark.chain.contracts import Bulwark, connect, dev_account
+from bulwark.chain.contracts import Bulwark
 from bulwark.core import riskmath as rm
-from bulwark.devnet.deploy import deploy_all
-from bulwark.devnet.node import AnvilNode
 from bulwark.keeper.prorata import PRO_RATA
 from bulwark.sim import sweep
-from bulwark.sim.stress import StressConfig, StressRun, derived_account
+from bulwark.sim.stress import derived_account
 from bulwark.sim.sweep import FundSweep, SweepConfig
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-ACCOUNTS = 24
-SEED = 5
 FUNDS = (0.0, 12.0)  # % of open interest
 CAPS = (100.0, 50.0)  # in this order: the last replay is pro rata at the 50% cap, with ADL
 POLICIES = ("queue", "pro rata")
 
 
-def _config() -> StressConfig:
-    return StressConfig("gap", accounts=ACCOUNTS, seed=SEED, fund_ratio=0.0)
-
-
 @pytest.fixture(scope="module")
 def compared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The comparison; the chain stays up (at the last replay's end) while the tests look."""
-    with AnvilNode() as node:
-        w3 = connect(node.rpc_url, timeout=120)
-        bw = Bulwark(w3, deploy_all(w3, dev_account(0)))
-        run = StressRun(bw, _config(), dev_account(0))
+    with gap_run() as run:
         cfg = SweepConfig(FUNDS, CAPS, 0.1, compare_policies=True)
         result = FundSweep(run, cfg).execute()
         data = sweep.to_json(result)
         files = sweep.write(data, tmp_path_factory.mktemp("policies"))
-        yield {"bw": bw, "result": result, "data": data, "files": files}
+        yield {"bw": run.bw, "result": result, "data": data, "files": files}
 
 
 @pytest.fixture(scope="module")
 def fresh_pro_rata() -> sweep.Point:
     """The first pro-rata point alone on a fresh chain: setup, then the point, no snapshot."""
-    with AnvilNode() as node:
-        w3 = connect(node.rpc_url, timeout=120)
-        bw = Bulwark(w3, deploy_all(w3, dev_account(0)))
-        run = StressRun(bw, _config(), dev_account(0))
-        with run.steady_clock():
-            prepared = run.prepare()
-            oi = sweep.open_interest_wad(bw)
-            at = int(w3.eth.get_block("latest")["timestamp"]) + sweep.PIN_SECONDS
-            return sweep.run_point(run, prepared, oi, FUNDS[0], CAPS[0], at, PRO_RATA)
+    return run_fresh_point(FUNDS[0], CAPS[0], PRO_RATA)
 
 
 def _by_point(data: dict[str, Any]) -> dict[tuple[float, float], dict[str, dict[str, Any]]]:
@@ -175,7 +158,7 @@ def test_last_pro_rata_replay_against_the_raw_logs(compared: dict[str, Any]) -> 
     steps = bw.ch.events.AutoDeleveraged().get_logs(from_block=start, to_block=end)
     assert calls and steps
     # the traders' keys are derived from the seed (bulwark/sim/stress.py)
-    addresses = [derived_account(SEED, f"trader-{i}").address for i in range(ACCOUNTS)]
+    addresses = [derived_account(GAP_SEED, f"trader-{i}").address for i in range(GAP_ACCOUNTS)]
     for call in calls:
         a = call["args"]
         mine = [s for s in steps if s["transactionHash"] == call["transactionHash"]]
@@ -211,10 +194,7 @@ def test_files_and_summary_show_the_comparison(compared: dict[str, Any]) -> None
 
 
 def test_adl_policy_is_set_before_the_snapshot() -> None:
-    with AnvilNode() as node:
-        w3 = connect(node.rpc_url, timeout=120)
-        bw = Bulwark(w3, deploy_all(w3, dev_account(0)))
-        run = StressRun(bw, _config(), dev_account(0))
+    with gap_run() as run:
         result = FundSweep(run, SweepConfig((0.0,), (50.0,), adl_policy="prorata")).execute()
     (point,) = result.points
     assert point.policy == "pro rata" and point.metrics["prorata_calls"] > 0

@@ -16,53 +16,34 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from eth_utils import event_abi_to_log_topic
+from support import fresh_point as run_fresh_point
+from support import gap_run, raw_logs
 
-from bulwark.chain.contracts import WAD, Bulwark, connect, dev_account
-from bulwark.devnet.deploy import deploy_all
-from bulwark.devnet.node import AnvilNode
+from bulwark.chain.contracts import WAD, Bulwark
 from bulwark.sim import sweep
 from bulwark.sim.report import Event
-from bulwark.sim.stress import StressConfig, StressRun
 from bulwark.sim.sweep import FundSweep, Point, SweepConfig
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-ACCOUNTS = 24
-SEED = 5
 CAP = 50.0
 FUNDS = (0.0, 1.0, 25.0)  # % of open interest: ADL, ADL, none
 BOUND = 0.5
 
 
-def _config() -> StressConfig:
-    return StressConfig("gap", accounts=ACCOUNTS, seed=SEED, fund_ratio=0.0)
-
-
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The sweep; the chain stays up (at the last point's end) while the tests look."""
-    with AnvilNode() as node:
-        w3 = connect(node.rpc_url, timeout=120)
-        bw = Bulwark(w3, deploy_all(w3, dev_account(0)))
-        run = StressRun(bw, _config(), dev_account(0))
+    with gap_run() as run:
         result = FundSweep(run, SweepConfig(FUNDS, (CAP,), BOUND, refine=1)).execute()
         data = sweep.to_json(result)
         files = sweep.write(data, tmp_path_factory.mktemp("sweep"))
-        yield {"bw": bw, "result": result, "data": data, "files": files}
+        yield {"bw": run.bw, "result": result, "data": data, "files": files}
 
 
 @pytest.fixture(scope="module")
 def fresh_point() -> Point:
     """The middle point alone on a fresh chain: setup, then the point, no snapshot taken."""
-    with AnvilNode() as node:
-        w3 = connect(node.rpc_url, timeout=120)
-        bw = Bulwark(w3, deploy_all(w3, dev_account(0)))
-        run = StressRun(bw, _config(), dev_account(0))
-        with run.steady_clock():
-            prepared = run.prepare()
-            oi = sweep.open_interest_wad(bw)
-            at = int(w3.eth.get_block("latest")["timestamp"]) + sweep.PIN_SECONDS
-            return sweep.run_point(run, prepared, oi, FUNDS[1], CAP, at)
+    return run_fresh_point(FUNDS[1], CAP)
 
 
 def test_point_from_the_snapshot_equals_a_fresh_run(
@@ -132,15 +113,15 @@ def test_refinement_bisects_towards_each_marker(swept: dict[str, Any]) -> None:
     assert marker_pcts <= {p.metrics["fund_pct_oi"] for p in points}
 
 
-def test_last_point_measures_match_the_raw_logs(swept: dict[str, Any]) -> None:
+def test_last_point_measures_match_theraw_logs(swept: dict[str, Any]) -> None:
     bw: Bulwark = swept["bw"]
     m = swept["result"].points[-1].metrics
     start, end = m["blocks"]
-    settled = _raw_logs(bw, bw.ch, "ShortfallSettled", start, end)
-    covered = _raw_logs(bw, bw.fund, "ShortfallCovered", start, end)
+    settled = raw_logs(bw, bw.ch, "ShortfallSettled", start, end)
+    covered = raw_logs(bw, bw.fund, "ShortfallCovered", start, end)
     assert int(m["shortfall_wad"]) == sum(a["shortfallWad"] for a in settled)
     assert int(m["fund_paid_wad"]) == sum(a["paidWad"] for a in covered)
-    assert m["adl_events"] == len(_raw_logs(bw, bw.ch, "AutoDeleveraged", start, end))
+    assert m["adl_events"] == len(raw_logs(bw, bw.ch, "AutoDeleveraged", start, end))
     assert int(m["fund_start_wad"]) == bw.fund.functions.assetsWad().call(
         block_identifier=start - 1
     )
@@ -264,13 +245,3 @@ def test_command_line_flags_reach_the_sweep() -> None:
          "--haircut-bound", "0.2", "--refine", "2"]
     )  # fmt: skip
     assert sweep_config(full) == SweepConfig((0.0, 1.5, 3.0), (25.0, 100.0), 0.2, 2)
-
-
-def _raw_logs(bw: Bulwark, contract: Any, name: str, start: int, end: int) -> list[Any]:
-    abi = next(e for e in contract.abi if e.get("type") == "event" and e["name"] == name)
-    topic = "0x" + event_abi_to_log_topic(abi).hex()
-    logs = bw.w3.eth.get_logs(
-        {"address": contract.address, "topics": [topic], "fromBlock": start, "toBlock": end}
-    )
-    event = getattr(contract.events, name)()
-    return [event.process_log(log)["args"] for log in logs]
