@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,26 +19,25 @@ from bulwark.devnet.world import World
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _stale(packaged: Path, built: dict[str, Any]) -> list[str]:
+    """The contracts whose entry in a packaged file differs from the build (or is on one side)."""
+    shipped = json.loads(packaged.read_text())
+    return sorted(n for n in built.keys() | shipped.keys() if built.get(n) != shipped.get(n))
+
+
 def test_packaged_abis_match_the_build(artifacts: dict[str, compiler.Artifact]) -> None:
     """bulwark/core/abi.json is what the contracts compile to now (`python -m bulwark.devnet.compiler --abis`)."""
-    shipped = json.loads(compiler.PACKAGED_ABIS.read_text())
-    built = compiler.abis_of(artifacts)
-    stale = sorted(
-        name for name in built.keys() | shipped.keys() if built.get(name) != shipped.get(name)
-    )
+    stale = _stale(compiler.PACKAGED_ABIS, compiler.abis_of(artifacts))
     assert not stale, f"bulwark/core/abi.json differs from the build for {stale}: run `make abi`"
 
 
 def test_packaged_bytecode_matches_the_build(artifacts: dict[str, compiler.Artifact]) -> None:
     """bulwark/core/bytecode.json is what the contracts compile to now (`make abi` rewrites it)."""
-    shipped = json.loads(compiler.PACKAGED_BYTECODE.read_text())
-    built = compiler.bytecodes_of(artifacts)
-    stale = sorted(
-        name for name in built.keys() | shipped.keys() if built.get(name) != shipped.get(name)
-    )
+    stale = _stale(compiler.PACKAGED_BYTECODE, compiler.bytecodes_of(artifacts))
     assert not stale, (
         f"bulwark/core/bytecode.json differs from the build for {stale}: run `make abi`"
     )
+    shipped = json.loads(compiler.PACKAGED_BYTECODE.read_text())
     assert {"ClearingHouse", "InsuranceFund", "LiquidityPool", "LiquidationLogic"} <= set(shipped)
 
 

@@ -301,7 +301,7 @@ def _write_lines(target: Path, entries: dict[str, Any]) -> Path:
     return target
 
 
-def write_packaged_abis(artifacts: dict[str, Artifact]) -> list[Path]:
+def write_packaged_artifacts(artifacts: dict[str, Artifact]) -> list[Path]:
     """Writes ``bulwark/core/abi.json`` and ``bulwark/core/bytecode.json`` from ``artifacts``."""
     return [
         _write_lines(PACKAGED_ABIS, abis_of(artifacts)),
@@ -335,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 1
     if "--abis" in args:
-        for written in write_packaged_abis(artifacts):
+        for written in write_packaged_artifacts(artifacts):
             print(f"wrote {written}")
     too_big = 0
     for name, artifact in sorted(artifacts.items()):
