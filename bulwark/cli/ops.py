@@ -312,13 +312,11 @@ def terms_lines(t: status.MarketTerms, equity: int | None, error: str | None) ->
 
 
 def cmd_keeper(ctx: Context) -> int:
-    run_from_cli = _import_entry("bulwark.cli.keeper", "the keeper daemon")
-    settings_from_args = _import_entry(
-        "bulwark.cli.keeper", "the keeper daemon", "settings_from_args"
-    )
+    from bulwark.cli import keeper  # the daemon's imports load only for this command
+
     args = ctx.args
     try:  # file < BULWARK_* < flags; a wrong setting is one line per problem, exit code 2
-        settings = settings_from_args(args)
+        settings = keeper.settings_from_args(args)
     except BulwarkError as exc:
         for line in str(exc).splitlines():
             print(f"bulwark: error: {line}", file=ctx.err, flush=True)
@@ -336,9 +334,8 @@ def cmd_keeper(ctx: Context) -> int:
     except UsageError:
         raise
     except BulwarkError as exc:  # the keeper's own exit codes (docs/keeper.md): 4 or 2
-        refused = _import_entry("bulwark.cli.keeper", "the keeper daemon", "refused_at_startup")
-        return int(refused(ctx, exc))
-    return int(run_from_cli(bw, signer, ctx.args) or 0)
+        return int(keeper.refused_at_startup(ctx, exc))
+    return int(keeper.run_from_cli(bw, signer, ctx.args) or 0)
 
 
 def cmd_stress(ctx: Context) -> int:
@@ -449,7 +446,7 @@ def cmd_demo(ctx: Context) -> int:
     return _report_outcome("demo", bool(ctx.args.json), lambda: run(out, chain))
 
 
-def _import_entry(module: str, what: str, name: str = "run_from_cli") -> Callable[..., Any]:
+def _import_entry(module: str, what: str, name: str) -> Callable[..., Any]:
     import importlib
 
     try:
