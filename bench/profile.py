@@ -35,6 +35,7 @@ from bulwark.devnet import compiler
 CALL_OPS = frozenset({"CALL", "STATICCALL", "DELEGATECALL", "CALLCODE"})
 _LINK_PLACEHOLDER = re.compile(r"__\$[0-9a-fA-F]{34}\$__")
 CALL_OVERHEAD = "CALL overhead (account access, memory)"
+ACCOUNT_OPS = frozenset({"EXTCODESIZE", "EXTCODEHASH", "EXTCODECOPY", "BALANCE"})
 
 # ---------------------------------------------------------------------------- compiler side data
 
@@ -323,6 +324,9 @@ def _op_class(op: str, cost: int) -> str:
         return "KECCAK256"
     if op in ("TLOAD", "TSTORE"):
         return "TLOAD/TSTORE (reentrancy guard)"
+    if op in ACCOUNT_OPS and cost >= 2_600:
+        # A library's code is first touched by the EXTCODESIZE check before its DELEGATECALL.
+        return "account access, cold (EXTCODESIZE and the like)"
     return "other (stack, memory, arithmetic, jumps)"
 
 
