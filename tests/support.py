@@ -6,7 +6,7 @@ a chain of its own, and an event's logs read straight from eth_getLogs."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +50,16 @@ def reverted(book: Book) -> Iterator[Book]:
     """Yields `book`, then puts its chain back as it was: mining, state and the next base fee."""
     with book.chain.reverted():
         yield book
+
+
+@contextmanager
+def seeded_book(open_traders: Callable[[World], Sequence[str]]) -> Iterator[Book]:
+    """A module's own chain with a seeded pool (500,000), a stake in the fund (20,000) and the traders
+    `open_traders` opens on it: the keeper-operations and fault tests share this world."""
+    with own_chain() as chain:
+        chain.seed_pool(500_000)
+        chain.stake(20_000)
+        yield Book(chain, list(open_traders(chain)))
 
 
 def crash_book(

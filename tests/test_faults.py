@@ -27,7 +27,7 @@ from typing import Any, Self
 
 import pytest
 from faultproxy import Fault, FaultProxy
-from support import Book, crash_book, own_chain, reverted, wait_for
+from support import Book, crash_book, reverted, seeded_book, wait_for
 
 from bulwark.chain.contracts import Bulwark, connect, dev_account
 from bulwark.core.logs import LOGGER_NAME, PlainFormatter
@@ -49,11 +49,8 @@ BOOK_SIZE = 6
 @pytest.fixture(scope="module")
 def shared() -> Iterator[Book]:
     """One chain for the module: a pool, a stake and the book, reverted to after every test."""
-    with own_chain() as chain:
-        chain.seed_pool(500_000)
-        chain.stake(20_000)
-        traders = [t.address for t in open_book(chain, "faults")]
-        yield Book(chain, traders)
+    with seeded_book(lambda chain: [t.address for t in open_book(chain, "faults")]) as b:
+        yield b
 
 
 @pytest.fixture

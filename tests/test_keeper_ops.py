@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import Book, crash_book, own_chain, reverted, wait_for
+from support import Book, crash_book, own_chain, reverted, seeded_book, wait_for
 
 from bulwark import cli
 from bulwark.chain.contracts import WAD, Bulwark, BulwarkError, connect, dev_account
@@ -39,11 +39,12 @@ CRASH_PRICE = 2_850
 
 @pytest.fixture(scope="module")
 def shared() -> Iterator[Book]:
-    with own_chain() as chain:
-        chain.seed_pool(500_000)
-        chain.stake(20_000)
-        traders = crash_book(chain, 6, salt="ops", margin=500, smallest=2.0, largest=3.0)
-        yield Book(chain, [t.address for t in traders])
+    def traders(chain: World) -> list[str]:
+        book = crash_book(chain, 6, salt="ops", margin=500, smallest=2.0, largest=3.0)
+        return [t.address for t in book]
+
+    with seeded_book(traders) as b:
+        yield b
 
 
 @pytest.fixture
