@@ -16,10 +16,8 @@ profit; the set presented was every account the contract scored above zero on th
 
 from __future__ import annotations
 
-import argparse
 from collections import defaultdict
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -211,28 +209,3 @@ def test_command_line_policy_flags() -> None:
     cfg = sweep_config(args)
     assert cfg.compare_policies and cfg.adl_policy is None
     assert sweep_config(parse_args(["stress", "gap", "--fund-sweep"])).adl_policy is None
-
-
-@pytest.mark.parametrize(
-    ("flags", "message"),
-    [
-        ({"adl_policy": "fifo"}, "--adl-policy must be one of queue, prorata"),
-        ({"adl_policy": "queue", "compare_policies": True}, "leave out --adl-policy"),
-    ],
-)
-def test_policy_mistakes_are_one_line(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, flags: dict[str, Any], message: str
-) -> None:
-    from bulwark.cli.ops import run_stress as run_from_cli
-
-    args = argparse.Namespace(
-        scenario="gap", accounts=10, out=str(tmp_path), speed=None, seed=0, json=False,
-        rpc="http://127.0.0.1:9", deployment=None, keystore=None, dev_account=None,
-        fund_sweep="", window_caps=None, haircut_bound=None, adl_policy=None,
-        compare_policies=False,
-    )  # fmt: skip
-    for key, value in flags.items():
-        setattr(args, key, value)
-    assert run_from_cli(args) == 1
-    err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1 and "Traceback" not in err

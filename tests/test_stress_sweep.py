@@ -213,17 +213,22 @@ def test_debt_episodes_follow_the_running_total() -> None:
         ({"fund_sweep": "-1"}, "a fund size must be 0 to 1000"),
         ({"fund_sweep": "", "window_caps": "0.5"}, "a window cap must be 1 to 100"),
         ({"fund_sweep": "", "haircut_bound": "x"}, "--haircut-bound takes percentages"),
+        ({"fund_sweep": "", "adl_policy": "fifo"}, "--adl-policy must be one of queue, prorata"),
+        (
+            {"fund_sweep": "", "adl_policy": "queue", "compare_policies": True},
+            "leave out --adl-policy",
+        ),
     ],
 )
 def test_sweep_mistakes_are_one_line(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, flags: dict[str, str], message: str
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, flags: dict[str, Any], message: str
 ) -> None:
     from bulwark.cli.ops import run_stress as run_from_cli
 
     args = argparse.Namespace(
         scenario="gap", accounts=10, out=str(tmp_path), speed=None, seed=0, json=False,
         rpc="http://127.0.0.1:9", deployment=None, keystore=None, dev_account=None,
-        window_caps=None, haircut_bound=None,
+        window_caps=None, haircut_bound=None, adl_policy=None, compare_policies=False,
     )  # fmt: skip
     for key, value in flags.items():
         setattr(args, key, value)
