@@ -70,15 +70,7 @@ def demo_population(
             account = derived_account(cfg.seed, f"demo-trader-{len(traders)}")
             leg = Leg(market, size if long else -size)
             traders.append(TraderPlan(account, usd * unit, leverage, (leg,)))
-    return Population(
-        admin=admin,
-        keeper=derived_account(cfg.seed, "keeper"),
-        lp=derived_account(cfg.seed, "lp"),
-        staker=derived_account(cfg.seed, "staker"),
-        traders=traders,
-        pool_seed_tokens=POOL_SEED_USD * unit,
-        fund_seed_tokens=FUND_SEED_USD * unit,
-    )
+    return Population.seeded(cfg.seed, admin, traders, POOL_SEED_USD * unit, FUND_SEED_USD * unit)
 
 
 def demo_config() -> StressConfig:

@@ -130,6 +130,26 @@ class Population:
     def addresses(self) -> list[str]:
         return [t.account.address for t in self.traders]
 
+    @classmethod
+    def seeded(
+        cls,
+        seed: int,
+        admin: LocalAccount,
+        traders: list[TraderPlan],
+        pool_seed_tokens: int,
+        fund_seed_tokens: int,
+    ) -> Population:
+        """A population whose keeper, LP and staker are derived from `seed`, as its traders are."""
+        return cls(
+            admin=admin,
+            keeper=derived_account(seed, "keeper"),
+            lp=derived_account(seed, "lp"),
+            staker=derived_account(seed, "staker"),
+            traders=traders,
+            pool_seed_tokens=pool_seed_tokens,
+            fund_seed_tokens=fund_seed_tokens,
+        )
+
 
 Planner = Callable[[StressConfig, LocalAccount, Mapping[str, int], int], Population]
 """Builds the population from the config, the admin, the opening prices (WAD) and token decimals."""
@@ -177,15 +197,7 @@ def plan_population(
     skew_need = max(side_notional.values()) // WAD * unit // 2
     pool_seed = max(int(total_collateral * cfg.pool_ratio), skew_need, 100_000 * unit)
     fund_seed = max(int(total_collateral * cfg.fund_ratio), 1_000 * unit) if cfg.fund_ratio else 0
-    return Population(
-        admin=admin,
-        keeper=derived_account(cfg.seed, "keeper"),
-        lp=derived_account(cfg.seed, "lp"),
-        staker=derived_account(cfg.seed, "staker"),
-        traders=traders,
-        pool_seed_tokens=pool_seed,
-        fund_seed_tokens=fund_seed,
-    )
+    return Population.seeded(cfg.seed, admin, traders, pool_seed, fund_seed)
 
 
 # ---------------------------------------------------------------------------- bulk sending
