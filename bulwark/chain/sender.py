@@ -212,6 +212,23 @@ def as_call(fn: Any) -> Call:
     return Call(str(fn.address), str(fn._encode_transaction_data()))
 
 
+def eip1559_tx(fn: Any, chain_id: int, gas: int, fees: Fees, value: int = 0) -> dict[str, Any]:
+    """The EIP-1559 transaction of `fn` at these fees, without its nonce (a creation has no ``to``)."""
+    call = as_call(fn)
+    tx: dict[str, Any] = {
+        "type": 2,
+        "chainId": chain_id,
+        "data": call.data,
+        "value": value,
+        "gas": gas,
+        "maxFeePerGas": fees.max_fee,
+        "maxPriorityFeePerGas": fees.priority_fee,
+    }
+    if call.to:
+        tx["to"] = call.to
+    return tx
+
+
 @dataclass
 class PendingTx:
     action: str
@@ -506,19 +523,7 @@ class TxSender:
 
     def unsigned(self, fn: Any, gas: int, fees: Fees, value: int = 0) -> dict[str, Any]:
         """The EIP-1559 transaction of `fn`, without its nonce (a creation has no ``to``)."""
-        call = as_call(fn)
-        tx: dict[str, Any] = {
-            "type": 2,
-            "chainId": self.chain_id,
-            "data": call.data,
-            "value": value,
-            "gas": gas,
-            "maxFeePerGas": fees.max_fee,
-            "maxPriorityFeePerGas": fees.priority_fee,
-        }
-        if call.to:
-            tx["to"] = call.to
-        return tx
+        return eip1559_tx(fn, self.chain_id, gas, fees, value)
 
     def transact(
         self,
@@ -840,19 +845,7 @@ class Pipeline:
         manager = self.nonces.setdefault(signer.address, NonceManager(self.w3, signer.address))
         nonce = manager.reserve(reseed=signer.address not in self._seeded)
         self._seeded.add(signer.address)
-        call = as_call(fn)
-        tx: dict[str, Any] = {
-            "type": 2,
-            "chainId": self._chain_id,
-            "data": call.data,
-            "value": value,
-            "gas": gas,
-            "nonce": nonce,
-            "maxFeePerGas": self._fees.max_fee,
-            "maxPriorityFeePerGas": self._fees.priority_fee,
-        }
-        if call.to:
-            tx["to"] = call.to
+        tx = {**eip1559_tx(fn, self._chain_id, gas, self._fees, value), "nonce": nonce}
         raw = "0x" + bytes(signer.sign_transaction(tx).raw_transaction).hex()
         queued = Queued(label or _fn_label(fn), signer.address, {**tx, "from": signer.address}, raw)
         self._queued.append(queued)
