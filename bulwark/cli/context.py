@@ -289,13 +289,9 @@ def send(bw: Bulwark, fn: Any, signer: LocalAccount, *, action: str) -> TxReceip
     return bw.send(fn, signer, action=action)
 
 
-def ensure_allowance(bw: Bulwark, signer: LocalAccount, spender: str, amount: int) -> None:
-    allowance = int(bw.call(bw.token.functions.allowance(signer.address, spender)))
-    if allowance < amount:
-        send(bw, bw.token.functions.approve(spender, amount), signer, action="approve")
-
-
-def require_wallet_balance(bw: Bulwark, signer: LocalAccount, amount: int) -> None:
+def prepare_payment(bw: Bulwark, signer: LocalAccount, spender: str, amount: int) -> None:
+    """Checks that the signer's wallet holds `amount` (one readable line when it does not), then
+    approves `spender` for it unless its allowance already covers it."""
     balance = int(bw.call(bw.token.functions.balanceOf(signer.address)))
     if balance < amount:
         _, symbol = token_info(bw)
@@ -303,6 +299,9 @@ def require_wallet_balance(bw: Bulwark, signer: LocalAccount, amount: int) -> No
             f"wallet {signer.address} holds {tokens(bw, balance)} {symbol}, less than the "
             f"{tokens(bw, amount)} asked for"
         )
+    allowance = int(bw.call(bw.token.functions.allowance(signer.address, spender)))
+    if allowance < amount:
+        send(bw, bw.token.functions.approve(spender, amount), signer, action="approve")
 
 
 def chain_now(bw: Bulwark) -> int:

@@ -12,11 +12,10 @@ from bulwark.cli import history
 from bulwark.cli.args import ENV_PRIVATE_KEY, EXIT_OK, UsageError
 from bulwark.cli.context import (
     Context,
-    ensure_allowance,
     market_name,
     parse_address,
     parse_amount,
-    require_wallet_balance,
+    prepare_payment,
     send,
     token_info,
 )
@@ -42,8 +41,7 @@ def cmd_trade_deposit(ctx: Context) -> int:
     bw = ctx.bulwark()
     amount = parse_amount(bw, ctx.args.amount)
     signer = ctx.signer()
-    require_wallet_balance(bw, signer, amount)
-    ensure_allowance(bw, signer, bw.ch.address, amount)
+    prepare_payment(bw, signer, bw.ch.address, amount)
     receipt = send(bw, bw.ch.functions.deposit(signer.address, amount), signer, action="deposit")
     return _report_margin(ctx, bw, signer.address, "deposited", amount, receipt)
 

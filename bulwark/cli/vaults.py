@@ -11,10 +11,9 @@ from bulwark.cli.args import EXIT_OK, MAX_UINT, UsageError
 from bulwark.cli.context import (
     Context,
     chain_now,
-    ensure_allowance,
     parse_address,
     parse_amount,
-    require_wallet_balance,
+    prepare_payment,
     send,
     token_info,
 )
@@ -36,8 +35,7 @@ def cmd_pool_deposit(ctx: Context) -> int:
     bw = ctx.bulwark()
     amount = parse_amount(bw, ctx.args.amount)
     signer = ctx.signer()
-    require_wallet_balance(bw, signer, amount)
-    ensure_allowance(bw, signer, bw.pool.address, amount)
+    prepare_payment(bw, signer, bw.pool.address, amount)
     receipt = send(
         bw, bw.pool.functions.deposit(amount, signer.address), signer, action="pool deposit"
     )
@@ -132,8 +130,7 @@ def cmd_fund_stake(ctx: Context) -> int:
     room = int(bw.call(bw.fund.functions.maxDeposit(signer.address)))
     if amount > room:
         raise BulwarkError(f"the fund takes at most {tokens(bw, room)} more before its cap")
-    require_wallet_balance(bw, signer, amount)
-    ensure_allowance(bw, signer, bw.fund.address, amount)
+    prepare_payment(bw, signer, bw.fund.address, amount)
     receipt = send(
         bw, bw.fund.functions.deposit(amount, signer.address), signer, action="fund stake"
     )
