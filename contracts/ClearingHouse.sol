@@ -43,6 +43,10 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
     IERC20 public immutable collateral;
     uint256 public immutable tokenScale;
     IOracleAdapter public immutable oracle;
+    /// @notice The insurance fund's account. Immutable: every liquidation, trade fee and ADL step credits
+    /// or asks it, and a storage slot would be a cold read on each (the libraries receive it as an
+    /// argument, since they cannot read this contract's code).
+    IInsuranceFund public immutable fund;
 
     Ledger.Layout internal _s;
 
@@ -56,33 +60,38 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
         _;
     }
 
-    constructor(IERC20 collateral_, IOracleAdapter oracle_, RiskParams memory risk, address admin)
-        AccessControlDefaultAdminRules(1 days, admin)
-    {
-        if (address(collateral_) == address(0) || address(oracle_) == address(0)) revert ZeroAddress();
+    /// @param pool_ The liquidity pool's address and `fund_` the insurance fund's, both fixed for good.
+    /// They are deployed after this contract, at the addresses their deployer predicts (its next
+    /// nonces), and each checks in its constructor that this contract names it.
+    constructor(
+        IERC20 collateral_,
+        IOracleAdapter oracle_,
+        address pool_,
+        IInsuranceFund fund_,
+        RiskParams memory risk,
+        address admin
+    ) AccessControlDefaultAdminRules(1 days, admin) {
+        if (
+            address(collateral_) == address(0) || address(oracle_) == address(0) || pool_ == address(0)
+                || address(fund_) == address(0)
+        ) revert ZeroAddress();
+        if (pool_ == address(fund_)) revert AccountsNotDistinct(pool_);
         collateral = collateral_;
         tokenScale = 10 ** (18 - IERC20Metadata(address(collateral_)).decimals());
         oracle = oracle_;
+        fund = fund_;
+        _s.pool = pool_; // in the slot with the market count, which every path reads first
         _setRiskParams(risk);
+        emit AccountsLinked(pool_, address(fund_));
     }
 
     // ================================================================ administration
-
-    /// @notice Names the pool and fund accounts, once, before any market is listed.
-    function linkAccounts(address pool_, IInsuranceFund fund_) external onlyRole(DEFAULT_ADMIN_ROLE) {
-        if (_s.pool != address(0)) revert AccountsAlreadyLinked();
-        if (pool_ == address(0) || address(fund_) == address(0)) revert ZeroAddress();
-        _s.pool = pool_;
-        _s.fund = fund_;
-        emit AccountsLinked(pool_, address(fund_));
-    }
 
     function listMarket(string calldata name, MarketConfig calldata config)
         external
         onlyRiskAdmin
         returns (uint256 marketId)
     {
-        if (_s.pool == address(0)) revert AccountsNotLinked();
         bytes32 key = keccak256(bytes(name));
         if (_s.idPlusOne[key] != 0) revert MarketNameTaken(name);
         marketId = _s.configs.length;
@@ -147,14 +156,14 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
 
     /// @inheritdoc IClearingHouse
     function trade(uint256 marketId, int256 sizeDeltaWad, uint256 acceptablePriceWad) external nonReentrant {
-        TradeLogic.trade(_s, oracle, msg.sender, marketId, sizeDeltaWad, acceptablePriceWad);
+        TradeLogic.trade(_s, oracle, fund, msg.sender, marketId, sizeDeltaWad, acceptablePriceWad);
     }
 
     // ================================================================ liquidation and ADL
 
     /// @inheritdoc IClearingHouse
     function liquidate(address account, uint256 marketId) external nonReentrant {
-        LiquidationLogic.liquidate(_s, oracle, account, marketId, msg.sender);
+        LiquidationLogic.liquidate(_s, oracle, fund, account, marketId, msg.sender);
     }
 
     /// @inheritdoc IClearingHouse
@@ -185,7 +194,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
     /// @notice One entry of `liquidateBatch`; callable only by this contract, inside the batch's guard.
     function liquidateFromBatch(address account, uint256 marketId, address keeper) external {
         if (msg.sender != address(this)) revert LiquidationOnlySelfCall(msg.sender);
-        LiquidationLogic.liquidate(_s, oracle, account, marketId, keeper);
+        LiquidationLogic.liquidate(_s, oracle, fund, account, marketId, keeper);
     }
 
     /// @inheritdoc IClearingHouse
@@ -195,27 +204,23 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
         onlyAdlKeeper
         returns (uint256 absorbedWad)
     {
-        return AdlLogic.autoDeleverage(_s, oracle, marketId, targets);
+        return AdlLogic.autoDeleverage(_s, oracle, fund, marketId, targets);
     }
 
     /// @inheritdoc IClearingHouse
     function coverBadDebt(uint256 marketId, Side side) external nonReentrant returns (uint256 coveredWad) {
-        return LiquidationLogic.coverBadDebt(_s, marketId, side);
+        return LiquidationLogic.coverBadDebt(_s, fund, marketId, side);
     }
 
     /// @inheritdoc IClearingHouse
     function socializeBadDebt(uint256 marketId, Side side) external nonReentrant returns (uint256 amountWad) {
-        return LiquidationLogic.socializeBadDebt(_s, marketId, side);
+        return LiquidationLogic.socializeBadDebt(_s, fund, marketId, side);
     }
 
     // ================================================================ views
 
     function pool() external view returns (address) {
         return _s.pool;
-    }
-
-    function fund() external view returns (IInsuranceFund) {
-        return _s.fund;
     }
 
     function reduceOnly() external view returns (bool) {
@@ -282,7 +287,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
         uint256 price = px.price(marketId);
         for (uint256 i; i < accounts.length; ++i) {
             (int256 size, int256 openNotional,) = _s.loadPosition(accounts[i], marketId);
-            if (size == 0 || _s.isProtected(accounts[i])) continue;
+            if (size == 0 || _s.isProtected(fund, accounts[i])) continue;
             int256 equity = _s.equityOf(accounts[i], px);
             int256 pnl = PositionMath.unrealizedPnl(size, openNotional, price);
             scores[i] = PositionMath.adlScore(pnl, openNotional, PositionMath.notional(size, price), equity);

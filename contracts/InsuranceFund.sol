@@ -88,6 +88,8 @@ contract InsuranceFund is IInsuranceFund, ERC4626, AccessControlDefaultAdminRule
         address treasury_,
         address admin
     ) ERC4626(asset_) ERC20("Bulwark Insurance Fund", "bIF") AccessControlDefaultAdminRules(1 days, admin) {
+        address named = address(clearingHouse_.fund());
+        if (named != address(this)) revert FundNotNamedByClearingHouse(address(clearingHouse_), named);
         clearingHouse = clearingHouse_;
         _tokenScale = 10 ** (18 - ERC20(address(asset_)).decimals());
         _setParams(cooldown_, windowDuration_, windowCapRatioWad_, capAssets_, treasury_);

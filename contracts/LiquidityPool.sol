@@ -45,6 +45,8 @@ contract LiquidityPool is ILiquidityPool, ERC4626, AccessControlDefaultAdminRule
         ERC20("Bulwark Liquidity Pool", "bLP")
         AccessControlDefaultAdminRules(1 days, admin)
     {
+        address named = clearingHouse_.pool();
+        if (named != address(this)) revert PoolNotNamedByClearingHouse(address(clearingHouse_), named);
         clearingHouse = clearingHouse_;
         _tokenScale = 10 ** (18 - ERC20(address(asset_)).decimals());
         _setCooldown(cooldown_);

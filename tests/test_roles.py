@@ -3,6 +3,8 @@ change an event, role checks, market listing, and the two-step admin transfer.""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from helpers import (
     config_tuple,
@@ -18,7 +20,7 @@ from helpers import (
 
 from bulwark.chain.contracts import WAD
 from bulwark.core import riskmath as rm
-from bulwark.devnet.deploy import role
+from bulwark.devnet.deploy import Deployer, DeployParams, create_address, role
 from bulwark.devnet.world import World
 
 ZERO = "0x0000000000000000000000000000000000000000"
@@ -140,8 +142,35 @@ def test_list_market_and_names(protocol: World) -> None:
     p.fund_trader(p.traders[0], 1_000)
     with reverts("OracleFeedMissing", marketId=2):  # listed, but no feed yet
         tx(p, ch.functions.trade(2, WAD, 2**256 - 1), p.traders[0])
-    with reverts("AccountsAlreadyLinked"):
-        tx(p, ch.functions.linkAccounts(p.lp.address, p.lp.address), p.admin)
+
+
+def test_pool_and_fund_are_named_when_the_clearing_house_is_deployed(
+    protocol: World, artifacts: dict[str, Any]
+) -> None:
+    """The clearing house is given the pool's and the fund's addresses at deployment (the deployer's
+    next two creations, predicted): a pool or a fund at any other address refuses to deploy, and the
+    clearing house refuses zero or one address for both."""
+    p = protocol
+    ch, c = p.bw.ch, p.bw.deployment.contracts
+    assert ch.functions.pool().call() == p.bw.pool.address
+    assert ch.functions.fund().call() == p.bw.fund.address
+    d = Deployer(p.bw.w3, p.admin, artifacts)
+    token, admin = c["Collateral"], p.admin.address
+    with reverts("PoolNotNamedByClearingHouse", clearingHouse=ch.address, named=p.bw.pool.address):
+        d.deploy("LiquidityPool", token, ch.address, 3_600, admin)
+    with reverts("FundNotNamedByClearingHouse", clearingHouse=ch.address, named=p.bw.fund.address):
+        d.deploy("InsuranceFund", token, ch.address, 86_400, 3_600, WAD // 2, 10**12, admin, admin)
+
+    libraries = {name: c[name] for name in ("AdlLogic", "LiquidationLogic", "TradeLogic")}
+    args = (token, c["OracleAdapter"])
+    params = (DeployParams().risk_tuple(), admin)
+    with reverts("AccountsNotDistinct", account=p.lp.address):
+        d.deploy("ClearingHouse", *args, p.lp.address, p.lp.address, *params, libraries=libraries)
+    with reverts("ZeroAddress"):
+        d.deploy("ClearingHouse", *args, ZERO, p.lp.address, *params, libraries=libraries)
+    # The prediction the deployment relies on: the address of the signer's next creation.
+    predicted = create_address(admin, d.next_nonce())
+    assert d.deploy("MockUSDC", admin) == predicted
 
 
 @pytest.mark.parametrize("contract", ["ch", "fund", "pool", "oracle"])

@@ -239,7 +239,7 @@ def test_progress_without_a_total_counts_and_stays_quiet_off_a_terminal() -> Non
     then at most one every few seconds, and the last."""
     tty = _Terminal()
     with Progress(None, tty, label="deploy") as bar:
-        for action in ("deploy MockUSDC", "deploy OracleAdapter", "ClearingHouse.linkAccounts"):
+        for action in ("deploy MockUSDC", "deploy OracleAdapter", "deploy ClearingHouse"):
             bar.advance(action)
     assert "deploy" in tty.getvalue() and "\x1b[" in tty.getvalue()
     plain = io.StringIO()

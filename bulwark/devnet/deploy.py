@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import rlp
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
@@ -35,6 +36,13 @@ DEV_MINT_TOKENS = 1_000_000
 # ADL keeper role unless other ADL keepers are named.
 LOCAL_ADL_KEEPERS = (3,)
 ADL_KEEPER_ROLE = "ADL_KEEPER_ROLE"
+
+
+def create_address(deployer: str, nonce: int) -> str:
+    """The address of the contract that `deployer`'s transaction with `nonce` creates (CREATE):
+    the last 20 bytes of keccak(rlp([deployer, nonce]))."""
+    sender = bytes.fromhex(to_checksum_address(deployer)[2:])
+    return to_checksum_address(keccak(rlp.encode([sender, nonce]))[12:])
 
 
 def role(name: str) -> bytes:
@@ -136,6 +144,10 @@ class Deployer:
             raise BulwarkError(f"deploying {name} produced no contract")
         return to_checksum_address(address)
 
+    def next_nonce(self) -> int:
+        """The nonce of this signer's next transaction: each is waited for, so none is in flight."""
+        return int(self.w3.eth.get_transaction_count(self.signer.address, "pending"))
+
     def transact(self, name: str, address: str, method: str, *args: Any) -> Any:
         contract = self.w3.eth.contract(
             address=to_checksum_address(address), abi=self.artifacts[name]["abi"]
@@ -204,7 +216,21 @@ def deploy_all(
     oracle = d.deploy("OracleAdapter", admin)
     d.transact("OracleAdapter", oracle, "grantRole", role("RISK_ADMIN_ROLE"), admin)
     libraries = {name: d.deploy(name) for name in ("AdlLogic", "LiquidationLogic", "TradeLogic")}
-    ch = d.deploy("ClearingHouse", token, oracle, params.risk_tuple(), admin, libraries=libraries)
+    # The clearing house holds the pool's and the fund's addresses for good (the fund's immutable):
+    # they are the addresses of the deployer's next two creations, and each constructor checks that
+    # the clearing house names it.
+    nonce = d.next_nonce()
+    pool_at, fund_at = create_address(admin, nonce + 1), create_address(admin, nonce + 2)
+    ch = d.deploy(
+        "ClearingHouse",
+        token,
+        oracle,
+        pool_at,
+        fund_at,
+        params.risk_tuple(),
+        admin,
+        libraries=libraries,
+    )
     pool = d.deploy("LiquidityPool", token, ch, params.pool_cooldown, admin)
     fund = d.deploy(
         "InsuranceFund",
@@ -217,7 +243,10 @@ def deploy_all(
         admin,  # treasury
         admin,
     )
-    d.transact("ClearingHouse", ch, "linkAccounts", pool, fund)
+    if (pool, fund) != (pool_at, fund_at):  # the constructors' checks make this unreachable
+        raise BulwarkError(
+            f"pool and fund deployed at {pool}, {fund}; expected {pool_at}, {fund_at}"
+        )
     for contract, address in (
         ("ClearingHouse", ch),
         ("LiquidityPool", pool),

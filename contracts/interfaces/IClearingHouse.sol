@@ -189,8 +189,8 @@ interface IClearingHouse {
     error MarketLimitReached(uint256 maxMarkets);
     error ParamOutOfBounds(bytes32 field, uint256 value, uint256 minValue, uint256 maxValue);
     error AccountProtected(address account);
-    error AccountsAlreadyLinked();
-    error AccountsNotLinked();
+    /// @notice The constructor was given one address for both the pool and the fund.
+    error AccountsNotDistinct(address account);
     error ZeroAddress();
     error TradeZeroSize();
     error TradeSlippage(uint256 priceWad, uint256 acceptablePriceWad);

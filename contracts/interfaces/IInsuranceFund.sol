@@ -44,6 +44,9 @@ interface IInsuranceFund {
     /// @notice The claim window of new requests changed.
     event ClaimWindowUpdated(uint32 claimWindow);
 
+    /// @notice The clearing house names `named` as its fund, not the contract being deployed: the fund's
+    /// address was mispredicted (see the clearing house's constructor).
+    error FundNotNamedByClearingHouse(address clearingHouse, address named);
     /// @notice Only the clearing house may draw on the fund.
     error FundUnauthorized(address caller);
     /// @notice Shares leave the fund only through request-then-claim.

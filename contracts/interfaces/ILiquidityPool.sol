@@ -13,6 +13,9 @@ interface ILiquidityPool {
     /// @notice The cooldown of future deposits changed.
     event CooldownUpdated(uint32 cooldown);
 
+    /// @notice The clearing house names `named` as its pool, not the contract being deployed: the
+    /// pool's address was mispredicted (see the clearing house's constructor).
+    error PoolNotNamedByClearingHouse(address clearingHouse, address named);
     /// @notice Shares of `account` are locked until `until`.
     error PoolSharesLocked(address account, uint256 until);
     /// @notice Deposits lock the receiver's shares, so only the receiver may deposit for itself.

@@ -5,6 +5,7 @@ import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 
 import {IClearingHouse} from "../interfaces/IClearingHouse.sol";
+import {IInsuranceFund} from "../interfaces/IInsuranceFund.sol";
 import {IOracleAdapter} from "../interfaces/IOracleAdapter.sol";
 import {FixedPointMath} from "./FixedPointMath.sol";
 import {Ledger} from "./Ledger.sol";
@@ -23,12 +24,14 @@ library AdlLogic {
     using Ledger for Ledger.Layout;
     using Ledger for Ledger.Prices;
 
-    /// @dev State carried from one ADL step to the next.
+    /// @dev State carried from one ADL step to the next, and the fund (with the pool, the accounts ADL
+    /// never targets).
     struct AdlStep {
         uint256 marketId;
         IClearingHouse.Side debtSide;
         uint256 debt;
         uint256 previousScore;
+        IInsuranceFund fund;
     }
 
     /// @dev A pro-rata target as checked in the first pass.
@@ -44,11 +47,12 @@ library AdlLogic {
     function autoDeleverage(
         Ledger.Layout storage s,
         IOracleAdapter oracle,
+        IInsuranceFund fund,
         uint256 marketId,
         address[] calldata targets
     ) external returns (uint256 absorbed) {
         if (targets.length == 0) revert IClearingHouse.AdlNoTargets();
-        (Ledger.Prices memory px, AdlStep memory step) = _begin(s, oracle, marketId, targets[0]);
+        (Ledger.Prices memory px, AdlStep memory step) = _begin(s, oracle, fund, marketId, targets[0]);
         absorbed = s.state(marketId).adlPolicy == IClearingHouse.AdlPolicy.ProRata
             ? _proRata(s, px, step, targets)
             : _queue(s, px, step, targets);
@@ -57,22 +61,25 @@ library AdlLogic {
 
     /// @dev The debt side (opposite the first target's), the part of its debt the fund cannot pay now
     /// (reverts when none) and the market's funding accrued at the price every step uses.
-    function _begin(Ledger.Layout storage s, IOracleAdapter oracle, uint256 marketId, address first)
-        private
-        returns (Ledger.Prices memory px, AdlStep memory step)
-    {
+    function _begin(
+        Ledger.Layout storage s,
+        IOracleAdapter oracle,
+        IInsuranceFund fund,
+        uint256 marketId,
+        address first
+    ) private returns (Ledger.Prices memory px, AdlStep memory step) {
         if (marketId >= s.marketCount) revert IClearingHouse.MarketUnknown(marketId);
         int256 firstSize = s.positions[first][marketId].sizeWad;
         if (firstSize == 0) revert IClearingHouse.AdlTargetIneligible(first, 0, 0, 0);
         // Targets hold the side opposite the bad debt: longs absorb the debt bankrupt shorts left.
         IClearingHouse.Side debtSide = firstSize > 0 ? IClearingHouse.Side.Short : IClearingHouse.Side.Long;
         uint256 debt = s.badDebt[marketId][uint256(debtSide)];
-        uint256 available = s.fund.availableWad();
+        uint256 available = fund.availableWad();
         // Only the part the fund cannot pay now: a donation below the debt changes how much, not whether.
         if (debt <= available) revert IClearingHouse.AdlNotRequired(debt, available);
         px = s.newPrices(oracle);
         s.accrueFunding(marketId, px.price(marketId));
-        step = AdlStep(marketId, debtSide, debt - available, type(uint256).max);
+        step = AdlStep(marketId, debtSide, debt - available, type(uint256).max, fund);
     }
 
     // ---------------------------------------------------------------- queue
@@ -204,7 +211,7 @@ library AdlLogic {
         returns (int256 size)
     {
         size = s.positions[target][step.marketId].sizeWad;
-        if (s.isProtected(target) || (step.debtSide == IClearingHouse.Side.Short ? size <= 0 : size >= 0)) {
+        if (s.isProtected(step.fund, target) || (step.debtSide == IClearingHouse.Side.Short ? size <= 0 : size >= 0)) {
             revert IClearingHouse.AdlTargetIneligible(target, size, 0, 0);
         }
     }

@@ -89,7 +89,6 @@ library Ledger {
         bool reduceOnly;
         uint64 badDebtSince; // non-zero exactly while totalBadDebtWad is (set when it leaves zero)
         uint16 marketCount; // configs.length, kept in the slot every call reads first (the pool)
-        IInsuranceFund fund;
         uint256 totalBadDebtWad;
         RiskStore risk;
         ConfigStore[] configs;
@@ -272,8 +271,8 @@ library Ledger {
         moveMargin(s, s.pool, account, paid);
     }
 
-    function isProtected(Layout storage s, address account) internal view returns (bool) {
-        return account == s.pool || account == address(s.fund);
+    function isProtected(Layout storage s, IInsuranceFund fund, address account) internal view returns (bool) {
+        return account == s.pool || account == address(fund);
     }
 
     // ---------------------------------------------------------------- positions and funding

@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 
 import {IClearingHouse} from "../interfaces/IClearingHouse.sol";
+import {IInsuranceFund} from "../interfaces/IInsuranceFund.sol";
 import {IOracleAdapter} from "../interfaces/IOracleAdapter.sol";
 import {FixedPointMath} from "./FixedPointMath.sol";
 import {Ledger} from "./Ledger.sol";
@@ -33,11 +34,12 @@ library LiquidationLogic {
     function liquidate(
         Ledger.Layout storage s,
         IOracleAdapter oracle,
+        IInsuranceFund fund,
         address account,
         uint256 marketId,
         address keeper
     ) external {
-        if (s.isProtected(account)) revert IClearingHouse.AccountProtected(account);
+        if (s.isProtected(fund, account)) revert IClearingHouse.AccountProtected(account);
         if (account == keeper) revert IClearingHouse.LiquidationSelf(account);
         if (marketId >= s.marketCount) revert IClearingHouse.MarketUnknown(marketId);
 
@@ -53,9 +55,9 @@ library LiquidationLogic {
         if (equity >= mmr.toInt256()) revert IClearingHouse.LiquidationAccountHealthy(account, equity, mmr);
 
         if (equity < uint256(s.risk.rewardFloorWad).toInt256()) {
-            _liquidateBankrupt(s, px, account, marketId, keeper, equity);
+            _liquidateBankrupt(s, px, fund, account, marketId, keeper, equity);
         } else {
-            _liquidateMarket(s, px, account, marketId, keeper, equity, mmr);
+            _liquidateMarket(s, px, fund, account, marketId, keeper, equity, mmr);
         }
     }
 
@@ -63,6 +65,7 @@ library LiquidationLogic {
     function _liquidateMarket(
         Ledger.Layout storage s,
         Ledger.Prices memory px,
+        IInsuranceFund fund,
         address account,
         uint256 marketId,
         address keeper,
@@ -78,7 +81,7 @@ library LiquidationLogic {
 
         _close(s, account, marketId, size, closeSize, priceWad);
         LiquidationMath.Split memory sp = _split(s, PositionMath.notional(closeSize, priceWad), cfg, equity);
-        _pay(s, account, keeper, sp);
+        _pay(s, fund, account, keeper, sp);
         if (closeSize != size) _requireImproved(s, px, account, equity, mmr);
         emit IClearingHouse.Liquidated(account, marketId, keeper, sp.penaltyWad, sp.rewardWad, sp.paddingWad, 0, false);
     }
@@ -163,6 +166,7 @@ library LiquidationLogic {
     function _liquidateBankrupt(
         Ledger.Layout storage s,
         Ledger.Prices memory px,
+        IInsuranceFund fund,
         address account,
         uint256 marketId,
         address keeper,
@@ -172,23 +176,30 @@ library LiquidationLogic {
         Ledger.RiskStore storage risk = s.risk;
         LiquidationMath.Split memory sp =
             LiquidationMath.split(c.penaltyWad, equity, risk.keeperShareWad, risk.rewardFloorWad, risk.rewardCeilingWad);
-        _pay(s, account, keeper, sp);
-
-        int256 margin = s.accounts[account].marginWad;
-        uint256 shortfall = margin < 0 ? uint256(-margin) : 0;
-        if (shortfall != 0) {
-            uint256 covered = s.fund.coverShortfall(shortfall);
-            s.moveMargin(address(s.fund), account, covered.toInt256());
-            uint256 debt = shortfall - covered;
-            if (debt != 0) {
-                _recordBadDebt(s, debt, c);
-                s.addMargin(account, debt.toInt256());
-            }
-            emit IClearingHouse.ShortfallSettled(account, shortfall, covered, debt);
-        }
+        _pay(s, fund, account, keeper, sp);
+        uint256 shortfall = _settleShortfall(s, fund, account, c);
         emit IClearingHouse.Liquidated(
             account, marketId, keeper, sp.penaltyWad, sp.rewardWad, sp.paddingWad, shortfall, true
         );
+    }
+
+    /// @dev The flat account's negative margin, if any: the fund pays what it can, the rest is recorded as
+    /// bad debt, and the margin is reset to zero.
+    function _settleShortfall(Ledger.Layout storage s, IInsuranceFund fund, address account, Closure memory c)
+        private
+        returns (uint256 shortfall)
+    {
+        int256 margin = s.accounts[account].marginWad;
+        if (margin >= 0) return 0;
+        shortfall = uint256(-margin);
+        uint256 covered = fund.coverShortfall(shortfall);
+        s.moveMargin(address(fund), account, covered.toInt256());
+        uint256 debt = shortfall - covered;
+        if (debt != 0) {
+            _recordBadDebt(s, debt, c);
+            s.addMargin(account, debt.toInt256());
+        }
+        emit IClearingHouse.ShortfallSettled(account, shortfall, covered, debt);
     }
 
     /// @dev Closes every position of `account`, recording per market the loss realised net of funding and
@@ -262,33 +273,37 @@ library LiquidationLogic {
     }
 
     /// @dev The account pays reward + padding; the keeper's reward and the fund's padding are credited.
-    function _pay(Ledger.Layout storage s, address account, address keeper, LiquidationMath.Split memory sp)
-        private
-    {
+    function _pay(
+        Ledger.Layout storage s,
+        IInsuranceFund fund,
+        address account,
+        address keeper,
+        LiquidationMath.Split memory sp
+    ) private {
         s.addMargin(account, -sp.chargeWad.toInt256());
         s.addMargin(keeper, sp.rewardWad.toInt256());
-        s.addMargin(address(s.fund), sp.paddingWad.toInt256());
+        s.addMargin(address(fund), sp.paddingWad.toInt256());
     }
 
     // ================================================================ bad debt (ADL is in AdlLogic)
 
     /// @notice See IClearingHouse.coverBadDebt.
-    function coverBadDebt(Ledger.Layout storage s, uint256 marketId, IClearingHouse.Side side)
+    function coverBadDebt(Ledger.Layout storage s, IInsuranceFund fund, uint256 marketId, IClearingHouse.Side side)
         external
         returns (uint256 covered)
     {
         if (marketId >= s.marketCount) revert IClearingHouse.MarketUnknown(marketId);
         uint256 debt = s.badDebt[marketId][uint256(side)];
         if (debt == 0) revert IClearingHouse.BadDebtNone(marketId, side);
-        covered = s.fund.coverShortfall(debt);
+        covered = fund.coverShortfall(debt);
         if (covered == 0) revert IClearingHouse.BadDebtFundEmpty(marketId, side);
-        s.addMargin(address(s.fund), -covered.toInt256());
+        s.addMargin(address(fund), -covered.toInt256());
         s.reduceBadDebt(marketId, side, covered);
         emit IClearingHouse.BadDebtCovered(marketId, side, covered, s.totalBadDebtWad);
     }
 
     /// @notice See IClearingHouse.socializeBadDebt.
-    function socializeBadDebt(Ledger.Layout storage s, uint256 marketId, IClearingHouse.Side side)
+    function socializeBadDebt(Ledger.Layout storage s, IInsuranceFund fund, uint256 marketId, IClearingHouse.Side side)
         external
         returns (uint256 amount)
     {
@@ -298,9 +313,9 @@ library LiquidationLogic {
         uint256 socializableAt = uint256(s.badDebtRecordedAt[marketId][uint256(side)]) + s.risk.socializeGracePeriod;
         if (block.timestamp < socializableAt) revert IClearingHouse.BadDebtGracePeriod(socializableAt);
         // The fund pays what it can first: LPs are charged only for what the fund cannot pay now.
-        if (s.fund.availableWad() != 0) {
-            uint256 covered = s.fund.coverShortfall(debt);
-            s.addMargin(address(s.fund), -covered.toInt256());
+        if (fund.availableWad() != 0) {
+            uint256 covered = fund.coverShortfall(debt);
+            s.addMargin(address(fund), -covered.toInt256());
             s.reduceBadDebt(marketId, side, covered);
             emit IClearingHouse.BadDebtCovered(marketId, side, covered, s.totalBadDebtWad);
             debt -= covered;

@@ -6,6 +6,7 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 
 import {IClearingHouse} from "../interfaces/IClearingHouse.sol";
+import {IInsuranceFund} from "../interfaces/IInsuranceFund.sol";
 import {IOracleAdapter} from "../interfaces/IOracleAdapter.sol";
 import {FixedPointMath} from "./FixedPointMath.sol";
 import {Ledger} from "./Ledger.sol";
@@ -67,6 +68,7 @@ library TradeLogic {
     function trade(
         Ledger.Layout storage s,
         IOracleAdapter oracle,
+        IInsuranceFund fund,
         address account,
         uint256 marketId,
         int256 sizeDeltaWad,
@@ -74,7 +76,7 @@ library TradeLogic {
     ) external {
         if (sizeDeltaWad == 0) revert IClearingHouse.TradeZeroSize();
         if (marketId >= s.marketCount) revert IClearingHouse.MarketUnknown(marketId);
-        if (s.isProtected(account)) revert IClearingHouse.AccountProtected(account);
+        if (s.isProtected(fund, account)) revert IClearingHouse.AccountProtected(account);
 
         int256 oldSize = s.positions[account][marketId].sizeWad;
         int256 newSize = oldSize + sizeDeltaWad;
@@ -88,7 +90,7 @@ library TradeLogic {
             revert IClearingHouse.TradeSlippage(price, acceptablePriceWad);
         }
 
-        Fill memory f = _fill(s, account, marketId, sizeDeltaWad, price, oldSize);
+        Fill memory f = _fill(s, fund, account, marketId, sizeDeltaWad, price, oldSize);
         _checkPostTrade(s, px, account, marketId, reducing, newSize);
         emit IClearingHouse.PositionChanged(
             account, marketId, sizeDeltaWad, newSize, price, f.feeWad, f.realizedWad, f.fundingWad
@@ -98,6 +100,7 @@ library TradeLogic {
     /// @dev Settles funding, applies the fill, takes the close haircut during ADL and charges the fee.
     function _fill(
         Ledger.Layout storage s,
+        IInsuranceFund fund,
         address account,
         uint256 marketId,
         int256 sizeDeltaWad,
@@ -107,8 +110,8 @@ library TradeLogic {
         s.accrueFunding(marketId, price);
         (f.fundingWad, f.realizedWad) = s.settleAndChange(account, marketId, sizeDeltaWad, price);
         // Any close that realises profit, a flip included, pays outstanding ADL debt first.
-        if (f.realizedWad > 0) _haircutCloseDuringAdl(s, account, marketId, oldSize, f.realizedWad);
-        f.feeWad = _chargeFee(s, account, marketId, sizeDeltaWad, price);
+        if (f.realizedWad > 0) _haircutCloseDuringAdl(s, fund, account, marketId, oldSize, f.realizedWad);
+        f.feeWad = _chargeFee(s, fund, account, marketId, sizeDeltaWad, price);
     }
 
     /// @dev The post-state checks. Every position ends either flat or at least the market's minimum notional.
@@ -145,14 +148,18 @@ library TradeLogic {
     }
 
     /// @dev Taker fee on the notional: the fund's share to the fund, the rest to the pool.
-    function _chargeFee(Ledger.Layout storage s, address account, uint256 marketId, int256 sizeDeltaWad, uint256 price)
-        private
-        returns (uint256 fee)
-    {
+    function _chargeFee(
+        Ledger.Layout storage s,
+        IInsuranceFund fund,
+        address account,
+        uint256 marketId,
+        int256 sizeDeltaWad,
+        uint256 price
+    ) private returns (uint256 fee) {
         fee = PositionMath.notional(sizeDeltaWad, price).mulWadUp(s.config(marketId).takerFeeWad);
         uint256 toFund = fee.mulWadDown(s.risk.fundFeeShareWad);
         s.addMargin(account, -fee.toInt256());
-        s.addMargin(address(s.fund), toFund.toInt256());
+        s.addMargin(address(fund), toFund.toInt256());
         s.addMargin(s.pool, (fee - toFund).toInt256());
     }
 
@@ -162,6 +169,7 @@ library TradeLogic {
     /// debt changes only how much the haircut takes, never whether it applies.
     function _haircutCloseDuringAdl(
         Ledger.Layout storage s,
+        IInsuranceFund fund,
         address account,
         uint256 marketId,
         int256 oldSize,
@@ -170,7 +178,7 @@ library TradeLogic {
         IClearingHouse.Side debtSide = oldSize > 0 ? IClearingHouse.Side.Short : IClearingHouse.Side.Long;
         uint256 debt = s.badDebt[marketId][uint256(debtSide)];
         if (debt == 0) return;
-        uint256 available = s.fund.availableWad();
+        uint256 available = fund.availableWad();
         if (debt <= available) return;
         uint256 haircut = uint256(realized).min(debt - available);
         s.addMargin(account, -haircut.toInt256());

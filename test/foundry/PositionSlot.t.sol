@@ -8,8 +8,8 @@ import {AttackBase} from "./attacks/AttackBase.sol";
 /// are checked on every write, and the funding basis it reports is the one a full-width field held.
 contract PositionSlotTest is AttackBase {
     /// @dev ClearingHouse storage: `_s` starts at slot 3 (after AccessControlDefaultAdminRules), and the
-    /// market states array is its seventh slot (pool, fund, totalBadDebt, risk x2, configs, states).
-    uint256 private constant STATES_SLOT = 3 + 6;
+    /// market states array is its sixth slot (pool, totalBadDebt, risk x2, configs, states).
+    uint256 private constant STATES_SLOT = 3 + 5;
 
     function setUp() public {
         setUpProtocol(5_000_000 * USDC, 100_000 * USDC);

@@ -33,12 +33,7 @@ contract ReentrancyAttackTest is Fixture {
         o.grantRole(o.RISK_ADMIN_ROLE(), admin);
         o.setFeed(ETH, ethFeed, HEARTBEAT, AggregatorV3Interface(address(0)), 0, 0);
         o.setFeed(BTC, btcFeed, HEARTBEAT, AggregatorV3Interface(address(0)), 0, 0);
-        rch = new ClearingHouse(IERC20(address(token)), IOracleAdapter(address(o)), riskParams(), admin);
-        rpool = new LiquidityPool(IERC20(address(token)), rch, POOL_COOLDOWN, admin);
-        rfund = new InsuranceFund(
-            IERC20(address(token)), rch, FUND_COOLDOWN, FUND_WINDOW, FUND_WINDOW_CAP, FUND_CAP_TOKENS, admin, admin
-        );
-        rch.linkAccounts(address(rpool), rfund);
+        (rch, rpool, rfund) = deployAccounts(IERC20(address(token)), IOracleAdapter(address(o)));
         rch.grantRole(rch.RISK_ADMIN_ROLE(), admin);
         rch.listMarket("ETH-USD", marketConfig(10_000 * WAD, 100_000 * WAD));
         rch.listMarket("BTC-USD", marketConfig(500 * WAD, 5_000 * WAD));

@@ -8,6 +8,7 @@ import {InsuranceFund} from "../../../contracts/InsuranceFund.sol";
 import {LiquidityPool} from "../../../contracts/LiquidityPool.sol";
 import {OracleAdapter} from "../../../contracts/OracleAdapter.sol";
 import {IClearingHouse} from "../../../contracts/interfaces/IClearingHouse.sol";
+import {IInsuranceFund} from "../../../contracts/interfaces/IInsuranceFund.sol";
 import {AggregatorV3Interface} from "../../../contracts/interfaces/AggregatorV3Interface.sol";
 import {IOracleAdapter} from "../../../contracts/interfaces/IOracleAdapter.sol";
 import {MockAggregator} from "../../../contracts/mocks/MockAggregator.sol";
@@ -42,17 +43,28 @@ abstract contract Fixture is Test {
     LiquidityPool internal pool;
     InsuranceFund internal fund;
 
+    /// @notice The clearing house, then the pool and the fund at the next two addresses this contract
+    /// creates, which the clearing house is given (and each checks, deploying).
+    function deployAccounts(IERC20 token, IOracleAdapter adapter)
+        internal
+        returns (ClearingHouse c, LiquidityPool p, InsuranceFund f)
+    {
+        uint256 nonce = vm.getNonce(address(this));
+        address poolAt = vm.computeCreateAddress(address(this), nonce + 1);
+        address fundAt = vm.computeCreateAddress(address(this), nonce + 2);
+        c = new ClearingHouse(token, adapter, poolAt, IInsuranceFund(fundAt), riskParams(), admin);
+        p = new LiquidityPool(token, c, POOL_COOLDOWN, admin);
+        f = new InsuranceFund(token, c, FUND_COOLDOWN, FUND_WINDOW, FUND_WINDOW_CAP, FUND_CAP_TOKENS, admin, admin);
+        assertEq(address(p), poolAt, "pool at its predicted address");
+        assertEq(address(f), fundAt, "fund at its predicted address");
+    }
+
     function deployProtocol() internal {
         vm.warp(1_700_000_000);
         usdc = new MockUSDC(admin);
         oracle = new OracleAdapter(admin);
         oracle.grantRole(oracle.RISK_ADMIN_ROLE(), admin);
-        ch = new ClearingHouse(IERC20(address(usdc)), IOracleAdapter(address(oracle)), riskParams(), admin);
-        pool = new LiquidityPool(IERC20(address(usdc)), ch, POOL_COOLDOWN, admin);
-        fund = new InsuranceFund(
-            IERC20(address(usdc)), ch, FUND_COOLDOWN, FUND_WINDOW, FUND_WINDOW_CAP, FUND_CAP_TOKENS, admin, admin
-        );
-        ch.linkAccounts(address(pool), fund);
+        (ch, pool, fund) = deployAccounts(IERC20(address(usdc)), IOracleAdapter(address(oracle)));
         ch.grantRole(ch.RISK_ADMIN_ROLE(), admin);
         pool.grantRole(pool.RISK_ADMIN_ROLE(), admin);
         fund.grantRole(fund.RISK_ADMIN_ROLE(), admin);
