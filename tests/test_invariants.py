@@ -112,6 +112,24 @@ def test_a_rewritten_margin_breaks_conservation(book: World) -> None:
     assert invariants.check(book.bw).ok
 
 
+def test_a_flat_account_that_owes_fails_the_check(book: World) -> None:
+    # given the deposit-only trader's margin slot
+    idle = book.traders[2].address
+    slot = _slot(idle, _accounts_base(book, idle))
+    word = _storage(book, slot)
+    assert word >> 128 == 0  # no open market
+
+    # when its margin is set to -1 wei behind the contract's back (a debt nobody recorded)
+    _set_storage(book, slot, 2**128 - 1)
+
+    # then the check names the account, and passes again once the margin is put back
+    report = invariants.check(book.bw)
+    assert not report.ok and report.mirror_errors == []
+    assert report.owing == [f"{idle} holds no position and owes 1 wei"]
+    _set_storage(book, slot, word)
+    assert invariants.check(book.bw).ok
+
+
 def test_a_rewritten_position_breaks_the_pool_mirror(book: World) -> None:
     # given a trader's ETH position slot (the positions mapping follows the accounts mapping)
     trader = book.traders[0].address

@@ -37,7 +37,7 @@ def cmd_status(ctx: Context) -> int:
     if not s.conservation.ok:
         raise BulwarkError(
             f"conservation check FAILED: vault gap {wad(s.conservation.vault_gap_wad, None)}"
-            + (f"; {s.conservation.mirror_errors[0]}" if s.conservation.mirror_errors else "")
+            + "".join(f"; {e}" for e in [*s.conservation.mirror_errors, *s.conservation.owing][:1])
         )
     return EXIT_OK
 
@@ -192,7 +192,7 @@ def status_lines(bw: Bulwark, s: status.ProtocolStatus) -> list[str]:
         f"+ bad debt {wad(c.bad_debt_wad)} - margins {wad(c.margin_sum_wad)} "
         f"= {wad(c.vault_gap_wad, None)}"
     )
-    lines += [f"  {e}" for e in c.mirror_errors]
+    lines += [f"  {e}" for e in [*c.mirror_errors, *c.owing]]
     return lines
 
 

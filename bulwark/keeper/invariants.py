@@ -3,7 +3,9 @@
 1. vault token balance (WAD) + outstanding bad debt == sum of margin over every account (pool and
    fund included);
 2. the pool's position is the exact mirror of the traders': sum of trader sizes, open notionals and
-   funding bases equal the market's running sums (so uPnL and pending funding sum to zero).
+   funding bases equal the market's running sums (so uPnL and pending funding sum to zero);
+3. no trader without a position has a negative margin: a flat account that owes is a debt nobody
+   recorded (the clearing house settles every liquidated account's shortfall as bad debt).
 
 Used by the tests after every step, by `bulwark status` and by the stress report. Every read is
 pinned to one block and sent in JSON-RPC batches (the keeper's ``rpc_batch`` and ``Calls``): one
@@ -74,6 +76,7 @@ class ConservationReport:
     bad_debt_wad: int
     margin_sum_wad: int
     mirror_errors: list[str] = field(default_factory=list)
+    owing: list[str] = field(default_factory=list)  # flat traders with a negative margin
 
     @property
     def vault_gap_wad(self) -> int:
@@ -82,7 +85,7 @@ class ConservationReport:
 
     @property
     def ok(self) -> bool:
-        return self.vault_gap_wad == 0 and not self.mirror_errors
+        return self.vault_gap_wad == 0 and not self.mirror_errors and not self.owing
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -92,6 +95,7 @@ class ConservationReport:
             "margin_sum_wad": str(self.margin_sum_wad),
             "vault_gap_wad": str(self.vault_gap_wad),
             "mirror_errors": self.mirror_errors,
+            "owing": self.owing,
         }
 
 
@@ -129,12 +133,19 @@ def check(
     states = replies[len(everyone) : len(everyone) + markets]
     positions = replies[len(everyone) + markets :]
 
-    margin_sum = sum(int(ch.decode("marginOf", r)) for r in margins)
-    report = ConservationReport(balance, bad_debt, margin_sum)
+    margin_of = [int(ch.decode("marginOf", r)) for r in margins]
+    report = ConservationReport(balance, bad_debt, sum(margin_of))
     n = len(traders)
+    holding = [False] * n
     for market_id in range(markets):
         rows = [ch.decode("positionOf", r) for r in positions[market_id * n : (market_id + 1) * n]]
         _check_mirror(report, market_id, rows, ch.decode("marketState", states[market_id]))
+        holding = [held or row[0] != 0 for held, row in zip(holding, rows, strict=True)]
+    report.owing = [
+        f"{trader} holds no position and owes {-margin} wei"
+        for trader, margin, held in zip(traders, margin_of[:n], holding, strict=True)
+        if margin < 0 and not held
+    ]
     return report
 
 

@@ -112,7 +112,9 @@ interface IClearingHouse {
         int256 realizedPnlWad,
         int256 fundingPaidWad
     );
-    /// @notice Summary of one liquidation call for one account.
+    /// @notice Summary of one liquidation call for one account. `shortfallWad` is what the account, flat
+    /// after the call, still owed (settled as `ShortfallSettled` says): a bankruptcy's, or a full close's
+    /// whose equity counted a profit the pool's margin could not pay.
     event Liquidated(
         address indexed account,
         uint256 indexed marketId,
@@ -125,8 +127,8 @@ interface IClearingHouse {
     );
     /// @notice A batch entry failed and was skipped; `reason` is the revert data.
     event LiquidationSkipped(address indexed account, uint256 indexed marketId, bytes reason);
-    /// @notice A bankrupt, now flat, account's shortfall was settled: the fund paid `coveredWad`,
-    /// `badDebtWad` became bad debt, and the account's margin was reset to zero.
+    /// @notice A liquidated account, now flat, owed `shortfallWad`: the fund paid `coveredWad`, `badDebtWad`
+    /// became bad debt, and the account's margin was reset to zero.
     event ShortfallSettled(address indexed account, uint256 shortfallWad, uint256 coveredWad, uint256 badDebtWad);
     event BadDebtRecorded(uint256 indexed marketId, Side side, uint256 amountWad, uint256 totalBadDebtWad);
     event BadDebtCovered(uint256 indexed marketId, Side side, uint256 amountWad, uint256 totalBadDebtWad);

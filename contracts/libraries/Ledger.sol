@@ -247,6 +247,15 @@ library Ledger {
         }
     }
 
+    /// @notice Whether the account holds no position and a negative margin: its slot is the open-market
+    /// bitmap (zero) above a margin whose sign bit is set, so the slot shifted right by 127 bits is 1.
+    function owesWhileFlat(Layout storage s, address account) internal view returns (bool owes) {
+        Account storage a = s.accounts[account];
+        assembly ("memory-safe") {
+            owes := eq(shr(127, sload(a.slot)), 1)
+        }
+    }
+
     function moveMargin(Layout storage s, address from, address to, int256 amountWad) internal {
         if (amountWad == 0) return;
         addMargin(s, from, -amountWad);

@@ -82,8 +82,30 @@ library LiquidationLogic {
         _close(s, account, marketId, size, closeSize, priceWad);
         LiquidationMath.Split memory sp = _split(s, PositionMath.notional(closeSize, priceWad), cfg, equity);
         _pay(s, fund, account, keeper, sp);
+        uint256 shortfall;
         if (closeSize != size) _requireImproved(s, px, account, equity, mmr);
-        emit IClearingHouse.Liquidated(account, marketId, keeper, sp.penaltyWad, sp.rewardWad, sp.paddingWad, 0, false);
+        else if (s.owesWhileFlat(account)) shortfall = _settleFlat(s, fund, account, marketId, size);
+        emit IClearingHouse.Liquidated(
+            account, marketId, keeper, sp.penaltyWad, sp.rewardWad, sp.paddingWad, shortfall, false
+        );
+    }
+
+    /// @dev A full close that leaves the account flat and owing: its equity counted a profit the pool's
+    /// margin could not pay (forfeited on the close, `PoolPayoutCapped`), so its margin ends negative.
+    /// That is a shortfall like a bankrupt account's, settled the same way: the fund pays what it can and
+    /// the rest becomes bad debt of this market, on the side the account held. Left unsettled, the
+    /// negative margin would be a debt nobody records, owed to whoever withdraws last.
+    function _settleFlat(
+        Ledger.Layout storage s,
+        IInsuranceFund fund,
+        address account,
+        uint256 marketId,
+        int256 size
+    ) private returns (uint256) {
+        uint256 n = s.marketCount;
+        Closure memory c = Closure(new uint256[](n), new IClearingHouse.Side[](n), 0, marketId);
+        c.sides[marketId] = size > 0 ? IClearingHouse.Side.Long : IClearingHouse.Side.Short;
+        return _settleShortfall(s, fund, account, c);
     }
 
     /// @dev A liquidation that is not a bankruptcy closes the account's largest position (by notional)

@@ -2,6 +2,7 @@
 pragma solidity ^0.8.24;
 
 import {IClearingHouse} from "../../../contracts/interfaces/IClearingHouse.sol";
+import {Vm} from "../utils/Vm.sol";
 import {AttackBase} from "./AttackBase.sol";
 
 /// @title The open finding of docs/security.md, pinned: an account under maintenance whose largest
@@ -29,12 +30,18 @@ contract UnpayableLargestLegTest is AttackBase {
 
         setPrice(ETH, 2_000);
         setPrice(BTC, 35_400);
+    }
+
+    /// @dev The LP redeems as much as the pool lets it: all of the pool's margin but a rounding remainder,
+    /// the traders' unrealised losses standing in for it in the pool's equity.
+    function _lpLeaves() private {
         vm.startPrank(lp);
         pool.redeem(pool.maxRedeem(lp), lp, lp);
         vm.stopPrank();
     }
 
     function test_liquidation_largestLegUnpayable_isRefusedBothWays() public {
+        _lpLeaves();
         IClearingHouse.Health memory h = ch.healthOf(alice);
         assertTrue(h.liquidatable, "alice is under maintenance");
         assertGe(2 * h.equityWad, int256(h.maintenanceMarginWad), "at or above half of it: a partial liquidation");
@@ -58,5 +65,48 @@ contract UnpayableLargestLegTest is AttackBase {
         );
         liquidateAs(keeper, alice, BTC);
         assertConserved(actors());
+    }
+
+    /// @notice The same book, one step on: alice closes her BTC leg (its 73,800 loss goes to the pool,
+    /// her margin to -55,533), then the LP redeems the pool's margin, and ETH rises to 2,060. Her equity
+    /// (867: margin plus the 56,400 ETH profit) is below half her maintenance margin, so the liquidation
+    /// closes the ETH short in full; the pool pays nothing of the profit, and the account is left flat
+    /// owing 56,400. That shortfall is settled as a bankrupt account's is: the fund pays what its window
+    /// allows and the rest is bad debt of ETH's short side, so withdrawals wait for it.
+    function test_liquidation_fullCloseLeavingTheAccountOwing_settlesTheShortfall() public {
+        stake(staker, 10_000 * USDC);
+        closeAll(alice, BTC);
+        _lpLeaves();
+        setPrice(ETH, 2_060);
+        int256 margin = ch.marginOf(alice);
+        int256 equity = ch.healthOf(alice).equityWad;
+        assertLt(margin, int256(0), "the BTC loss left her margin negative");
+        assertLt(2 * equity, int256(ch.healthOf(alice).maintenanceMarginWad), "a full close");
+        // She pays her whole equity (the penalty is above it); the pool pays what its margin holds.
+        uint256 owed = uint256(equity - margin - ch.marginOf(address(pool)));
+
+        vm.recordLogs();
+        liquidateAs(keeper, alice, ETH);
+        (uint256 shortfall, uint256 covered, uint256 debt) = _shortfallSettled(vm.getRecordedLogs());
+        assertEq(shortfall, owed, "shortfall");
+        assertGt(covered, 0, "the fund pays its window");
+        assertEq(covered + debt, shortfall, "the rest is bad debt");
+        assertEq(ch.marginOf(alice), int256(0), "the account no longer owes");
+        assertEq(ch.openMarketsOf(alice).length, 0, "flat");
+        assertEq(ch.badDebtOf(ETH, IClearingHouse.Side.Short), debt, "on the side she held");
+        assertEq(ch.totalBadDebtWad(), debt, "recorded");
+        vm.prank(carol);
+        vm.expectRevert(abi.encodeWithSelector(IClearingHouse.VaultBadDebtOutstanding.selector, debt));
+        ch.withdraw(1, carol);
+        assertConserved(actors());
+    }
+
+    function _shortfallSettled(Vm.Log[] memory logs) private view returns (uint256, uint256, uint256) {
+        for (uint256 i; i < logs.length; ++i) {
+            if (logs[i].emitter == address(ch) && logs[i].topics[0] == IClearingHouse.ShortfallSettled.selector) {
+                return abi.decode(logs[i].data, (uint256, uint256, uint256));
+            }
+        }
+        fail("no ShortfallSettled");
     }
 }
