@@ -395,6 +395,7 @@ def test_trim_adl_targets_cuts_before_out_of_order_and_drops_ineligible() -> Non
     a, b, c = address(1), address(2), address(3)
     assert dec.trim_adl_targets([a, b, c], "AdlOutOfOrder", b) == [a]
     assert dec.trim_adl_targets([a, b, c], "AdlTargetIneligible", b) == [a, c]
+    assert dec.trim_adl_targets([a, b, c], "AdlTargetLeftOwing", a) == [b, c]
     assert dec.trim_adl_targets([a, b, c], "AdlOutOfOrder", address(9)) is None
     assert dec.trim_adl_targets([a, b, c], "AdlNotRequired", a) is None
     assert dec.trim_adl_targets([a, b, c], "AdlOutOfOrder", None) is None

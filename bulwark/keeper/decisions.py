@@ -303,12 +303,13 @@ def adl_targets(
 def trim_adl_targets(targets: Sequence[str], error: str, target: str | None) -> list[str] | None:
     """The targets to simulate next after ``autoDeleverage``'s simulation reverted with `error`
     naming `target`: cut before a target out of order (funding moved a near tie), drop one that is
-    ineligible; None when the error is of another kind (nothing to retry)."""
+    ineligible or that the close would leave owing (its profit more than the pool's margin can pay);
+    None when the error is of another kind (nothing to retry)."""
     if target is None or target not in targets:
         return None
     if error == "AdlOutOfOrder":
         return list(targets[: list(targets).index(target)])
-    if error == "AdlTargetIneligible":
+    if error in ("AdlTargetIneligible", "AdlTargetLeftOwing"):
         return [t for t in targets if t != target]
     return None
 

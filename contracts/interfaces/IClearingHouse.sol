@@ -226,6 +226,10 @@ interface IClearingHouse {
     error AdlNoTargets();
     error AdlTargetIneligible(address target, int256 sizeWad, int256 pnlWad, int256 equityWad);
     error AdlOutOfOrder(address target, uint256 scoreWad, uint256 previousScoreWad);
+    /// @notice Closing the target would leave it flat with margin `marginWad` < 0: its profit, which
+    /// carried a loss already realised, is more than the pool's margin can pay. ADL takes only profit the
+    /// pool pays, so it would absorb nothing and leave a debt nobody records.
+    error AdlTargetLeftOwing(address target, int256 marginWad);
     /// @notice A pro-rata set must list targets in strictly ascending address order (no target twice).
     error AdlTargetsNotAscending(address target, address previousTarget);
     /// @notice A market's ADL policy cannot change while either side of it carries bad debt.

@@ -217,7 +217,8 @@ library AdlLogic {
     }
 
     /// @dev Closes `closeSize` at the market price and takes from the realised profit at most `cap` and at
-    /// most what keeps the target at maintenance margin.
+    /// most what keeps the target at maintenance margin. Reverts when the close leaves the target flat and
+    /// owing (`AdlTargetLeftOwing`).
     function _closeAndCut(
         Ledger.Layout storage s,
         Ledger.Prices memory px,
@@ -229,6 +230,7 @@ library AdlLogic {
         haircut = s.changePosition(target, marketId, -closeSize, px.wad[marketId]).positivePart().min(cap);
         haircut = haircut.min(_haircutRoom(s, px, target));
         s.addMargin(target, -haircut.toInt256());
+        if (s.owesWhileFlat(target)) revert IClearingHouse.AdlTargetLeftOwing(target, s.accounts[target].marginWad);
     }
 
     /// @dev All of the position when its profit is within the debt; else only as much as the debt needs.
