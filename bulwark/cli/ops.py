@@ -35,9 +35,10 @@ def cmd_status(ctx: Context) -> int:
     lines[at:at] = ["market terms (`bulwark markets` explains each)", *terms_table(terms)]
     ctx.report(data, lines)
     if not s.conservation.ok:
+        problems = [*s.conservation.mirror_errors, *s.conservation.owing]
         raise BulwarkError(
             f"conservation check FAILED: vault gap {wad(s.conservation.vault_gap_wad, None)}"
-            + "".join(f"; {e}" for e in [*s.conservation.mirror_errors, *s.conservation.owing][:1])
+            + (f"; {problems[0]}" if problems else "")
         )
     return EXIT_OK
 
