@@ -26,11 +26,11 @@ from bulwark.core import paths
 from bulwark.devnet import compiler
 
 _COLD = (
-    "import json, sys, time; from pathlib import Path; from keeper import compiler; "
+    "import json, sys, time; from pathlib import Path; from bulwark.devnet import compiler; "
     "t = time.perf_counter(); a = compiler.compile_contracts(force=True, root=Path(sys.argv[1])); "
     "print(json.dumps({'seconds': time.perf_counter() - t, 'artifacts': len(a)}))"
 )
-_CACHED = "from keeper import compiler; compiler.compile_contracts()"
+_CACHED = "from bulwark.devnet import compiler; compiler.compile_contracts()"
 
 
 def _python(code: str, *args: str, timeout: float = 600) -> tuple[float, str]:

@@ -29,6 +29,13 @@ def test_bench_modules_import() -> None:
     assert main.main(["nonsense"]) == 2
 
 
+def test_compile_bench_times_a_cached_compile_in_fresh_interpreters() -> None:
+    from bench import buildtime
+
+    result = buildtime.cached_compile(repeats=1)
+    assert 0 < result["seconds"] < result["fresh_interpreter_seconds"]
+
+
 @pytest.fixture(scope="module")
 def gas_result() -> dict:
     from bench import gas
