@@ -9,6 +9,7 @@ abstract contract AttackBase is Fixture {
     address internal lp = address(0x1001);
     address internal staker = address(0x1002);
     address internal keeper = address(0x1003);
+    address internal stayer = address(0x1004);
     address internal alice = address(0x2001);
     address internal bob = address(0x2002);
     address internal carol = address(0x2003);
@@ -29,6 +30,23 @@ abstract contract AttackBase is Fixture {
     function closeAll(address who, uint256 marketId) internal {
         int256 size = ch.positionOf(who, marketId).sizeWad;
         openPosition(who, marketId, -size);
+    }
+
+    /// @dev `who` asks to leave the fund with all its shares.
+    function requestAll(address who) internal returns (uint256 requestId) {
+        uint256 shares = fund.balanceOf(who);
+        vm.prank(who);
+        requestId = fund.requestUnstake(shares);
+    }
+
+    /// @dev `staker` and `stayer` stake 10,000 each, `staker` asks to leave with all its shares, and the
+    /// cooldown passes (prices refreshed): the request has matured.
+    function maturedRequestBesideAStayer() internal returns (uint256 requestId) {
+        stake(staker, 10_000 * USDC);
+        stake(stayer, 10_000 * USDC);
+        requestId = requestAll(staker);
+        vm.warp(block.timestamp + FUND_COOLDOWN);
+        refreshPrices();
     }
 
     function fundMargin() internal view returns (uint256) {

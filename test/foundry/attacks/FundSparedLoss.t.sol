@@ -12,7 +12,6 @@ import {AttackBase} from "./AttackBase.sol";
 /// the matured request was given its half back without anyone being charged for it: the 12,964 were
 /// promised as 10,000 to the request plus 6,482 to the staker who stayed.
 contract FundSparedLossTest is AttackBase {
-    address internal stayer = address(0x1004);
     uint256 internal constant PAID = 5_004.5e6; // tokens
 
     function setUp() public {
@@ -22,18 +21,8 @@ contract FundSparedLossTest is AttackBase {
     /// @dev Returns the matured request of `staker`; `stayer` also asks to leave if `stayerLeaves`. Ends
     /// with the bad debt covered, one day after the bankruptcy.
     function _scene(bool stayerLeaves) internal returns (uint256 id, uint256 stayerId) {
-        stake(staker, 10_000 * USDC);
-        stake(stayer, 10_000 * USDC);
-        uint256 shares = fund.balanceOf(staker);
-        vm.prank(staker);
-        id = fund.requestUnstake(shares);
-        vm.warp(block.timestamp + FUND_COOLDOWN);
-        refreshPrices();
-        if (stayerLeaves) {
-            shares = fund.balanceOf(stayer);
-            vm.prank(stayer);
-            stayerId = fund.requestUnstake(shares); // matures in 7 days: bears the payout
-        }
+        id = maturedRequestBesideAStayer();
+        if (stayerLeaves) stayerId = requestAll(stayer); // matures in 7 days: bears the payout
         fundAccount(bob, 11_000 * USDC);
         openPosition(bob, ETH, -30e18); // fee 45, of which 9 reach the fund
         setPrice(ETH, 3600);

@@ -12,8 +12,6 @@ import {AttackBase} from "./AttackBase.sol";
 /// Before the fix the early claimer took 10,000 instead of 6,479.5, the staker who stayed was left
 /// 5,004.5 instead of 6,479.5 and 2,045.5 more became bad debt.
 contract StaleUnstakeClaimTest is AttackBase {
-    address internal stayer = address(0x1004);
-
     struct Outcome {
         uint256 claimerTokens;
         uint256 stayerValue;
@@ -32,13 +30,7 @@ contract StaleUnstakeClaimTest is AttackBase {
     }
 
     function _sceneBeforeTheMove() internal returns (uint256 requestId) {
-        stake(staker, 10_000 * USDC);
-        stake(stayer, 10_000 * USDC);
-        uint256 shares = fund.balanceOf(staker);
-        vm.prank(staker);
-        requestId = fund.requestUnstake(shares);
-        vm.warp(block.timestamp + FUND_COOLDOWN);
-        refreshPrices();
+        requestId = maturedRequestBesideAStayer();
         fundAccount(bob, 11_000 * USDC);
         openPosition(bob, ETH, -30e18); // fee 45, of which 9 reach the fund
     }
