@@ -43,9 +43,11 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
     IERC20 public immutable collateral;
     uint256 public immutable tokenScale;
     IOracleAdapter public immutable oracle;
-    /// @notice The insurance fund's account. Immutable: every liquidation, trade fee and ADL step credits
-    /// or asks it, and a storage slot would be a cold read on each (the libraries receive it as an
-    /// argument, since they cannot read this contract's code).
+    /// @notice The liquidity pool's account and the insurance fund's, both immutable: every path asks
+    /// which accounts are protected, and a storage slot would be a cold read on each (the libraries
+    /// receive them as arguments, since they cannot read this contract's code). Their margins live in
+    /// slot 0 (Ledger.Layout), not in `accounts`.
+    address public immutable pool;
     IInsuranceFund public immutable fund;
 
     Ledger.Layout internal _s;
@@ -79,8 +81,8 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
         collateral = collateral_;
         tokenScale = 10 ** (18 - IERC20Metadata(address(collateral_)).decimals());
         oracle = oracle_;
+        pool = pool_;
         fund = fund_;
-        _s.pool = pool_; // in the slot with the market count, which every path reads first
         _setRiskParams(risk);
         emit AccountsLinked(pool_, address(fund_));
     }
@@ -143,27 +145,27 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
         uint256 before = collateral.balanceOf(address(this));
         collateral.safeTransferFrom(msg.sender, address(this), amountTokens);
         uint256 received = collateral.balanceOf(address(this)) - before;
-        _s.addMargin(account, (received * tokenScale).toInt256());
+        _s.addMarginOf(pool, fund, account, (received * tokenScale).toInt256());
         emit Deposited(account, msg.sender, received);
     }
 
     /// @inheritdoc IClearingHouse
     function withdraw(uint256 amountTokens, address to) external nonReentrant {
-        TradeLogic.withdraw(_s, oracle, collateral, tokenScale, msg.sender, amountTokens, to);
+        TradeLogic.withdraw(_s, oracle, collateral, tokenScale, pool, fund, msg.sender, amountTokens, to);
     }
 
     // ================================================================ trading
 
     /// @inheritdoc IClearingHouse
     function trade(uint256 marketId, int256 sizeDeltaWad, uint256 acceptablePriceWad) external nonReentrant {
-        TradeLogic.trade(_s, oracle, fund, msg.sender, marketId, sizeDeltaWad, acceptablePriceWad);
+        TradeLogic.trade(_s, oracle, pool, fund, msg.sender, marketId, sizeDeltaWad, acceptablePriceWad);
     }
 
     // ================================================================ liquidation and ADL
 
     /// @inheritdoc IClearingHouse
     function liquidate(address account, uint256 marketId) external nonReentrant {
-        LiquidationLogic.liquidate(_s, oracle, fund, account, marketId, msg.sender);
+        LiquidationLogic.liquidate(_s, oracle, pool, fund, account, marketId, msg.sender);
     }
 
     /// @inheritdoc IClearingHouse
@@ -194,7 +196,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
     /// @notice One entry of `liquidateBatch`; callable only by this contract, inside the batch's guard.
     function liquidateFromBatch(address account, uint256 marketId, address keeper) external {
         if (msg.sender != address(this)) revert LiquidationOnlySelfCall(msg.sender);
-        LiquidationLogic.liquidate(_s, oracle, fund, account, marketId, keeper);
+        LiquidationLogic.liquidate(_s, oracle, pool, fund, account, marketId, keeper);
     }
 
     /// @inheritdoc IClearingHouse
@@ -204,7 +206,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
         onlyAdlKeeper
         returns (uint256 absorbedWad)
     {
-        return AdlLogic.autoDeleverage(_s, oracle, fund, marketId, targets);
+        return AdlLogic.autoDeleverage(_s, oracle, pool, fund, marketId, targets);
     }
 
     /// @inheritdoc IClearingHouse
@@ -218,10 +220,6 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
     }
 
     // ================================================================ views
-
-    function pool() external view returns (address) {
-        return _s.pool;
-    }
 
     function reduceOnly() external view returns (bool) {
         return _s.reduceOnly;
@@ -246,7 +244,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
     }
 
     function marginOf(address account) external view returns (int256) {
-        return _s.accounts[account].marginWad;
+        return _s.marginOf(pool, fund, account);
     }
 
     function positionOf(address account, uint256 marketId) external view returns (Position memory) {
@@ -287,7 +285,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
         uint256 price = px.price(marketId);
         for (uint256 i; i < accounts.length; ++i) {
             (int256 size, int256 openNotional,) = _s.loadPosition(accounts[i], marketId);
-            if (size == 0 || _s.isProtected(fund, accounts[i])) continue;
+            if (size == 0 || Ledger.isProtected(pool, fund, accounts[i])) continue;
             int256 equity = _s.equityOf(accounts[i], px);
             int256 pnl = PositionMath.unrealizedPnl(size, openNotional, price);
             scores[i] = PositionMath.adlScore(pnl, openNotional, PositionMath.notional(size, price), equity);
@@ -354,6 +352,8 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
 
     function _healthOf(address account, Ledger.Prices memory px) internal view returns (Health memory h) {
         (h.equityWad, h.initialMarginWad, h.maintenanceMarginWad) = _s.health(account, px);
+        // The pool and the fund hold no positions; their margins are in slot 0, not in `accounts`.
+        if (Ledger.isProtected(pool, fund, account)) h.equityWad = _s.marginOf(pool, fund, account);
         h.liquidatable =
             _s.accounts[account].openMarkets != 0 && h.equityWad < h.maintenanceMarginWad.toInt256();
     }

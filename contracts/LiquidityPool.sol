@@ -82,12 +82,12 @@ contract LiquidityPool is ILiquidityPool, ERC4626, AccessControlDefaultAdminRule
     // ================================================================ limits (never revert)
 
     /// @notice Zero while the pool is under water or a price is stale; else what its clearing-house
-    /// margin (an int128) can still take.
+    /// margin (an int112, in the clearing house's slot 0) can still take.
     function maxDeposit(address) public view override returns (uint256) {
         (bool ok, int256 equity) = _equity();
         if (!ok || equity < 0) return 0;
         int256 margin = clearingHouse.marginOf(address(this));
-        return (uint256(uint128(type(int128).max)) - margin.positivePart()) / _tokenScale;
+        return (uint256(uint112(type(int112).max)) - margin.positivePart()) / _tokenScale;
     }
 
     function maxMint(address receiver) public view override returns (uint256) {

@@ -31,6 +31,7 @@ library AdlLogic {
         IClearingHouse.Side debtSide;
         uint256 debt;
         uint256 previousScore;
+        address pool;
         IInsuranceFund fund;
     }
 
@@ -47,12 +48,13 @@ library AdlLogic {
     function autoDeleverage(
         Ledger.Layout storage s,
         IOracleAdapter oracle,
+        address pool,
         IInsuranceFund fund,
         uint256 marketId,
         address[] calldata targets
     ) external returns (uint256 absorbed) {
         if (targets.length == 0) revert IClearingHouse.AdlNoTargets();
-        (Ledger.Prices memory px, AdlStep memory step) = _begin(s, oracle, fund, marketId, targets[0]);
+        (Ledger.Prices memory px, AdlStep memory step) = _begin(s, oracle, pool, fund, marketId, targets[0]);
         absorbed = s.state(marketId).adlPolicy == IClearingHouse.AdlPolicy.ProRata
             ? _proRata(s, px, step, targets)
             : _queue(s, px, step, targets);
@@ -64,6 +66,7 @@ library AdlLogic {
     function _begin(
         Ledger.Layout storage s,
         IOracleAdapter oracle,
+        address pool,
         IInsuranceFund fund,
         uint256 marketId,
         address first
@@ -79,7 +82,7 @@ library AdlLogic {
         if (debt <= available) revert IClearingHouse.AdlNotRequired(debt, available);
         px = s.newPrices(oracle);
         s.accrueFunding(marketId, px.price(marketId));
-        step = AdlStep(marketId, debtSide, debt - available, type(uint256).max, fund);
+        step = AdlStep(marketId, debtSide, debt - available, type(uint256).max, pool, fund);
     }
 
     // ---------------------------------------------------------------- queue
@@ -211,7 +214,7 @@ library AdlLogic {
         returns (int256 size)
     {
         size = s.positions[target][step.marketId].sizeWad;
-        if (s.isProtected(step.fund, target) || (step.debtSide == IClearingHouse.Side.Short ? size <= 0 : size >= 0)) {
+        if (Ledger.isProtected(step.pool, step.fund, target) || (step.debtSide == IClearingHouse.Side.Short ? size <= 0 : size >= 0)) {
             revert IClearingHouse.AdlTargetIneligible(target, size, 0, 0);
         }
     }

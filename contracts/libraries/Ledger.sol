@@ -11,7 +11,8 @@ import {FundingMath} from "./FundingMath.sol";
 import {PositionMath} from "./PositionMath.sol";
 
 /// @title The clearing house's state and the bookkeeping every entry point shares.
-/// @notice Margins move only in pairs (`moveMargin`) or together with tokens or bad debt, which keeps
+/// @notice Margins move only in pairs (a debit beside credits of the same sum: `payFromPool`,
+/// `payFromFund`, a fee, a liquidation's charge) or together with tokens or bad debt, which keeps
 /// token balance (WAD) + bad debt == sum of margins. The pool's position is never stored: it is the exact
 /// negative of the market's running sums over trader positions. The pool pays traders (profit, funding)
 /// only from what its margin holds (`payFromPool`), so its margin never goes negative and no trader is
@@ -84,12 +85,18 @@ library Ledger {
         uint32 socializeGracePeriod;
     }
 
+    /// @notice Slot 0, which every path reads first, holds the market count, the reduce-only switch and
+    /// the margins of the two system accounts, the pool and the fund (`accounts` holds every other
+    /// account's): a trade's fee, a liquidation's padding and every payment from the pool write it, and
+    /// reading it again is warm. 112 bits hold a margin up to 2.6e15 tokens (WAD); a sum beyond reverts
+    /// (SafeCast's error). The bad debt's total and the time it left zero share slot 1.
     struct Layout {
-        address pool;
+        uint16 marketCount; // configs.length
         bool reduceOnly;
+        int112 poolMarginWad;
+        int112 fundMarginWad;
+        uint192 totalBadDebtWad;
         uint64 badDebtSince; // non-zero exactly while totalBadDebtWad is (set when it leaves zero)
-        uint16 marketCount; // configs.length, kept in the slot every call reads first (the pool)
-        uint256 totalBadDebtWad;
         RiskStore risk;
         ConfigStore[] configs;
         MarketStore[] states;
@@ -256,10 +263,34 @@ library Ledger {
         }
     }
 
-    function moveMargin(Layout storage s, address from, address to, int256 amountWad) internal {
-        if (amountWad == 0) return;
-        addMargin(s, from, -amountWad);
-        addMargin(s, to, amountWad);
+    /// @notice Adds `amountWad` to the pool's margin (slot 0).
+    function addPoolMargin(Layout storage s, int256 amountWad) internal {
+        s.poolMarginWad = (s.poolMarginWad + amountWad).toInt112();
+    }
+
+    /// @notice Adds `amountWad` to the fund's margin (slot 0).
+    function addFundMargin(Layout storage s, int256 amountWad) internal {
+        s.fundMarginWad = (s.fundMarginWad + amountWad).toInt112();
+    }
+
+    /// @notice Any account's margin: the pool's and the fund's from slot 0, the others' from `accounts`.
+    function marginOf(Layout storage s, address pool, IInsuranceFund fund, address account)
+        internal
+        view
+        returns (int256)
+    {
+        if (account == pool) return s.poolMarginWad;
+        if (account == address(fund)) return s.fundMarginWad;
+        return s.accounts[account].marginWad;
+    }
+
+    /// @notice `addMargin` for any account, the pool and the fund included (deposits and withdrawals).
+    function addMarginOf(Layout storage s, address pool, IInsuranceFund fund, address account, int256 amountWad)
+        internal
+    {
+        if (account == pool) addPoolMargin(s, amountWad);
+        else if (account == address(fund)) addFundMargin(s, amountWad);
+        else addMargin(s, account, amountWad);
     }
 
     /// @notice Moves `amountWad` from the pool to `account` when positive (at most the pool's margin; the
@@ -271,17 +302,27 @@ library Ledger {
     {
         paid = amountWad;
         if (amountWad > 0) {
-            int256 held = s.accounts[s.pool].marginWad;
+            int256 held = s.poolMarginWad;
             if (held < amountWad) {
                 paid = held > 0 ? held : int256(0);
                 emit IClearingHouse.PoolPayoutCapped(account, marketId, uint256(amountWad), uint256(paid));
             }
         }
-        moveMargin(s, s.pool, account, paid);
+        if (paid == 0) return 0;
+        addPoolMargin(s, -paid);
+        addMargin(s, account, paid);
     }
 
-    function isProtected(Layout storage s, IInsuranceFund fund, address account) internal view returns (bool) {
-        return account == s.pool || account == address(fund);
+    /// @notice Moves `amountWad` from the fund to `account` (a shortfall's cover).
+    function payFromFund(Layout storage s, address account, int256 amountWad) internal {
+        if (amountWad == 0) return;
+        addFundMargin(s, -amountWad);
+        addMargin(s, account, amountWad);
+    }
+
+    /// @notice The accounts no trade, liquidation or ADL may touch: the pool and the fund.
+    function isProtected(address pool, IInsuranceFund fund, address account) internal pure returns (bool) {
+        return account == pool || account == address(fund);
     }
 
     // ---------------------------------------------------------------- positions and funding
@@ -595,7 +636,7 @@ library Ledger {
 
     /// @notice Pool equity: its margin minus the traders' uPnL plus the funding the traders owe.
     function poolEquity(Layout storage s, Prices memory px) internal view returns (int256 equity) {
-        equity = s.accounts[s.pool].marginWad;
+        equity = s.poolMarginWad;
         uint256 n = s.marketCount;
         for (uint256 m; m < n; ++m) {
             MarketStore storage st = state(s, m);
@@ -614,7 +655,7 @@ library Ledger {
         if (amount == 0) return;
         s.badDebt[marketId][uint256(side)] -= amount;
         uint256 total = s.totalBadDebtWad - amount;
-        s.totalBadDebtWad = total;
+        s.totalBadDebtWad = uint192(total); // below the total before
         if (total == 0) s.badDebtSince = 0;
     }
 }

@@ -34,12 +34,13 @@ library LiquidationLogic {
     function liquidate(
         Ledger.Layout storage s,
         IOracleAdapter oracle,
+        address pool,
         IInsuranceFund fund,
         address account,
         uint256 marketId,
         address keeper
     ) external {
-        if (s.isProtected(fund, account)) revert IClearingHouse.AccountProtected(account);
+        if (Ledger.isProtected(pool, fund, account)) revert IClearingHouse.AccountProtected(account);
         if (account == keeper) revert IClearingHouse.LiquidationSelf(account);
         if (marketId >= s.marketCount) revert IClearingHouse.MarketUnknown(marketId);
 
@@ -81,7 +82,7 @@ library LiquidationLogic {
 
         _close(s, account, marketId, size, closeSize, priceWad);
         LiquidationMath.Split memory sp = _split(s, PositionMath.notional(closeSize, priceWad), cfg, equity);
-        _pay(s, fund, account, keeper, sp);
+        _pay(s, account, keeper, sp);
         uint256 shortfall;
         if (closeSize != size) _requireImproved(s, px, account, equity, mmr);
         else if (s.owesWhileFlat(account)) shortfall = _settleFlat(s, fund, account, marketId, size);
@@ -198,7 +199,7 @@ library LiquidationLogic {
         Ledger.RiskStore storage risk = s.risk;
         LiquidationMath.Split memory sp =
             LiquidationMath.split(c.penaltyWad, equity, risk.keeperShareWad, risk.rewardFloorWad, risk.rewardCeilingWad);
-        _pay(s, fund, account, keeper, sp);
+        _pay(s, account, keeper, sp);
         uint256 shortfall = _settleShortfall(s, fund, account, c);
         emit IClearingHouse.Liquidated(
             account, marketId, keeper, sp.penaltyWad, sp.rewardWad, sp.paddingWad, shortfall, true
@@ -215,7 +216,7 @@ library LiquidationLogic {
         if (margin >= 0) return 0;
         shortfall = uint256(-margin);
         uint256 covered = fund.coverShortfall(shortfall);
-        s.moveMargin(address(fund), account, covered.toInt256());
+        s.payFromFund(account, covered.toInt256());
         uint256 debt = shortfall - covered;
         if (debt != 0) {
             _recordBadDebt(s, debt, c);
@@ -263,8 +264,9 @@ library LiquidationLogic {
     /// @dev Attributes `debt` to the markets where the account lost, pro rata to each loss, on the side it
     /// held there; `c.remainderMarket` takes the rounding remainder (all of it when no market lost).
     function _recordBadDebt(Ledger.Layout storage s, uint256 debt, Closure memory c) private {
-        if (s.totalBadDebtWad == 0) s.badDebtSince = uint64(block.timestamp);
-        s.totalBadDebtWad += debt;
+        uint256 total = s.totalBadDebtWad;
+        if (total == 0) s.badDebtSince = uint64(block.timestamp);
+        s.totalBadDebtWad = (total + debt).toUint192();
         uint256 totalLoss;
         for (uint256 m; m < c.losses.length; ++m) totalLoss += c.losses[m];
         uint256 left = debt;
@@ -295,16 +297,12 @@ library LiquidationLogic {
     }
 
     /// @dev The account pays reward + padding; the keeper's reward and the fund's padding are credited.
-    function _pay(
-        Ledger.Layout storage s,
-        IInsuranceFund fund,
-        address account,
-        address keeper,
-        LiquidationMath.Split memory sp
-    ) private {
+    function _pay(Ledger.Layout storage s, address account, address keeper, LiquidationMath.Split memory sp)
+        private
+    {
         s.addMargin(account, -sp.chargeWad.toInt256());
         s.addMargin(keeper, sp.rewardWad.toInt256());
-        s.addMargin(address(fund), sp.paddingWad.toInt256());
+        s.addFundMargin(sp.paddingWad.toInt256());
     }
 
     // ================================================================ bad debt (ADL is in AdlLogic)
@@ -319,7 +317,7 @@ library LiquidationLogic {
         if (debt == 0) revert IClearingHouse.BadDebtNone(marketId, side);
         covered = fund.coverShortfall(debt);
         if (covered == 0) revert IClearingHouse.BadDebtFundEmpty(marketId, side);
-        s.addMargin(address(fund), -covered.toInt256());
+        s.addFundMargin(-covered.toInt256());
         s.reduceBadDebt(marketId, side, covered);
         emit IClearingHouse.BadDebtCovered(marketId, side, covered, s.totalBadDebtWad);
     }
@@ -337,15 +335,15 @@ library LiquidationLogic {
         // The fund pays what it can first: LPs are charged only for what the fund cannot pay now.
         if (fund.availableWad() != 0) {
             uint256 covered = fund.coverShortfall(debt);
-            s.addMargin(address(fund), -covered.toInt256());
+            s.addFundMargin(-covered.toInt256());
             s.reduceBadDebt(marketId, side, covered);
             emit IClearingHouse.BadDebtCovered(marketId, side, covered, s.totalBadDebtWad);
             debt -= covered;
         }
         // The pool pays from what its margin holds; any rest stays outstanding until it can.
-        amount = debt.min(int256(s.accounts[s.pool].marginWad).positivePart());
+        amount = debt.min(int256(s.poolMarginWad).positivePart());
         if (amount == 0) return 0;
-        s.addMargin(s.pool, -amount.toInt256());
+        s.addPoolMargin(-amount.toInt256());
         s.reduceBadDebt(marketId, side, amount);
         emit IClearingHouse.BadDebtSocialized(marketId, side, amount, s.totalBadDebtWad);
     }

@@ -37,37 +37,51 @@ library TradeLogic {
         IOracleAdapter oracle,
         IERC20 collateral,
         uint256 tokenScale,
+        address pool,
+        IInsuranceFund fund,
         address account,
         uint256 amountTokens,
         address to
     ) external {
         if (amountTokens == 0) revert IClearingHouse.VaultZeroAmount();
         if (to == address(0)) revert IClearingHouse.ZeroAddress();
-        // badDebtSince (in the slot with the pool, read anyway) is non-zero exactly while bad debt is.
-        if (s.badDebtSince != 0) revert IClearingHouse.VaultBadDebtOutstanding(s.totalBadDebtWad);
+        uint256 debt = s.totalBadDebtWad;
+        if (debt != 0) revert IClearingHouse.VaultBadDebtOutstanding(debt);
         uint256 amountWad = amountTokens * tokenScale;
-        Ledger.Account storage acc = s.accounts[account];
-        if (int256(acc.marginWad) < amountWad.toInt256()) {
-            revert IClearingHouse.VaultInsufficientMargin(account, acc.marginWad, amountWad);
-        }
-        if (account == s.pool) {
+        _checkWithdrawal(s, oracle, pool, fund, account, amountWad);
+        s.addMarginOf(pool, fund, account, -amountWad.toInt256());
+        collateral.safeTransfer(to, amountTokens);
+        emit IClearingHouse.Withdrawn(account, to, amountTokens);
+    }
+
+    /// @dev A withdrawal of `amountWad` takes at most the account's margin, leaves the pool within its
+    /// exposure cap and any other account with open positions at or above its initial margin.
+    function _checkWithdrawal(
+        Ledger.Layout storage s,
+        IOracleAdapter oracle,
+        address pool,
+        IInsuranceFund fund,
+        address account,
+        uint256 amountWad
+    ) private view {
+        int256 margin = s.marginOf(pool, fund, account);
+        if (margin < amountWad.toInt256()) revert IClearingHouse.VaultInsufficientMargin(account, margin, amountWad);
+        if (account == pool) {
             checkPoolExposure(s, s.newPrices(oracle), amountWad);
-        } else if (acc.openMarkets != 0) {
+        } else if (s.accounts[account].openMarkets != 0) {
             (int256 equity, uint256 imr) = s.initialOf(account, s.newPrices(oracle));
             int256 equityAfter = equity - amountWad.toInt256();
             if (equityAfter < imr.toInt256()) {
                 revert IClearingHouse.VaultBelowInitialMargin(account, equityAfter, imr);
             }
         }
-        acc.marginWad -= amountWad.toInt256().toInt128();
-        collateral.safeTransfer(to, amountTokens);
-        emit IClearingHouse.Withdrawn(account, to, amountTokens);
     }
 
     /// @notice See IClearingHouse.trade; `account` is the caller.
     function trade(
         Ledger.Layout storage s,
         IOracleAdapter oracle,
+        address pool,
         IInsuranceFund fund,
         address account,
         uint256 marketId,
@@ -76,7 +90,7 @@ library TradeLogic {
     ) external {
         if (sizeDeltaWad == 0) revert IClearingHouse.TradeZeroSize();
         if (marketId >= s.marketCount) revert IClearingHouse.MarketUnknown(marketId);
-        if (s.isProtected(fund, account)) revert IClearingHouse.AccountProtected(account);
+        if (Ledger.isProtected(pool, fund, account)) revert IClearingHouse.AccountProtected(account);
 
         int256 oldSize = s.positions[account][marketId].sizeWad;
         int256 newSize = oldSize + sizeDeltaWad;
@@ -111,7 +125,7 @@ library TradeLogic {
         (f.fundingWad, f.realizedWad) = s.settleAndChange(account, marketId, sizeDeltaWad, price);
         // Any close that realises profit, a flip included, pays outstanding ADL debt first.
         if (f.realizedWad > 0) _haircutCloseDuringAdl(s, fund, account, marketId, oldSize, f.realizedWad);
-        f.feeWad = _chargeFee(s, fund, account, marketId, sizeDeltaWad, price);
+        f.feeWad = _chargeFee(s, account, marketId, sizeDeltaWad, price);
     }
 
     /// @dev The post-state checks. Every position ends either flat or at least the market's minimum notional.
@@ -150,7 +164,6 @@ library TradeLogic {
     /// @dev Taker fee on the notional: the fund's share to the fund, the rest to the pool.
     function _chargeFee(
         Ledger.Layout storage s,
-        IInsuranceFund fund,
         address account,
         uint256 marketId,
         int256 sizeDeltaWad,
@@ -159,8 +172,8 @@ library TradeLogic {
         fee = PositionMath.notional(sizeDeltaWad, price).mulWadUp(s.config(marketId).takerFeeWad);
         uint256 toFund = fee.mulWadDown(s.risk.fundFeeShareWad);
         s.addMargin(account, -fee.toInt256());
-        s.addMargin(address(fund), toFund.toInt256());
-        s.addMargin(s.pool, (fee - toFund).toInt256());
+        s.addFundMargin(toFund.toInt256());
+        s.addPoolMargin((fee - toFund).toInt256());
     }
 
     /// @dev While the ADL conditions hold (the side's debt exceeds what the fund can pay now), profit
