@@ -85,16 +85,18 @@ library Ledger {
         uint32 socializeGracePeriod;
     }
 
-    /// @notice Slot 0, which every path reads first, holds the market count, the reduce-only switch and
-    /// the margins of the two system accounts, the pool and the fund (`accounts` holds every other
-    /// account's): a trade's fee, a liquidation's padding and every payment from the pool write it, and
-    /// reading it again is warm. 112 bits hold a margin up to 2.6e15 tokens (WAD); a sum beyond reverts
-    /// (SafeCast's error). The bad debt's total and the time it left zero share slot 1.
+    /// @notice Slot 0, which every path reads first, holds the market count, the reduce-only switch, the
+    /// margins of the two system accounts, the pool and the fund (`accounts` holds every other
+    /// account's), and whether bad debt is outstanding: a trade's fee, a liquidation's padding and every
+    /// payment from the pool write it, and reading it again is warm. 112 bits hold a margin up to 2.6e15
+    /// tokens (WAD); a sum beyond reverts (SafeCast's error). The bad debt's total and the time it left
+    /// zero share slot 1.
     struct Layout {
         uint16 marketCount; // configs.length
         bool reduceOnly;
         int112 poolMarginWad;
         int112 fundMarginWad;
+        bool badDebtOutstanding; // totalBadDebtWad != 0, for a withdrawal's check without reading slot 1
         uint192 totalBadDebtWad;
         uint64 badDebtSince; // non-zero exactly while totalBadDebtWad is (set when it leaves zero)
         RiskStore risk;
@@ -656,6 +658,9 @@ library Ledger {
         s.badDebt[marketId][uint256(side)] -= amount;
         uint256 total = s.totalBadDebtWad - amount;
         s.totalBadDebtWad = uint192(total); // below the total before
-        if (total == 0) s.badDebtSince = 0;
+        if (total == 0) {
+            s.badDebtSince = 0;
+            s.badDebtOutstanding = false;
+        }
     }
 }

@@ -265,7 +265,10 @@ library LiquidationLogic {
     /// held there; `c.remainderMarket` takes the rounding remainder (all of it when no market lost).
     function _recordBadDebt(Ledger.Layout storage s, uint256 debt, Closure memory c) private {
         uint256 total = s.totalBadDebtWad;
-        if (total == 0) s.badDebtSince = uint64(block.timestamp);
+        if (total == 0) {
+            s.badDebtSince = uint64(block.timestamp);
+            s.badDebtOutstanding = true;
+        }
         s.totalBadDebtWad = (total + debt).toUint192();
         uint256 totalLoss;
         for (uint256 m; m < c.losses.length; ++m) totalLoss += c.losses[m];

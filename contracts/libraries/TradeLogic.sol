@@ -45,8 +45,7 @@ library TradeLogic {
     ) external {
         if (amountTokens == 0) revert IClearingHouse.VaultZeroAmount();
         if (to == address(0)) revert IClearingHouse.ZeroAddress();
-        uint256 debt = s.totalBadDebtWad;
-        if (debt != 0) revert IClearingHouse.VaultBadDebtOutstanding(debt);
+        if (s.badDebtOutstanding) revert IClearingHouse.VaultBadDebtOutstanding(s.totalBadDebtWad);
         uint256 amountWad = amountTokens * tokenScale;
         _checkWithdrawal(s, oracle, pool, fund, account, amountWad);
         s.addMarginOf(pool, fund, account, -amountWad.toInt256());

@@ -52,7 +52,8 @@ contract SmokeTest is Fixture {
 
     /// @dev The pool's and the fund's margins live in the layout's first slot beside the market count and
     /// the reduce-only switch (Ledger.Layout: count in bits 0-15, switch 16-23, the pool's margin 24-135,
-    /// the fund's 136-247), not in the accounts map; every view reads them from there.
+    /// the fund's 136-247, the bad-debt flag 248-255), not in the accounts map; every view reads them
+    /// from there.
     function test_systemMargins_liveInSlotZero() public {
         fundAccount(alice, 1_000e6);
         usdc.mint(address(this), 3_000e6);
@@ -65,7 +66,7 @@ contract SmokeTest is Fixture {
         assertEq((word >> 16) & 0xff, 0, "reduce-only off");
         assertEq(uint256(int256(int112(uint112(word >> 24)))), 1_000e18, "pool margin in bits 24-135");
         assertEq(uint256(int256(int112(uint112(word >> 136)))), 2_000e18, "fund margin in bits 136-247");
-        assertEq(word >> 248, 0, "top byte unused");
+        assertEq(word >> 248, 0, "no bad debt outstanding (top byte)");
         assertEq(ch.marginOf(address(pool)), 1_000e18, "pool's marginOf");
         assertEq(ch.marginOf(address(fund)), 2_000e18, "fund's marginOf");
         assertEq(ch.healthOf(address(fund)).equityWad, 2_000e18, "fund's equity is its margin");

@@ -220,6 +220,10 @@ contract ConservationInvariantTest is Fixture {
         assertEq(sum, total, "per-market bad debt != total");
         assertEq(total, handler.ghostBadDebtRecorded() - handler.ghostBadDebtRepaid(), "bad debt ghost sum");
         assertTrue((ch.badDebtSince() != 0) == (total != 0), "badDebtSince out of step");
+        // The flag a withdrawal checks: the top byte of the layout's first slot (Ledger.Layout, after the
+        // three access-control slots).
+        uint256 flag = uint256(vm.load(address(ch), bytes32(uint256(3)))) >> 248;
+        assertEq(flag, total != 0 ? 1 : 0, "badDebtOutstanding out of step");
     }
 
     /// @notice Once per run: how often each path actually ran, printed (-vv) and, when
