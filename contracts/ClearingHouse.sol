@@ -10,12 +10,14 @@ import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 
 import {IClearingHouse} from "./interfaces/IClearingHouse.sol";
+import {IFeedMirror} from "./interfaces/IFeedMirror.sol";
 import {IInsuranceFund} from "./interfaces/IInsuranceFund.sol";
 import {IOracleAdapter} from "./interfaces/IOracleAdapter.sol";
 import {FixedPointMath} from "./libraries/FixedPointMath.sol";
 import {Ledger} from "./libraries/Ledger.sol";
 import {AdlLogic} from "./libraries/AdlLogic.sol";
 import {LiquidationLogic} from "./libraries/LiquidationLogic.sol";
+import {OracleLib} from "./libraries/OracleLib.sol";
 import {ParamBounds} from "./libraries/ParamBounds.sol";
 import {PositionMath} from "./libraries/PositionMath.sol";
 import {TradeLogic} from "./libraries/TradeLogic.sol";
@@ -110,7 +112,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
     function setMarketConfig(uint256 marketId, MarketConfig calldata config) external onlyRiskAdmin {
         _requireMarket(marketId);
         ParamBounds.checkMarket(config, _s.risk.rewardFloorWad);
-        _s.accrueFunding(marketId, oracle.priceWad(marketId)); // funding so far at the old parameters
+        _s.accrueFunding(marketId, _s.feedPrice(marketId)); // funding so far at the old parameters
         _s.configs[marketId] = Ledger.configStore(config);
         emit MarketConfigured(marketId, config);
     }
@@ -135,6 +137,20 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
         emit ReduceOnlySet(msg.sender, on);
     }
 
+    // ================================================================ oracle feeds
+
+    /// @inheritdoc IFeedMirror
+    function syncFeed(uint256 marketId, OracleLib.FeedStore calldata feed) external {
+        if (msg.sender != address(oracle)) revert FeedMirrorOnlyOracle(msg.sender);
+        _s.feeds[marketId] = feed;
+    }
+
+    /// @inheritdoc IFeedMirror
+    function syncSequencer(OracleLib.Sequencer calldata sequencer) external {
+        if (msg.sender != address(oracle)) revert FeedMirrorOnlyOracle(msg.sender);
+        _s.sequencer = sequencer;
+    }
+
     // ================================================================ vault
 
     /// @inheritdoc IClearingHouse
@@ -151,21 +167,21 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
 
     /// @inheritdoc IClearingHouse
     function withdraw(uint256 amountTokens, address to) external nonReentrant {
-        TradeLogic.withdraw(_s, oracle, collateral, tokenScale, pool, fund, msg.sender, amountTokens, to);
+        TradeLogic.withdraw(_s, collateral, tokenScale, pool, fund, msg.sender, amountTokens, to);
     }
 
     // ================================================================ trading
 
     /// @inheritdoc IClearingHouse
     function trade(uint256 marketId, int256 sizeDeltaWad, uint256 acceptablePriceWad) external nonReentrant {
-        TradeLogic.trade(_s, oracle, pool, fund, msg.sender, marketId, sizeDeltaWad, acceptablePriceWad);
+        TradeLogic.trade(_s, pool, fund, msg.sender, marketId, sizeDeltaWad, acceptablePriceWad);
     }
 
     // ================================================================ liquidation and ADL
 
     /// @inheritdoc IClearingHouse
     function liquidate(address account, uint256 marketId) external nonReentrant {
-        LiquidationLogic.liquidate(_s, oracle, pool, fund, account, marketId, msg.sender);
+        LiquidationLogic.liquidate(_s, pool, fund, account, marketId, msg.sender);
     }
 
     /// @inheritdoc IClearingHouse
@@ -196,7 +212,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
     /// @notice One entry of `liquidateBatch`; callable only by this contract, inside the batch's guard.
     function liquidateFromBatch(address account, uint256 marketId, address keeper) external {
         if (msg.sender != address(this)) revert LiquidationOnlySelfCall(msg.sender);
-        LiquidationLogic.liquidate(_s, oracle, pool, fund, account, marketId, keeper);
+        LiquidationLogic.liquidate(_s, pool, fund, account, marketId, keeper);
     }
 
     /// @inheritdoc IClearingHouse
@@ -206,7 +222,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
         onlyAdlKeeper
         returns (uint256 absorbedWad)
     {
-        return AdlLogic.autoDeleverage(_s, oracle, pool, fund, marketId, targets);
+        return AdlLogic.autoDeleverage(_s, pool, fund, marketId, targets);
     }
 
     /// @inheritdoc IClearingHouse
@@ -263,12 +279,12 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
     }
 
     function healthOf(address account) external view returns (Health memory h) {
-        h = _healthOf(account, _s.newPrices(oracle));
+        h = _healthOf(account, _s.newPrices());
     }
 
     function healthsOf(address[] calldata accounts) external view returns (Health[] memory hs) {
         hs = new Health[](accounts.length);
-        Ledger.Prices memory px = _s.newPrices(oracle);
+        Ledger.Prices memory px = _s.newPrices();
         for (uint256 i; i < accounts.length; ++i) {
             hs[i] = _healthOf(accounts[i], px);
         }
@@ -281,8 +297,8 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
     {
         _requireMarket(marketId);
         scores = new uint256[](accounts.length);
-        Ledger.Prices memory px = _s.newPrices(oracle);
-        uint256 price = px.price(marketId);
+        Ledger.Prices memory px = _s.newPrices();
+        uint256 price = _s.price(px, marketId);
         for (uint256 i; i < accounts.length; ++i) {
             (int256 size, int256 openNotional,) = _s.loadPosition(accounts[i], marketId);
             if (size == 0 || Ledger.isProtected(pool, fund, accounts[i])) continue;
@@ -299,7 +315,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
     }
 
     function poolEquityWad() external view returns (int256) {
-        return _s.poolEquity(_s.newPrices(oracle));
+        return _s.poolEquity(_s.newPrices());
     }
 
     function badDebtOf(uint256 marketId, Side side) external view returns (uint256) {
@@ -345,7 +361,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
 
     function currentFundingIndexWad(uint256 marketId) external view returns (int256) {
         _requireMarket(marketId);
-        return _s.fundingIndexNow(marketId, oracle.priceWad(marketId));
+        return _s.fundingIndexNow(marketId, _s.feedPrice(marketId));
     }
 
     // ================================================================ internals

@@ -243,6 +243,9 @@ def deploy_all(
         admin,  # treasury
         admin,
     )
+    # The clearing house reads prices from its own copy of the feeds, which the adapter writes from
+    # now on with every change (setFeed below included).
+    d.transact("OracleAdapter", oracle, "bindClearingHouse", ch)
     for contract, address in (
         ("ClearingHouse", ch),
         ("LiquidityPool", pool),

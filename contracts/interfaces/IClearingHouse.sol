@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
+import {IFeedMirror} from "./IFeedMirror.sol";
 import {IInsuranceFund} from "./IInsuranceFund.sol";
 
 /// @title The clearing house: collateral vault, cross-margin accounts, markets, liquidation and ADL.
 /// @notice All quote amounts are WAD (18 decimals); token amounts appear only at the vault boundary and
 /// carry `Tokens` in their names. Sizes are signed WAD base units (long > 0). The liquidity pool and the
 /// insurance fund are accounts here like any other, except that they never trade and are never liquidated.
-interface IClearingHouse {
+interface IClearingHouse is IFeedMirror {
     enum Side {
         Long,
         Short

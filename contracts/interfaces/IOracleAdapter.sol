@@ -2,6 +2,7 @@
 pragma solidity ^0.8.24;
 
 import {AggregatorV3Interface} from "./AggregatorV3Interface.sol";
+import {IFeedMirror} from "./IFeedMirror.sol";
 
 /// @title Bulwark's single place for oracle reads.
 /// @notice Every price the protocol uses comes through `priceWad`: a Chainlink answer that is positive,
@@ -42,6 +43,14 @@ interface IOracleAdapter {
     /// @notice The L2 sequencer-uptime feed was set (zero address: none) with its grace period.
     event SequencerFeedConfigured(address feed, uint32 gracePeriod);
 
+    /// @notice The clearing house whose copy of the feeds this adapter now writes (IFeedMirror).
+    event ClearingHouseBound(address indexed clearingHouse);
+
+    /// @notice The adapter writes one clearing house's copy, named once.
+    error OracleAlreadyBound(address clearingHouse);
+    /// @notice The clearing house being bound names another adapter as its oracle.
+    error OracleNotNamedByClearingHouse(address clearingHouse, address named);
+
     /// @notice No feed is configured for the market.
     error OracleFeedMissing(uint256 marketId);
     /// @notice A feed answered zero or a negative number.
@@ -62,4 +71,12 @@ interface IOracleAdapter {
 
     /// @notice Feeds of a market.
     function feedConfig(uint256 marketId) external view returns (FeedConfig memory);
+
+    /// @notice Names the clearing house that reads prices from its own copy of the feeds, and writes the
+    /// copy: every feed configured so far and the sequencer feed, then every later change in the same
+    /// transaction. Once, by the default admin; reverts unless the clearing house names this adapter.
+    function bindClearingHouse(IFeedMirror clearingHouse_) external;
+
+    /// @notice The bound clearing house (zero until `bindClearingHouse`).
+    function clearingHouse() external view returns (IFeedMirror);
 }

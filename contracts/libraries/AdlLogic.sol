@@ -6,7 +6,6 @@ import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 
 import {IClearingHouse} from "../interfaces/IClearingHouse.sol";
 import {IInsuranceFund} from "../interfaces/IInsuranceFund.sol";
-import {IOracleAdapter} from "../interfaces/IOracleAdapter.sol";
 import {FixedPointMath} from "./FixedPointMath.sol";
 import {Ledger} from "./Ledger.sol";
 import {PositionMath} from "./PositionMath.sol";
@@ -47,14 +46,13 @@ library AdlLogic {
     /// from the market slot `_begin`'s funding accrual has just read.
     function autoDeleverage(
         Ledger.Layout storage s,
-        IOracleAdapter oracle,
         address pool,
         IInsuranceFund fund,
         uint256 marketId,
         address[] calldata targets
     ) external returns (uint256 absorbed) {
         if (targets.length == 0) revert IClearingHouse.AdlNoTargets();
-        (Ledger.Prices memory px, AdlStep memory step) = _begin(s, oracle, pool, fund, marketId, targets[0]);
+        (Ledger.Prices memory px, AdlStep memory step) = _begin(s, pool, fund, marketId, targets[0]);
         absorbed = s.state(marketId).adlPolicy == IClearingHouse.AdlPolicy.ProRata
             ? _proRata(s, px, step, targets)
             : _queue(s, px, step, targets);
@@ -65,7 +63,6 @@ library AdlLogic {
     /// (reverts when none) and the market's funding accrued at the price every step uses.
     function _begin(
         Ledger.Layout storage s,
-        IOracleAdapter oracle,
         address pool,
         IInsuranceFund fund,
         uint256 marketId,
@@ -80,8 +77,8 @@ library AdlLogic {
         uint256 available = fund.availableWad();
         // Only the part the fund cannot pay now: a donation below the debt changes how much, not whether.
         if (debt <= available) revert IClearingHouse.AdlNotRequired(debt, available);
-        px = s.newPrices(oracle);
-        s.accrueFunding(marketId, px.price(marketId));
+        px = s.newPrices();
+        s.accrueFunding(marketId, s.price(px, marketId));
         step = AdlStep(marketId, debtSide, debt - available, type(uint256).max, pool, fund);
     }
 

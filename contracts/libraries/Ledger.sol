@@ -5,9 +5,9 @@ import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 
 import {IClearingHouse} from "../interfaces/IClearingHouse.sol";
 import {IInsuranceFund} from "../interfaces/IInsuranceFund.sol";
-import {IOracleAdapter} from "../interfaces/IOracleAdapter.sol";
 import {FixedPointMath} from "./FixedPointMath.sol";
 import {FundingMath} from "./FundingMath.sol";
+import {OracleLib} from "./OracleLib.sol";
 import {PositionMath} from "./PositionMath.sol";
 
 /// @title The clearing house's state and the bookkeeping every entry point shares.
@@ -108,19 +108,26 @@ library Ledger {
         mapping(address account => mapping(uint256 marketId => PositionStore)) positions;
         mapping(uint256 marketId => uint256[2] bySide) badDebt;
         mapping(uint256 marketId => uint64[2] bySide) badDebtRecordedAt;
+        // The oracle adapter's feeds as it last wrote them (IFeedMirror): prices are read from here.
+        mapping(uint256 marketId => OracleLib.FeedStore) feeds;
+        OracleLib.Sequencer sequencer;
     }
 
     /// @notice Oracle prices read at most once per market per call.
     struct Prices {
-        IOracleAdapter oracle;
         uint256[] wad;
     }
 
     /// @dev Transient storage: the batch flag at this slot, market m's price at this slot + 1 + m.
     uint256 private constant BATCH_PRICES_SLOT = uint256(keccak256("bulwark.ledger.batchPrices"));
 
-    function newPrices(Layout storage s, IOracleAdapter oracle) internal view returns (Prices memory) {
-        return Prices(oracle, new uint256[](s.marketCount));
+    function newPrices(Layout storage s) internal view returns (Prices memory) {
+        return Prices(new uint256[](s.marketCount));
+    }
+
+    /// @notice Market `marketId`'s price read from the feeds' copy (IOracleAdapter.priceWad's checks).
+    function feedPrice(Layout storage s, uint256 marketId) internal view returns (uint256) {
+        return OracleLib.priceWad(s.feeds[marketId], s.sequencer, marketId);
     }
 
     /// @notice Whether a liquidation batch is running: its entries share their prices (`sharedPrice`).
@@ -152,17 +159,17 @@ library Ledger {
         }
     }
 
-    function price(Prices memory px, uint256 marketId) internal view returns (uint256 p) {
+    function price(Layout storage s, Prices memory px, uint256 marketId) internal view returns (uint256 p) {
         p = px.wad[marketId];
         if (p == 0) {
-            p = px.oracle.priceWad(marketId);
+            p = feedPrice(s, marketId);
             px.wad[marketId] = p;
         }
     }
 
     /// @notice `price` inside a liquidation batch (`inBatch`): a market's first read in the batch stores
     /// the price in the batch's transient cache, later entries take it from there.
-    function sharedPrice(Prices memory px, uint256 marketId) internal returns (uint256 p) {
+    function sharedPrice(Layout storage s, Prices memory px, uint256 marketId) internal returns (uint256 p) {
         p = px.wad[marketId];
         if (p != 0) return p;
         uint256 slot = BATCH_PRICES_SLOT + 1 + marketId;
@@ -170,7 +177,7 @@ library Ledger {
             p := tload(slot)
         }
         if (p == 0) {
-            p = px.oracle.priceWad(marketId);
+            p = feedPrice(s, marketId);
             assembly ("memory-safe") {
                 tstore(slot, p)
             }
@@ -566,7 +573,7 @@ library Ledger {
         uint128 open = s.accounts[account].openMarkets;
         for (uint256 m; open >> m != 0; ++m) {
             if ((open >> m) & 1 == 0) continue;
-            (int256 value, uint256 notional) = positionValue(s, account, m, price(px, m));
+            (int256 value, uint256 notional) = positionValue(s, account, m, price(s, px, m));
             equity += value;
             ConfigStore storage cfg = config(s, m);
             imr += notional.mulWadUp(cfg.imRatioWad);
@@ -604,7 +611,7 @@ library Ledger {
         uint128 open = s.accounts[account].openMarkets;
         for (uint256 m; open >> m != 0; ++m) {
             if ((open >> m) & 1 == 0) continue;
-            (int256 value, uint256 notional) = positionValue(s, account, m, price(px, m));
+            (int256 value, uint256 notional) = positionValue(s, account, m, price(s, px, m));
             equity += value;
             ConfigStore storage cfg = config(s, m);
             required += notional.mulWadUp(initial ? cfg.imRatioWad : cfg.mmRatioWad);
@@ -618,7 +625,7 @@ library Ledger {
         uint128 open = s.accounts[account].openMarkets;
         for (uint256 m; open >> m != 0; ++m) {
             if ((open >> m) & 1 == 0) continue;
-            (int256 value,) = positionValue(s, account, m, price(px, m));
+            (int256 value,) = positionValue(s, account, m, price(s, px, m));
             equity += value;
         }
     }
@@ -643,7 +650,7 @@ library Ledger {
         for (uint256 m; m < n; ++m) {
             MarketStore storage st = state(s, m);
             if (st.sumSizeWad == 0 && st.sumOpenNotionalWad == 0 && st.sumFundingBasisWad == 0) continue;
-            uint256 priceWad = price(px, m);
+            uint256 priceWad = price(s, px, m);
             int256 tradersPnl = PositionMath.unrealizedPnl(st.sumSizeWad, st.sumOpenNotionalWad, priceWad);
             int256 tradersOwe =
                 PositionMath.fundingBasis(st.sumSizeWad, fundingIndexNow(s, m, priceWad)) - st.sumFundingBasisWad;

@@ -5,7 +5,6 @@ import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 
 import {IClearingHouse} from "../interfaces/IClearingHouse.sol";
 import {IInsuranceFund} from "../interfaces/IInsuranceFund.sol";
-import {IOracleAdapter} from "../interfaces/IOracleAdapter.sol";
 import {FixedPointMath} from "./FixedPointMath.sol";
 import {Ledger} from "./Ledger.sol";
 import {LiquidationMath} from "./LiquidationMath.sol";
@@ -33,7 +32,6 @@ library LiquidationLogic {
     /// @notice Liquidates `account` in `marketId`; see IClearingHouse.liquidate.
     function liquidate(
         Ledger.Layout storage s,
-        IOracleAdapter oracle,
         address pool,
         IInsuranceFund fund,
         address account,
@@ -44,13 +42,13 @@ library LiquidationLogic {
         if (account == keeper) revert IClearingHouse.LiquidationSelf(account);
         if (marketId >= s.marketCount) revert IClearingHouse.MarketUnknown(marketId);
 
-        Ledger.Prices memory px = s.newPrices(oracle);
+        Ledger.Prices memory px = s.newPrices();
         bool shared = Ledger.inBatch();
         uint128 open = s.accounts[account].openMarkets;
         if (open == 0) revert IClearingHouse.LiquidationNoPosition(account, marketId);
         // Every open market is priced here (the checks below read px.wad directly).
         for (uint256 m; open >> m != 0; ++m) {
-            if ((open >> m) & 1 == 1) s.accrueFunding(m, shared ? px.sharedPrice(m) : px.price(m));
+            if ((open >> m) & 1 == 1) s.accrueFunding(m, shared ? s.sharedPrice(px, m) : s.price(px, m));
         }
         (int256 equity, uint256 mmr) = s.maintenanceOf(account, px);
         if (equity >= mmr.toInt256()) revert IClearingHouse.LiquidationAccountHealthy(account, equity, mmr);

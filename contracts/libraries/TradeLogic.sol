@@ -7,7 +7,6 @@ import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 
 import {IClearingHouse} from "../interfaces/IClearingHouse.sol";
 import {IInsuranceFund} from "../interfaces/IInsuranceFund.sol";
-import {IOracleAdapter} from "../interfaces/IOracleAdapter.sol";
 import {FixedPointMath} from "./FixedPointMath.sol";
 import {Ledger} from "./Ledger.sol";
 import {PositionMath} from "./PositionMath.sol";
@@ -34,7 +33,6 @@ library TradeLogic {
     /// @notice See IClearingHouse.withdraw; `account` is the caller.
     function withdraw(
         Ledger.Layout storage s,
-        IOracleAdapter oracle,
         IERC20 collateral,
         uint256 tokenScale,
         address pool,
@@ -47,7 +45,7 @@ library TradeLogic {
         if (to == address(0)) revert IClearingHouse.ZeroAddress();
         if (s.badDebtOutstanding) revert IClearingHouse.VaultBadDebtOutstanding(s.totalBadDebtWad);
         uint256 amountWad = amountTokens * tokenScale;
-        _checkWithdrawal(s, oracle, pool, fund, account, amountWad);
+        _checkWithdrawal(s, pool, fund, account, amountWad);
         s.addMarginOf(pool, fund, account, -amountWad.toInt256());
         collateral.safeTransfer(to, amountTokens);
         emit IClearingHouse.Withdrawn(account, to, amountTokens);
@@ -57,7 +55,6 @@ library TradeLogic {
     /// exposure cap and any other account with open positions at or above its initial margin.
     function _checkWithdrawal(
         Ledger.Layout storage s,
-        IOracleAdapter oracle,
         address pool,
         IInsuranceFund fund,
         address account,
@@ -66,9 +63,9 @@ library TradeLogic {
         int256 margin = s.marginOf(pool, fund, account);
         if (margin < amountWad.toInt256()) revert IClearingHouse.VaultInsufficientMargin(account, margin, amountWad);
         if (account == pool) {
-            checkPoolExposure(s, s.newPrices(oracle), amountWad);
+            checkPoolExposure(s, s.newPrices(), amountWad);
         } else if (s.accounts[account].openMarkets != 0) {
-            (int256 equity, uint256 imr) = s.initialOf(account, s.newPrices(oracle));
+            (int256 equity, uint256 imr) = s.initialOf(account, s.newPrices());
             int256 equityAfter = equity - amountWad.toInt256();
             if (equityAfter < imr.toInt256()) {
                 revert IClearingHouse.VaultBelowInitialMargin(account, equityAfter, imr);
@@ -79,7 +76,6 @@ library TradeLogic {
     /// @notice See IClearingHouse.trade; `account` is the caller.
     function trade(
         Ledger.Layout storage s,
-        IOracleAdapter oracle,
         address pool,
         IInsuranceFund fund,
         address account,
@@ -97,8 +93,8 @@ library TradeLogic {
             || (oldSize < 0 && newSize <= 0 && newSize > oldSize);
         if (s.reduceOnly && !reducing) revert IClearingHouse.TradeReduceOnly(oldSize, newSize);
 
-        Ledger.Prices memory px = s.newPrices(oracle);
-        uint256 price = px.price(marketId);
+        Ledger.Prices memory px = s.newPrices();
+        uint256 price = s.price(px, marketId);
         if (sizeDeltaWad > 0 ? price > acceptablePriceWad : price < acceptablePriceWad) {
             revert IClearingHouse.TradeSlippage(price, acceptablePriceWad);
         }
@@ -141,7 +137,7 @@ library TradeLogic {
         int256 newSize
     ) private view {
         if (newSize != 0) {
-            uint256 newNotional = PositionMath.notional(newSize, px.price(marketId));
+            uint256 newNotional = PositionMath.notional(newSize, s.price(px, marketId));
             uint256 minNotional = s.config(marketId).minPositionNotionalWad;
             if (newNotional < minNotional) {
                 revert IClearingHouse.TradePositionBelowMinimum(marketId, newNotional, minNotional);
@@ -232,7 +228,7 @@ library TradeLogic {
         Ledger.MarketStore storage st = s.state(marketId);
         uint256 side = uint256(st.longOpenInterestWad).max(st.shortOpenInterestWad);
         if (side == 0) return 0;
-        return side.mulWadUp(px.price(marketId));
+        return side.mulWadUp(s.price(px, marketId));
     }
 
     function _checkOpenInterest(Ledger.Layout storage s, uint256 marketId, bool long) private view {

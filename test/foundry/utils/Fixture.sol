@@ -44,7 +44,8 @@ abstract contract Fixture is Test {
     InsuranceFund internal fund;
 
     /// @notice The clearing house, then the pool and the fund at the next two addresses this contract
-    /// creates, which the clearing house is given (and each checks, deploying).
+    /// creates, which the clearing house is given (and each checks, deploying); then the adapter is bound
+    /// to the clearing house, which copies its feeds.
     function deployAccounts(IERC20 token, IOracleAdapter adapter)
         internal
         returns (ClearingHouse c, LiquidityPool p, InsuranceFund f)
@@ -57,6 +58,7 @@ abstract contract Fixture is Test {
         f = new InsuranceFund(token, c, FUND_COOLDOWN, FUND_WINDOW, FUND_WINDOW_CAP, FUND_CAP_TOKENS, admin, admin);
         assertEq(address(p), poolAt, "pool at its predicted address");
         assertEq(address(f), fundAt, "fund at its predicted address");
+        adapter.bindClearingHouse(c);
     }
 
     function deployProtocol() internal {
