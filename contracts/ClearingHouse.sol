@@ -103,7 +103,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
         ParamBounds.checkMarket(config, _s.risk.rewardFloorWad);
         _s.configs.push(Ledger.configStore(config));
         _s.marketCount = uint16(marketId + 1);
-        _s.states.push(Ledger.MarketStore(0, 0, 0, 0, 0, 0, uint40(block.timestamp), AdlPolicy.Queue));
+        _s.states.push(Ledger.MarketStore(0, 0, uint40(block.timestamp), AdlPolicy.Queue, 0, 0, 0, 0));
         _s.names.push(name);
         _s.idPlusOne[key] = marketId + 1;
         emit MarketListed(marketId, name, config);
@@ -114,6 +114,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
         ParamBounds.checkMarket(config, _s.risk.rewardFloorWad);
         _s.accrueFunding(marketId, _s.feedPrice(marketId)); // funding so far at the old parameters
         _s.configs[marketId] = Ledger.configStore(config);
+        _s.refreshFundingRate(marketId); // the rate from now on, at the new parameters
         emit MarketConfigured(marketId, config);
     }
 
@@ -334,7 +335,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
         Ledger.MarketStore storage st = _s.states[marketId];
         return MarketState(
             st.cumFundingWad,
-            st.sumSizeWad,
+            int128(Ledger.skewOf(st)), // within +-(2^96 - 1): open interest is uint96 a side
             st.sumOpenNotionalWad,
             st.sumFundingBasisWad,
             st.longOpenInterestWad,

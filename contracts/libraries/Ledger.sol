@@ -28,19 +28,26 @@ library Ledger {
         uint128 openMarkets; // bit i set: a position is open in market i
     }
 
-    /// @notice A market's running sums, packed in three slots (IClearingHouse.MarketState is their view),
-    /// and its ADL policy (IClearingHouse.adlPolicyOf) beside the time of the last funding accrual, in the
-    /// slot an ADL call reads anyway to accrue funding. `lastFundingAt` is in seconds: 40 bits last until
-    /// the year 36812.
+    /// @notice A market's funding state and running sums in three slots (IClearingHouse.MarketState is
+    /// their view). The first holds everything the market's funding index needs now (`fundingIndexNow`):
+    /// the index, the funding rate at the market's skew and configuration, the time of the last accrual,
+    /// and the ADL policy beside them (an ADL call reads the slot anyway to accrue). Valuing a position,
+    /// in the traded market or any other, reads that one slot. The rate is FundingMath.ratePerDayWad of
+    /// the skew and the configuration, stored whenever either changes (`_change`, `refreshFundingRate`):
+    /// between two changes it is what computing it would give. The skew, the traders' net size, is not
+    /// stored: it is long minus short open interest (`skewOf`), which every fill moves together.
+    /// Bounds: the index in 104 bits (2^103 WAD, about 1e13 quote units per base unit; a position's slot
+    /// holds it only to 2^79, PositionStore), the rate in 72 (at most the maximum rate, a uint64),
+    /// `lastFundingAt` in seconds in 40 bits (until the year 36812).
     struct MarketStore {
-        int128 cumFundingWad;
+        int104 cumFundingWad;
+        int72 fundingRateWad;
+        uint40 lastFundingAt;
+        IClearingHouse.AdlPolicy adlPolicy;
         int128 sumFundingBasisWad;
-        int128 sumSizeWad;
         int128 sumOpenNotionalWad;
         uint96 longOpenInterestWad;
         uint96 shortOpenInterestWad;
-        uint40 lastFundingAt;
-        IClearingHouse.AdlPolicy adlPolicy;
     }
 
     /// @notice A trader's position in one slot (IClearingHouse.Position is its view). The funding basis is
@@ -420,10 +427,7 @@ library Ledger {
         (realized, openNotionalAfter) = PositionMath.fill(size, openNotionalBefore, delta, priceWad);
         realized = payFromPool(s, account, marketId, realized);
 
-        // The market's three slots, each read and written once (`_moveSums`, `_storeOpenInterest`).
-        uint256 base = _stateSlot(s, marketId);
-        int256 index = _moveSums(base, newSize, delta, openNotionalAfter - openNotionalBefore, basisBefore);
-        _storeOpenInterest(base + 2, newSize, size);
+        int256 index = _moveMarket(s, marketId, size, newSize, openNotionalAfter - openNotionalBefore, basisBefore);
 
         _store(s, account, marketId, newSize, openNotionalAfter, newSize == 0 ? int256(0) : index);
 
@@ -440,23 +444,71 @@ library Ledger {
         }
     }
 
-    /// @dev Moves the market's sums (first two slots of its MarketStore at `base`, each read and written
-    /// once; the first field of a slot in its low bits) by a fill: size by `delta`, open notional by
-    /// `openNotionalDelta`, funding bases from `basisBefore` to the new size's basis at the market's index,
-    /// which it returns. The checks and their order are those of the fields updated one by one.
-    function _moveSums(uint256 base, int256 newSize, int256 delta, int256 openNotionalDelta, int256 basisBefore)
+    /// @dev A fill's moves of its market: the sums and the open interest, each slot read and written once
+    /// (`_moveSums`, `_storeOpenInterest`), then the funding rate at the new skew beside the index, which
+    /// it returns.
+    function _moveMarket(
+        Layout storage s,
+        uint256 marketId,
+        int256 size,
+        int256 newSize,
+        int256 openNotionalDelta,
+        int256 basisBefore
+    ) private returns (int256 index) {
+        uint256 base = _stateSlot(s, marketId);
+        index = _moveSums(base, newSize, openNotionalDelta, basisBefore);
+        _storeRate(s, marketId, base, _storeOpenInterest(base + 2, newSize, size));
+    }
+
+    /// @dev Moves the market's sums (the second slot of its MarketStore at `base`, read and written once;
+    /// the first field of a slot in its low bits) by a fill: open notional by `openNotionalDelta`, funding
+    /// bases from `basisBefore` to the new size's basis at the market's index (from the first slot), which
+    /// it returns. The checks and their order are those of the fields updated one by one.
+    function _moveSums(uint256 base, int256 newSize, int256 openNotionalDelta, int256 basisBefore)
         private
         returns (int256 index)
     {
-        int256 sumBasis;
-        (index, sumBasis) = _loadPair(base);
-        (int256 sumSize, int256 sumOpenNotional) = _loadPair(base + 1);
+        (index,,) = _loadFunding(base);
+        (int256 sumBasis, int256 sumOpenNotional) = _loadPair(base + 1);
         int256 basisAfter = PositionMath.fundingBasis(newSize, index);
-        sumSize = (sumSize + delta).toInt128();
         sumOpenNotional = (sumOpenNotional + openNotionalDelta).toInt128();
         sumBasis = (sumBasis + basisAfter - basisBefore).toInt128();
-        _storePair(base, index, sumBasis);
-        _storePair(base + 1, sumSize, sumOpenNotional);
+        _storePair(base + 1, sumBasis, sumOpenNotional);
+    }
+
+    /// @dev The first slot of a MarketStore at `base`, sign-extended: the funding index (bits 0-103), the
+    /// rate (104-175) and the time of the last accrual (176-215); the ADL policy above is not decoded.
+    function _loadFunding(uint256 base) private view returns (int256 index, int256 rate, uint256 last) {
+        assembly ("memory-safe") {
+            let w := sload(base)
+            index := signextend(12, w)
+            rate := signextend(8, shr(104, w))
+            last := and(shr(176, w), 0xffffffffff)
+        }
+    }
+
+    /// @dev Stores the funding rate of market `marketId` at `skew` and its configuration in the first slot
+    /// of its MarketStore at `base` (bits 104-175; the rest kept). |rate| is at most the maximum rate, a
+    /// uint64, so it fits the int72 field.
+    function _storeRate(Layout storage s, uint256 marketId, uint256 base, int256 skew) private {
+        ConfigStore storage cfg = config(s, marketId);
+        int256 rate = FundingMath.ratePerDayWad(skew, cfg.skewScaleWad, cfg.maxFundingRatePerDayWad);
+        assembly ("memory-safe") {
+            let mask := shl(104, sub(shl(72, 1), 1))
+            sstore(base, or(and(sload(base), not(mask)), and(shl(104, rate), mask)))
+        }
+    }
+
+    /// @notice Stores market `marketId`'s funding rate for its current skew and configuration (after a
+    /// configuration change; the funding so far must be accrued first).
+    function refreshFundingRate(Layout storage s, uint256 marketId) internal {
+        _storeRate(s, marketId, _stateSlot(s, marketId), skewOf(state(s, marketId)));
+    }
+
+    /// @notice The traders' net size in a market: long minus short open interest (every fill moves both
+    /// with the size, so this is the sum of every trader's size).
+    function skewOf(MarketStore storage st) internal view returns (int256) {
+        return int256(uint256(st.longOpenInterestWad)) - int256(uint256(st.shortOpenInterestWad));
     }
 
     /// @dev A slot holding two int128 fields, sign-extended: `lo` in the low 128 bits, `hi` above.
@@ -477,8 +529,8 @@ library Ledger {
 
     /// @dev Moves the long and short open interest in a market's third slot from a position of `size` to
     /// one of `newSize` (checked: a total below zero panics, above uint96 is SafeCast's error, the long
-    /// side's checks first); the top 64 bits (`lastFundingAt` and `adlPolicy`) are kept.
-    function _storeOpenInterest(uint256 slot, int256 newSize, int256 size) private {
+    /// side's checks first). Returns the new skew, long minus short.
+    function _storeOpenInterest(uint256 slot, int256 newSize, int256 size) private returns (int256 skew) {
         uint256 w;
         assembly ("memory-safe") {
             w := sload(slot)
@@ -487,8 +539,9 @@ library Ledger {
         uint256 shortOi =
             (uint256(uint96(w >> 96)) + (-newSize).positivePart() - (-size).positivePart()).toUint96();
         assembly ("memory-safe") {
-            sstore(slot, or(and(w, shl(192, sub(shl(64, 1), 1))), or(shl(96, shortOi), longOi)))
+            sstore(slot, or(shl(96, shortOi), longOi))
         }
+        return int256(longOi) - int256(shortOi);
     }
 
     /// @dev Writes a position's slot, checking the bounds of PositionStore.
@@ -515,50 +568,41 @@ library Ledger {
         (int256 size, int256 openNotional, int256 stored) = loadPosition(s, account, marketId);
         if (size == 0) return 0;
         uint256 base = _stateSlot(s, marketId);
-        (int256 index, int256 sumBasis) = _loadPair(base); // the index and the sum of bases: one slot
+        (int256 index,,) = _loadFunding(base);
         int256 basis = PositionMath.fundingBasis(size, index);
         owed = basis - PositionMath.fundingBasis(size, stored);
         if (owed == 0) return 0;
-        _storePair(base, index, (sumBasis + owed).toInt128());
+        (int256 sumBasis, int256 sumOpenNotional) = _loadPair(base + 1);
+        _storePair(base + 1, (sumBasis + owed).toInt128(), sumOpenNotional);
         _store(s, account, marketId, size, openNotional, index);
         owed = -payFromPool(s, account, marketId, -owed);
     }
 
-    /// @notice Accrues the market's funding index to now: `fundingIndexNow`, then the index and the time
-    /// written, each of the market's slots read once (the index with the sum of bases, the time with the
-    /// open interest and the ADL policy, both kept; see `_change`).
+    /// @notice Accrues the market's funding index to now at its stored rate (`fundingIndexNow`), and
+    /// writes the index and the time: one slot read and written, the rate and the ADL policy kept.
     function accrueFunding(Layout storage s, uint256 marketId, uint256 priceWad) internal {
         uint256 base = _stateSlot(s, marketId);
-        uint256 w;
-        assembly ("memory-safe") {
-            w := sload(add(base, 2))
-        }
-        uint256 last = (w >> 192) & type(uint40).max; // lastFundingAt
+        (int256 index, int256 rate, uint256 last) = _loadFunding(base);
         if (last == block.timestamp) return;
-        (int256 index, int256 sumBasis) = _loadPair(base);
         // As `fundingIndexNow`: a time before the last accrual (a node's pending block) accrues nothing.
         if (last < block.timestamp) {
-            (int256 sumSize,) = _loadPair(base + 1);
-            ConfigStore storage cfg = config(s, marketId);
-            int256 rate = FundingMath.ratePerDayWad(sumSize, cfg.skewScaleWad, cfg.maxFundingRatePerDayWad);
-            index = (index + FundingMath.indexDeltaWad(rate, block.timestamp - last, priceWad)).toInt128();
+            index = (index + FundingMath.indexDeltaWad(rate, block.timestamp - last, priceWad)).toInt104();
         }
-        _storePair(base, index, sumBasis);
         uint256 nowAt = uint40(block.timestamp);
         assembly ("memory-safe") {
-            sstore(add(base, 2), or(and(w, not(shl(192, 0xffffffffff))), shl(192, nowAt)))
+            let keep := and(sload(base), not(or(sub(shl(104, 1), 1), shl(176, 0xffffffffff))))
+            sstore(base, or(keep, or(and(index, sub(shl(104, 1), 1)), shl(176, nowAt))))
         }
     }
 
+    /// @notice The market's funding index now: the stored index plus the stored rate over the time since
+    /// the last accrual, at `priceWad` (one slot read).
     function fundingIndexNow(Layout storage s, uint256 marketId, uint256 priceWad) internal view returns (int256) {
-        MarketStore storage st = state(s, marketId);
-        // Accrued in this block already (every state-changing call accrues before it reads the index).
-        if (st.lastFundingAt >= block.timestamp) return st.cumFundingWad;
-        ConfigStore storage cfg = config(s, marketId);
-        int256 rate = FundingMath.ratePerDayWad(st.sumSizeWad, cfg.skewScaleWad, cfg.maxFundingRatePerDayWad);
-        // A call simulated at a time before the last accrual (a node's pending block) accrues nothing: the
-        // early return above.
-        return st.cumFundingWad + FundingMath.indexDeltaWad(rate, block.timestamp - st.lastFundingAt, priceWad);
+        (int256 index, int256 rate, uint256 last) = _loadFunding(_stateSlot(s, marketId));
+        // Accrued in this block already (every state-changing call accrues before it reads the index). A
+        // call simulated at a time before the last accrual (a node's pending block) accrues nothing.
+        if (last >= block.timestamp) return index;
+        return index + FundingMath.indexDeltaWad(rate, block.timestamp - last, priceWad);
     }
 
     // ---------------------------------------------------------------- health
@@ -649,11 +693,12 @@ library Ledger {
         uint256 n = s.marketCount;
         for (uint256 m; m < n; ++m) {
             MarketStore storage st = state(s, m);
-            if (st.sumSizeWad == 0 && st.sumOpenNotionalWad == 0 && st.sumFundingBasisWad == 0) continue;
+            int256 sumSize = skewOf(st);
+            if (sumSize == 0 && st.sumOpenNotionalWad == 0 && st.sumFundingBasisWad == 0) continue;
             uint256 priceWad = price(s, px, m);
-            int256 tradersPnl = PositionMath.unrealizedPnl(st.sumSizeWad, st.sumOpenNotionalWad, priceWad);
+            int256 tradersPnl = PositionMath.unrealizedPnl(sumSize, st.sumOpenNotionalWad, priceWad);
             int256 tradersOwe =
-                PositionMath.fundingBasis(st.sumSizeWad, fundingIndexNow(s, m, priceWad)) - st.sumFundingBasisWad;
+                PositionMath.fundingBasis(sumSize, fundingIndexNow(s, m, priceWad)) - st.sumFundingBasisWad;
             equity += tradersOwe - tradersPnl;
         }
     }

@@ -20,8 +20,9 @@ contract PositionSlotTest is AttackBase {
     function _setFundingIndex(uint256 marketId, int256 indexWad) private {
         bytes32 slot = bytes32(uint256(keccak256(abi.encode(STATES_SLOT))) + 3 * marketId);
         uint256 word = uint256(vm.load(address(ch), slot));
-        // cumFundingWad is the low half of the slot, sumFundingBasisWad the high half.
-        word = (word & ~uint256(type(uint128).max)) | uint256(uint128(int128(indexWad)));
+        // cumFundingWad is the slot's low 104 bits (the funding rate, the time and the ADL policy above).
+        uint256 mask = (uint256(1) << 104) - 1;
+        word = (word & ~mask) | (uint256(indexWad) & mask);
         vm.store(address(ch), slot, bytes32(word));
         assertEq(ch.marketState(marketId).cumFundingWad, indexWad, "index written");
     }
