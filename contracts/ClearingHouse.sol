@@ -48,7 +48,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
     /// @notice The liquidity pool's account and the insurance fund's, both immutable: every path asks
     /// which accounts are protected, and a storage slot would be a cold read on each (the libraries
     /// receive them as arguments, since they cannot read this contract's code). Their margins live in
-    /// slot 0 (Ledger.Layout), not in `accounts`.
+    /// the first slot of Ledger.Layout, not in `accounts`.
     address public immutable pool;
     IInsuranceFund public immutable fund;
 
@@ -369,7 +369,7 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
 
     function _healthOf(address account, Ledger.Prices memory px) internal view returns (Health memory h) {
         (h.equityWad, h.initialMarginWad, h.maintenanceMarginWad) = _s.health(account, px);
-        // The pool and the fund hold no positions; their margins are in slot 0, not in `accounts`.
+        // The pool and the fund hold no positions; their margins are in the layout's slot 0.
         if (Ledger.isProtected(pool, fund, account)) h.equityWad = _s.marginOf(pool, fund, account);
         h.liquidatable =
             _s.accounts[account].openMarkets != 0 && h.equityWad < h.maintenanceMarginWad.toInt256();

@@ -358,7 +358,7 @@ contract InsuranceFund is IInsuranceFund, ERC4626, AccessControlDefaultAdminRule
         return Math.mulDiv(shares, shareAssets() + 1, totalSupply() + 10 ** _decimalsOffset(), rounding);
     }
 
-    /// @dev Tokens the fund's clearing-house margin (an int112, in the clearing house's slot 0) can still take.
+    /// @dev Tokens the fund's clearing-house margin (an int112, in the first slot of Ledger.Layout) can still take.
     function _marginRoomTokens() internal view returns (uint256) {
         int256 margin = clearingHouse.marginOf(address(this));
         uint256 used = margin > 0 ? uint256(margin) : 0;

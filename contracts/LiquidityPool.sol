@@ -82,7 +82,7 @@ contract LiquidityPool is ILiquidityPool, ERC4626, AccessControlDefaultAdminRule
     // ================================================================ limits (never revert)
 
     /// @notice Zero while the pool is under water or a price is stale; else what its clearing-house
-    /// margin (an int112, in the clearing house's slot 0) can still take.
+    /// margin (an int112, in the first slot of Ledger.Layout) can still take.
     function maxDeposit(address) public view override returns (uint256) {
         (bool ok, int256 equity) = _equity();
         if (!ok || equity < 0) return 0;

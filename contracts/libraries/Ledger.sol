@@ -92,12 +92,12 @@ library Ledger {
         uint32 socializeGracePeriod;
     }
 
-    /// @notice Slot 0, which every path reads first, holds the market count, the reduce-only switch, the
-    /// margins of the two system accounts, the pool and the fund (`accounts` holds every other
-    /// account's), and whether bad debt is outstanding: a trade's fee, a liquidation's padding and every
-    /// payment from the pool write it, and reading it again is warm. 112 bits hold a margin up to 2.6e15
-    /// tokens (WAD); a sum beyond reverts (SafeCast's error). The bad debt's total and the time it left
-    /// zero share slot 1.
+    /// @notice Slot 0 of the layout (the clearing house's storage slot 3, after access control's), which
+    /// every path reads first, holds the market count, the reduce-only switch, the margins of the two
+    /// system accounts, the pool and the fund (`accounts` holds every other account's), and whether bad
+    /// debt is outstanding: a trade's fee, a liquidation's padding and every payment from the pool write
+    /// it, and reading it again is warm. 112 bits hold a margin up to 2.6e15 tokens (WAD); a sum beyond
+    /// reverts (SafeCast's error). The bad debt's total and the time it left zero share slot 1.
     struct Layout {
         uint16 marketCount; // configs.length
         bool reduceOnly;
