@@ -34,7 +34,6 @@ contract ClearingHouse is IClearingHouse, AccessControlDefaultAdminRules, Reentr
     using FixedPointMath for uint256;
     using FixedPointMath for int256;
     using Ledger for Ledger.Layout;
-    using Ledger for Ledger.Prices;
 
     bytes32 public constant RISK_ADMIN_ROLE = keccak256("RISK_ADMIN_ROLE");
     bytes32 public constant GUARDIAN_ROLE = keccak256("GUARDIAN_ROLE");

@@ -21,10 +21,9 @@ library AdlLogic {
     using FixedPointMath for uint256;
     using FixedPointMath for int256;
     using Ledger for Ledger.Layout;
-    using Ledger for Ledger.Prices;
 
-    /// @dev State carried from one ADL step to the next, and the fund (with the pool, the accounts ADL
-    /// never targets).
+    /// @dev State carried from one ADL step to the next, and the pool and the fund, the accounts ADL
+    /// never targets.
     struct AdlStep {
         uint256 marketId;
         IClearingHouse.Side debtSide;

@@ -19,7 +19,6 @@ library LiquidationLogic {
     using FixedPointMath for uint256;
     using FixedPointMath for int256;
     using Ledger for Ledger.Layout;
-    using Ledger for Ledger.Prices;
 
     /// @dev What closing a bankrupt account in every market left behind.
     struct Closure {

@@ -21,7 +21,6 @@ library TradeLogic {
     using FixedPointMath for uint256;
     using FixedPointMath for int256;
     using Ledger for Ledger.Layout;
-    using Ledger for Ledger.Prices;
 
     /// @dev What one fill settled.
     struct Fill {
