@@ -49,6 +49,8 @@ def choose(
     views: list[dec.AccountView], prices: dict[int, int], **kw: object
 ) -> dec.LiquidationChoice:
     args: dict[str, object] = {
+        "indices": dict.fromkeys(prices, 0),
+        "pool_margin": 10**30,  # pays any close unless a test says otherwise
         "me": ME,
         "busy": (),
         "block": 100,
@@ -96,13 +98,21 @@ def views_of(
 
 
 @settings(max_examples=200, deadline=None)
-@given(books, price_maps, st.sets(st.sampled_from(MARKETS)))
+@given(
+    books,
+    price_maps,
+    st.sets(st.sampled_from(MARKETS)),
+    st.integers(min_value=-(10**21), max_value=10**24),
+)
 def test_choose_liquidations_takes_exactly_the_liquidatable_accounts(
-    book: list[tuple[int, dict[int, rm.Position]]], prices: dict[int, int], stale: set[int]
+    book: list[tuple[int, dict[int, rm.Position]]],
+    prices: dict[int, int],
+    stale: set[int],
+    pool_margin: int,
 ) -> None:
     views, healths = views_of(book, prices)
     fresh = {m: p for m, p in prices.items() if m not in stale}
-    choice = choose(views, fresh)
+    choice = choose(views, fresh, pool_margin=pool_margin)
     expected = [
         a
         for a, h in healths.items()
@@ -116,8 +126,17 @@ def test_choose_liquidations_takes_exactly_the_liquidatable_accounts(
         if rm.is_bankrupt(healths[account].equity, RISK):
             assert market == min(m for m in held if m in fresh)
         else:
-            largest = max(rm.notional(held[m].size, fresh[m]) for m in held if m in fresh)
-            assert rm.notional(held[market].size, fresh[market]) == largest
+            # The contract's order: a close the pool's margin pays before one it cannot, then the
+            # larger notional; the contract refuses a market when another strictly precedes it.
+            rank = {
+                m: (
+                    rm.unrealized_pnl(p.size, p.open_notional, fresh[m]) <= pool_margin,
+                    rm.notional(p.size, fresh[m]),
+                )
+                for m, p in held.items()
+                if m in fresh
+            }
+            assert all(r <= rank[market] for r in rank.values())
 
 
 @settings(max_examples=200, deadline=None)
@@ -174,6 +193,34 @@ def test_choose_liquidations_skips_own_busy_and_stale_only_accounts() -> None:
     ]
     choice = choose(views, {0: 100 * WAD, 2: 100 * WAD}, busy=[address(1)])
     assert choice.entries == ((address(5), 2),)  # 3 units at 100 > 1 unit at 100
+
+
+def test_liquidation_market_takes_a_close_the_pool_can_pay_before_a_larger_one_it_cannot() -> None:
+    """The hedged pair of test/foundry/attacks/UnpayableLargestLeg.t.sol: a 60 ETH short 60,000 in
+    profit (120,000 notional) and 3 BTC long 73,800 at a loss (106,200 notional)."""
+    held = {
+        0: rm.Position(-60 * WAD, -180_000 * WAD, 0),
+        1: rm.Position(3 * WAD, 180_000 * WAD, 0),
+    }
+    prices = {0: 2_000 * WAD, 1: 35_400 * WAD}
+    indices = dict.fromkeys(prices, 0)
+    equity = 4_520 * WAD
+
+    def first(pool_margin: int) -> int | None:
+        return dec.liquidation_market(held, prices, indices, pool_margin, RISK, equity)
+
+    assert first(60_000 * WAD) == 0  # the pool pays the profit: the larger notional first
+    assert first(60_000 * WAD - 1) == 1  # it cannot: the losing leg, which pays the pool, first
+    # Pending funding counts in the value: the index down 50 since the short opened, it owes 3,000,
+    # so the pool's margin pays its close at 57,000.
+    owing = {0: -50 * WAD, 1: 0}
+    assert dec.liquidation_market(held, prices, owing, 57_000 * WAD, RISK, equity) == 0
+    assert dec.liquidation_market(held, prices, owing, 57_000 * WAD - 1, RISK, equity) == 1
+    # Unpayable, a leg closes in full, not in part.
+    cfg = dataclasses.replace(CONFIG, min_partial_notional=0)
+    args = (held[0].size, prices[0], cfg, equity, 5_655 * WAD, RISK)
+    assert rm.liquidation_size(*args) != held[0].size
+    assert rm.liquidation_size(*args, payable=False) == held[0].size
 
 
 # ---------------------------------------------------------------------------- batches

@@ -240,7 +240,7 @@ def test_liquidate_smaller_position_first_reverts(protocol: World) -> None:
     p.set_price("ETH-USD", 2_860)  # equity falls under MM, still above the reward floor
     h = view(p, who).health()
     assert h.liquidatable and h.equity >= risk(p).reward_floor
-    with reverts("LiquidationNotLargestPosition", account=who, marketId=BTC, largerMarketId=ETH):
+    with reverts("LiquidationNotFirstPosition", account=who, marketId=BTC, firstMarketId=ETH):
         tx(p, p.bw.ch.functions.liquidate(who, BTC), p.keeper)
     ev, _, _ = _liquidate(p, who, ETH)
     assert ev["bankrupt"] is False

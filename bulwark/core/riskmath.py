@@ -300,6 +300,20 @@ def position_value(position: Position, price: int, index: int) -> tuple[int, int
     return value, notional(position.size, price)
 
 
+def close_payable(position: Position, price: int, index: int, pool_margin: int) -> bool:
+    """LiquidationLogic._payable: whether the pool's margin pays the whole position's close, its
+    value (a loss, or a profit of at most `pool_margin`)."""
+    return position_value(position, price, index)[0] <= pool_margin
+
+
+def liquidation_rank(
+    position: Position, price: int, index: int, pool_margin: int
+) -> tuple[bool, int]:
+    """LiquidationLogic._requireFirst's order, largest first: the positions whose close the pool's
+    margin pays before those it cannot, then the larger notional."""
+    return close_payable(position, price, index, pool_margin), notional(position.size, price)
+
+
 def health(
     margin: int,
     positions: Mapping[int, Position],
@@ -386,9 +400,17 @@ def liquidation_split(
 
 
 def liquidation_size(
-    size: int, price: int, config: MarketConfig, equity: int, mmr: int, risk: RiskParams
+    size: int,
+    price: int,
+    config: MarketConfig,
+    equity: int,
+    mmr: int,
+    risk: RiskParams,
+    payable: bool = True,
 ) -> int:
-    """LiquidationLogic._liquidationSize: the signed size a (non-bankrupt) liquidation closes."""
+    """LiquidationLogic._liquidationSize: the signed size a (non-bankrupt) liquidation closes.
+    `payable` is :func:`close_payable` of the position: one the pool's margin cannot pay closes in
+    full."""
     if 2 * equity < mmr or notional(size, price) < config.min_partial_notional:
         return size
     part = mul_wad_down(abs(size), config.partial_fraction)
@@ -398,7 +420,7 @@ def liquidation_size(
         part = -part
     part_notional = notional(part, price)
     charge = liquidation_split(part_notional, config, equity, risk).charge
-    return part if mul_wad_down(part_notional, config.mm_ratio) > charge else size
+    return part if mul_wad_down(part_notional, config.mm_ratio) > charge and payable else size
 
 
 def adl_close_size(size: int, pnl: int, debt: int) -> int:

@@ -80,17 +80,27 @@ class LiquidationChoice:
 def liquidation_market(
     positions: Mapping[int, rm.Position],
     prices: Mapping[int, int],
+    indices: Mapping[int, int],
+    pool_margin: int,
     risk: rm.RiskParams,
     equity: int,
 ) -> int | None:
     """The market to liquidate first among those with a fresh price: any for a bankrupt account
-    (all close; the lowest id), else the largest notional (ties to the lowest id)."""
-    open_markets = sorted(m for m in positions if m in prices)
+    (all close; the lowest id), else the first in the contract's order (:func:`rm.liquidation_rank`:
+    a position whose close the pool's margin pays before one it cannot, then the largest notional;
+    ties to the lowest id)."""
+    open_markets = sorted(m for m in positions if m in prices and m in indices)
     if not open_markets:
         return None
     if rm.is_bankrupt(equity, risk):
         return open_markets[0]
-    return max(open_markets, key=lambda m: (rm.notional(positions[m].size, prices[m]), -m))
+    return max(
+        open_markets,
+        key=lambda m: (
+            rm.liquidation_rank(positions[m], prices[m], indices[m], pool_margin),
+            -m,
+        ),
+    )
 
 
 def choose_liquidations(
@@ -98,6 +108,8 @@ def choose_liquidations(
     prices: Mapping[int, int],
     risk: rm.RiskParams,
     *,
+    indices: Mapping[int, int],
+    pool_margin: int,
     me: str,
     busy: Iterable[str],
     block: int,
@@ -128,7 +140,7 @@ def choose_liquidations(
                     deferred.append(view.account)
                 continue
             backups.append((view.account, first))
-        market = liquidation_market(view.positions, prices, risk, view.equity)
+        market = liquidation_market(view.positions, prices, indices, pool_margin, risk, view.equity)
         if market is not None:
             entries.append((view.account, market))
     return LiquidationChoice(tuple(entries), tuple(deferred), tuple(backups), seen)

@@ -79,6 +79,8 @@ class Liquidator:
             views,
             snap.prices,
             snap.risk,
+            indices=snap.indices,
+            pool_margin=snap.pool_margin,
             me=p.signer.address,
             busy=busy,
             block=result.block,  # pass to pass: blocks of this pass's own rounds do not count

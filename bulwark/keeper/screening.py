@@ -49,6 +49,7 @@ class MarketSnapshot:
     bad_debt_since: int = 0
     fund_available: int = 0
     fund_assets: int = 0
+    pool_margin: int = 0  # what the pool's margin can pay out now (the liquidation order reads it)
 
     @property
     def market_ids(self) -> list[int]:
@@ -57,7 +58,8 @@ class MarketSnapshot:
 
 def read_markets(bw: Bulwark, market_count: int, block: BlockRef) -> MarketSnapshot:
     """One JSON-RPC batch: per market price, funding index, config and both sides' bad debt; then
-    risk parameters, total bad debt, its age and the insurance fund's assets and availability."""
+    risk parameters, total bad debt, its age, the insurance fund's assets and availability, and the
+    pool's margin."""
     ch, oracle, fund = Calls(bw.ch), Calls(bw.oracle), Calls(bw.fund)
     n = block.number
     reqs: list[tuple[str, list[Any]]] = []
@@ -75,10 +77,11 @@ def read_markets(bw: Bulwark, market_count: int, block: BlockRef) -> MarketSnaps
         ch.request("badDebtSince", [], n),
         fund.request("availableWad", [], n),
         fund.request("assetsWad", [], n),
+        ch.request("marginOf", [bw.pool.address], n),
     ]
     r = rpc_batch(bw.w3, reqs)
     snap = MarketSnapshot(
-        block, {}, {}, {}, rm.RiskParams.from_tuple(ch.decode("riskParams", r[-5]))
+        block, {}, {}, {}, rm.RiskParams.from_tuple(ch.decode("riskParams", r[-6]))
     )
     for m in range(market_count):
         price, index, config, debt_long, debt_short = r[5 * m : 5 * m + 5]
@@ -94,10 +97,11 @@ def read_markets(bw: Bulwark, market_count: int, block: BlockRef) -> MarketSnaps
             amount = int(ch.decode("badDebtOf", raw))
             if amount:
                 snap.bad_debt[(m, side)] = amount
-    snap.total_bad_debt = int(ch.decode("totalBadDebtWad", r[-4]))
-    snap.bad_debt_since = int(ch.decode("badDebtSince", r[-3]))
-    snap.fund_available = int(fund.decode("availableWad", r[-2]))
-    snap.fund_assets = int(fund.decode("assetsWad", r[-1]))
+    snap.total_bad_debt = int(ch.decode("totalBadDebtWad", r[-5]))
+    snap.bad_debt_since = int(ch.decode("badDebtSince", r[-4]))
+    snap.fund_available = int(fund.decode("availableWad", r[-3]))
+    snap.fund_assets = int(fund.decode("assetsWad", r[-2]))
+    snap.pool_margin = int(ch.decode("marginOf", r[-1]))
     return snap
 
 

@@ -215,8 +215,9 @@ interface IClearingHouse is IFeedMirror {
     error FundingIndexOutOfRange(uint256 marketId, int256 indexWad);
     error LiquidationAccountHealthy(address account, int256 equityWad, uint256 maintenanceMarginWad);
     error LiquidationNoPosition(address account, uint256 marketId);
-    /// @notice Outside bankruptcy, the largest position (by notional) is liquidated first.
-    error LiquidationNotLargestPosition(address account, uint256 marketId, uint256 largerMarketId);
+    /// @notice Outside bankruptcy, an account's positions are liquidated in order: those whose close the
+    /// pool's margin can pay before those it cannot, then the larger notional; `firstMarketId` precedes.
+    error LiquidationNotFirstPosition(address account, uint256 marketId, uint256 firstMarketId);
     error LiquidationSelf(address account);
     error LiquidationNotImproving(address account, int256 deficitBeforeWad, int256 deficitAfterWad);
     error LiquidationBatchLengthMismatch(uint256 accounts, uint256 markets);

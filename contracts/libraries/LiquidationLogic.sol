@@ -74,8 +74,8 @@ library LiquidationLogic {
         if (size == 0) revert IClearingHouse.LiquidationNoPosition(account, marketId);
         Ledger.ConfigStore storage cfg = s.config(marketId); // fields read as needed
         uint256 priceWad = px.wad[marketId];
-        _requireLargest(s, px, account, marketId, PositionMath.notional(size, priceWad));
-        int256 closeSize = _liquidationSize(s, marketId, size, priceWad, cfg, equity, mmr);
+        _requireFirst(s, px, account, marketId, PositionMath.notional(size, priceWad));
+        int256 closeSize = _liquidationSize(s, px, account, marketId, size, priceWad, cfg, equity, mmr);
 
         _close(s, account, marketId, size, closeSize, priceWad);
         LiquidationMath.Split memory sp = _split(s, PositionMath.notional(closeSize, priceWad), cfg, equity);
@@ -106,22 +106,46 @@ library LiquidationLogic {
         return _settleShortfall(s, fund, account, c);
     }
 
-    /// @dev A liquidation that is not a bankruptcy closes the account's largest position (by notional)
-    /// first, so the keeper cannot pick a small one that frees less margin than the reward it collects.
-    function _requireLargest(
+    /// @dev A liquidation that is not a bankruptcy closes the account's first position in this order:
+    /// the positions whose close the pool's margin can pay (`_payable`) before those it cannot, then the
+    /// larger notional. The notional keeps a keeper from picking a small position that frees less margin
+    /// than the reward it collects. The payable order keeps an account liquidatable when its largest
+    /// position is a profit the pool's margin cannot pay: closing that one would forfeit the profit and
+    /// grow the deficit, where closing a losing leg frees its margin and pays the pool. The named
+    /// position's payability is read only when the account holds another market.
+    function _requireFirst(
         Ledger.Layout storage s,
         Ledger.Prices memory px,
         address account,
         uint256 marketId,
         uint256 notionalWad
     ) private view {
-        uint128 open = s.accounts[account].openMarkets;
+        uint128 open = s.accounts[account].openMarkets & ~uint128(1 << marketId);
+        if (open == 0) return;
+        bool named = _payable(s, px, account, marketId);
         for (uint256 m; open >> m != 0; ++m) {
-            if ((open >> m) & 1 == 0 || m == marketId) continue;
+            if ((open >> m) & 1 == 0) continue;
+            bool other = _payable(s, px, account, m);
+            if (other != named) {
+                if (other) revert IClearingHouse.LiquidationNotFirstPosition(account, marketId, m);
+                continue;
+            }
             if (PositionMath.notional(s.positions[account][m].sizeWad, px.wad[m]) > notionalWad) {
-                revert IClearingHouse.LiquidationNotLargestPosition(account, marketId, m);
+                revert IClearingHouse.LiquidationNotFirstPosition(account, marketId, m);
             }
         }
+    }
+
+    /// @dev Whether closing the whole position pays out no more than the pool's margin holds: its value
+    /// (uPnL less pending funding, what a full close moves between the account and the pool) is a loss or
+    /// a profit of at most the pool's margin.
+    function _payable(Ledger.Layout storage s, Ledger.Prices memory px, address account, uint256 m)
+        private
+        view
+        returns (bool)
+    {
+        (int256 value,) = s.positionValue(account, m, px.wad[m]);
+        return value <= s.poolMarginWad;
     }
 
     /// @dev Closes `closeSize` of the position `size` at `priceWad` after settling its funding; the pool
@@ -140,10 +164,15 @@ library LiquidationLogic {
     }
 
     /// @dev The partial fraction when the account keeps at least half its maintenance margin, the
-    /// position is large enough, the market's funding index fits the slot of a position left open, and closing the fraction strictly shrinks the margin deficit (the
-    /// maintenance margin it frees exceeds what the account is charged); otherwise the whole position.
+    /// position is large enough, the market's funding index fits the slot of a position left open,
+    /// closing the fraction strictly shrinks the margin deficit (the maintenance margin it frees exceeds
+    /// what the account is charged), and the pool's margin can pay the whole position's close
+    /// (`_payable`: a partial close of a profit the pool cannot pay would forfeit part of it and grow the
+    /// deficit); otherwise the whole position.
     function _liquidationSize(
         Ledger.Layout storage s,
+        Ledger.Prices memory px,
+        address account,
         uint256 marketId,
         int256 size,
         uint256 priceWad,
@@ -161,7 +190,8 @@ library LiquidationLogic {
         if (size < 0) part = -part;
         uint256 partNotional = PositionMath.notional(part, priceWad);
         uint256 charge = _split(s, partNotional, cfg, equity).chargeWad;
-        return partNotional.mulWadDown(cfg.mmRatioWad) > charge ? part : size;
+        if (partNotional.mulWadDown(cfg.mmRatioWad) <= charge) return size;
+        return _payable(s, px, account, marketId) ? part : size;
     }
 
     /// @dev The post-state re-check of a partial liquidation: the margin deficit must have shrunk.

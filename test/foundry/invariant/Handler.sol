@@ -231,7 +231,7 @@ contract Handler is AdlChecks {
             address a = traders[(seed % traders.length + k) % traders.length];
             AccountView memory v = _account(a);
             if (!v.liquidatable) continue;
-            return (a, _largestMarket(a)); // outside bankruptcy the largest position goes first
+            return (a, _largestMarket(a)); // outside bankruptcy the first in the liquidation order goes first
         }
         return (traders[seed % traders.length], m);
     }
@@ -272,9 +272,13 @@ contract Handler is AdlChecks {
             assertTrue(v.ok && !v.liquidatable, "liveness: a liquidatable account was called healthy");
         } else if (s == IClearingHouse.LiquidationNoPosition.selector) {
             assertTrue(size == 0, "liveness: NoPosition for an open position");
-        } else if (s == IClearingHouse.LiquidationNotLargestPosition.selector) {
-            uint256 other = _abs(ch.positionOf(account, 1 - m).sizeWad) * _feedPrice(1 - m);
-            assertGt(other, _abs(size) * _feedPrice(m), "liveness: NotLargestPosition for the largest");
+        } else if (s == IClearingHouse.LiquidationNotFirstPosition.selector) {
+            (bool payableNamed, uint256 named) = _leg(account, m);
+            (bool payableOther, uint256 other) = _leg(account, 1 - m);
+            assertTrue(
+                ch.positionOf(account, 1 - m).sizeWad != 0 && _before(payableOther, other, payableNamed, named),
+                "liveness: NotLargestPosition for the first in the order"
+            );
         } else if (s != IOracleAdapter.OracleStalePrice.selector || v.fresh) {
             _unexpected("liquidate", reason);
         }

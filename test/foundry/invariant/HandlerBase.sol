@@ -7,6 +7,7 @@ import {LiquidityPool} from "../../../contracts/LiquidityPool.sol";
 import {IClearingHouse} from "../../../contracts/interfaces/IClearingHouse.sol";
 import {MockAggregator} from "../../../contracts/mocks/MockAggregator.sol";
 import {MockUSDC} from "../../../contracts/mocks/MockUSDC.sol";
+import {PositionMath} from "../../../contracts/libraries/PositionMath.sol";
 import {Test} from "../utils/Test.sol";
 import {Vm} from "../utils/Vm.sol";
 
@@ -138,12 +139,43 @@ abstract contract HandlerBase is Test {
         return true;
     }
 
-    /// @dev The market of `account`'s largest position by notional at the feed prices (0 if flat).
+    /// @dev The market a non-bankrupt liquidation of `account` must take first (docs/protocol.md, section
+    /// 3): positions the pool's margin can pay on a close before those it cannot, then the larger notional,
+    /// at the feed prices (0 if flat).
     function _largestMarket(address account) internal view returns (uint256 best) {
+        bool bestPayable;
         uint256 bestNotional;
         for (uint256 m; m < 2; ++m) {
-            uint256 notional = _abs(ch.positionOf(account, m).sizeWad) * _feedPrice(m);
-            if (notional > bestNotional) (best, bestNotional) = (m, notional);
+            if (ch.positionOf(account, m).sizeWad == 0) continue;
+            (bool payable_, uint256 notional) = _leg(account, m);
+            if (bestNotional == 0 || _before(payable_, notional, bestPayable, bestNotional)) {
+                (best, bestPayable, bestNotional) = (m, payable_, notional);
+            }
+        }
+    }
+
+    /// @dev Whether a leg (payable, notional) goes before another in a liquidation.
+    function _before(bool payableA, uint256 notionalA, bool payableB, uint256 notionalB)
+        internal
+        pure
+        returns (bool)
+    {
+        return payableA != payableB ? payableA : notionalA > notionalB;
+    }
+
+    /// @dev A position's notional at the feed price, and whether the pool's margin can pay its whole close:
+    /// its value (uPnL less pending funding) at most the pool's margin. Without a funding index (a stale
+    /// price) it counts as payable, so that the order falls back to notional.
+    function _leg(address account, uint256 m) internal view returns (bool payable_, uint256 notional) {
+        IClearingHouse.Position memory p = ch.positionOf(account, m);
+        uint256 price = _feedPrice(m);
+        notional = PositionMath.notional(p.sizeWad, price);
+        try ch.currentFundingIndexWad(m) returns (int256 index) {
+            int256 pending = PositionMath.fundingBasis(p.sizeWad, index) - p.fundingBasisWad;
+            int256 value = PositionMath.unrealizedPnl(p.sizeWad, p.openNotionalWad, price) - pending;
+            payable_ = value <= ch.marginOf(address(pool));
+        } catch {
+            payable_ = true;
         }
     }
 
