@@ -173,6 +173,45 @@ def test_the_largest_position_is_liquidated_first(chain: World) -> None:
     assert chain.events("LiquidationSkipped", start) == [] and result.races_lost == 0
 
 
+def test_a_losing_leg_goes_before_a_larger_profit_the_pool_cannot_pay(chain: World) -> None:
+    # given a long whose unrealised loss stands in for all of the pool's margin, which the LP
+    # redeems, and a hedged pair whose larger leg, a 60,000 profit, is more than the pool's margin
+    # can pay (test/foundry/attacks/UnpayableLargestLeg.t.sol, on a 500,000 pool)
+    pool = chain.bw.pool
+    chain.warp(int(pool.functions.cooldown().call()))
+    chain.refresh_prices()
+    carol = chain.new_trader(0, 330_000, "unpayable")
+    alice = chain.new_trader(1, 18_500, "unpayable")
+    chain.trade(carol, "ETH-USD", 300)
+    chain.trade(alice, "ETH-USD", -60)
+    chain.trade(alice, "BTC-USD", 3)
+    k = keeper(chain)
+    k.run_once()
+    chain.set_price("ETH-USD", 2_000)
+    start = chain.set_price("BTC-USD", 35_400)["blockNumber"]
+    lp = chain.lp.address
+    chain.send(pool.functions.redeem(pool.functions.maxRedeem(lp).call(), lp, lp), chain.lp)
+    ch = chain.bw.ch
+    assert ch.functions.marginOf(pool.address).call() < 30_000 * 10**18
+    assert chain.liquidatable([alice.address]) == [alice.address]
+
+    # when the keeper runs until the account is healthy
+    for _ in range(4):
+        k.run_once()
+        if not chain.liquidatable([alice.address]):
+            break
+
+    # then it took the BTC leg only, whose losses paid the pool, and no profit was forfeited
+    events = [e for e in chain.events("Liquidated", start) if e["args"]["account"] == alice.address]
+    assert events and {e["args"]["marketId"] for e in events} == {1}
+    assert chain.events("PoolPayoutCapped", start) == []
+    assert chain.events("LiquidationSkipped", start) == []
+    assert chain.liquidatable([alice.address]) == []
+    assert ch.functions.positionOf(alice.address, 0).call()[0] == -60 * 10**18
+    report = invariants.check(chain.bw)
+    assert report.ok, report.as_dict()
+
+
 def test_a_round_sends_its_batches_back_to_back_and_they_share_a_block(chain: World) -> None:
     # given eight accounts liquidatable at once, batches of at most three, a node not mining
     traders = crash_book(chain, 8, salt="backtoback", margin=500, smallest=2.0, largest=3.0)
